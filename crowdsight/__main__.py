@@ -1,0 +1,3 @@
+from crowdsight.cli import main
+
+main()

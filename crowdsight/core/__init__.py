@@ -1,0 +1,1 @@
+"""Core data types and geometry shared by every stage."""

@@ -1,0 +1,161 @@
+"""Typed event records raised by analytics and stored, published and shown.
+
+An event has a stable ``event_id``. Events with a duration are emitted twice: when they
+start (``end_ts_s`` is None) and when they end (same ``event_id``, ``end_ts_s`` set); the
+store upserts by id, so sinks see an open event update to a closed one. Instant events
+(line crossings) are emitted once with ``end_ts_s == start_ts_s``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from typing import Any, ClassVar
+
+
+class Severity(StrEnum):
+    """How urgently an operator should look."""
+
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+def new_event_id() -> str:
+    """A fresh, globally unique event id."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of every event. Subclasses set ``kind`` and add their own fields."""
+
+    kind: ClassVar[str] = "event"
+
+    camera_id: str
+    start_ts_s: float
+    end_ts_s: float | None = None
+    severity: Severity = Severity.INFO
+    zone_id: str | None = None
+    line_id: str | None = None
+    track_ids: tuple[int, ...] = ()
+    snapshot: str | None = None
+    frame_index: int | None = None
+    event_id: str = field(default_factory=new_event_id)
+
+    @property
+    def is_open(self) -> bool:
+        """True while the condition is still going on."""
+        return self.end_ts_s is None
+
+    def closed(self, end_ts_s: float, **changes: Any) -> Event:
+        """The same event (same id) ended at ``end_ts_s``."""
+        return replace(self, end_ts_s=end_ts_s, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``type`` plus every field."""
+        d = asdict(self)
+        d["type"] = self.kind
+        d["severity"] = str(self.severity)
+        d["track_ids"] = list(self.track_ids)
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class LineCrossed(Event):
+    kind: ClassVar[str] = "line_crossed"
+    direction: str = "in"  # "in" or "out", relative to the line's configured in-direction
+    class_name: str = "person"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZoneEntered(Event):
+    kind: ClassVar[str] = "zone_entered"
+    class_name: str = "person"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ZoneExited(Event):
+    kind: ClassVar[str] = "zone_exited"
+    class_name: str = "person"
+    dwell_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Overcrowding(Event):
+    kind: ClassVar[str] = "overcrowding"
+    count: float = 0.0
+    density_per_m2: float | None = None  # None without a ground-plane calibration
+    density_per_mpx: float | None = None  # people per megapixel (uncalibrated cameras)
+    peak: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Running(Event):
+    kind: ClassVar[str] = "running"
+    speed: float = 0.0
+    speed_unit: str = "m/s"  # "m/s" with calibration, "px/s" without
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dispersal(Event):
+    kind: ClassVar[str] = "dispersal"
+    divergence: float = 0.0
+    n_tracks: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Loitering(Event):
+    kind: ClassVar[str] = "loitering"
+    dwell_s: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WrongWay(Event):
+    kind: ClassVar[str] = "wrong_way"
+    angle_deg: float = 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fall(Event):
+    kind: ClassVar[str] = "fall"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Intrusion(Event):
+    kind: ClassVar[str] = "intrusion"
+    class_name: str = "person"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Anomaly(Event):
+    kind: ClassVar[str] = "anomaly"
+    score: float = 0.0
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (
+        LineCrossed,
+        ZoneEntered,
+        ZoneExited,
+        Overcrowding,
+        Running,
+        Dispersal,
+        Loitering,
+        WrongWay,
+        Fall,
+        Intrusion,
+        Anomaly,
+    )
+}
+
+
+def event_from_dict(d: dict[str, Any]) -> Event:
+    """Inverse of `Event.to_dict`."""
+    d = dict(d)
+    cls = EVENT_TYPES[d.pop("type")]
+    d["severity"] = Severity(d.get("severity", "info"))
+    d["track_ids"] = tuple(d.get("track_ids", ()))
+    return cls(**d)

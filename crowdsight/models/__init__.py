@@ -1,0 +1,1 @@
+"""Pinned model sources, download + verify, converters to ONNX, runtime backends."""

@@ -1,0 +1,1 @@
+"""Converters from the pinned wheels to ONNX (or OpenCV-readable) files."""

