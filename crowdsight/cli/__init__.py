@@ -29,6 +29,8 @@ err_console = Console(stderr=True)
 def _register() -> None:
     # Importing a command module registers its commands on `app` / `eval_app`.
     from crowdsight.cli import (  # noqa: F401
+        analyze,
+        eval_counting,
         models,
     )
 

@@ -1,0 +1,1 @@
+"""Perception: people/object detection, crowd density, faces."""

@@ -1,0 +1,154 @@
+"""Crowd density estimation (CSRNet on ONNX Runtime).
+
+The estimator takes an RGB image of any size and returns a `DensityMap` at 1/8 resolution
+whose sum is the estimated count. Images are padded (with the ImageNet mean colour, i.e. zero
+after normalisation) to a multiple of 8 on the right/bottom; the padded cells are cropped off
+before summing. Frames larger than ``max_tile_px`` pixels are processed in overlapping tiles so
+memory stays bounded: each output cell is taken from exactly one tile, the one in whose interior
+it lies (the overlap is split half-and-half between neighbours), so nothing is double counted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+
+from crowdsight.core.types import DensityMap, FloatArray, ImageRGB
+from crowdsight.models.converters.csrnet import IMAGENET_MEAN, ONNX_FILE
+from crowdsight.models.install import model_path
+from crowdsight.models.runtime import make_session
+
+STRIDE = 8
+_MEAN255 = np.array(IMAGENET_MEAN, np.float32) * 255.0
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """Where one tile reads the image and which of its output cells it keeps (cell units)."""
+
+    y0: int
+    x0: int
+    h: int
+    w: int
+    keep_y0: int
+    keep_y1: int
+    keep_x0: int
+    keep_x1: int
+
+
+def _axis_tiles(n_cells: int, tile_cells: int, overlap_cells: int) -> list[tuple[int, int, int, int]]:
+    """Split one axis of ``n_cells`` into tiles: (start, length, keep_start, keep_end) in cells."""
+    if n_cells <= tile_cells:
+        return [(0, n_cells, 0, n_cells)]
+    step = tile_cells - overlap_cells
+    n = math.ceil((n_cells - overlap_cells) / step)
+    starts = [min(i * step, n_cells - tile_cells) for i in range(n)]
+    out = []
+    for i, s in enumerate(starts):
+        keep0 = 0 if i == 0 else (starts[i - 1] + tile_cells + s) // 2
+        keep1 = n_cells if i == n - 1 else (s + tile_cells + starts[i + 1]) // 2
+        out.append((s, tile_cells, keep0, keep1))
+    return out
+
+
+def plan_tiles(h_cells: int, w_cells: int, tile_cells: int, overlap_cells: int) -> list[TilePlan]:
+    """Tiles covering an h×w cell grid; their kept regions partition the grid exactly."""
+    return [
+        TilePlan(ys, xs, yl, xl, yk0, yk1, xk0, xk1)
+        for ys, yl, yk0, yk1 in _axis_tiles(h_cells, tile_cells, overlap_cells)
+        for xs, xl, xk0, xk1 in _axis_tiles(w_cells, tile_cells, overlap_cells)
+    ]
+
+
+class DensityEstimator:
+    """CSRNet density estimation with padding, tiling and an optional region of interest.
+
+    Args:
+        model_file: ONNX file (default: the installed ``csrnet`` model).
+        max_tile_px: Frames with more pixels than this are tiled. Larger tiles give slightly
+            more context per cell and fewer seams; smaller tiles bound peak memory (CSRNet's
+            first layers hold ~1 KB per input pixel).
+        tile_px: Tile side in pixels when tiling (rounded to a multiple of 8).
+        overlap_px: Overlap between neighbouring tiles; enough context (≥ the receptive
+            field's useful part, ~64–128 px) keeps tiled counts within ~1 % of untiled ones.
+        threads: ONNX Runtime intra-op threads (None: all cores).
+
+    Example:
+        >>> est = DensityEstimator()                       # doctest: +SKIP
+        >>> dm = est.estimate(image_rgb)                   # doctest: +SKIP
+        >>> round(dm.count)                                # doctest: +SKIP
+        42
+    """
+
+    def __init__(
+        self,
+        model_file: Path | None = None,
+        *,
+        max_tile_px: int = 2_300_000,
+        tile_px: int = 1024,
+        overlap_px: int = 128,
+        threads: int | None = None,
+    ) -> None:
+        self.model_file = model_file or model_path("csrnet", ONNX_FILE)
+        self._session: ort.InferenceSession = make_session(self.model_file, threads=threads)
+        self.max_tile_px = max_tile_px
+        self.tile_cells = max(8, tile_px // STRIDE)
+        self.overlap_cells = max(0, min(overlap_px // STRIDE, self.tile_cells // 2))
+
+    def _infer(self, padded: FloatArray) -> FloatArray:
+        """Run the network on a padded H×W×3 float image (H, W multiples of 8)."""
+        x = np.ascontiguousarray(padded.transpose(2, 0, 1)[None])
+        out = self._session.run(["density"], {"image": x})[0]
+        return np.asarray(out[0, 0], dtype=np.float32)
+
+    def estimate(self, image: ImageRGB,
+                 roi_mask: npt.NDArray[np.bool_] | None = None) -> DensityMap:
+        """Density map of an RGB image.
+
+        Args:
+            image: H×W×3 uint8 RGB.
+            roi_mask: Optional H×W bool mask; density outside it is zeroed (people there are
+                not counted). The map is computed on the whole image, so context is kept.
+
+        Returns:
+            A `DensityMap` at ceil(H/8)×ceil(W/8) cells whose sum is the count.
+        """
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
+        h, w = image.shape[:2]
+        hc, wc = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
+        padded = np.empty((hc * STRIDE, wc * STRIDE, 3), np.float32)
+        padded[...] = _MEAN255
+        padded[:h, :w] = image
+        if h * w <= self.max_tile_px:
+            density = self._infer(padded)
+        else:
+            density = np.zeros((hc, wc), np.float32)
+            for t in plan_tiles(hc, wc, self.tile_cells, self.overlap_cells):
+                tile = padded[t.y0 * STRIDE:(t.y0 + t.h) * STRIDE,
+                              t.x0 * STRIDE:(t.x0 + t.w) * STRIDE]
+                d = self._infer(tile)
+                ky0, ky1 = t.keep_y0 - t.y0, t.keep_y1 - t.y0
+                kx0, kx1 = t.keep_x0 - t.x0, t.keep_x1 - t.x0
+                density[t.keep_y0:t.keep_y1, t.keep_x0:t.keep_x1] = d[ky0:ky1, kx0:kx1]
+        cell_mask = None
+        if roi_mask is not None:
+            if roi_mask.shape != (h, w):
+                raise ValueError(f"roi_mask shape {roi_mask.shape} != image shape {(h, w)}")
+            cell_mask = _mask_to_cells(roi_mask, hc, wc)
+            density = np.where(cell_mask, density, np.float32(0.0)).astype(np.float32)
+        return DensityMap(density=density, resolution_wh=(w, h), roi_mask=cell_mask)
+
+
+def _mask_to_cells(mask: npt.NDArray[np.bool_], hc: int, wc: int) -> npt.NDArray[np.bool_]:
+    """A cell is inside when at least half of its pixels are."""
+    h, w = mask.shape
+    padded = np.zeros((hc * STRIDE, wc * STRIDE), np.float32)
+    padded[:h, :w] = mask
+    frac = padded.reshape(hc, STRIDE, wc, STRIDE).mean(axis=(1, 3))
+    return np.asarray(frac >= 0.5)

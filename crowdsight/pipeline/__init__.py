@@ -1,0 +1,1 @@
+"""Camera pipeline (one per camera), annotation, local and Ray runners."""

@@ -1,0 +1,177 @@
+"""One camera's pipeline: density on a cadence, detect → track → analytics → describe.
+
+A `CameraPipeline` is a plain object with per-camera state (tracker ids, baselines, votes);
+`process(frame)` returns a `FrameResult` and never draws, stores or publishes — those are the
+annotator's, the runner's and the sinks' jobs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from crowdsight.core.events import Event
+from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
+from crowdsight.pipeline.settings import PipelineSettings
+
+
+class DetectorLike(Protocol):
+    def detect(self, frame: Frame) -> Detections: ...
+
+
+class TrackerLike(Protocol):
+    def update(self, detections: Detections, ts_s: float) -> Detections: ...
+
+    def reset(self) -> None: ...
+
+
+class DensityLike(Protocol):
+    def estimate(self, image: Any, roi_mask: Any = None) -> DensityMap: ...
+
+
+@dataclass
+class FrameResult:
+    """Everything the pipeline learned from one frame."""
+
+    frame: Frame
+    detections: Detections
+    density: DensityMap | None
+    density_fresh: bool
+    events: list[Event] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def _empty() -> Detections:
+    return Detections.empty()
+
+
+class CameraPipeline:
+    """Runs the stages for one camera and keeps that camera's state.
+
+    Args:
+        camera_id: Name of the camera (used in events).
+        settings: Which stages run and how often.
+        scene: Zones, lines, calibration and rules (None: counts and density only).
+        density_estimator, detector, tracker, analytics, describer: Injected stages; when
+            omitted they are built from ``settings`` (models must be installed).
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        settings: PipelineSettings | None = None,
+        scene: Any = None,
+        *,
+        density_estimator: DensityLike | None = None,
+        detector: DetectorLike | None = None,
+        tracker: TrackerLike | None = None,
+        analytics: Any = None,
+        describer: Any = None,
+    ) -> None:
+        self.camera_id = camera_id
+        self.settings = settings or PipelineSettings()
+        self.scene = scene
+        s = self.settings
+        self.density_estimator = density_estimator
+        if self.density_estimator is None and s.density:
+            from crowdsight.perception.density import DensityEstimator
+
+            self.density_estimator = DensityEstimator()
+        self.detector = detector
+        if self.detector is None and s.detect:
+            from crowdsight.perception.detector import build_detector
+
+            self.detector = build_detector(s.detector, class_names_file=s.detector_classes,
+                                           confidence=s.confidence)
+        self.tracker = tracker
+        if self.tracker is None and s.detect:
+            from crowdsight.tracking import make_tracker
+
+            self.tracker = make_tracker()
+        self.analytics = analytics
+        if self.analytics is None and scene is not None:
+            from crowdsight.analytics import SceneAnalytics
+
+            self.analytics = SceneAnalytics(scene, camera_id)
+        self.describer = describer
+        if self.describer is None and s.detect and s.describe:
+            from crowdsight.describe import TrackDescriber
+
+            self.describer = TrackDescriber()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all per-camera state (as if the camera had just started)."""
+        self._last_density: DensityMap | None = None
+        self._last_density_ts: float | None = None
+        self._last_density_index: int | None = None
+        self._last_tracked: Detections = _empty()
+        for stage in (self.tracker, self.analytics, self.describer):
+            if stage is not None and hasattr(stage, "reset"):
+                stage.reset()
+
+    def _density_due(self, frame: Frame) -> bool:
+        if self.density_estimator is None:
+            return False
+        s = self.settings
+        if self._last_density_ts is None or self._last_density_index is None:
+            return True
+        if s.density_every_n is not None:
+            return frame.index - self._last_density_index >= s.density_every_n
+        every = s.density_every_s or 0.0
+        # Small epsilon: timestamps of frame-rate sources are not exact multiples.
+        return frame.ts_s - self._last_density_ts >= every - 1e-6
+
+    def process(self, frame: Frame) -> FrameResult:
+        """Run every stage that is due on this frame."""
+        fresh = False
+        if self._density_due(frame):
+            assert self.density_estimator is not None
+            roi = getattr(self.analytics, "roi_mask", None)
+            roi_mask = roi(frame.resolution_wh) if callable(roi) else None
+            self._last_density = self.density_estimator.estimate(frame.image, roi_mask)
+            self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
+            fresh = True
+
+        detections = self._last_tracked
+        if self.detector is not None and frame.index % self.settings.detect_every == 0:
+            raw = self.detector.detect(frame)
+            detections = self.tracker.update(raw, frame.ts_s) if self.tracker else raw
+            self._last_tracked = detections
+
+        if self.describer is not None and len(detections) and \
+                frame.index % self.settings.describe_every == 0:
+            self.describer.describe(frame, detections)
+
+        metrics: dict[str, float] = {}
+        if self._last_density is not None:
+            metrics["count_density"] = self._last_density.count
+        if self.detector is not None:
+            metrics["count_tracked"] = float(len(detections))
+            names = detections.data.get(CLASS_NAME)
+            if names is not None and len(names):
+                for name, n in zip(*np.unique(np.asarray(names), return_counts=True), strict=True):
+                    metrics[f"count:{name}"] = float(n)
+
+        events: list[Event] = []
+        if self.analytics is not None:
+            res = self.analytics.update(frame, detections, self._last_density, fresh)
+            events.extend(res.events)
+            metrics.update(res.metrics)
+        return FrameResult(frame, detections, self._last_density, fresh, events, metrics)
+
+    def descriptions(self) -> dict[int, Any]:
+        """Current plain-language descriptions by track id ({} without a describer)."""
+        if self.describer is None:
+            return {}
+        out: dict[int, Any] = self.describer.descriptions()
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """Scene-level summary from analytics ({} without a scene)."""
+        if self.analytics is None:
+            return {}
+        out: dict[str, Any] = self.analytics.summary()
+        return out

@@ -1,0 +1,1 @@
+"""Frame sources: images, frame folders, video files, streams, webcams."""
