@@ -10,6 +10,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from crowdsight.core.errors import CrowdsightError
 
@@ -39,19 +40,9 @@ def main() -> None:
     """Entry point of the `crowdsight` script."""
     _register()
     try:
-        app(standalone_mode=False)
+        # Standalone mode: Typer itself reports usage errors (exit 2) and Ctrl-C.
+        app()
     except CrowdsightError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True,
+                          markup=True)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("[bold red]aborted[/]")
-        sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors are ClickException
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -32,6 +32,7 @@ def analyze(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
     scene: Annotated[Path | None, typer.Option(
         help="Scene YAML: zones, lines, calibration, rules.")] = None,
+    density: Annotated[bool, typer.Option(help="Estimate crowd density (CSRNet).")] = True,
     density_every_s: Annotated[float, typer.Option(
         help="Seconds between density estimates (0: every frame).")] = 1.0,
     density_every_n: Annotated[int | None, typer.Option(
@@ -54,9 +55,11 @@ def analyze(
     from crowdsight.pipeline.analyze import run_analysis
     from crowdsight.pipeline.annotate import Annotator
     from crowdsight.pipeline.camera import CameraPipeline
+    from crowdsight.sources.files import open_source
 
+    open_source(input_path, fps=fps).close()  # a bad input fails before models load
     settings = PipelineSettings(
-        density_every_s=density_every_s, density_every_n=density_every_n, detect=detect,
+        density=density, density_every_s=density_every_s, density_every_n=density_every_n, detect=detect,
         detector=detector, detector_classes=str(classes) if classes else None,
         detect_every=detect_every, redact=redact)
     scene_cfg = build_scene(scene)

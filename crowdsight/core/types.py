@@ -81,7 +81,10 @@ class DensityMap:
         return self.resolution_wh[0] / w, self.resolution_wh[1] / h
 
     def to_image_resolution(self) -> FloatArray:
-        """The density resampled to image pixels, preserving the total count.
+        """The density spread evenly over each cell's pixels (the total count is preserved).
+
+        Each cell's mass goes to exactly the pixels it covers, so counts inside a mask
+        agree with the map wherever the mask follows cell borders.
 
         Example:
             >>> dm = DensityMap(np.ones((2, 2), np.float32), (16, 16))
@@ -89,7 +92,7 @@ class DensityMap:
             4.0
         """
         w, h = self.resolution_wh
-        up = cv2.resize(self.density, (w, h), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+        up = cv2.resize(self.density, (w, h), interpolation=cv2.INTER_NEAREST).astype(np.float32)
         total = up.sum(dtype=np.float64)
         if total > 0:
             up *= np.float32(self.count / total)

@@ -149,6 +149,8 @@ class VideoSource:
         declared = int(stream.frames or 0)
         if not declared and stream.duration and stream.time_base:
             declared = int(round(float(stream.duration * stream.time_base) * self.fps))
+        if not declared and self._container.duration:  # container-level, in microseconds
+            declared = int(round(self._container.duration / 1e6 * self.fps))
         self._declared = declared or None
 
     @property

