@@ -43,6 +43,7 @@ def main() -> None:
         # Standalone mode: Typer itself reports usage errors (exit 2) and Ctrl-C.
         app()
     except CrowdsightError as exc:
-        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True,
-                          markup=True)
+        err_console.print(
+            f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True, markup=True
+        )
         sys.exit(2)

@@ -7,8 +7,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from crowdsight.cli import app
 from crowdsight.pipeline.settings import PipelineSettings
@@ -27,29 +33,39 @@ def build_scene(scene_file: Path | None) -> Any:
 
 @app.command()
 def analyze(
-    input_path: Annotated[Path, typer.Argument(metavar="INPUT",
-                                               help="Image, folder of frames, or video file.")],
+    input_path: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="Image, folder of frames, or video file.")
+    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
-    scene: Annotated[Path | None, typer.Option(
-        help="Scene YAML: zones, lines, calibration, rules.")] = None,
+    scene: Annotated[
+        Path | None, typer.Option(help="Scene YAML: zones, lines, calibration, rules.")
+    ] = None,
     density: Annotated[bool, typer.Option(help="Estimate crowd density (CSRNet).")] = True,
-    density_every_s: Annotated[float, typer.Option(
-        help="Seconds between density estimates (0: every frame).")] = 1.0,
-    density_every_n: Annotated[int | None, typer.Option(
-        help="Frames between density estimates (overrides --density-every-s).")] = None,
+    density_every_s: Annotated[
+        float, typer.Option(help="Seconds between density estimates (0: every frame).")
+    ] = 1.0,
+    density_every_n: Annotated[
+        int | None,
+        typer.Option(help="Frames between density estimates (overrides --density-every-s)."),
+    ] = None,
     detect: Annotated[bool, typer.Option(help="Detect and track people/objects.")] = True,
-    detector: Annotated[str, typer.Option(
-        help="'ssdlite' (bundled people detector) or a YOLO/YOLOX .onnx file.")] = "ssdlite",
-    classes: Annotated[Path | None, typer.Option(
-        help="Class names file for your own detector (default: COCO).")] = None,
+    detector: Annotated[
+        str, typer.Option(help="'ssdlite' (bundled people detector) or a YOLO/YOLOX .onnx file.")
+    ] = "ssdlite",
+    classes: Annotated[
+        Path | None, typer.Option(help="Class names file for your own detector (default: COCO).")
+    ] = None,
     detect_every: Annotated[int, typer.Option(help="Detect on every k-th frame.")] = 1,
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
     video: Annotated[bool, typer.Option(help="Write annotated.mp4 for sequences.")] = True,
-    redact: Annotated[bool, typer.Option(
-        "--redact/--no-redact",
-        help="Blur heads/faces in outputs (default). --no-redact is recorded in summary.json.")]
-    = True,
+    redact: Annotated[
+        bool,
+        typer.Option(
+            "--redact/--no-redact",
+            help="Blur heads/faces in outputs (default). --no-redact is recorded in summary.json.",
+        ),
+    ] = True,
 ) -> None:
     """Analyze an image, a folder of frames or a video: density heatmap, counts, tracks, events."""
     from crowdsight.pipeline.analyze import run_analysis
@@ -59,18 +75,30 @@ def analyze(
 
     open_source(input_path, fps=fps).close()  # a bad input fails before models load
     settings = PipelineSettings(
-        density=density, density_every_s=density_every_s, density_every_n=density_every_n, detect=detect,
-        detector=detector, detector_classes=str(classes) if classes else None,
-        detect_every=detect_every, redact=redact)
+        density=density,
+        density_every_s=density_every_s,
+        density_every_n=density_every_n,
+        detect=detect,
+        detector=detector,
+        detector_classes=str(classes) if classes else None,
+        detect_every=detect_every,
+        redact=redact,
+    )
     scene_cfg = build_scene(scene)
     pipeline = CameraPipeline(input_path.stem or "input", settings, scene_cfg)
     drawer = getattr(pipeline.analytics, "draw", None)
     annotator = Annotator(scene_drawer=drawer)
     if not redact:
         console.print("[yellow]warning:[/] redaction is OFF; outputs may show faces.")
-    progress = Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(),
-                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                        TimeRemainingColumn(), console=console)
+    progress = Progress(
+        TextColumn("[bold]analyze"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+    )
     with progress:
         task = progress.add_task("frames", total=None, info="")
 
@@ -81,11 +109,22 @@ def analyze(
             c = r.metrics.get("count_density")
             progress.update(task, advance=1, info=f"count~{c:.0f}" if c is not None else "")
 
-        report = run_analysis(input_path, out, pipeline, annotator, redact=redact, fps=fps,
-                              max_frames=max_frames, write_video=video, on_start=on_start,
-                              on_frame=on_frame)
+        report = run_analysis(
+            input_path,
+            out,
+            pipeline,
+            annotator,
+            redact=redact,
+            fps=fps,
+            max_frames=max_frames,
+            write_video=video,
+            on_start=on_start,
+            on_frame=on_frame,
+        )
     s = report.summary
     d = s["density"]
-    console.print(f"{s['frames']} frames at {s['processing_fps']} fps; mean count "
-                  f"{d['mean_count']}, peak {d['peak_count']}; tracks {s['tracks']['total']}; "
-                  f"events {sum(s['events'].values())} → {out}")
+    console.print(
+        f"{s['frames']} frames at {s['processing_fps']} fps; mean count "
+        f"{d['mean_count']}, peak {d['peak_count']}; tracks {s['tracks']['total']}; "
+        f"events {sum(s['events'].values())} → {out}"
+    )

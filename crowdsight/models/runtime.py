@@ -34,7 +34,6 @@ def make_session(path: Path, *, threads: int | None = None) -> ort.InferenceSess
     if threads is not None:
         opts.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(str(path), sess_options=opts,
-                                    providers=available_providers())
+        return ort.InferenceSession(str(path), sess_options=opts, providers=available_providers())
     except Exception as exc:  # onnxruntime raises its own untyped errors
         raise ModelError(f"cannot load {path}: {exc}") from exc

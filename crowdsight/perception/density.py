@@ -41,7 +41,9 @@ class TilePlan:
     keep_x1: int
 
 
-def _axis_tiles(n_cells: int, tile_cells: int, overlap_cells: int) -> list[tuple[int, int, int, int]]:
+def _axis_tiles(
+    n_cells: int, tile_cells: int, overlap_cells: int
+) -> list[tuple[int, int, int, int]]:
     """Split one axis of ``n_cells`` into tiles: (start, length, keep_start, keep_end) in cells."""
     if n_cells <= tile_cells:
         return [(0, n_cells, 0, n_cells)]
@@ -106,8 +108,9 @@ class DensityEstimator:
         out = self._session.run(["density"], {"image": x})[0]
         return np.asarray(out[0, 0], dtype=np.float32)
 
-    def estimate(self, image: ImageRGB,
-                 roi_mask: npt.NDArray[np.bool_] | None = None) -> DensityMap:
+    def estimate(
+        self, image: ImageRGB, roi_mask: npt.NDArray[np.bool_] | None = None
+    ) -> DensityMap:
         """Density map of an RGB image.
 
         Args:
@@ -130,12 +133,13 @@ class DensityEstimator:
         else:
             density = np.zeros((hc, wc), np.float32)
             for t in plan_tiles(hc, wc, self.tile_cells, self.overlap_cells):
-                tile = padded[t.y0 * STRIDE:(t.y0 + t.h) * STRIDE,
-                              t.x0 * STRIDE:(t.x0 + t.w) * STRIDE]
+                tile = padded[
+                    t.y0 * STRIDE : (t.y0 + t.h) * STRIDE, t.x0 * STRIDE : (t.x0 + t.w) * STRIDE
+                ]
                 d = self._infer(tile)
                 ky0, ky1 = t.keep_y0 - t.y0, t.keep_y1 - t.y0
                 kx0, kx1 = t.keep_x0 - t.x0, t.keep_x1 - t.x0
-                density[t.keep_y0:t.keep_y1, t.keep_x0:t.keep_x1] = d[ky0:ky1, kx0:kx1]
+                density[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = d[ky0:ky1, kx0:kx1]
         cell_mask = None
         if roi_mask is not None:
             if roi_mask.shape != (h, w):

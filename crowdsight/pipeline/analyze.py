@@ -46,9 +46,15 @@ class CountsWriter:
         m = r.metrics
         dens = m.get("count_density")
         tracked = m.get("count_tracked")
-        self._w.writerow([r.frame.index, f"{r.frame.ts_s:.3f}",
-                          "" if dens is None else f"{dens:.2f}", int(r.density_fresh),
-                          "" if tracked is None else int(tracked)])
+        self._w.writerow(
+            [
+                r.frame.index,
+                f"{r.frame.ts_s:.3f}",
+                "" if dens is None else f"{dens:.2f}",
+                int(r.density_fresh),
+                "" if tracked is None else int(tracked),
+            ]
+        )
 
     def close(self) -> None:
         self._fh.close()
@@ -82,11 +88,18 @@ class TrackLog:
         if d.tracker_id is None or not len(d):
             return
         names = d.data.get(CLASS_NAME)
+        class_ids = d.class_id if d.class_id is not None else np.zeros(len(d), int)
         for i, tid in enumerate(d.tracker_id):
-            t = self.tracks.setdefault(int(tid), {
-                "track_id": int(tid),
-                "class_name": str(names[i]) if names is not None else str(int(d.class_id[i])),
-                "first_frame": r.frame.index, "first_ts_s": r.frame.ts_s, "frames": 0})
+            t = self.tracks.setdefault(
+                int(tid),
+                {
+                    "track_id": int(tid),
+                    "class_name": str(names[i]) if names is not None else str(int(class_ids[i])),
+                    "first_frame": r.frame.index,
+                    "first_ts_s": r.frame.ts_s,
+                    "frames": 0,
+                },
+            )
             t["last_frame"], t["last_ts_s"] = r.frame.index, r.frame.ts_s
             t["frames"] += 1
 
@@ -149,16 +162,20 @@ def run_analysis(
     """
     source = open_source(input_path, pipeline.camera_id, fps=fps)
     out_dir.mkdir(parents=True, exist_ok=True)
-    total = source.n_frames if max_frames is None else min(source.n_frames or max_frames,
-                                                          max_frames)
+    total = (
+        source.n_frames if max_frames is None else min(source.n_frames or max_frames, max_frames)
+    )
     if on_start is not None:
         on_start(total)
     is_image = isinstance(source, ImageSource)
     counts = CountsWriter(out_dir / "counts.csv")
     events = EventsWriter(out_dir / "events.jsonl")
     tracks = TrackLog()
-    video = None if is_image or not write_video else VideoWriter(
-        out_dir / "annotated.mp4", fps=getattr(source, "fps", 25.0))
+    video = (
+        None
+        if is_image or not write_video
+        else VideoWriter(out_dir / "annotated.mp4", fps=getattr(source, "fps", 25.0))
+    )
     per_frame: list[dict[str, float]] = []
     error: InputError | None = None
     n = 0
@@ -170,8 +187,13 @@ def run_analysis(
             events.write(r.events)
             tracks.update(r)
             if r.density_fresh:
-                per_frame.append({"frame": frame.index, "ts_s": round(frame.ts_s, 3),
-                                  "count": round(r.density.count, 3) if r.density else 0.0})
+                per_frame.append(
+                    {
+                        "frame": frame.index,
+                        "ts_s": round(frame.ts_s, 3),
+                        "count": round(r.density.count, 3) if r.density else 0.0,
+                    }
+                )
             if is_image:
                 img = annotator.annotate(r, redact=redact)
                 cv2.imwrite(str(out_dir / "annotated.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
@@ -194,17 +216,27 @@ def run_analysis(
     if n == 0:
         raise error or InputError(f"{input_path}: no frames to analyze")
     tracks.write(out_dir / "tracks.jsonl", pipeline.descriptions())
-    summary = _summary(input_path, source, pipeline, n, elapsed, per_frame, tracks, events,
-                       redact, error)
+    summary = _summary(
+        input_path, source, pipeline, n, elapsed, per_frame, tracks, events, redact, error
+    )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if error is not None:
         raise InputError(f"{error} — partial results for {n} frames written to {out_dir}")
     return AnalysisReport(summary, out_dir)
 
 
-def _summary(input_path: Path, source: Any, pipeline: CameraPipeline, n: int, elapsed: float,
-             per_frame: list[dict[str, float]], tracks: TrackLog, events: EventsWriter,
-             redact: bool, error: InputError | None) -> dict[str, Any]:
+def _summary(
+    input_path: Path,
+    source: Any,
+    pipeline: CameraPipeline,
+    n: int,
+    elapsed: float,
+    per_frame: list[dict[str, float]],
+    tracks: TrackLog,
+    events: EventsWriter,
+    redact: bool,
+    error: InputError | None,
+) -> dict[str, Any]:
     counts = np.array([p["count"] for p in per_frame], dtype=np.float64)
     return {
         "input": str(input_path),

@@ -21,8 +21,13 @@ from crowdsight.pipeline.camera import FrameResult
 PX_AREA = 10_000.0
 
 
-def _text(img: ImageRGB, text: str, org: tuple[int, int], scale: float = 0.5,
-          color: tuple[int, int, int] = (255, 255, 255)) -> None:
+def _text(
+    img: ImageRGB,
+    text: str,
+    org: tuple[int, int],
+    scale: float = 0.5,
+    color: tuple[int, int, int] = (255, 255, 255),
+) -> None:
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
 
@@ -38,8 +43,9 @@ class HeatmapOverlay:
         alpha: Opacity at full density.
     """
 
-    def __init__(self, vmax: float | None = None, min_fraction: float = 0.08,
-                 alpha: float = 0.55) -> None:
+    def __init__(
+        self, vmax: float | None = None, min_fraction: float = 0.08, alpha: float = 0.55
+    ) -> None:
         self.fixed_vmax = vmax
         self.min_fraction = min_fraction
         self.alpha = alpha
@@ -67,7 +73,7 @@ class HeatmapOverlay:
         colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
         a = np.where(norm >= self.min_fraction, self.alpha * (0.35 + 0.65 * norm), 0.0)
         a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 2.0)[..., None]
-        out = (out * (1 - a) + colour * a).astype(np.uint8)
+        out = np.asarray(out * (1 - a) + colour * a, dtype=np.uint8)
         self._legend(out, vmax, w, h)
         return out
 
@@ -77,7 +83,7 @@ class HeatmapOverlay:
         x0, y0 = w - bar_w - 58, 30
         grad = np.linspace(255, 0, bar_h).astype(np.uint8)[:, None].repeat(bar_w, 1)
         bar = cv2.cvtColor(cv2.applyColorMap(grad, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-        img[y0:y0 + bar_h, x0:x0 + bar_w] = bar
+        img[y0 : y0 + bar_h, x0 : x0 + bar_w] = bar
         cv2.rectangle(img, (x0, y0), (x0 + bar_w, y0 + bar_h), (255, 255, 255), 1)
         _text(img, f"{vmax:.1f}", (x0 + bar_w + 4, y0 + 10), 0.4)
         _text(img, "0", (x0 + bar_w + 4, y0 + bar_h), 0.4)
@@ -96,12 +102,19 @@ class Annotator:
         scene_drawer: Callable ``(image, live: dict) -> image`` drawing zones and lines.
     """
 
-    def __init__(self, *, heatmap: bool = True, trails: bool = True, redactor: Any = None,
-                 scene_drawer: Any = None) -> None:
+    def __init__(
+        self,
+        *,
+        heatmap: bool = True,
+        trails: bool = True,
+        redactor: Any = None,
+        scene_drawer: Any = None,
+    ) -> None:
         self.heatmap = HeatmapOverlay() if heatmap else None
         self.boxes = sv.BoxAnnotator(thickness=2)
-        self.labels = sv.LabelAnnotator(text_scale=0.4, text_padding=3,
-                                        text_position=sv.Position.TOP_LEFT)
+        self.labels = sv.LabelAnnotator(
+            text_scale=0.4, text_padding=3, text_position=sv.Position.TOP_LEFT
+        )
         self.trails = sv.TraceAnnotator(trace_length=30, thickness=2) if trails else None
         self.redactor = redactor
         self.scene_drawer = scene_drawer
@@ -156,8 +169,9 @@ class Annotator:
 def _labels(dets: sv.Detections) -> list[str]:
     names = dets.data.get(CLASS_NAME)
     ids = dets.tracker_id
+    class_ids = dets.class_id if dets.class_id is not None else np.zeros(len(dets), int)
     out = []
     for i in range(len(dets)):
-        name = str(names[i]) if names is not None else str(int(dets.class_id[i]))
+        name = str(names[i]) if names is not None else str(int(class_ids[i]))
         out.append(f"{name} #{int(ids[i])}" if ids is not None else name)
     return out

@@ -83,8 +83,9 @@ class CameraPipeline:
         if self.detector is None and s.detect:
             from crowdsight.perception.detector import build_detector
 
-            self.detector = build_detector(s.detector, class_names_file=s.detector_classes,
-                                           confidence=s.confidence)
+            self.detector = build_detector(
+                s.detector, class_names_file=s.detector_classes, confidence=s.confidence
+            )
         self.tracker = tracker
         if self.tracker is None and s.detect:
             from crowdsight.tracking import make_tracker
@@ -141,8 +142,11 @@ class CameraPipeline:
             detections = self.tracker.update(raw, frame.ts_s) if self.tracker else raw
             self._last_tracked = detections
 
-        if self.describer is not None and len(detections) and \
-                frame.index % self.settings.describe_every == 0:
+        if (
+            self.describer is not None
+            and len(detections)
+            and frame.index % self.settings.describe_every == 0
+        ):
             self.describer.describe(frame, detections)
 
         metrics: dict[str, float] = {}

@@ -12,21 +12,41 @@ class PipelineSettings(BaseModel):
 
     density: bool = Field(True, description="Estimate crowd density (CSRNet) on a cadence.")
     density_every_s: float | None = Field(
-        1.0, ge=0, description="Seconds of video between density estimates (0: every frame). "
-        "Density is the costliest stage; counts change slowly, so 0.5–2 s keeps long videos fast.")
+        1.0,
+        ge=0,
+        description="Seconds of video between density estimates (0: every frame). "
+        "Density is the costliest stage; counts change slowly, so 0.5–2 s keeps long videos fast.",
+    )
     density_every_n: int | None = Field(
-        None, ge=1, description="Frames between density estimates; overrides density_every_s.")
-    detect: bool = Field(True, description="Detect and track people (and other classes the "
-                         "detector knows).")
-    detector: str = Field("ssdlite", description="'ssdlite' (bundled people detector) or a "
-                          "path to a YOLO/YOLOX ONNX file you bring (vehicles, bags, ...).")
-    detector_classes: str | None = Field(None, description="Class-names file for a detector "
-                                         "you bring (one name per line; COCO by default).")
-    detect_every: int = Field(1, ge=1, description="Run the detector on every k-th frame; "
-                              "tracks coast on the frames between.")
+        None, ge=1, description="Frames between density estimates; overrides density_every_s."
+    )
+    detect: bool = Field(
+        True, description="Detect and track people (and other classes the detector knows)."
+    )
+    detector: str = Field(
+        "ssdlite",
+        description="'ssdlite' (bundled people detector) or a "
+        "path to a YOLO/YOLOX ONNX file you bring (vehicles, bags, ...).",
+    )
+    detector_classes: str | None = Field(
+        None,
+        description="Class-names file for a detector "
+        "you bring (one name per line; COCO by default).",
+    )
+    detect_every: int = Field(
+        1,
+        ge=1,
+        description="Run the detector on every k-th frame; tracks coast on the frames between.",
+    )
     confidence: float = Field(0.4, ge=0, le=1, description="Minimum detection confidence.")
-    describe: bool = Field(True, description="Describe tracked people/vehicles in plain, "
-                           "non-biometric words (clothing colours, carried bags, vehicle type).")
+    describe: bool = Field(
+        True,
+        description="Describe tracked people/vehicles in plain, "
+        "non-biometric words (clothing colours, carried bags, vehicle type).",
+    )
     describe_every: int = Field(5, ge=1, description="Frames between description updates.")
-    redact: bool = Field(True, description="Blur heads/faces in every exported image. Turning "
-                         "it off is recorded in the output's metadata.")
+    redact: bool = Field(
+        True,
+        description="Blur heads/faces in every exported image. Turning "
+        "it off is recorded in the output's metadata.",
+    )

@@ -24,8 +24,25 @@ from crowdsight.core.types import Frame, ImageRGB
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
-VIDEO_EXTS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
-                        ".ts", ".flv", ".wmv", ".3gp", ".mjpeg", ".h264", ".h265"})
+VIDEO_EXTS = frozenset(
+    {
+        ".mp4",
+        ".avi",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".m4v",
+        ".mpg",
+        ".mpeg",
+        ".ts",
+        ".flv",
+        ".wmv",
+        ".3gp",
+        ".mjpeg",
+        ".h264",
+        ".h265",
+    }
+)
 
 
 class FrameSource(Protocol):
@@ -88,14 +105,16 @@ class FolderSource:
     skipped: int = 0
 
     def __post_init__(self) -> None:
-        self.files = sorted(p for p in self.path.iterdir()
-                            if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+        self.files = sorted(
+            p for p in self.path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS
+        )
         if not self.files:
-            raise InputError(f"{self.path}: folder holds no image files "
-                             f"({', '.join(sorted(IMAGE_EXTS))})")
+            raise InputError(
+                f"{self.path}: folder holds no image files ({', '.join(sorted(IMAGE_EXTS))})"
+            )
 
     @property
-    def n_frames(self) -> int | None:  # type: ignore[override]
+    def n_frames(self) -> int | None:
         return None if self.loop else len(self.files)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -137,8 +156,9 @@ class VideoSource:
         try:
             self._container = av.open(str(path))
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-            raise InputError(f"{path}: not a readable video ({exc.__class__.__name__}: {exc})") \
-                from exc
+            raise InputError(
+                f"{path}: not a readable video ({exc.__class__.__name__}: {exc})"
+            ) from exc
         if not self._container.streams.video:
             self._container.close()
             raise InputError(f"{path}: contains no video stream")
@@ -148,9 +168,9 @@ class VideoSource:
         self.resolution_wh = (int(stream.codec_context.width), int(stream.codec_context.height))
         declared = int(stream.frames or 0)
         if not declared and stream.duration and stream.time_base:
-            declared = int(round(float(stream.duration * stream.time_base) * self.fps))
+            declared = round(float(stream.duration * stream.time_base) * self.fps)
         if not declared and self._container.duration:  # container-level, in microseconds
-            declared = int(round(self._container.duration / 1e6 * self.fps))
+            declared = round(self._container.duration / 1e6 * self.fps)
         self._declared = declared or None
 
     @property
@@ -170,7 +190,8 @@ class VideoSource:
                     continue
                 for vf in frames:
                     ts = float(vf.time) if vf.time is not None else (index - start_index) / self.fps
-                    yield Frame(self.camera_id, index, start_ts + ts, vf.to_ndarray(format="rgb24"))
+                    rgb = np.asarray(vf.to_ndarray(format="rgb24"), dtype=np.uint8)
+                    yield Frame(self.camera_id, index, start_ts + ts, rgb)
                     index += 1
         except av.error.FFmpegError as exc:
             raise InputError(f"{self.path}: video is corrupt after frame {index} ({exc})") from exc
@@ -178,8 +199,9 @@ class VideoSource:
         if decoded == 0:
             raise InputError(f"{self.path}: no decodable video frames")
         if self._declared and decoded < 0.95 * self._declared - 2:
-            raise InputError(f"{self.path}: video is truncated: decoded {decoded} of "
-                             f"{self._declared} frames")
+            raise InputError(
+                f"{self.path}: video is truncated: decoded {decoded} of {self._declared} frames"
+            )
 
     def __iter__(self) -> Iterator[Frame]:
         index, ts0 = 0, 0.0
@@ -199,8 +221,9 @@ class VideoSource:
         self._container.close()
 
 
-def open_source(path: Path, camera_id: str | None = None, *, fps: float | None = None,
-                loop: bool = False) -> ImageSource | FolderSource | VideoSource:
+def open_source(
+    path: Path, camera_id: str | None = None, *, fps: float | None = None, loop: bool = False
+) -> ImageSource | FolderSource | VideoSource:
     """Open an image, a folder of frames or a video file.
 
     Args:
@@ -228,5 +251,6 @@ def open_source(path: Path, camera_id: str | None = None, *, fps: float | None =
     try:
         return VideoSource(path, cam, loop=loop)
     except InputError as exc:
-        raise InputError(f"{path}: neither an image ({', '.join(sorted(IMAGE_EXTS))}) nor a "
-                         "readable video") from exc
+        raise InputError(
+            f"{path}: neither an image ({', '.join(sorted(IMAGE_EXTS))}) nor a readable video"
+        ) from exc

@@ -24,9 +24,26 @@ MAE_BAND = (0.0, 0.0)  # filled from the measured value below
 def test_eval_counting_subset(shared_data: Path, csrnet: None) -> None:
     root = shared_data / "shanghaitech_partA_test"
     proc = subprocess.run(
-        [sys.executable, "-m", "crowdsight", "eval", "counting", "--images", str(root / "images"),
-         "--points", str(root / "ground-truth"), "--format", "shanghaitech", "--range", SUBSET,
-         "--json"], capture_output=True, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "crowdsight",
+            "eval",
+            "counting",
+            "--images",
+            str(root / "images"),
+            "--points",
+            str(root / "ground-truth"),
+            "--format",
+            "shanghaitech",
+            "--range",
+            SUBSET,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res["n"] == 12

@@ -14,8 +14,13 @@ from crowdsight.sources.writer import VideoWriter
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "crowdsight", *args], capture_output=True,
-                          text=True, check=False, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "crowdsight", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
 
 
 def make_video(path: Path, n: int = 60) -> None:
@@ -46,28 +51,32 @@ def test_missing_input(tmp_path: Path) -> None:
 def test_not_an_image_or_video(tmp_path: Path) -> None:
     f = tmp_path / "notes.txt"
     f.write_text("hello")
-    assert_one_line_error(run_cli("analyze", str(f), "--out", str(tmp_path / "o")),
-                          "neither an image")
+    assert_one_line_error(
+        run_cli("analyze", str(f), "--out", str(tmp_path / "o")), "neither an image"
+    )
 
 
 def test_broken_image(tmp_path: Path) -> None:
     f = tmp_path / "frame.jpg"
     f.write_bytes(b"\xff\xd8 not really a jpeg")
-    assert_one_line_error(run_cli("analyze", str(f), "--out", str(tmp_path / "o")),
-                          "not a readable image")
+    assert_one_line_error(
+        run_cli("analyze", str(f), "--out", str(tmp_path / "o")), "not a readable image"
+    )
 
 
 def test_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "frames").mkdir()
-    assert_one_line_error(run_cli("analyze", str(tmp_path / "frames"), "--out",
-                                  str(tmp_path / "o")), "no image files")
+    assert_one_line_error(
+        run_cli("analyze", str(tmp_path / "frames"), "--out", str(tmp_path / "o")), "no image files"
+    )
 
 
 def test_corrupt_video(tmp_path: Path) -> None:
     f = tmp_path / "clip.mp4"
     f.write_bytes(np.random.default_rng(0).bytes(20_000))
-    assert_one_line_error(run_cli("analyze", str(f), "--out", str(tmp_path / "o")),
-                          "not a readable video")
+    assert_one_line_error(
+        run_cli("analyze", str(f), "--out", str(tmp_path / "o")), "not a readable video"
+    )
 
 
 def test_video_decodes_fully(tmp_path: Path) -> None:
@@ -98,8 +107,10 @@ def test_truncated_video_keeps_partial_results(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (["--images", "/nonexistent", "--points", "/nonexistent", "--format", "shanghaitech"],
-         "no such file"),
+        (
+            ["--images", "/nonexistent", "--points", "/nonexistent", "--format", "shanghaitech"],
+            "no such file",
+        ),
         (["--images", ".", "--points", ".", "--format", "mall"], "not a readable .mat"),
     ],
 )

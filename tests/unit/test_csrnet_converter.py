@@ -7,8 +7,7 @@ import onnxruntime as ort
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from crowdsight.models.converters.csrnet import (IMAGENET_MEAN, IMAGENET_STD, build_onnx,
-                                                 layer_plan)
+from crowdsight.models.converters.csrnet import IMAGENET_MEAN, IMAGENET_STD, build_onnx, layer_plan
 
 
 def conv2d(x: np.ndarray, w: np.ndarray, b: np.ndarray, dilation: int) -> np.ndarray:

@@ -15,8 +15,9 @@ def test_count_is_sum_and_survives_upsampling(shape: tuple[int, int]) -> None:
     d = rng.gamma(0.3, 0.05, shape).astype(np.float32)
     dm = DensityMap(d, (shape[1] * 8, shape[0] * 8))
     assert dm.count == pytest.approx(float(d.sum(dtype=np.float64)), rel=1e-9)
-    assert float(dm.to_image_resolution().sum(dtype=np.float64)) == pytest.approx(dm.count,
-                                                                                  rel=1e-4)
+    assert float(dm.to_image_resolution().sum(dtype=np.float64)) == pytest.approx(
+        dm.count, rel=1e-4
+    )
     assert dm.scale_xy == (8.0, 8.0)
 
 
@@ -46,7 +47,7 @@ def test_tile_keep_regions_partition_the_grid(h: int, w: int, tile: int, overlap
     for t in plan_tiles(h, w, tile, overlap):
         assert 0 <= t.y0 <= t.keep_y0 < t.keep_y1 <= t.y0 + t.h <= h
         assert 0 <= t.x0 <= t.keep_x0 < t.keep_x1 <= t.x0 + t.w <= w
-        cover[t.keep_y0:t.keep_y1, t.keep_x0:t.keep_x1] += 1
+        cover[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] += 1
     assert (cover == 1).all()
 
 

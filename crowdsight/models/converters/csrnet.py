@@ -42,10 +42,12 @@ def layer_plan() -> list[tuple[str, str | None, int]]:
 def build_onnx(weights: dict[str, npt.NDArray[np.float32]], opset: int = 17) -> onnx.ModelProto:
     """An ONNX CSRNet from a state dict of numpy arrays."""
     inits = [
-        numpy_helper.from_array(np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * 255.0,
-                                "mean255"),
-        numpy_helper.from_array(np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * 255.0,
-                                "std255"),
+        numpy_helper.from_array(
+            np.array(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1) * 255.0, "mean255"
+        ),
+        numpy_helper.from_array(
+            np.array(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) * 255.0, "std255"
+        ),
     ]
     nodes = [
         helper.make_node("Sub", ["image", "mean255"], ["x_centered"]),
@@ -55,33 +57,49 @@ def build_onnx(weights: dict[str, npt.NDArray[np.float32]], opset: int = 17) -> 
     for i, (op, prefix, dil) in enumerate(layer_plan()):
         out = f"t{i}"
         if op == "pool":
-            nodes.append(helper.make_node("MaxPool", [cur], [out], kernel_shape=[2, 2],
-                                          strides=[2, 2]))
+            nodes.append(
+                helper.make_node("MaxPool", [cur], [out], kernel_shape=[2, 2], strides=[2, 2])
+            )
         else:
             assert prefix is not None
             w = np.ascontiguousarray(weights[f"{prefix}.weight"], dtype=np.float32)
             b = np.ascontiguousarray(weights[f"{prefix}.bias"], dtype=np.float32)
-            inits += [numpy_helper.from_array(w, f"{prefix}.weight"),
-                      numpy_helper.from_array(b, f"{prefix}.bias")]
+            inits += [
+                numpy_helper.from_array(w, f"{prefix}.weight"),
+                numpy_helper.from_array(b, f"{prefix}.bias"),
+            ]
             k = w.shape[-1]
             pad = dil * (k // 2)
             conv_out = out if op == "head" else f"{out}_conv"
-            nodes.append(helper.make_node(
-                "Conv", [cur, f"{prefix}.weight", f"{prefix}.bias"], [conv_out],
-                kernel_shape=[k, k], dilations=[dil, dil], pads=[pad] * 4, strides=[1, 1]))
+            nodes.append(
+                helper.make_node(
+                    "Conv",
+                    [cur, f"{prefix}.weight", f"{prefix}.bias"],
+                    [conv_out],
+                    kernel_shape=[k, k],
+                    dilations=[dil, dil],
+                    pads=[pad] * 4,
+                    strides=[1, 1],
+                )
+            )
             if op == "conv":
                 nodes.append(helper.make_node("Relu", [conv_out], [out]))
         cur = out
     nodes.append(helper.make_node("Identity", [cur], ["density"]))
     graph = helper.make_graph(
-        nodes, "csrnet",
+        nodes,
+        "csrnet",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])],
-        [helper.make_tensor_value_info("density", TensorProto.FLOAT,
-                                       [1, 1, "height_8", "width_8"])],
+        [
+            helper.make_tensor_value_info(
+                "density", TensorProto.FLOAT, [1, 1, "height_8", "width_8"]
+            )
+        ],
         initializer=inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
-                              producer_name="crowdsight")
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="crowdsight"
+    )
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
@@ -99,10 +117,19 @@ def convert(extracted: Path, out_dir: Path) -> ConvertedModel:
     onnx.save(build_onnx(weights), str(out_dir / ONNX_FILE))
     return ConvertedModel(
         files=(ONNX_FILE,),
-        inputs=(TensorInfo("image", (1, 3, "H", "W"), "float32",
-                           "RGB 0-255, H and W multiples of 8; ImageNet normalisation in-graph"),),
-        outputs=(TensorInfo("density", (1, 1, "H/8", "W/8"), "float32",
-                            "people per cell; the sum is the count"),),
+        inputs=(
+            TensorInfo(
+                "image",
+                (1, 3, "H", "W"),
+                "float32",
+                "RGB 0-255, H and W multiples of 8; ImageNet normalisation in-graph",
+            ),
+        ),
+        outputs=(
+            TensorInfo(
+                "density", (1, 1, "H/8", "W/8"), "float32", "people per cell; the sum is the count"
+            ),
+        ),
         extra={"stride": 8, "normalisation": "imagenet", "colour_order": "RGB"},
     )
 
