@@ -14,6 +14,7 @@ import numpy as np
 
 from crowdsight.core.events import Event
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
+from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.pipeline.settings import PipelineSettings
 
 
@@ -78,7 +79,10 @@ class CameraPipeline:
         if self.density_estimator is None and s.density:
             from crowdsight.perception.density import DensityEstimator
 
-            self.density_estimator = DensityEstimator()
+            self.density_estimator = DensityEstimator(threads=s.density_threads)
+        self._async_density: AsyncDensity | None = None
+        if self.density_estimator is not None and s.density_async:
+            self._async_density = AsyncDensity(self.density_estimator)
         self.detector = detector
         if self.detector is None and s.detect:
             from crowdsight.perception.detector import build_detector
@@ -109,6 +113,9 @@ class CameraPipeline:
         self._last_density_ts: float | None = None
         self._last_density_index: int | None = None
         self._last_tracked: Detections = _empty()
+        if getattr(self, "_async_density", None) is not None:
+            assert self._async_density is not None
+            self._async_density.reset()
         for stage in (self.tracker, self.analytics, self.describer):
             if stage is not None and hasattr(stage, "reset"):
                 stage.reset()
@@ -125,16 +132,30 @@ class CameraPipeline:
         # Small epsilon: timestamps of frame-rate sources are not exact multiples.
         return frame.ts_s - self._last_density_ts >= every - 1e-6
 
+    def _roi_mask(self, frame: Frame) -> Any:
+        roi = getattr(self.analytics, "roi_mask", None)
+        return roi(frame.resolution_wh) if callable(roi) else None
+
+    def _update_density(self, frame: Frame) -> bool:
+        """Run (or start) density when due; True when a new map is available now."""
+        due = self._density_due(frame)
+        if self._async_density is not None:
+            if due and self._async_density.submit(frame.image, self._roi_mask(frame)):
+                self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
+            latest, new = self._async_density.poll()
+            if new:
+                self._last_density = latest
+            return new
+        if not due:
+            return False
+        assert self.density_estimator is not None
+        self._last_density = self.density_estimator.estimate(frame.image, self._roi_mask(frame))
+        self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
+        return True
+
     def process(self, frame: Frame) -> FrameResult:
         """Run every stage that is due on this frame."""
-        fresh = False
-        if self._density_due(frame):
-            assert self.density_estimator is not None
-            roi = getattr(self.analytics, "roi_mask", None)
-            roi_mask = roi(frame.resolution_wh) if callable(roi) else None
-            self._last_density = self.density_estimator.estimate(frame.image, roi_mask)
-            self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
-            fresh = True
+        fresh = self._update_density(frame)
 
         detections = self._last_tracked
         if self.detector is not None and frame.index % self.settings.detect_every == 0:

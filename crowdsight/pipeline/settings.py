@@ -20,6 +20,18 @@ class PipelineSettings(BaseModel):
     density_every_n: int | None = Field(
         None, ge=1, description="Frames between density estimates; overrides density_every_s."
     )
+    density_async: bool = Field(
+        False,
+        description="Estimate density in a background thread (live cameras): the frame "
+        "loop never waits for it and uses the latest finished map. Offline analysis keeps it "
+        "off so results are deterministic.",
+    )
+    density_threads: int | None = Field(
+        None,
+        ge=1,
+        description="ONNX Runtime threads for density (None: all cores). With "
+        "density_async, leave a core for the detector.",
+    )
     detect: bool = Field(
         True, description="Detect and track people (and other classes the detector knows)."
     )

@@ -1,0 +1,130 @@
+"""CameraPipeline runs density on its cadence (sync and async) with injected stages."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crowdsight.core.types import DensityMap, Detections, Frame
+from crowdsight.pipeline.camera import CameraPipeline
+from crowdsight.pipeline.settings import PipelineSettings
+
+
+class FakeDensity:
+    """Density whose count is the frame's mean pixel value; records calls."""
+
+    def __init__(self, gate: threading.Event | None = None) -> None:
+        self.calls: list[int] = []
+        self.gate = gate
+
+    def estimate(self, image: Any, roi_mask: Any = None) -> DensityMap:
+        if self.gate is not None:
+            self.gate.wait(5)
+        self.calls.append(int(image[0, 0, 0]))
+        d = np.full((2, 2), float(image[0, 0, 0]) / 4, np.float32)
+        return DensityMap(d, (image.shape[1], image.shape[0]))
+
+
+def frames(n: int, fps: float = 10.0) -> list[Frame]:
+    return [Frame("cam", i, i / fps, np.full((16, 16, 3), i, np.uint8)) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({"density_every_n": 1}, list(range(10))),
+        ({"density_every_n": 3}, [0, 3, 6, 9]),
+        ({"density_every_s": 0.5}, [0, 5]),
+        ({"density_every_s": 0.0}, list(range(10))),
+    ],
+)
+def test_sync_cadence(settings: dict[str, Any], expected: list[int]) -> None:
+    dens = FakeDensity()
+    p = CameraPipeline("cam", PipelineSettings(detect=False, **settings), density_estimator=dens)
+    fresh = [f.index for f in frames(10) if p.process(f).density_fresh]
+    assert fresh == expected == dens.calls
+
+
+def test_latest_density_carries_between_estimates() -> None:
+    p = CameraPipeline(
+        "cam", PipelineSettings(detect=False, density_every_n=4), density_estimator=FakeDensity()
+    )
+    results = [p.process(f) for f in frames(6)]
+    assert [r.metrics["count_density"] for r in results] == [0, 0, 0, 0, 4, 4]
+    assert all(r.detections is not None and len(r.detections) == 0 for r in results)
+
+
+def test_async_density_never_blocks_and_drops_while_busy() -> None:
+    gate = threading.Event()
+    dens = FakeDensity(gate)
+    p = CameraPipeline(
+        "cam",
+        PipelineSettings(detect=False, density_every_n=1, density_async=True),
+        density_estimator=dens,
+    )
+    fs = frames(5)
+    early = [p.process(f) for f in fs]  # worker is blocked: nothing fresh, no waiting
+    assert not any(r.density_fresh for r in early)
+    gate.set()
+    assert p._async_density is not None
+    p._async_density.wait()
+    r = p.process(Frame("cam", 5, 0.5, np.full((16, 16, 3), 5, np.uint8)))
+    assert r.density_fresh and r.density is not None
+    assert dens.calls[0] == 0  # the first request ran; requests while busy were dropped
+    assert len(dens.calls) <= 2
+
+
+def test_reset_forgets_density() -> None:
+    p = CameraPipeline(
+        "cam", PipelineSettings(detect=False, density_every_n=100), density_estimator=FakeDensity()
+    )
+    p.process(frames(1)[0])
+    p.reset()
+    r = p.process(Frame("cam", 1, 0.1, np.full((16, 16, 3), 9, np.uint8)))
+    assert r.density_fresh and r.metrics["count_density"] == pytest.approx(9)
+
+
+class StaticDetector:
+    def detect(self, frame: Frame) -> Detections:
+        return Detections(
+            xyxy=np.array([[0, 0, 4, 8]], np.float32),
+            confidence=np.array([0.9], np.float32),
+            class_id=np.array([0]),
+            data={"class_name": np.array(["person"])},
+        )
+
+
+class CountingTracker:
+    def __init__(self) -> None:
+        self.updates = 0
+
+    def update(self, detections: Detections, ts_s: float) -> Detections:
+        self.updates += 1
+        out = Detections(
+            xyxy=detections.xyxy.copy(),
+            confidence=detections.confidence,
+            class_id=detections.class_id,
+            tracker_id=np.array([1]),
+            data=dict(detections.data),
+        )
+        return out
+
+    def reset(self) -> None:
+        self.updates = 0
+
+
+def test_detect_every_k_reuses_last_tracks() -> None:
+    tracker = CountingTracker()
+    p = CameraPipeline(
+        "cam",
+        PipelineSettings(density=False, detect_every=3, describe=False),
+        detector=StaticDetector(),
+        tracker=tracker,
+    )
+    results = [p.process(f) for f in frames(7)]
+    assert tracker.updates == 3  # frames 0, 3, 6
+    assert all(r.metrics["count_tracked"] == 1 for r in results)
+    assert results[1].metrics["count:person"] == 1
