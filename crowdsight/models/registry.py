@@ -93,7 +93,9 @@ def default_specs() -> tuple[ModelSpec, ...]:
 
 
 #: (module, attribute) of further specs, in install order.
-_EXTRA_SPECS: tuple[tuple[str, str], ...] = ()
+_EXTRA_SPECS: tuple[tuple[str, str], ...] = (
+    ("crowdsight.models.converters.blazeface", "BLAZEFACE_SPEC"),
+)
 
 
 def get_spec(name: str) -> ModelSpec:
