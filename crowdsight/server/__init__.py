@@ -1,0 +1,1 @@
+"""HTTP service: FastAPI app, auth, API routers, live view and dashboard."""
