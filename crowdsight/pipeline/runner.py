@@ -1,0 +1,602 @@
+"""Run many cameras on one machine: one worker process per camera, supervised.
+
+`LocalRunner` starts a worker process (``multiprocessing``, spawn context) per camera, each
+running `crowdsight.pipeline.worker.CameraWorker`. A single *collector* thread in the parent
+owns every worker: it reads their reports, commits events and metrics to the store, keeps the
+latest live JPEG and status per camera, and runs the watchdog.
+
+Why a pipe per worker and not one shared ``multiprocessing.Queue``: ``Queue.put`` returns
+before the data is written (a feeder thread writes it later), so a worker killed with
+``kill -9`` silently loses what it had "sent"; and a writer killed while holding the queue's
+shared lock blocks every other writer forever. ``Connection.send`` on a pipe returns only once
+the bytes are in the kernel's pipe buffer, which outlives the writer; the parent still reads
+them, then sees end-of-file — the death of that worker alone.
+
+Delivery guarantee (within one runner session):
+- A report is committed (``Store.record_events``, which also queues the outbox rows in the same
+  transaction) *before* the camera's checkpoint moves to the report's ``last_index``.
+- A worker that dies (crash, ``kill -9``, watchdog kill) is restarted with back-off. For
+  replayable sources (files, folders) it resumes at ``checkpoint + 1``: frames whose reports
+  were cut off are processed again and raise the same stable event ids, so the store's upsert
+  makes the replay exact — nothing the worker raised is lost, nothing is duplicated. For live
+  sources (streams, webcams) the numbering continues; frames that arrived while the worker was
+  down are not seen by anyone (the downtime is reported as restarts), and everything the dead
+  worker had sent is committed.
+- Duration events left open by a dead or stopped worker are closed at the last committed
+  frame time (a restarted pipeline cannot close what it never saw open).
+- Across a restart of the whole service, a new session starts: live sources continue, files
+  play from the beginning, and ids from the new session never overwrite the old ones.
+
+Example:
+    >>> runner = LocalRunner(store, RunnerSettings())  # doctest: +SKIP
+    >>> runner.start(); runner.add_camera(camera)       # doctest: +SKIP
+    >>> runner.cameras_status()["entrance"]["state"]    # doctest: +SKIP
+    'running'
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import pickle
+import queue
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crowdsight.core.events import Event, event_from_dict
+from crowdsight.pipeline.settings import PipelineSettings
+from crowdsight.pipeline.worker import WorkerReport, WorkerSpec, run_worker
+from crowdsight.sources.stream import Backoff, StopFlag, is_replayable
+
+log = logging.getLogger(__name__)
+
+
+class StoreLike(Protocol):
+    """The part of `crowdsight.store.Store` the runner writes to."""
+
+    def record_events(
+        self, events: list[Event], snapshots: dict[str, bytes] | None = None
+    ) -> Any: ...
+
+    def record_metrics(self, camera_id: str, ts_s: float, metrics: dict[str, float]) -> Any: ...
+
+
+class CameraLike(Protocol):
+    """A camera record (`CameraConfig` here, or the API's camera schema)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def loop(self) -> bool: ...
+
+
+class CameraConfig(BaseModel):
+    """One camera, as written in a serve config file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(
+        ..., pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Short slug naming the camera."
+    )
+    name: str = Field("", description="Display name (default: the id).")
+    source: str = Field(
+        ...,
+        description="Where frames come from: rtsp:// or http(s):// URL, webcam index "
+        "('0'), video file or folder of frames.",
+    )
+    loop: bool = Field(True, description="Replay a video file or frame folder at its end.")
+    enabled: bool = Field(True, description="Run this camera (off: configured but idle).")
+    detect_every: int = Field(
+        1, ge=1, description="Run the people detector on every k-th frame (tracks coast between)."
+    )
+    density_every_s: float = Field(
+        1.0, ge=0, description="Seconds between crowd-density estimates (the costliest stage)."
+    )
+    scene: dict[str, Any] | None = Field(
+        None, description="Zones, lines, calibration and rules (the scene config, as JSON)."
+    )
+
+
+class RunnerSettings(BaseModel):
+    """How the local runner runs and supervises camera workers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    realtime: bool = Field(
+        True,
+        description="Play video files and folders at their frame rate, stamped with the wall "
+        "clock, like cameras. Off: as fast as possible with video time (tests, batch).",
+    )
+    pipeline: PipelineSettings = Field(
+        default_factory=lambda: PipelineSettings(density_async=True, density_threads=1),
+        description="Pipeline stages for every camera; a camera's detect_every and "
+        "density_every_s override the cadences.",
+    )
+    pipeline_factory: str | None = Field(
+        None,
+        description="Advanced: 'module:callable' building each camera's pipeline instead of "
+        "the standard one, e.g. 'crowdsight.pipeline.worker:tick_pipeline' (model-free "
+        "events from a fixed rule, for smoke tests).",
+    )
+    stuck_after_s: float = Field(
+        30.0, gt=0, description="A worker without a heartbeat for this long is killed."
+    )
+    startup_grace_s: float = Field(
+        120.0, gt=0, description="Heartbeat allowance while a worker loads its models."
+    )
+    restart_initial_s: float = Field(
+        1.0, ge=0, description="Wait before restarting a worker that died (doubles per crash)."
+    )
+    restart_max_s: float = Field(60.0, ge=0, description="Longest wait between restarts.")
+    stable_after_s: float = Field(
+        60.0, gt=0, description="A worker alive this long resets the crash back-off."
+    )
+    stop_timeout_s: float = Field(
+        10.0, gt=0, description="On shutdown, workers get this long to finish before a kill."
+    )
+    reconnect_initial_s: float = Field(
+        0.5, gt=0, description="First wait before reconnecting a lost stream."
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects.")
+    jpeg_every_s: float = Field(
+        0.5, ge=0, description="Seconds between live (redacted) JPEGs per camera; 0: none."
+    )
+    snapshots: bool = Field(True, description="Store a redacted JPEG with each new event.")
+    metrics_every_s: float = Field(
+        1.0, ge=0, description="Seconds between stored metric samples per camera."
+    )
+
+
+# --------------------------------------------------------------------------- camera state
+@dataclass
+class _Camera:
+    """Everything the collector knows about one camera (owned by the collector thread)."""
+
+    spec: WorkerSpec
+    replayable: bool
+    state: str = "starting"
+    process: BaseProcess | None = None
+    conn: Connection | None = None
+    stop: StopFlag | None = None
+    heartbeat: Synchronized[float] | None = None
+    started_at: float = 0.0
+    died_at: float | None = None
+    next_start: float = 0.0
+    restarts: int = 0
+    crash_streak: int = 0
+    checkpoint: int | None = None
+    last_ts: float | None = None
+    fps: float = 0.0
+    source: dict[str, Any] | None = None
+    live_metrics: dict[str, float] = field(default_factory=dict)
+    jpeg: bytes | None = None
+    error: str | None = None
+    pipeline_errors: int = 0
+    done: bool = False
+    removing: bool = False
+    restart_requested: bool = False
+    events_committed: int = 0
+    open_events: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Command:
+    verb: str  # "add" | "remove" | "restart"
+    camera_id: str
+    spec: WorkerSpec | None = None
+
+
+def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerSpec:
+    """The worker spec of a camera record under the runner's settings."""
+    overrides: dict[str, Any] = {}
+    for name in ("detect_every", "density_every_s"):
+        value = getattr(camera, name, None)
+        if value is not None:
+            overrides[name] = value
+    pipeline = settings.pipeline.model_copy(update=overrides)
+    scene = getattr(camera, "scene", None)
+    if scene is not None and hasattr(scene, "model_dump"):
+        scene = scene.model_dump(mode="json")
+    return WorkerSpec(
+        camera_id=camera.id,
+        source=str(camera.source),
+        loop=bool(camera.loop),
+        realtime=settings.realtime,
+        settings=pipeline,
+        scene=scene,
+        pipeline_factory=settings.pipeline_factory,
+        id_salt=salt,
+        jpeg_every_s=settings.jpeg_every_s,
+        snapshots=settings.snapshots,
+        metrics_every_s=settings.metrics_every_s,
+        backoff=Backoff(initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s),
+    )
+
+
+class LocalRunner:
+    """Runs and supervises one worker process per camera, writing results to the store.
+
+    Args:
+        store: Where events and metrics are committed (`crowdsight.store.Store`).
+        settings: Supervision and pipeline settings.
+        on_report: Optional hook called (in the collector thread) after each report is
+            committed, e.g. to push live updates.
+    """
+
+    def __init__(
+        self,
+        store: StoreLike,
+        settings: RunnerSettings | None = None,
+        *,
+        on_report: Callable[[WorkerReport], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = settings or RunnerSettings()
+        self.on_report = on_report
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.RLock()
+        self._rng = random.Random()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every camera (only while stopped) and start a new session."""
+        self.session = uuid.uuid4().hex[:12]
+        self._cameras: dict[str, _Camera] = {}
+        self._commands: queue.Queue[_Command] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+
+    # ------------------------------------------------------------------ public API
+    def start(self) -> None:
+        """Start the collector thread (and every camera added so far)."""
+        if self._thread is not None:
+            return
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._collect, name="crowdsight-runner")
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop every worker, drain their reports into the store, and return."""
+        if self._thread is None:
+            return
+        self._stopping.set()
+        self._thread.join()
+        self._thread = None
+        flush = getattr(self.store, "flush", None)
+        if callable(flush):
+            flush()
+
+    def add_camera(self, camera: CameraLike) -> None:
+        """Run ``camera`` (replacing a camera with the same id)."""
+        if getattr(camera, "enabled", True) is False:
+            self.remove_camera(camera.id)
+            return
+        spec = spec_for(camera, self.settings, self.session)
+        self._commands.put(_Command("add", camera.id, spec))
+
+    def remove_camera(self, camera_id: str) -> None:
+        """Stop the camera's worker and forget it."""
+        self._commands.put(_Command("remove", camera_id))
+
+    def restart_camera(self, camera_id: str) -> None:
+        """Stop the camera's worker cleanly and start it again."""
+        self._commands.put(_Command("restart", camera_id))
+
+    def camera_ids(self) -> list[str]:
+        """Ids of the cameras the runner runs."""
+        with self._lock:
+            return list(self._cameras)
+
+    def cameras_status(self) -> dict[str, dict[str, Any]]:
+        """Live status per camera: state, fps, last frame time, restarts, counts."""
+        with self._lock:
+            return {cid: self._status(cam) for cid, cam in self._cameras.items()}
+
+    def latest_jpeg(self, camera_id: str) -> bytes | None:
+        """The camera's latest annotated, redacted JPEG (None before the first one)."""
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            return cam.jpeg if cam is not None else None
+
+    def kill_worker(self, camera_id: str) -> int | None:
+        """Kill the camera's worker with SIGKILL (fault injection for tests/benchmarks).
+
+        Returns:
+            The pid that was killed, or None when no worker was running.
+        """
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            proc = cam.process if cam is not None else None
+        if proc is None or not proc.is_alive():
+            return None
+        proc.kill()
+        return proc.pid
+
+    def worker_pid(self, camera_id: str) -> int | None:
+        """The pid of the camera's worker process (None when none is running)."""
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            proc = cam.process if cam is not None else None
+            return proc.pid if proc is not None and proc.is_alive() else None
+
+    @staticmethod
+    def _status(cam: _Camera) -> dict[str, Any]:
+        source = cam.source or {}
+        return {
+            "state": cam.state,
+            "source_state": source.get("state"),
+            "fps": round(cam.fps, 2),
+            "last_frame_ts": cam.last_ts,
+            "last_frame_index": cam.checkpoint,
+            "restarts": cam.restarts,
+            "reconnects": source.get("reconnects", 0),
+            "corrupt_frames": source.get("corrupt_frames", 0),
+            "pipeline_errors": cam.pipeline_errors,
+            "events_committed": cam.events_committed,
+            "error": cam.error or source.get("last_error"),
+            "counts": dict(cam.live_metrics),
+        }
+
+    # ------------------------------------------------------------------ collector thread
+    def _collect(self) -> None:
+        try:
+            while True:
+                self._apply_commands()
+                if self._stopping.is_set():
+                    self._shutdown()
+                    return
+                self._read_reports(0.1)
+                with self._lock:
+                    self._watchdog()
+        except Exception:
+            log.exception("runner collector failed; stopping every worker")
+            self._shutdown()
+            raise
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            with self._lock:
+                cam = self._cameras.get(cmd.camera_id)
+                if cmd.verb == "add" and cmd.spec is not None:
+                    if cam is not None:
+                        self._retire(cam)
+                    self._cameras[cmd.camera_id] = _Camera(cmd.spec, is_replayable(cmd.spec.source))
+                elif cam is not None and cmd.verb == "remove":
+                    cam.removing = True
+                    self._request_stop(cam)
+                elif cam is not None and cmd.verb == "restart":
+                    if cam.process is None:
+                        cam.state, cam.next_start = "restarting", 0.0
+                    else:
+                        cam.restart_requested = True
+                        self._request_stop(cam)
+
+    def _retire(self, cam: _Camera) -> None:
+        """A replaced camera: stop its worker now, committing what it still sends."""
+        self._request_stop(cam)
+        deadline = time.monotonic() + self.settings.stop_timeout_s
+        while cam.conn is not None and time.monotonic() < deadline:
+            if cam.conn.poll(0.1):
+                self._read_one(cam)
+            elif cam.process is not None and not cam.process.is_alive():
+                break
+        if cam.process is not None:
+            if cam.process.is_alive():
+                cam.process.kill()
+            cam.process.join()
+        while cam.conn is not None:
+            self._read_one(cam)
+        self._close_open_events(cam)
+
+    @staticmethod
+    def _request_stop(cam: _Camera) -> None:
+        if cam.stop is not None:
+            cam.stop.set()
+        if cam.process is None:
+            cam.state = "stopping"
+
+    def _read_reports(self, timeout_s: float) -> None:
+        by_conn = {id(c.conn): c for c in self._cameras.values() if c.conn is not None}
+        conns = [c.conn for c in self._cameras.values() if c.conn is not None]
+        if not conns:
+            time.sleep(timeout_s)
+            return
+        for conn in wait(conns, timeout_s):
+            cam = by_conn[id(conn)]
+            with self._lock:
+                self._read_one(cam)
+
+    def _read_one(self, cam: _Camera) -> None:
+        assert cam.conn is not None
+        try:
+            report = cam.conn.recv()
+        except (EOFError, OSError, pickle.UnpicklingError, AttributeError, ValueError):
+            # EOF: the worker exited (or died); a torn message is the tail of a killed
+            # worker and belongs to frames after the checkpoint, which a replay recovers.
+            cam.conn.close()
+            cam.conn = None
+            return
+        self._commit(cam, report)
+
+    def _commit(self, cam: _Camera, report: WorkerReport) -> None:
+        """Store the report, *then* advance the checkpoint (the order is the guarantee)."""
+        if report.events:
+            events = [event_from_dict(d) for d in report.events]
+            self.store.record_events(events, report.snapshots or None)
+            cam.events_committed += len(events)
+            for d in report.events:
+                if d.get("end_ts_s") is None:
+                    cam.open_events[d["event_id"]] = d
+                else:
+                    cam.open_events.pop(d["event_id"], None)
+        if report.metrics and report.ts_s is not None:
+            self.store.record_metrics(cam.spec.camera_id, report.ts_s, report.metrics)
+        if report.last_index is not None:
+            cam.checkpoint = report.last_index
+            cam.last_ts = report.ts_s
+        cam.fps = report.fps
+        cam.source = report.source or cam.source
+        cam.pipeline_errors = report.pipeline_errors
+        if report.live_metrics is not None:
+            cam.live_metrics = report.live_metrics
+        if report.jpeg is not None:
+            cam.jpeg = report.jpeg
+        if report.kind == "done":
+            cam.done = True
+        elif report.kind == "error":
+            cam.error = report.error
+        if cam.state in ("starting", "restarting") and report.last_index is not None:
+            cam.state = "running"
+        if self.on_report is not None:
+            self.on_report(report)
+
+    # ------------------------------------------------------------------ watchdog
+    def _watchdog(self) -> None:
+        now = time.monotonic()
+        for cid, cam in list(self._cameras.items()):
+            if cam.process is None:
+                if cam.removing:
+                    del self._cameras[cid]
+                elif cam.state in ("starting", "restarting") and now >= cam.next_start:
+                    self._spawn(cam)
+                continue
+            if cam.process.exitcode is None:
+                self._check_heartbeat(cam, now)
+                continue
+            if cam.conn is not None:
+                # Dead, but its last reports may still be in the pipe: drain first.
+                cam.died_at = cam.died_at or now
+                if now - cam.died_at < 2.0:
+                    continue
+                cam.conn.close()
+                cam.conn = None
+            self._reap(cam, now)
+            if cam.removing:
+                del self._cameras[cid]
+
+    def _check_heartbeat(self, cam: _Camera, now: float) -> None:
+        assert cam.heartbeat is not None and cam.process is not None
+        grace = self.settings.startup_grace_s if cam.checkpoint is None else 0.0
+        silent = now - max(cam.heartbeat.value, cam.started_at)
+        if silent > self.settings.stuck_after_s + grace:
+            log.warning(
+                "camera %s: no heartbeat for %.0f s, killing worker", cam.spec.camera_id, silent
+            )
+            cam.error = f"stuck: no heartbeat for {silent:.0f} s"
+            cam.process.kill()
+
+    def _reap(self, cam: _Camera, now: float) -> None:
+        """A worker process ended: decide between finished, stopped and restart."""
+        assert cam.process is not None
+        cam.process.join()
+        code = cam.process.exitcode
+        cam.process, cam.stop, cam.heartbeat, cam.died_at = None, None, None, None
+        self._close_open_events(cam)
+        clean = cam.done and code == 0
+        if cam.removing or self._stopping.is_set():
+            cam.state = "stopped"
+            return
+        if cam.restart_requested:
+            cam.restart_requested, cam.done = False, False
+            cam.restarts += 1
+            cam.state, cam.next_start = "restarting", now
+            return
+        if clean:
+            cam.state = "finished"
+            return
+        cam.restarts += 1
+        cam.done = False
+        if now - cam.started_at > self.settings.stable_after_s:
+            cam.crash_streak = 0
+        delay = min(
+            self.settings.restart_max_s,
+            self.settings.restart_initial_s * 2.0**cam.crash_streak,
+        ) * self._rng.uniform(0.8, 1.2)
+        cam.crash_streak += 1
+        cam.error = cam.error or f"worker exited with code {code}"
+        cam.state, cam.next_start = "restarting", now + delay
+        log.warning(
+            "camera %s: worker died (exit %s); restart %d in %.1f s",
+            cam.spec.camera_id,
+            code,
+            cam.restarts,
+            delay,
+        )
+
+    def _spawn(self, cam: _Camera) -> None:
+        resume = 0 if cam.checkpoint is None else cam.checkpoint + 1
+        spec = (
+            replace(cam.spec, start_index=0, skip_to=resume or None)
+            if cam.replayable
+            else replace(cam.spec, start_index=resume, skip_to=None)
+        )
+        recv_conn, send_conn = self._ctx.Pipe(duplex=False)
+        stop = self._ctx.Event()
+        heartbeat = self._ctx.Value("d", time.monotonic())
+        proc = self._ctx.Process(
+            target=run_worker,
+            args=(spec, send_conn, stop, heartbeat),
+            name=f"crowdsight-camera-{cam.spec.camera_id}",
+            daemon=True,
+        )
+        proc.start()
+        send_conn.close()  # the parent keeps only the read end, so it sees EOF on death
+        cam.process, cam.conn, cam.stop, cam.heartbeat = proc, recv_conn, stop, heartbeat
+        cam.started_at = time.monotonic()
+        cam.done = False
+
+    def _close_open_events(self, cam: _Camera) -> None:
+        """Close duration events the worker left open, at the last committed frame time."""
+        if not cam.open_events:
+            return
+        end = cam.last_ts
+        closed = [
+            event_from_dict({**d, "end_ts_s": end if end is not None else d["start_ts_s"]})
+            for d in cam.open_events.values()
+        ]
+        self.store.record_events(closed, None)
+        cam.open_events.clear()
+
+    # ------------------------------------------------------------------ shutdown
+    def _shutdown(self) -> None:
+        """Stop every worker, read what they still send, then kill stragglers."""
+        with self._lock:
+            cams = list(self._cameras.values())
+            for cam in cams:
+                self._request_stop(cam)
+        deadline = time.monotonic() + self.settings.stop_timeout_s
+        while time.monotonic() < deadline and any(
+            c.conn is not None or (c.process is not None and c.process.is_alive()) for c in cams
+        ):
+            self._read_reports(0.1)
+            with self._lock:
+                for cam in cams:
+                    if cam.conn is None and cam.process is not None and not cam.process.is_alive():
+                        self._reap(cam, time.monotonic())
+        with self._lock:
+            for cam in cams:
+                if cam.process is not None:
+                    log.warning("camera %s: worker did not stop, killing it", cam.spec.camera_id)
+                    cam.process.kill()
+                    cam.process.join()
+                    while cam.conn is not None:
+                        self._read_one(cam)
+                    self._reap(cam, time.monotonic())

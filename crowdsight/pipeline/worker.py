@@ -1,0 +1,460 @@
+"""The camera worker: one process that reads one camera and runs its `CameraPipeline`.
+
+The worker is deliberately small: it reads frames from a `LiveSource`, runs the pipeline and
+*reports* — it never writes to the store. Reports travel to the runner over a one-way
+`multiprocessing.Pipe` (see `LocalRunner` for why a pipe and not a shared queue), and the
+runner commits them.
+
+What the worker sends (`WorkerReport`):
+- every frame that raised events, immediately: the events as dicts with *stable* ids, plus a
+  redacted JPEG snapshot of that frame per event;
+- metrics every ``metrics_every_s``; a small redacted, annotated JPEG every ``jpeg_every_s``;
+- progress (last frame index processed, fps, source status) at least every
+  ``progress_every_s``, and at once when the source changes state.
+Every report carries ``last_index``: all frames up to it have been fully reported, because a
+single writer's pipe is FIFO. The runner turns that into its per-camera checkpoint.
+
+Stable event ids. Analytics give events random ids. The worker replaces each new event's id
+by a hash of (session salt, camera, kind, frame index, ordinal within the frame) and keeps the
+mapping while a duration event is open, so its closing copy gets the same id. A worker that
+restarts and re-processes frames after the runner's checkpoint therefore re-creates the very
+same ids, and the store's upsert by id turns the replay into a no-op instead of duplicates.
+
+Liveness: the worker stamps ``heartbeat`` (a shared double, `time.monotonic`, which is
+system-wide on Linux) on every frame and while it waits for a stream to come back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from multiprocessing.connection import Connection
+from multiprocessing.sharedctypes import Synchronized
+from typing import Any, Literal, Protocol
+
+import cv2
+import numpy as np
+
+from crowdsight.core.events import Event, LineCrossed, Overcrowding
+from crowdsight.core.types import Detections, Frame, ImageRGB
+from crowdsight.pipeline.settings import PipelineSettings
+from crowdsight.sources.stream import Backoff, LiveSource, SourceStatus, StopFlag
+
+log = logging.getLogger(__name__)
+
+ReportKind = Literal["progress", "status", "done", "error"]
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker process needs to run one camera (picklable).
+
+    Attributes:
+        camera_id: Camera id (events and frames carry it).
+        source: URL, webcam index, or path of a video file / frame folder.
+        loop: Replay files and folders at their end.
+        realtime: Pace files at their frame rate and stamp frames with the wall clock.
+        settings: Pipeline stages and cadences.
+        scene: Zones, lines and rules as JSON (validated in the worker), or None.
+        pipeline_factory: ``"module:callable"`` building the pipeline from
+            ``(camera_id, settings, scene)``; None builds the standard `CameraPipeline`.
+        id_salt: Mixed into stable event ids; the runner uses one salt per session, so ids
+            repeat for replays within a session and never collide across sessions.
+        start_index: Index of the first frame read (continues the numbering after a restart).
+        skip_to: Replayable sources: first frame index to process (resume after the last
+            committed frame); None processes everything.
+        jpeg_every_s: Seconds between live JPEGs (0 disables them).
+        jpeg_max_width: Live JPEGs are scaled down to this width.
+        snapshots: Attach a redacted JPEG of the frame to each new event.
+        metrics_every_s: Seconds between metric samples sent for storage.
+        progress_every_s: Longest gap between two reports (the runner's checkpoint cadence).
+        backoff: Reconnect policy of the source.
+        max_consecutive_errors: Pipeline errors in a row after which the worker gives up
+            (and the runner restarts it); single bad frames are skipped.
+    """
+
+    camera_id: str
+    source: str
+    loop: bool = True
+    realtime: bool = True
+    settings: PipelineSettings = field(default_factory=PipelineSettings)
+    scene: dict[str, Any] | None = None
+    pipeline_factory: str | None = None
+    id_salt: str = ""
+    start_index: int = 0
+    skip_to: int | None = None
+    jpeg_every_s: float = 0.5
+    jpeg_max_width: int = 640
+    snapshots: bool = True
+    metrics_every_s: float = 1.0
+    progress_every_s: float = 0.25
+    backoff: Backoff = field(default_factory=Backoff)
+    max_consecutive_errors: int = 50
+
+
+@dataclass
+class WorkerReport:
+    """One message from a worker to the runner.
+
+    Attributes:
+        camera_id: Which camera.
+        kind: ``progress`` (regular), ``status`` (source state changed), ``done`` (the source
+            finished or the worker was asked to stop), ``error`` (the worker is giving up).
+        last_index: Every frame up to this index has been fully reported (None: none yet).
+        ts_s: Timestamp of that frame.
+        events: New or updated events (``Event.to_dict()``, stable ids).
+        snapshots: Redacted JPEG per event id.
+        metrics: A metrics sample (at ``ts_s``) to store, or None.
+        live_metrics: The latest metrics (for the status view), or None.
+        jpeg: A redacted, annotated live JPEG, or None.
+        fps: Frames processed per second (smoothed).
+        source: `SourceStatus.as_dict()` of the source.
+        error: Why the worker gives up (``error`` reports).
+        pipeline_errors: Frames the pipeline failed on so far (skipped).
+    """
+
+    camera_id: str
+    kind: ReportKind = "progress"
+    last_index: int | None = None
+    ts_s: float | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    snapshots: dict[str, bytes] = field(default_factory=dict)
+    metrics: dict[str, float] | None = None
+    live_metrics: dict[str, float] | None = None
+    jpeg: bytes | None = None
+    fps: float = 0.0
+    source: dict[str, Any] | None = None
+    error: str | None = None
+    pipeline_errors: int = 0
+
+
+class PipelineLike(Protocol):
+    """What the worker needs from a pipeline (`CameraPipeline` fits)."""
+
+    def process(self, frame: Frame) -> Any: ...
+
+    def reset(self) -> None: ...
+
+
+class StableIds:
+    """Replaces random event ids by ids derived from where the event was first raised.
+
+    Args:
+        camera_id: Camera the events belong to.
+        salt: Session salt (see `WorkerSpec.id_salt`).
+    """
+
+    def __init__(self, camera_id: str, salt: str) -> None:
+        self.camera_id = camera_id
+        self.salt = salt
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget open events."""
+        self._open: dict[str, str] = {}
+
+    def assign(self, events: list[Event], frame_index: int) -> list[Event]:
+        """The events with stable ids (open events keep theirs until they close)."""
+        out: list[Event] = []
+        ordinal = 0
+        for ev in events:
+            sid = self._open.get(ev.event_id)
+            if sid is None:
+                key = f"{self.salt}|{self.camera_id}|{ev.kind}|{frame_index}|{ordinal}"
+                sid = hashlib.sha256(key.encode()).hexdigest()[:32]
+                ordinal += 1
+                if ev.is_open:
+                    self._open[ev.event_id] = sid
+            elif not ev.is_open:
+                del self._open[ev.event_id]
+            out.append(replace(ev, event_id=sid))
+        return out
+
+
+# --------------------------------------------------------------------------- pipelines
+def _scene_object(scene: dict[str, Any] | None) -> Any:
+    """Validate the scene JSON with the analytics' `SceneConfig` (None when absent)."""
+    if scene is None:
+        return None
+    try:
+        from crowdsight.config.scene import SceneConfig  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        log.warning("scene configuration ignored: crowdsight.config.scene is not available")
+        return None
+    return SceneConfig.model_validate(scene)
+
+
+def build_pipeline(spec: WorkerSpec) -> PipelineLike:
+    """The camera's pipeline: ``spec.pipeline_factory`` or the standard `CameraPipeline`."""
+    if spec.pipeline_factory:
+        module, _, name = spec.pipeline_factory.partition(":")
+        factory: Callable[..., PipelineLike] = getattr(importlib.import_module(module), name)
+        return factory(spec.camera_id, spec.settings, spec.scene)
+    from crowdsight.pipeline.camera import CameraPipeline
+
+    return CameraPipeline(spec.camera_id, spec.settings, _scene_object(spec.scene))
+
+
+class TickPipeline:
+    """A model-free pipeline whose events follow a fixed rule of the frame index.
+
+    For tests, benchmarks and smoke runs of the service without models: every ``every``-th
+    frame raises a `LineCrossed`, and an `Overcrowding` opens every ``open_every`` frames and
+    closes ``open_for`` frames later. The events a source produces are thus known in advance,
+    which is what lets a test prove that no event was lost or duplicated across a crash.
+    """
+
+    def __init__(
+        self, camera_id: str, every: int = 5, open_every: int = 40, open_for: int = 15
+    ) -> None:
+        self.camera_id = camera_id
+        self.every = every
+        self.open_every = open_every
+        self.open_for = open_for
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the open event."""
+        self._open: Overcrowding | None = None
+
+    def process(self, frame: Frame) -> Any:
+        """Events of this frame's index; metrics from the frame's mean brightness."""
+        from crowdsight.pipeline.camera import FrameResult
+
+        events: list[Event] = []
+        i, ts = frame.index, frame.ts_s
+        if i % self.every == 0:
+            events.append(
+                LineCrossed(camera_id=self.camera_id, start_ts_s=ts, end_ts_s=ts, frame_index=i)
+            )
+        if self._open is not None and i - (self._open.frame_index or 0) >= self.open_for:
+            events.append(self._open.closed(ts))
+            self._open = None
+        if i % self.open_every == 0 and self._open is None:
+            self._open = Overcrowding(camera_id=self.camera_id, start_ts_s=ts, frame_index=i)
+            events.append(self._open)
+        metrics = {"brightness": float(frame.image.mean()), "count_tracked": 0.0}
+        return FrameResult(frame, Detections.empty(), None, False, events, metrics)
+
+
+def tick_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> TickPipeline:
+    """`WorkerSpec.pipeline_factory` target: ``"crowdsight.pipeline.worker:tick_pipeline"``."""
+    return TickPipeline(camera_id)
+
+
+# --------------------------------------------------------------------------- images
+def encode_jpeg(image_rgb: ImageRGB, max_width: int, quality: int = 75) -> bytes:
+    """JPEG bytes of an RGB image, scaled down to ``max_width`` when wider."""
+    h, w = image_rgb.shape[:2]
+    if w > max_width:
+        size = (max_width, round(h * max_width / w))
+        image_rgb = np.asarray(cv2.resize(image_rgb, size, interpolation=cv2.INTER_AREA), np.uint8)
+    bgr = cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return bytes(np.asarray(buf).tobytes())
+
+
+class RedactedImages:
+    """Annotated, redacted JPEGs of results; fails closed.
+
+    If redaction is unavailable or fails, no image is produced at all (and that is logged
+    once): an unredacted image never leaves the worker.
+    """
+
+    def __init__(self, max_width: int) -> None:
+        self.max_width = max_width
+        self._annotator: Any = None
+        self._broken = False
+
+    def jpeg(self, result: Any) -> bytes | None:
+        """The redacted annotated JPEG of ``result``, or None when redaction is unavailable."""
+        if self._broken:
+            return None
+        try:
+            if self._annotator is None:
+                from crowdsight.pipeline.annotate import Annotator
+
+                self._annotator = Annotator()
+            return encode_jpeg(self._annotator.annotate(result, redact=True), self.max_width)
+        except Exception:
+            log.exception("live images disabled: redaction or annotation failed")
+            self._broken = True
+            return None
+
+
+# --------------------------------------------------------------------------- the worker
+class CameraWorker:
+    """The loop of one worker process (also usable in-process, e.g. under Ray).
+
+    Args:
+        spec: What to run.
+        send: Delivers a report to the runner (a pipe's ``send``).
+        stop: Set by the runner to stop the worker.
+        beat: Called to stamp the heartbeat.
+    """
+
+    def __init__(
+        self,
+        spec: WorkerSpec,
+        send: Callable[[WorkerReport], None],
+        stop: StopFlag,
+        beat: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.spec = spec
+        self.send = send
+        self.stop = stop
+        self.beat = beat
+        self.ids = StableIds(spec.camera_id, spec.id_salt)
+        self.images = RedactedImages(spec.jpeg_max_width)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget counters and timers."""
+        self.ids.reset()
+        self._last_index: int | None = None
+        self._last_ts: float | None = None
+        self._source_status: dict[str, Any] | None = None
+        self._next_progress = self._next_metrics = self._next_jpeg = 0.0
+        self._fps = 0.0
+        self._t_last_frame: float | None = None
+        self._errors = self._errors_in_row = 0
+        self._live_metrics: dict[str, float] | None = None
+
+    def _on_source_status(self, status: SourceStatus) -> None:
+        self._source_status = status.as_dict()
+        self.beat()
+        self._report("status")
+
+    def _report(self, kind: ReportKind, **fields: Any) -> None:
+        self.send(
+            WorkerReport(
+                camera_id=self.spec.camera_id,
+                kind=kind,
+                last_index=self._last_index,
+                ts_s=self._last_ts,
+                fps=self._fps,
+                source=self._source_status,
+                pipeline_errors=self._errors,
+                live_metrics=self._live_metrics,
+                **fields,
+            )
+        )
+        self._next_progress = time.monotonic() + self.spec.progress_every_s
+
+    def run(self) -> None:
+        """Read, process and report until the source ends or ``stop`` is set."""
+        spec = self.spec
+        pipeline = build_pipeline(spec)
+        source = LiveSource(
+            spec.camera_id,
+            spec.source,
+            loop=spec.loop,
+            realtime=spec.realtime,
+            backoff=spec.backoff,
+            start_index=spec.start_index,
+            skip_to=spec.skip_to,
+            stop=self.stop,
+            on_status=self._on_source_status,
+            on_tick=self.beat,
+            fps=25.0,
+        )
+        try:
+            for frame in source:
+                self.beat()
+                self._step(pipeline, frame)
+                if self.stop.is_set():
+                    break
+        finally:
+            source.close()
+        self._source_status = source.status.as_dict()
+        self._report("done")
+
+    def _step(self, pipeline: PipelineLike, frame: Frame) -> None:
+        try:
+            result = pipeline.process(frame)
+        except Exception as exc:
+            self._errors += 1
+            self._errors_in_row += 1
+            log.warning("%s: frame %d skipped: %s", frame.camera_id, frame.index, exc)
+            if self._errors_in_row >= self.spec.max_consecutive_errors:
+                raise
+            result = None
+        else:
+            self._errors_in_row = 0
+        self._tick_fps()
+        self._last_index, self._last_ts = frame.index, frame.ts_s
+        if result is not None:
+            self._emit(result, frame)
+        elif time.monotonic() >= self._next_progress:
+            self._report("progress")
+
+    def _tick_fps(self) -> None:
+        now = time.monotonic()
+        if self._t_last_frame is not None:
+            inst = 1.0 / max(now - self._t_last_frame, 1e-6)
+            self._fps = inst if self._fps == 0 else 0.9 * self._fps + 0.1 * inst
+        self._t_last_frame = now
+
+    def _emit(self, result: Any, frame: Frame) -> None:
+        spec, now = self.spec, time.monotonic()
+        self._live_metrics = dict(result.metrics)
+        events = self.ids.assign(list(result.events), frame.index)
+        fields: dict[str, Any] = {}
+        if events:
+            fields["events"] = [ev.to_dict() for ev in events]
+            if spec.snapshots:
+                new = [ev.event_id for ev in events if ev.is_open or ev.end_ts_s == ev.start_ts_s]
+                image = self.images.jpeg(result) if new else None
+                if image is not None:
+                    fields["snapshots"] = dict.fromkeys(new, image)
+        if spec.metrics_every_s >= 0 and now >= self._next_metrics and result.metrics:
+            fields["metrics"] = dict(result.metrics)
+            self._next_metrics = now + spec.metrics_every_s
+        if spec.jpeg_every_s > 0 and now >= self._next_jpeg:
+            self._next_jpeg = now + spec.jpeg_every_s
+            fields["jpeg"] = self.images.jpeg(result)
+        if fields or now >= self._next_progress:
+            self._report("progress", **fields)
+
+
+class _Heartbeat:
+    def __init__(self, value: Synchronized[float]) -> None:
+        self.value = value
+
+    def __call__(self) -> None:
+        self.value.value = time.monotonic()
+
+
+def run_worker(
+    spec: WorkerSpec, conn: Connection, stop: StopFlag, heartbeat: Synchronized[float]
+) -> None:
+    """Entry point of a worker process (``multiprocessing`` spawn target).
+
+    Ctrl-C reaches every process of the terminal's group; workers ignore SIGINT and let the
+    runner stop them in order. SIGTERM sets the stop flag (a clean stop).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    logging.basicConfig(level=logging.WARNING, format=f"[{spec.camera_id}] %(message)s")
+    beat = _Heartbeat(heartbeat)
+    beat()
+    worker = CameraWorker(spec, conn.send, stop, beat)
+    try:
+        worker.run()
+    except BrokenPipeError:
+        return  # the runner is gone; nobody to report to
+    except Exception as exc:
+        log.exception("worker failed")
+        with contextlib.suppress(OSError):
+            worker._report("error", error=f"{exc.__class__.__name__}: {exc}")
+        raise SystemExit(1) from exc
+    finally:
+        conn.close()

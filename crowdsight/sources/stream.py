@@ -1,0 +1,404 @@
+"""Live sources: network streams, webcams, and looping files, with reconnect and back-off.
+
+A `LiveSource` turns any camera address into an endless iterator of `Frame`s that survives the
+things live cameras do: the stream drops, the decoder meets garbage, the webcam is unplugged.
+
+- ``rtsp://``, ``rtsps://``, ``rtmp://``, ``http(s)://``, ``udp://``, ``tcp://``, ``srt://``
+  URLs are decoded by FFmpeg through PyAV (MJPEG-over-HTTP, HLS, RTSP/H.264 ...).
+- A bare integer (``"0"``) is a webcam index, read with OpenCV.
+- Anything else is a file or a frame folder, read by `crowdsight.sources.files.open_source`
+  one pass at a time; ``loop=True`` plays it again and again like a camera.
+
+When a connection ends or fails, the source waits with capped, jittered exponential back-off
+(`Backoff`) and reconnects; frame indices keep increasing across reconnects so every frame a
+camera ever produced has a distinct index. Packets that do not decode are skipped and counted
+(``status.corrupt_frames``). Every change of state (connecting, connected, reconnecting,
+failed, finished) is reported through the ``on_status`` callback, for the dashboard.
+
+Example:
+    >>> src = LiveSource("cam1", "rtsp://127.0.0.1:8554/cam", backoff=Backoff(max_s=10))
+    >>> for frame in src:  # doctest: +SKIP
+    ...     handle(frame)
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+import cv2
+import numpy as np
+
+from crowdsight.core.errors import InputError
+from crowdsight.core.types import Frame, ImageRGB
+from crowdsight.sources.files import open_source
+
+log = logging.getLogger(__name__)
+
+#: URL schemes decoded by FFmpeg (PyAV).
+STREAM_SCHEMES = (
+    "rtsp://",
+    "rtsps://",
+    "rtmp://",
+    "http://",
+    "https://",
+    "udp://",
+    "tcp://",
+    "srt://",
+)
+
+
+class StopFlag(Protocol):
+    """A stop signal: `threading.Event` or `multiprocessing.Event`."""
+
+    def is_set(self) -> bool: ...
+
+    def set(self) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class SourceState(StrEnum):
+    """Where a live source stands (shown on the dashboard)."""
+
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    RECONNECTING = "reconnecting"
+    FAILED = "failed"
+    FINISHED = "finished"
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Capped exponential back-off with jitter between reconnect attempts.
+
+    The n-th consecutive failed attempt waits ``min(max_s, initial_s * factor**n)`` seconds,
+    scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so that many cameras behind one
+    failed switch do not all reconnect in the same instant.
+
+    Args:
+        initial_s: First wait. Short, because most drops are brief.
+        max_s: Longest wait. Bounds how long a camera stays dark after its stream returns.
+        factor: Growth per failed attempt.
+        jitter: Relative randomisation of each wait (0: none).
+        fail_after: Consecutive failed attempts after which the state reads ``failed``
+            (the source keeps retrying at ``max_s``).
+        max_attempts: Give up (raise `InputError`) after this many consecutive failures;
+            None retries forever, which is what a camera service wants.
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 30.0
+    factor: float = 2.0
+    jitter: float = 0.2
+    fail_after: int = 5
+    max_attempts: int | None = None
+
+    def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before attempt number ``attempt`` (0-based) is retried."""
+        base = min(self.max_s, self.initial_s * self.factor ** max(attempt, 0))
+        if self.jitter <= 0:
+            return base
+        r = (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
+        return float(min(self.max_s * (1.0 + self.jitter), base * r))
+
+
+@dataclass
+class SourceStatus:
+    """Counters and state of one live source (JSON-ready through `as_dict`)."""
+
+    state: SourceState = SourceState.CONNECTING
+    frames: int = 0
+    corrupt_frames: int = 0
+    reconnects: int = 0
+    attempt: int = 0
+    last_error: str | None = None
+    since_ts_s: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (state as its string value)."""
+        d = asdict(self)
+        d["state"] = str(self.state)
+        return d
+
+
+class _SegmentEnd(Exception):
+    """A connection (or one pass over a file) ended; ``error`` says whether abnormally."""
+
+    def __init__(self, error: str | None) -> None:
+        super().__init__(error or "end of stream")
+        self.error = error
+
+
+def is_stream_url(source: str) -> bool:
+    """True for addresses FFmpeg reads over the network."""
+    return source.lower().startswith(STREAM_SCHEMES)
+
+
+def is_webcam(source: str | int) -> bool:
+    """True for a webcam index (an int or a string of digits)."""
+    return isinstance(source, int) or str(source).strip().isdigit()
+
+
+def is_replayable(source: str | int) -> bool:
+    """True when the same frames can be read again (files and frame folders)."""
+    return not (is_webcam(source) or is_stream_url(str(source)))
+
+
+class LiveSource:
+    """An endless, self-healing frame source for one camera.
+
+    Args:
+        camera_id: Name given to the frames.
+        source: URL, webcam index, or path of a video file / frame folder.
+        loop: Files and folders: play again from the start at the end (otherwise the source
+            finishes). Streams and webcams always reconnect.
+        realtime: Files and folders: pace frames at their frame rate, stamped with the wall
+            clock, as a camera would deliver them. Off: as fast as they decode, stamped with
+            video time (deterministic, for tests and batch work).
+        backoff: Reconnect policy.
+        start_index: Index of the first frame (a restarted worker continues its numbering).
+        skip_to: Replayable sources: first frame index to deliver; earlier frames are skipped
+            (a restarted worker resumes after its last committed frame). None: no skipping.
+        stop: Set to end the iteration promptly, also in the middle of a back-off wait.
+        on_status: Called with the status on every change of state.
+        on_tick: Called while waiting (lets a worker keep its heartbeat going).
+        fps: Frame rate assumed for a frame folder.
+        open_timeout_s: Network: seconds to wait for a connection.
+        read_timeout_s: Network: seconds without data before the connection counts as lost.
+    """
+
+    def __init__(
+        self,
+        camera_id: str,
+        source: str | int,
+        *,
+        loop: bool = True,
+        realtime: bool = True,
+        backoff: Backoff | None = None,
+        start_index: int = 0,
+        skip_to: int | None = None,
+        stop: StopFlag | None = None,
+        on_status: Callable[[SourceStatus], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
+        fps: float = 25.0,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 5.0,
+    ) -> None:
+        self.camera_id = camera_id
+        self.source = str(source)
+        self.loop = loop
+        self.realtime = realtime
+        self.backoff = backoff or Backoff()
+        self.start_index = start_index
+        self.skip_to = skip_to
+        self.stop: StopFlag = stop if stop is not None else threading.Event()
+        self.on_status = on_status
+        self.on_tick = on_tick
+        self.fps = fps
+        self.open_timeout_s = open_timeout_s
+        self.read_timeout_s = read_timeout_s
+        self._rng = random.Random()
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget counters and numbering (the next iteration starts at ``start_index``)."""
+        self.status = SourceStatus()
+        self._index = self.start_index
+        self._video_ts0 = 0.0
+        self._closers: list[Callable[[], None]] = []
+
+    # ----------------------------------------------------------------- state reporting
+    def _set_state(self, state: SourceState, error: str | None = None) -> None:
+        changed = state != self.status.state or error != self.status.last_error
+        self.status.state = state
+        if error is not None:
+            self.status.last_error = error
+        if changed:
+            self.status.since_ts_s = time.time()
+            if self.on_status is not None:
+                self.on_status(self.status)
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds`` (ticking the heartbeat); False when asked to stop."""
+        end = time.monotonic() + seconds
+        while not self.stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return True
+            if self.on_tick is not None:
+                self.on_tick()
+            self.stop.wait(min(left, 0.25))
+        return False
+
+    # ----------------------------------------------------------------- iteration
+    def __iter__(self) -> Iterator[Frame]:
+        failures = 0
+        while not self.stop.is_set():
+            self._set_state(SourceState.CONNECTING if failures == 0 else SourceState.RECONNECTING)
+            produced = 0
+            try:
+                for image, ts_s in self._segment():
+                    if produced == 0:
+                        failures = 0
+                        self.status.attempt = 0
+                        self._set_state(SourceState.CONNECTED)
+                    produced += 1
+                    frame = self._frame(image, ts_s)
+                    if frame is not None:
+                        yield frame
+                    if self.stop.is_set():
+                        return
+            except _SegmentEnd as end:
+                if end.error is None and not is_replayable(self.source):
+                    end = _SegmentEnd("stream ended")
+                if end.error is None:  # a clean end of one pass over a file
+                    if not self.loop:
+                        self._set_state(SourceState.FINISHED)
+                        return
+                    continue
+                error = end.error
+            finally:
+                self._close()
+            failures += 1
+            self.status.attempt = failures
+            if produced:
+                self.status.reconnects += 1
+            if self.backoff.max_attempts is not None and failures > self.backoff.max_attempts:
+                self._set_state(SourceState.FAILED, error)
+                raise InputError(f"{self.source}: gave up after {failures - 1} retries ({error})")
+            failed = failures >= self.backoff.fail_after
+            state = SourceState.FAILED if failures and failed else SourceState.RECONNECTING
+            self._set_state(state, error)
+            log.warning("%s: %s; retrying (attempt %d)", self.camera_id, error, failures)
+            if not self._wait(self.backoff.delay_s(failures - 1, self._rng)):
+                return
+
+    def _frame(self, image: ImageRGB, ts_s: float) -> Frame | None:
+        index = self._index
+        self._index += 1
+        self.status.frames += 1
+        if self.skip_to is not None and index < self.skip_to:
+            return None
+        return Frame(self.camera_id, index, ts_s, image)
+
+    def _segment(self) -> Iterator[tuple[ImageRGB, float]]:
+        """One connection's (or one file pass's) images; always ends by raising _SegmentEnd."""
+        if is_webcam(self.source):
+            yield from self._webcam()
+        elif is_stream_url(self.source):
+            yield from self._stream()
+        else:
+            yield from self._file_pass()
+        raise _SegmentEnd(None)
+
+    def _close(self) -> None:
+        for close in self._closers:
+            try:
+                close()
+            except Exception:  # closing a dead connection may fail; nothing to do about it
+                log.debug("error closing %s", self.source, exc_info=True)
+        self._closers = []
+
+    # ----------------------------------------------------------------- kinds of source
+    def _stream(self) -> Iterator[tuple[ImageRGB, float]]:
+        try:
+            container = av.open(
+                self.source,
+                options={"rtsp_transport": "tcp"} if self.source.startswith("rtsp") else {},
+                timeout=(self.open_timeout_s, self.read_timeout_s),
+            )
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _SegmentEnd(f"cannot open stream ({exc.__class__.__name__}: {exc})") from exc
+        self._closers.append(container.close)
+        if not container.streams.video:
+            raise _SegmentEnd("stream has no video")
+        stream = container.streams.video[0]
+        try:
+            for packet in container.demux(stream):
+                for vf in self._decode(packet):
+                    rgb = np.asarray(vf.to_ndarray(format="rgb24"), dtype=np.uint8)
+                    yield rgb, time.time()
+        except (av.error.FFmpegError, OSError) as exc:
+            raise _SegmentEnd(f"stream lost ({exc.__class__.__name__}: {exc})") from exc
+        raise _SegmentEnd("stream ended")
+
+    def _decode(self, packet: Any) -> list[Any]:
+        try:
+            return list(packet.decode())
+        except av.error.InvalidDataError:
+            self.status.corrupt_frames += 1
+            return []
+
+    def _webcam(self) -> Iterator[tuple[ImageRGB, float]]:
+        cap = cv2.VideoCapture(int(self.source))
+        self._closers.append(cap.release)
+        if not cap.isOpened():
+            raise _SegmentEnd(f"cannot open webcam {self.source}")
+        while True:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                raise _SegmentEnd("webcam stopped delivering frames")
+            yield np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), time.time()
+
+    def _file_pass(self) -> Iterator[tuple[ImageRGB, float]]:
+        """One pass over a file or folder, paced and stamped according to ``realtime``."""
+        try:
+            src = open_source(Path(self.source), self.camera_id, fps=self.fps, loop=False)
+        except InputError as exc:
+            raise _SegmentEnd(str(exc)) from exc
+        self._closers.append(src.close)
+        fps = src.fps or self.fps
+        skipped_before = getattr(src, "skipped", 0)
+        wall0 = time.time()
+        last_rel = 0.0
+        first_skip = self._pass_skip(src.n_frames)
+        try:
+            for i, frame in enumerate(iter(src)):
+                last_rel = frame.ts_s
+                if i < first_skip:
+                    self._index += 1
+                    continue
+                if self.realtime:
+                    due = wall0 + frame.ts_s - time.time()
+                    if due > 0 and not self._wait(due):
+                        return
+                    yield frame.image, wall0 + frame.ts_s
+                else:
+                    yield frame.image, self._video_ts0 + frame.ts_s
+        except InputError as exc:
+            # files.VideoSource raises after yielding what decoded: a corrupt or truncated
+            # file still plays (and loops); the loss is counted, not fatal.
+            log.warning("%s: %s", self.camera_id, exc)
+            self.status.last_error = str(exc)
+        finally:
+            self.status.corrupt_frames += int(getattr(src, "decode_errors", 0))
+            self.status.corrupt_frames += int(getattr(src, "skipped", 0)) - skipped_before
+        self._video_ts0 += last_rel + 1.0 / fps
+
+    def _pass_skip(self, pass_len: int | None) -> int:
+        """Frames to skip at the start of this pass to resume at ``skip_to`` without decoding
+        every earlier loop again (pass length known: folders, most videos)."""
+        if self.skip_to is None or self._index >= self.skip_to:
+            return 0
+        behind = self.skip_to - self._index
+        if pass_len and behind >= pass_len:
+            # Whole passes are skipped arithmetically: numbering stays continuous.
+            whole = behind // pass_len
+            self._index += whole * pass_len
+            self._video_ts0 += whole * pass_len / (self.fps or 25.0)
+            behind -= whole * pass_len
+        return behind
+
+    def close(self) -> None:
+        """Stop iterating and release the connection."""
+        self.stop.set()
+        self._close()
