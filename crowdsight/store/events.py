@@ -1,0 +1,275 @@
+"""Event upsert (with outbox rows) and event queries."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, and_, delete, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from crowdsight.core.events import Event
+from crowdsight.store.records import EventRecord, Flow
+from crowdsight.store.tables import EventRow, EventTrackRow, OutboxRow, TrackDescriptionRow
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What `query_events` selects. Every field is optional and they combine with AND.
+
+    Attributes:
+        camera_id: only this camera.
+        type: only this event type (e.g. ``"overcrowding"``).
+        zone_id: only events about this zone.
+        since: events that end at or after this time (open events always qualify).
+        until: events that start at or before this time.
+        q: description words; an event matches when one of its tracks has a description
+            containing every word (case-insensitive), e.g. ``"red top"``.
+        limit: at most this many, newest first.
+        offset: skip this many (paging).
+    """
+
+    camera_id: str | None = None
+    type: str | None = None
+    zone_id: str | None = None
+    since: float | None = None
+    until: float | None = None
+    q: str | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+def _clean_json(value: Any) -> Any:
+    """Replace non-finite floats (not valid JSON) with None, recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean_json(v) for v in value]
+    return value
+
+
+def event_payload(event: Event) -> dict[str, Any]:
+    """The JSON stored, published and served for ``event``."""
+    payload: dict[str, Any] = _clean_json(event.to_dict())
+    return payload
+
+
+def _write_snapshot(snapshot_dir: Path, event: Event, jpeg: bytes) -> str:
+    folder = snapshot_dir / event.camera_id
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{event.event_id}.jpg"
+    path.write_bytes(jpeg)
+    return str(path)
+
+
+def _set_tracks(session: Session, row: EventRow, track_ids: Iterable[int]) -> None:
+    session.execute(delete(EventTrackRow).where(EventTrackRow.event_pk == row.id))
+    for track_id in sorted(set(track_ids)):
+        session.add(EventTrackRow(event_pk=row.id, track_id=track_id, camera_id=row.camera_id))
+
+
+def _apply(row: EventRow, event: Event, payload: dict[str, Any], now: float) -> None:
+    row.type = event.kind
+    row.camera_id = event.camera_id
+    row.start_ts_s = event.start_ts_s
+    row.end_ts_s = event.end_ts_s
+    row.severity = str(event.severity)
+    row.zone_id = event.zone_id
+    row.line_id = event.line_id
+    row.track_ids = [int(t) for t in event.track_ids]
+    row.payload = payload
+    row.updated_at = now
+
+
+def upsert_events(
+    session: Session,
+    events: Sequence[Event],
+    *,
+    snapshots: Mapping[str, bytes] | None,
+    sinks: Sequence[str],
+    snapshot_dir: Path | None,
+    now: float,
+) -> list[str]:
+    """Insert or update ``events`` by ``event_id`` and queue one outbox row per sink per change.
+
+    Replaying an event whose stored state is identical changes nothing (no new revision, no
+    outbox row), so a runner that re-sends after a crash never duplicates deliveries.
+
+    Returns:
+        The ids of the events whose state changed (new or updated).
+    """
+    changed: list[str] = []
+    snapshots = snapshots or {}
+    for event in events:
+        payload = event_payload(event)
+        row = session.scalars(select(EventRow).where(EventRow.event_id == event.event_id)).first()
+        if row is None:
+            row = EventRow(event_id=event.event_id, revision=1, created_at=now)
+            _apply(row, event, payload, now)
+            session.add(row)
+            session.flush()
+        elif row.payload == payload:
+            row = None
+        else:
+            row.revision += 1
+            _apply(row, event, payload, now)
+        jpeg = snapshots.get(event.event_id)
+        if jpeg is not None:
+            stored = (
+                row
+                or session.scalars(
+                    select(EventRow).where(EventRow.event_id == event.event_id)
+                ).one()
+            )
+            if snapshot_dir is not None:
+                stored.snapshot_path = _write_snapshot(snapshot_dir, event, jpeg)
+            else:
+                stored.snapshot_jpeg = jpeg
+        if row is None:
+            continue
+        _set_tracks(session, row, row.track_ids)
+        for sink in sinks:
+            session.add(
+                OutboxRow(
+                    event_id=row.event_id,
+                    sink=sink,
+                    revision=row.revision,
+                    payload=dict(payload, revision=row.revision),
+                    attempts=0,
+                    next_attempt_at=now,
+                    dead=False,
+                    created_at=now,
+                )
+            )
+        changed.append(row.event_id)
+    return changed
+
+
+def to_record(row: EventRow, has_blob: bool) -> EventRecord:
+    """The API/store view of an event row (``has_blob``: a snapshot is stored inline)."""
+    return EventRecord(
+        event_id=row.event_id,
+        type=row.type,
+        camera_id=row.camera_id,
+        start_ts_s=row.start_ts_s,
+        end_ts_s=row.end_ts_s,
+        severity=row.severity,
+        zone_id=row.zone_id,
+        line_id=row.line_id,
+        track_ids=list(row.track_ids),
+        revision=row.revision,
+        has_snapshot=row.snapshot_path is not None or has_blob,
+        payload=row.payload,
+    )
+
+
+def _escape_like(word: str) -> str:
+    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _description_match(q: str) -> Any:
+    """EXISTS clause: one of the event's tracks has a description containing every word."""
+    words = [w for w in q.lower().replace(",", " ").split() if w]
+    conditions = [
+        func.lower(TrackDescriptionRow.text).like(f"%{_escape_like(w)}%", escape="\\")
+        for w in words
+    ]
+    return exists(
+        select(EventTrackRow.event_pk)
+        .join(
+            TrackDescriptionRow,
+            and_(
+                TrackDescriptionRow.camera_id == EventTrackRow.camera_id,
+                TrackDescriptionRow.track_id == EventTrackRow.track_id,
+            ),
+        )
+        .where(EventTrackRow.event_pk == EventRow.id, *conditions)
+    )
+
+
+def events_select(f: EventFilter) -> Select[EventRow, bool]:
+    """The SELECT for ``f`` (newest first), with a has-snapshot flag that avoids the blob."""
+    has_blob = EventRow.snapshot_jpeg.is_not(None).label("has_blob")
+    stmt = select(EventRow, has_blob)
+    if f.camera_id is not None:
+        stmt = stmt.where(EventRow.camera_id == f.camera_id)
+    if f.type is not None:
+        stmt = stmt.where(EventRow.type == f.type)
+    if f.zone_id is not None:
+        stmt = stmt.where(EventRow.zone_id == f.zone_id)
+    if f.since is not None:
+        stmt = stmt.where(or_(EventRow.end_ts_s.is_(None), EventRow.end_ts_s >= f.since))
+    if f.until is not None:
+        stmt = stmt.where(EventRow.start_ts_s <= f.until)
+    if f.q is not None and f.q.strip():
+        stmt = stmt.where(_description_match(f.q))
+    return stmt.order_by(EventRow.start_ts_s.desc(), EventRow.id.desc())
+
+
+def query_events(session: Session, f: EventFilter) -> list[EventRecord]:
+    """Events matching ``f``, newest first."""
+    stmt = events_select(f).limit(f.limit).offset(f.offset)
+    return [to_record(row, bool(has_blob)) for row, has_blob in session.execute(stmt).all()]
+
+
+def get_event(session: Session, event_id: str) -> EventRecord | None:
+    """One event by id, or None."""
+    found = session.execute(events_select(EventFilter()).where(EventRow.event_id == event_id))
+    first = found.first()
+    if first is None:
+        return None
+    row, has_blob = first
+    return to_record(row, bool(has_blob))
+
+
+def get_snapshot(session: Session, event_id: str) -> bytes | None:
+    """The stored (redacted) snapshot JPEG of an event, or None."""
+    row = session.scalars(select(EventRow).where(EventRow.event_id == event_id)).first()
+    if row is None:
+        return None
+    if row.snapshot_path is not None:
+        path = Path(row.snapshot_path)
+        return path.read_bytes() if path.is_file() else None
+    return row.snapshot_jpeg
+
+
+def zone_flows(
+    session: Session, camera_id: str | None, since: float | None, until: float | None
+) -> list[Flow]:
+    """Anonymous zone-to-zone counts from the order in which tracks entered zones.
+
+    A track that entered zone A and later zone B counts once for A→B. Track ids are used only
+    inside this aggregate; nothing per track is returned.
+    """
+    stmt = (
+        select(EventRow.camera_id, EventTrackRow.track_id, EventRow.zone_id)
+        .join(EventTrackRow, EventTrackRow.event_pk == EventRow.id)
+        .where(EventRow.type == "zone_entered", EventRow.zone_id.is_not(None))
+        .order_by(EventRow.camera_id, EventTrackRow.track_id, EventRow.start_ts_s)
+    )
+    if camera_id is not None:
+        stmt = stmt.where(EventRow.camera_id == camera_id)
+    if since is not None:
+        stmt = stmt.where(EventRow.start_ts_s >= since)
+    if until is not None:
+        stmt = stmt.where(EventRow.start_ts_s <= until)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    previous: dict[tuple[str, int], str] = {}
+    for cam, track_id, zone in session.execute(stmt).all():
+        if zone is None:
+            continue
+        key = (cam, track_id)
+        before = previous.get(key)
+        if before is not None and before != zone:
+            counts[(cam, before, zone)] += 1
+        previous[key] = zone
+    return [
+        Flow(camera_id=cam, from_zone=a, to_zone=b, count=n)
+        for (cam, a, b), n in sorted(counts.items())
+    ]
