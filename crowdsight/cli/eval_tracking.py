@@ -1,0 +1,77 @@
+"""`crowdsight eval tracking`: MOTA / IDF1 / HOTA on MOTChallenge files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from crowdsight.cli import eval_app
+from crowdsight.core.errors import InputError
+
+console = Console(stderr=True)
+
+
+@eval_app.command("tracking")
+def eval_tracking(
+    gt: Annotated[Path, typer.Option(help="Ground truth, MOTChallenge gt.txt.")],
+    detections: Annotated[
+        Path | None,
+        typer.Option(help="Public detections (frame,-1,x,y,w,h,score,...) to run the tracker on."),
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(help="Score this tracker output instead of running crowdsight's tracker."),
+    ] = None,
+    min_score: Annotated[
+        float | None,
+        typer.Option(help="Drop detections scored below this before tracking."),
+    ] = None,
+    fps: Annotated[float, typer.Option(help="Sequence frame rate (MOT15 TUD: 25).")] = 25.0,
+    iou: Annotated[float, typer.Option(help="IoU for a match (MOTChallenge: 0.5).")] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
+) -> None:
+    """Score tracking against ground truth; MOT15 rules (every gt row with conf != 0 counts).
+
+    With --detections, crowdsight's tracker (default settings) runs on the detections and
+    its output is scored; with --results, a given tracker output is scored as is.
+    Percentages are 0-100.
+    """
+    from crowdsight.eval.mot import load_mot_txt, score_mot, track_mot_detections
+    from crowdsight.tracking import Tracker
+
+    if (detections is None) == (results is None):
+        raise InputError("give exactly one of --detections (run the tracker) or --results")
+    truth = load_mot_txt(gt)
+    if results is not None:
+        output = load_mot_txt(results)
+        source = f"results {results.name}"
+    else:
+        assert detections is not None
+        dets = load_mot_txt(detections)
+        if min_score is not None:
+            dets = dets.filter_scores(min_score)
+        output = track_mot_detections(dets, Tracker(frame_rate=fps), fps=fps)
+        source = f"crowdsight tracker on {detections.name}"
+    scores = score_mot(truth, output, iou_threshold=iou)
+    console.print(
+        f"{source}: MOTA {scores.mota:.1f}  IDF1 {scores.idf1:.1f}  HOTA {scores.hota:.1f}  "
+        f"IDs {scores.id_switches}  FP {scores.false_positives}  FN {scores.false_negatives}  "
+        f"Rcll {scores.recall:.1f}  Prcn {scores.precision:.1f}  "
+        f"MT {scores.mostly_tracked}  ML {scores.mostly_lost}  FM {scores.fragmentations}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    summary = {
+        "mota": round(scores.mota, 2),
+        "idf1": round(scores.idf1, 2),
+        "hota": round(scores.hota, 2),
+        "id_switches": scores.id_switches,
+    }
+    if as_json:
+        print(json.dumps({**scores.to_dict(), **summary}))
+    else:
+        print(json.dumps(summary))
