@@ -32,6 +32,7 @@ def _register() -> None:
     from crowdsight.cli import (  # noqa: F401
         analyze,
         eval_counting,
+        eval_tracking,
         models,
     )
 
