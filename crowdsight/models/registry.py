@@ -95,6 +95,7 @@ def default_specs() -> tuple[ModelSpec, ...]:
 #: (module, attribute) of further specs, in install order.
 _EXTRA_SPECS: tuple[tuple[str, str], ...] = (
     ("crowdsight.models.converters.blazeface", "BLAZEFACE_SPEC"),
+    ("crowdsight.models.converters.ssdlite", "SSDLITE_SPEC"),
 )
 
 
