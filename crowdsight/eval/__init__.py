@@ -1,0 +1,1 @@
+"""Evaluation helpers: dataset readers and metric wrappers (e.g. `crowdsight.eval.mot`)."""
