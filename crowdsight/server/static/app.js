@@ -1,0 +1,561 @@
+// crowdsight dashboard: sign-in, live camera grid, event timeline, counts chart and flows.
+// Plain ES modules, no build step. Data comes from the REST API by polling (events every
+// 2 s, so a new event shows within a few seconds); live video is an MJPEG <img> per camera.
+
+import { api, ApiError, asList, login, logout, qs, whoami } from "./api.js";
+import { lineChart, sankey } from "./charts.js";
+
+const POLL_EVENTS_MS = 2000;
+const POLL_STATUS_MS = 2000;
+const POLL_CHART_MS = 15000;
+const POLL_CAMERAS_MS = 10000;
+// Browsers allow ~6 HTTP/1.1 connections per host; each MJPEG stream holds one, so only the
+// first few tiles stream and the rest refresh a snapshot once a second.
+const MAX_MJPEG = 4;
+const SNAPSHOT_REFRESH_MS = 1000;
+const EVENT_LIMIT = 60;
+const ROLE_RANK = { viewer: 0, operator: 1, admin: 2 };
+const SERIES = [
+  { name: "count_density", label: "People (density)", color: "#4cc2ff" },
+  { name: "count_tracked", label: "Tracked people", color: "#ffb347" },
+];
+const KNOWN_TYPES = [
+  "line_crossed", "zone_entered", "zone_exited", "overcrowding", "running", "dispersal",
+  "loitering", "wrong_way", "fall", "intrusion", "anomaly",
+];
+
+const $ = (sel, root = document) => root.querySelector(sel);
+
+/** Create an element with attributes and children (text is always set as text, never HTML). */
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") el.className = v;
+    else if (k === "testid") el.dataset.testid = v;
+    else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat()) {
+    if (c === null || c === undefined || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return el;
+}
+
+const humanize = (s) => (s ?? "").replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
+const fmtTime = (ts_s) => new Date(ts_s * 1000).toLocaleTimeString([], { hour12: false });
+const fmtDateTime = (ts_s) => new Date(ts_s * 1000).toLocaleString([], { hour12: false });
+const fmtNum = (v, digits = 0) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
+const LOS = ["A", "B", "C", "D", "E", "F"];
+const losLetter = (v) => (typeof v === "string" ? v.toUpperCase() : LOS[Math.round(v)] ?? null);
+
+/** Per-zone values from flat live metrics ("zone:<id>:occupancy", "zone:<id>:los", ...). */
+export function zonesFromCounts(counts) {
+  const zones = new Map();
+  for (const [key, value] of Object.entries(counts ?? {})) {
+    const m = /^zone:(.+):([a-z_0-9]+)$/.exec(key);
+    if (!m) continue;
+    if (!zones.has(m[1])) zones.set(m[1], {});
+    zones.get(m[1])[m[2]] = value;
+  }
+  return zones;
+}
+
+/** Periodic task that pauses while the tab is hidden and never overlaps itself. */
+class Poller {
+  constructor(fn, everyMs) {
+    this.fn = fn;
+    this.everyMs = everyMs;
+    this.timer = null;
+    this.running = false;
+  }
+  start() {
+    this.stop();
+    this.running = true;
+    const tick = async () => {
+      if (!this.running) return;
+      if (!document.hidden) {
+        try { await this.fn(); } catch (err) { app.onError(err); }
+      }
+      if (this.running) this.timer = setTimeout(tick, this.everyMs);
+    };
+    tick();
+  }
+  stop() {
+    this.running = false;
+    clearTimeout(this.timer);
+  }
+  async now() {
+    try { await this.fn(); } catch (err) { app.onError(err); }
+  }
+}
+
+// ----------------------------------------------------------------------------- camera tiles
+class CameraTile {
+  constructor(camera, index) {
+    this.camera = camera;
+    this.mode = index < MAX_MJPEG ? "mjpeg" : "snapshot";
+    this.retry = null;
+    this.img = h("img", {
+      alt: `Live view of ${camera.name || camera.id} (faces blurred, density heatmap)`,
+      testid: "camera-image", decoding: "async",
+      onload: () => this.onFrame(), onerror: () => this.onImageError(),
+    });
+    this.placeholder = h("div", { class: "placeholder", testid: "camera-placeholder" },
+      "Waiting for the first frame…");
+    this.liveDot = h("span", { class: "live-dot", hidden: true }, "LIVE");
+    this.stateBadge = h("span", { class: "badge", testid: "camera-state" }, "…");
+    this.stats = {
+      people: h("div", { class: "v", testid: "count-density" }, "–"),
+      tracked: h("div", { class: "v", testid: "count-tracked" }, "–"),
+      fps: h("div", { class: "v", testid: "camera-fps" }, "–"),
+    };
+    this.zones = h("ul", { class: "zones", testid: "zone-list", "aria-label": "Zones" });
+    this.el = h("article", {
+      class: "camera-tile", testid: "camera-tile", "data-camera-id": camera.id,
+      "aria-label": `Camera ${camera.name || camera.id}`,
+    },
+      h("header", {},
+        h("span", { class: "camera-name", title: camera.source }, camera.name || camera.id),
+        this.stateBadge),
+      h("div", { class: "camera-view" }, this.img, this.placeholder, this.liveDot),
+      h("div", { class: "camera-stats" },
+        h("div", { class: "stat" }, this.stats.people, h("div", { class: "k" }, "people (density)")),
+        h("div", { class: "stat" }, this.stats.tracked, h("div", { class: "k" }, "tracked")),
+        h("div", { class: "stat" }, this.stats.fps, h("div", { class: "k" }, "fps"))),
+      this.zones);
+    this.play();
+  }
+
+  get base() { return `/api/cameras/${encodeURIComponent(this.camera.id)}`; }
+
+  play() {
+    clearTimeout(this.retry);
+    const bust = `t=${Date.now()}`;
+    this.img.src = this.mode === "mjpeg"
+      ? `${this.base}/live.mjpeg?${bust}` : `${this.base}/snapshot.jpg?${bust}`;
+  }
+
+  pause() {
+    clearTimeout(this.retry);
+    this.img.removeAttribute("src");
+  }
+
+  onFrame() {
+    this.placeholder.hidden = true;
+    this.liveDot.hidden = false;
+    if (this.mode === "snapshot") this.retry = setTimeout(() => this.play(), SNAPSHOT_REFRESH_MS);
+  }
+
+  onImageError() {
+    // 503 (no frame yet, camera starting) or a dropped stream: retry shortly.
+    if (!this.img.getAttribute("src")) return;
+    this.liveDot.hidden = true;
+    if (this.img.naturalWidth === 0) this.placeholder.hidden = false;
+    this.retry = setTimeout(() => this.play(), 2000);
+  }
+
+  update(status) {
+    const state = status?.state ?? "unknown";
+    this.stateBadge.textContent = state;
+    this.stateBadge.className = `badge state-${state}`;
+    if (status?.error) this.stateBadge.title = status.error;
+    const counts = status?.counts ?? status?.live_counts ?? status?.metrics ?? {};
+    this.stats.people.textContent = fmtNum(counts.count_density, 0);
+    this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
+    this.stats.fps.textContent = fmtNum(status?.fps, 1);
+    this.renderZones(zonesFromCounts(counts), status?.zones);
+  }
+
+  renderZones(zones, explicit) {
+    // Status may list zones explicitly ([{id, occupancy, los, density_per_m2}]) or as flat keys.
+    if (Array.isArray(explicit)) {
+      zones = new Map(explicit.map((z) => [z.id ?? z.zone_id ?? z.name, z]));
+    }
+    const items = [...zones.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([id, z]) => {
+      const los = z.los !== undefined && z.los !== null ? losLetter(z.los) : null;
+      const density = z.density_per_m2 ?? z.density;
+      return h("li", { testid: "zone", "data-zone-id": id },
+        h("span", {}, id),
+        h("span", {},
+          h("span", { class: "zone-count", testid: "zone-occupancy" },
+            `${fmtNum(z.occupancy ?? z.count, 0)} people`,
+            density !== undefined ? ` · ${fmtNum(density, 2)}/m²` : ""),
+          " ",
+          los ? h("span", {
+            class: `badge los los-${los}`, testid: "los-badge",
+            title: `Level of service ${los} (A free flow … F jammed)`,
+          }, los) : null));
+    });
+    this.zones.replaceChildren(...items);
+    this.zones.hidden = items.length === 0;
+  }
+}
+
+// ----------------------------------------------------------------------------- the app
+const app = {
+  user: null,
+  cameras: [],
+  tiles: new Map(),
+  events: new Map(),
+  eventsLoaded: false,
+  pollers: [],
+
+  async boot() {
+    this.bindStatic();
+    const me = await whoami().catch(() => null);
+    if (me) this.enter(me);
+    else this.showLogin();
+  },
+
+  bindStatic() {
+    $("[data-testid=login-form]").addEventListener("submit", (e) => this.onLogin(e));
+    $("[data-testid=logout]").addEventListener("click", () => this.onLogout());
+    const search = $("[data-testid=event-search-form]");
+    search.addEventListener("submit", (e) => { e.preventDefault(); this.refilterEvents(); });
+    let debounce = null;
+    $("[data-testid=event-search]").addEventListener("input", () => {
+      clearTimeout(debounce);
+      debounce = setTimeout(() => this.refilterEvents(), 350);
+    });
+    for (const sel of ["event-camera-filter", "event-type-filter"]) {
+      $(`[data-testid=${sel}]`).addEventListener("change", () => this.refilterEvents());
+    }
+    for (const sel of ["chart-camera", "chart-window"]) {
+      $(`[data-testid=${sel}]`).addEventListener("change", () => this.chartPoller?.now());
+    }
+    $("[data-testid=flow-camera]").addEventListener("change", () => this.chartPoller?.now());
+    const typeSelect = $("[data-testid=event-type-filter]");
+    for (const t of KNOWN_TYPES) typeSelect.append(h("option", { value: t }, humanize(t)));
+    this.bindAddCamera();
+    this.bindEventDialog();
+    document.addEventListener("visibilitychange", () => {
+      for (const tile of this.tiles.values()) document.hidden ? tile.pause() : tile.play();
+    });
+  },
+
+  showLogin(message = "") {
+    for (const p of this.pollers) p.stop();
+    for (const tile of this.tiles.values()) tile.pause();
+    $("[data-testid=dashboard]").hidden = true;
+    $("[data-testid=session]").hidden = true;
+    $("[data-testid=login-view]").hidden = false;
+    $("[data-testid=login-error]").textContent = message;
+    $("[data-testid=login-username]").focus();
+  },
+
+  async onLogin(e) {
+    e.preventDefault();
+    const form = e.currentTarget;
+    const err = $("[data-testid=login-error]");
+    err.textContent = "";
+    const username = form.elements.namedItem("username").value.trim();
+    const password = form.elements.namedItem("password");
+    try {
+      const res = await login(username, password.value);
+      password.value = "";
+      const user = res?.user ?? res ?? {};
+      this.enter({ username: user.username ?? username, role: user.role ?? "" });
+    } catch (ex) {
+      err.textContent = ex instanceof ApiError && ex.status === 401
+        ? "Wrong username or password." : `Sign-in failed: ${ex.message}`;
+    }
+  },
+
+  async onLogout() {
+    await logout();
+    this.user = null;
+    this.showLogin();
+  },
+
+  enter(user) {
+    this.user = user;
+    $("[data-testid=login-view]").hidden = true;
+    $("[data-testid=dashboard]").hidden = false;
+    $("[data-testid=session]").hidden = false;
+    $("[data-testid=current-user]").textContent =
+      [user.username, user.role && `(${user.role})`].filter(Boolean).join(" ");
+    // Unknown role: show the form and let the server decide (it answers 403 to viewers).
+    const rank = ROLE_RANK[user.role] ?? 1;
+    $("[data-testid=add-camera-open]").hidden = rank < ROLE_RANK.operator;
+    this.cameraPoller = new Poller(() => this.loadCameras(), POLL_CAMERAS_MS);
+    this.statusPoller = new Poller(() => this.loadStatus(), POLL_STATUS_MS);
+    this.eventPoller = new Poller(() => this.loadEvents(), POLL_EVENTS_MS);
+    this.chartPoller = new Poller(() => Promise.all([this.loadChart(), this.loadFlows()]),
+      POLL_CHART_MS);
+    this.pollers = [this.cameraPoller, this.statusPoller, this.eventPoller, this.chartPoller];
+    for (const p of this.pollers) p.start();
+  },
+
+  onError(err) {
+    const conn = $("[data-testid=connection]");
+    if (err instanceof ApiError && err.status === 401) {
+      this.showLogin("Your session has ended; please sign in again.");
+      return;
+    }
+    conn.textContent = "connection problem";
+    conn.className = "conn bad";
+    console.warn(err);
+  },
+
+  markOnline() {
+    const conn = $("[data-testid=connection]");
+    conn.textContent = "live";
+    conn.className = "conn ok";
+  },
+
+  // -------------------------------------------------------------------- cameras
+  async loadCameras() {
+    const cameras = asList(await api("/api/cameras"), "cameras");
+    this.markOnline();
+    const ids = cameras.map((c) => c.id).join("|");
+    if (ids === this.cameras.map((c) => c.id).join("|")) {
+      this.cameras = cameras;
+      return;
+    }
+    this.cameras = cameras;
+    const grid = $("[data-testid=camera-grid]");
+    const next = new Map();
+    cameras.forEach((cam, i) => {
+      const tile = this.tiles.get(cam.id) ?? new CameraTile(cam, i);
+      next.set(cam.id, tile);
+    });
+    for (const [id, tile] of this.tiles) if (!next.has(id)) tile.pause();
+    this.tiles = next;
+    grid.replaceChildren(...[...next.values()].map((t) => t.el));
+    $("[data-testid=no-cameras]").hidden = cameras.length > 0;
+    this.fillCameraSelects();
+    this.statusPoller.now();
+  },
+
+  fillCameraSelects() {
+    const opts = () => this.cameras.map((c) => h("option", { value: c.id }, c.name || c.id));
+    const evSel = $("[data-testid=event-camera-filter]");
+    const keep = evSel.value;
+    evSel.replaceChildren(h("option", { value: "" }, "All cameras"), ...opts());
+    evSel.value = keep;
+    for (const id of ["chart-camera", "flow-camera"]) {
+      const sel = $(`[data-testid=${id}]`);
+      const prev = sel.value;
+      sel.replaceChildren(...opts());
+      if (prev && this.cameras.some((c) => c.id === prev)) sel.value = prev;
+    }
+    this.chartPoller?.now();
+  },
+
+  async loadStatus() {
+    await Promise.all([...this.tiles.values()].map(async (tile) => {
+      try {
+        tile.update(await api(`${tile.base}/status`));
+      } catch (err) {
+        if (err instanceof ApiError && err.status === 401) throw err;
+        tile.update({ state: err instanceof ApiError && err.status === 503 ? "no runner" : "unknown" });
+      }
+    }));
+  },
+
+  // -------------------------------------------------------------------- events
+  eventQuery() {
+    return {
+      q: $("[data-testid=event-search]").value.trim(),
+      camera_id: $("[data-testid=event-camera-filter]").value,
+      type: $("[data-testid=event-type-filter]").value,
+      limit: EVENT_LIMIT,
+    };
+  },
+
+  refilterEvents() {
+    this.events.clear();
+    this.eventsLoaded = false;
+    $("[data-testid=event-timeline]").replaceChildren();
+    this.eventPoller?.now();
+  },
+
+  async loadEvents() {
+    const query = this.eventQuery();
+    const list = asList(await api(`/api/events${qs(query)}`), "events");
+    if (JSON.stringify(query) !== JSON.stringify(this.eventQuery())) return; // filters changed
+    this.markOnline();
+    const timeline = $("[data-testid=event-timeline]");
+    const seen = new Set();
+    const nodes = [];
+    for (const ev of list) {
+      seen.add(ev.event_id);
+      const prev = this.events.get(ev.event_id);
+      if (prev && prev.ev.revision === ev.revision && prev.ev.end_ts_s === ev.end_ts_s) {
+        nodes.push(prev.el);
+        continue;
+      }
+      const el = this.renderEvent(ev);
+      if (!prev && this.eventsLoaded) el.classList.add("fresh");
+      this.events.set(ev.event_id, { ev, el });
+      nodes.push(el);
+    }
+    for (const id of [...this.events.keys()]) if (!seen.has(id)) this.events.delete(id);
+    timeline.replaceChildren(...nodes);
+    this.eventsLoaded = true;
+    $("[data-testid=no-events]").hidden = list.length > 0;
+    $("[data-testid=events-updated]").textContent = `updated ${fmtTime(Date.now() / 1000)}`;
+  },
+
+  renderEvent(ev) {
+    const p = ev.payload ?? {};
+    const where = [ev.camera_id, ev.zone_id && `zone ${ev.zone_id}`, ev.line_id && `line ${ev.line_id}`]
+      .filter(Boolean).join(" · ");
+    const description = p.description ?? p.descriptions?.join?.("; ") ?? p.text ?? "";
+    const thumb = ev.has_snapshot
+      ? h("img", {
+        class: "event-thumb", loading: "lazy", testid: "event-snapshot",
+        alt: `Snapshot of ${humanize(ev.type)} (redacted)`,
+        src: `/api/events/${encodeURIComponent(ev.event_id)}/snapshot`,
+      })
+      : h("div", { class: "event-thumb none", "aria-hidden": "true" }, "no image");
+    const li = h("li", {
+      class: `event sev-${ev.severity}`, testid: "event", tabindex: "0",
+      "data-event-id": ev.event_id, "data-event-type": ev.type,
+      onclick: () => this.openEvent(ev),
+      onkeydown: (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); this.openEvent(ev); } },
+    },
+      thumb,
+      h("div", {},
+        h("div", { class: "event-title" }, humanize(ev.type),
+          ev.end_ts_s === null || ev.end_ts_s === undefined
+            ? h("span", { class: "open-tag" }, "ongoing") : null),
+        h("div", { class: "event-meta" },
+          h("time", { datetime: new Date(ev.start_ts_s * 1000).toISOString() }, fmtTime(ev.start_ts_s)),
+          ` · ${ev.severity} · ${where}`),
+        description ? h("div", { class: "event-desc", testid: "event-description" }, description) : null));
+    return li;
+  },
+
+  bindEventDialog() {
+    const dlg = $("[data-testid=event-dialog]");
+    $("[data-testid=event-dialog-close]").addEventListener("click", () => dlg.close());
+    dlg.addEventListener("click", (e) => { if (e.target === dlg) dlg.close(); });
+  },
+
+  openEvent(ev) {
+    const dlg = $("[data-testid=event-dialog]");
+    $("#event-dialog-title").textContent = humanize(ev.type);
+    const img = $("[data-testid=event-dialog-snapshot]");
+    img.hidden = !ev.has_snapshot;
+    if (ev.has_snapshot) {
+      img.src = `/api/events/${encodeURIComponent(ev.event_id)}/snapshot`;
+      img.alt = `Redacted snapshot of ${humanize(ev.type)}`;
+    } else img.removeAttribute("src");
+    const fields = {
+      camera: ev.camera_id, severity: ev.severity,
+      started: fmtDateTime(ev.start_ts_s),
+      ended: ev.end_ts_s ? fmtDateTime(ev.end_ts_s) : "ongoing",
+      zone: ev.zone_id, line: ev.line_id,
+      tracks: ev.track_ids?.length ? ev.track_ids.join(", ") : null,
+    };
+    const skip = new Set(["event_id", "camera_id", "start_ts_s", "end_ts_s", "severity", "zone_id",
+      "line_id", "track_ids", "snapshot", "type"]);
+    for (const [k, v] of Object.entries(ev.payload ?? {})) {
+      if (skip.has(k) || v === null || typeof v === "object") continue;
+      fields[humanize(k).toLowerCase()] = typeof v === "number" ? +v.toFixed(3) : v;
+    }
+    $("[data-testid=event-dialog-fields]").replaceChildren(...Object.entries(fields)
+      .filter(([, v]) => v !== null && v !== undefined && v !== "")
+      .flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, String(v))]));
+    dlg.showModal();
+  },
+
+  // -------------------------------------------------------------------- charts and flows
+  async loadChart() {
+    const box = $("[data-testid=counts-chart]");
+    const camera = $("[data-testid=chart-camera]").value;
+    if (!camera) {
+      box.replaceChildren(h("p", { class: "muted" }, "No camera to chart yet."));
+      return;
+    }
+    const window_s = Number($("[data-testid=chart-window]").value);
+    const t1 = Date.now() / 1000;
+    const t0 = t1 - window_s;
+    const bucket_s = Math.max(5, Math.round(window_s / 180));
+    const series = await Promise.all(SERIES.map(async (s) => {
+      const data = await api(`/api/metrics${qs({ camera_id: camera, name: s.name, since: t0.toFixed(0), bucket_s })}`);
+      const points = asList(data, "points", "series").map((p) => ({
+        t: p.ts_s, v: p.mean ?? p.value ?? p.last, lo: p.min, hi: p.max,
+      })).filter((p) => Number.isFinite(p.t) && Number.isFinite(p.v));
+      return { name: s.label, color: s.color, points };
+    }));
+    if (!series.some((s) => s.points.length)) {
+      box.replaceChildren(h("p", { class: "muted", testid: "chart-empty" },
+        "No counts recorded in this window yet."));
+      return;
+    }
+    box.replaceChildren(lineChart(series, { t0, t1, yLabel: "people" }),
+      h("div", { class: "legend" }, series.map((s) => h("span", {},
+        h("span", { class: "sw", style: `background:${s.color}` }), s.name,
+        s.points.length ? ` (now ${fmtNum(s.points.at(-1).v, 0)})` : ""))));
+  },
+
+  async loadFlows() {
+    const box = $("[data-testid=flows-view]");
+    const camera = $("[data-testid=flow-camera]").value;
+    if (!camera) {
+      box.replaceChildren(h("p", { class: "muted" }, "No camera yet."));
+      return;
+    }
+    const flows = asList(await api(`/api/flows${qs({ camera_id: camera })}`), "flows")
+      .filter((f) => f.count > 0);
+    if (!flows.length) {
+      box.replaceChildren(h("p", { class: "muted", testid: "flows-empty" },
+        "No zone-to-zone movement recorded yet (it needs at least two zones)."));
+      return;
+    }
+    const zonesFrom = [...new Set(flows.map((f) => f.from_zone))].sort();
+    const zonesTo = [...new Set(flows.map((f) => f.to_zone))].sort();
+    const count = (a, b) => flows.filter((f) => f.from_zone === a && f.to_zone === b)
+      .reduce((s, f) => s + f.count, 0);
+    const table = h("table", { class: "matrix", testid: "flow-matrix" },
+      h("caption", { class: "sr-only" }, "Tracks moving from zone (rows) to zone (columns)"),
+      h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "from \\ to"),
+        zonesTo.map((z) => h("th", { scope: "col" }, z)))),
+      h("tbody", {}, zonesFrom.map((a) => h("tr", {}, h("th", { scope: "row" }, a),
+        zonesTo.map((b) => h("td", {}, count(a, b) || "·"))))));
+    box.replaceChildren(sankey(flows), table);
+  },
+
+  // -------------------------------------------------------------------- add camera
+  bindAddCamera() {
+    const dlg = $("[data-testid=add-camera-dialog]");
+    const form = $("[data-testid=add-camera-form]");
+    const err = $("[data-testid=add-camera-error]");
+    $("[data-testid=add-camera-open]").addEventListener("click", () => {
+      err.textContent = "";
+      dlg.showModal();
+      $("#cam-id").focus();
+    });
+    $("[data-testid=add-camera-cancel]").addEventListener("click", () => dlg.close());
+    form.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      err.textContent = "";
+      const f = (name) => form.elements.namedItem(name);
+      const body = {
+        id: f("id").value.trim(),
+        name: f("name").value.trim(),
+        source: f("source").value.trim(),
+        loop: f("loop").checked,
+        enabled: f("enabled").checked,
+        detect_every: Number(f("detect_every").value || 1),
+        density_every_s: Number(f("density_every_s").value || 1),
+      };
+      try {
+        await api("/api/cameras", { method: "POST", body });
+        dlg.close();
+        form.reset();
+        await this.cameraPoller.now();
+      } catch (ex) {
+        err.textContent = ex instanceof ApiError && ex.status === 403
+          ? "Only operators and admins can add cameras." : ex.message;
+      }
+    });
+  },
+};
+
+window.crowdsight = app; // handy for debugging in the console
+app.boot();
