@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -233,3 +235,17 @@ def test_load_mot_txt_reads_and_rejects(tmp_path: Path) -> None:
     for path in (bad, tmp_path / "missing.txt"):
         with pytest.raises(InputError):
             load_mot_txt(path)
+
+
+def test_cli_needs_exactly_one_input(tmp_path: Path) -> None:
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,20,30,40,1,-1,-1,-1\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "crowdsight", "eval", "tracking", "--gt", str(gt)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "--detections" in proc.stderr and "Traceback" not in proc.stderr

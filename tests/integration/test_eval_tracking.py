@@ -1,0 +1,81 @@
+"""`crowdsight eval tracking` on MOT15 TUD sequences (no images: GT + public detections).
+
+Two checks per sequence:
+1. Metric implementation: scoring CEM's published output reproduces the MOTChallenge
+   devkit / py-motmetrics reference figures (PROVENANCE.md of mot15_tud_gt_dets).
+2. Tracker regression: crowdsight's tracker on SORT's Faster R-CNN detections stays above a
+   stored MOTA floor set a little under the value measured when the defaults were chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.data]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Devkit figures for CEM_test.txt and our tracker's MOTA floor on one sequence."""
+
+    mota: float
+    idf1: float
+    id_switches: int
+    false_positives: int
+    false_negatives: int
+    tracker_mota_floor: float
+
+
+REFERENCES = {
+    # Measured 71.0 MOTA / 76.2 IDF1 / 52.9 HOTA / 12 IDs (SORT code: 71.7).
+    "TUD-Stadtmitte": Reference(56.4, 64.5, 7, 45, 452, tracker_mota_floor=70.0),
+    # Not measured here (sequence absent when the defaults were set); SORT's published
+    # MOTA on it is 62.7, so the floor sits a few points under that.
+    "TUD-Campus": Reference(52.6, 55.8, 7, 13, 150, tracker_mota_floor=58.0),
+}
+
+
+def _sequence(shared_data: Path, name: str) -> Path:
+    seq = shared_data / "mot15_tud_gt_dets" / name
+    if not (seq / "gt" / "gt.txt").is_file():
+        pytest.skip(f"{name} not found under {seq.parent}")
+    return seq
+
+
+def _eval(*args: str) -> dict[str, float]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "crowdsight", "eval", "tracking", *args, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_cem_output_reproduces_devkit_figures(shared_data: Path, name: str) -> None:
+    seq = _sequence(shared_data, name)
+    ref = REFERENCES[name]
+    got = _eval("--gt", str(seq / "gt/gt.txt"), "--results", str(seq / "results/CEM_test.txt"))
+    assert got["mota"] == pytest.approx(ref.mota, abs=0.1)
+    assert got["idf1"] == pytest.approx(ref.idf1, abs=0.1)
+    assert got["id_switches"] == ref.id_switches
+    assert got["false_positives"] == ref.false_positives
+    assert got["false_negatives"] == ref.false_negatives
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_tracker_mota_above_floor(shared_data: Path, name: str) -> None:
+    seq = _sequence(shared_data, name)
+    got = _eval("--gt", str(seq / "gt/gt.txt"), "--detections", str(seq / "det/det_sort_frcnn.txt"))
+    assert got["mota"] >= REFERENCES[name].tracker_mota_floor
+    assert 0.0 <= got["hota"] <= 100.0 and got["idf1"] > 50.0
