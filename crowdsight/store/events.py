@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, and_, delete, exists, func, or_, select
+from sqlalchemy import Select, and_, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from crowdsight.core.events import Event
@@ -25,8 +25,8 @@ class EventFilter:
         camera_id: only this camera.
         type: only this event type (e.g. ``"overcrowding"``).
         zone_id: only events about this zone.
-        since: events that end at or after this time (open events always qualify).
-        until: events that start at or before this time.
+        since: events that started at or after this time (epoch seconds).
+        until: events that started at or before this time.
         q: description words; an event matches when one of its tracks has a description
             containing every word (case-insensitive), e.g. ``"red top"``.
         limit: at most this many, newest first.
@@ -204,7 +204,7 @@ def events_select(f: EventFilter) -> Select[EventRow, bool]:
     if f.zone_id is not None:
         stmt = stmt.where(EventRow.zone_id == f.zone_id)
     if f.since is not None:
-        stmt = stmt.where(or_(EventRow.end_ts_s.is_(None), EventRow.end_ts_s >= f.since))
+        stmt = stmt.where(EventRow.start_ts_s >= f.since)
     if f.until is not None:
         stmt = stmt.where(EventRow.start_ts_s <= f.until)
     if f.q is not None and f.q.strip():

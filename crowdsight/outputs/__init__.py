@@ -1,0 +1,14 @@
+"""Outputs: the outbox dispatcher and its sinks (MQTT, signed webhooks)."""
+
+from crowdsight.outputs.dispatcher import OutboxDispatcher, build_sinks
+from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookSettings
+from crowdsight.outputs.sink import Sink
+
+__all__ = [
+    "DeliverySettings",
+    "MqttSettings",
+    "OutboxDispatcher",
+    "Sink",
+    "WebhookSettings",
+    "build_sinks",
+]
