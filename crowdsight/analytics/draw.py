@@ -1,0 +1,93 @@
+"""Drawing zones and lines (separate from accumulation: reads figures, changes nothing)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import cv2
+import numpy as np
+
+from crowdsight.config.scene import SceneConfig, ZoneKind
+from crowdsight.core.geometry import scale_polygon, side_of_line
+from crowdsight.core.types import ImageRGB
+
+ZONE_RGB = (60, 180, 255)
+RESTRICTED_RGB = (255, 60, 60)
+LINE_RGB = (255, 220, 0)
+
+
+def _label(img: ImageRGB, text: str, org: tuple[int, int], color: tuple[int, int, int]) -> None:
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
+
+
+def draw_scene(
+    image_rgb: ImageRGB, scene: SceneConfig, live: Mapping[str, float], alpha: float = 0.25
+) -> ImageRGB:
+    """Zones (translucent fill, outline, name and occupancy) and lines (with in-arrow and counts).
+
+    Args:
+        image_rgb: H×W×3 RGB frame; not modified.
+        scene: Zones and lines, at ``scene.resolution_wh`` (rescaled to the image).
+        live: Per-frame metrics, e.g. ``zone:<id>:occupancy``, ``line:<id>:in`` / ``:out``.
+        alpha: Zone fill opacity.
+
+    Returns:
+        A new image.
+    """
+    h, w = image_rgb.shape[:2]
+    src = scene.resolution_wh or (w, h)
+    out = image_rgb.copy()
+    fill = image_rgb.copy()
+    for z in scene.zones:
+        poly = np.round(scale_polygon(z.polygon, src, (w, h))).astype(np.int32)
+        color = RESTRICTED_RGB if z.kind is ZoneKind.RESTRICTED else ZONE_RGB
+        cv2.fillPoly(fill, [poly], color)
+    out = np.asarray(cv2.addWeighted(fill, alpha, out, 1 - alpha, 0), dtype=np.uint8)
+    for z in scene.zones:
+        poly = np.round(scale_polygon(z.polygon, src, (w, h))).astype(np.int32)
+        color = RESTRICTED_RGB if z.kind is ZoneKind.RESTRICTED else ZONE_RGB
+        cv2.polylines(out, [poly], True, color, 2, cv2.LINE_AA)
+        text = z.name or z.id
+        occ = live.get(f"zone:{z.id}:occupancy")
+        if occ is not None:
+            text += f": {occ:.0f}"
+        dens = live.get(f"zone:{z.id}:density_per_m2")
+        if dens is not None:
+            text += f" ({dens:.1f}/m2)"
+        x, y = poly.min(axis=0)
+        _label(out, text, (int(x) + 4, int(y) + 16), color)
+    for ln in scene.lines:
+        a, b = scale_polygon(ln.points, src, (w, h))
+        cv2.line(
+            out,
+            tuple(np.round(a).astype(int)),
+            tuple(np.round(b).astype(int)),
+            LINE_RGB,
+            2,
+            cv2.LINE_AA,
+        )
+        mid = (a + b) / 2
+        d = b - a
+        normal = np.array([-d[1], d[0]]) / np.linalg.norm(d)  # left of a → b on screen
+        if np.sign(side_of_line(mid + normal, a, b)[0]) != ln.in_side:
+            normal = -normal
+        tip = mid + normal * 25
+        cv2.arrowedLine(
+            out,
+            tuple(np.round(mid).astype(int)),
+            tuple(np.round(tip).astype(int)),
+            LINE_RGB,
+            2,
+            cv2.LINE_AA,
+            tipLength=0.35,
+        )
+        n_in = live.get(f"line:{ln.id}:in", 0.0)
+        n_out = live.get(f"line:{ln.id}:out", 0.0)
+        _label(
+            out,
+            f"{ln.name or ln.id} in {n_in:.0f} out {n_out:.0f}",
+            (int(tip[0]) + 4, int(tip[1])),
+            LINE_RGB,
+        )
+    return out

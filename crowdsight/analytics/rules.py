@@ -1,0 +1,597 @@
+"""Event rules: small classes, each with per-key state and a ``reset()``.
+
+Every rule reads one `FrameContext` per frame and returns the events it opens or closes.
+Duration events are emitted when they open (``end_ts_s`` None) and again when they close
+(same ``event_id``); `_OpenEvents` does that bookkeeping. Hysteresis (enter/exit thresholds
+and minimum durations) keeps noisy values from flapping.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from crowdsight.analytics.hysteresis import Hysteresis, Transition
+from crowdsight.analytics.tracks import FrameTracks, Track, TrackHistory
+from crowdsight.config.scene import (
+    DispersalRule,
+    FallRule,
+    IntrusionRule,
+    LoiteringRule,
+    OvercrowdingRule,
+    RunningRule,
+    WrongWayRule,
+    ZoneKind,
+)
+from crowdsight.core.events import (
+    Dispersal,
+    Event,
+    Fall,
+    Intrusion,
+    Loitering,
+    Overcrowding,
+    Running,
+    Severity,
+    WrongWay,
+)
+from crowdsight.core.geometry import BoolArray, Homography, angle_between_deg
+
+
+@dataclass(frozen=True)
+class FrameContext:
+    """What every rule sees on one frame.
+
+    Attributes:
+        camera_id: Camera name for events.
+        frame_index: Frame index for events.
+        ts_s: Frame time.
+        tracks: This frame's tracked rows.
+        history: Recent histories of live tracks.
+        zone_ids: Zone ids (columns of ``inside``).
+        inside: N×Z raw membership of this frame's anchors.
+        homography: Image→ground mapping, or None.
+        lost: Tracks dropped on this frame.
+        zone_counts: Per-zone people estimate (density map or tracks).
+        zone_area_m2: Per-zone ground area (None uncalibrated).
+        zone_area_px: Per-zone image area in px².
+    """
+
+    camera_id: str
+    frame_index: int
+    ts_s: float
+    tracks: FrameTracks
+    history: TrackHistory
+    zone_ids: list[str]
+    inside: BoolArray
+    homography: Homography | None
+    lost: list[Track]
+    zone_counts: dict[str, float]
+    zone_area_m2: dict[str, float | None]
+    zone_area_px: dict[str, float]
+
+    def zones_of(self, row: int) -> list[str]:
+        """Zones containing this frame's track row."""
+        return [z for j, z in enumerate(self.zone_ids) if self.inside[row, j]]
+
+
+class _OpenEvents:
+    """Open events by key: opens, updates (same id) and closes them."""
+
+    def __init__(self) -> None:
+        self.events: dict[Hashable, Event] = {}
+
+    def reset(self) -> None:
+        self.events.clear()
+
+    def open(self, key: Hashable, event: Event) -> Event:
+        self.events[key] = event
+        return event
+
+    def update(self, key: Hashable, **changes: Any) -> Event | None:
+        ev = self.events.get(key)
+        if ev is None:
+            return None
+        self.events[key] = replace(ev, **changes)
+        return self.events[key]
+
+    def close(self, key: Hashable, ts_s: float, **changes: Any) -> Event | None:
+        ev = self.events.pop(key, None)
+        return None if ev is None else ev.closed(ts_s, **changes)
+
+
+def _base(ctx: FrameContext, start_ts_s: float) -> dict[str, Any]:
+    return {"camera_id": ctx.camera_id, "start_ts_s": start_ts_s, "frame_index": ctx.frame_index}
+
+
+class OvercrowdingRules:
+    """Overcrowding per zone: persons/m² (calibrated) or per megapixel (fallback).
+
+    Severity is WARNING above ``warn`` and becomes CRITICAL (same event id, re-emitted)
+    once ``critical`` is reached. Zones with neither a ground area nor per-px thresholds
+    are skipped.
+    """
+
+    def __init__(self, cfg: OvercrowdingRule) -> None:
+        self.cfg = cfg
+        self._hyst: dict[str, Hysteresis] = {}
+        self._open = _OpenEvents()
+
+    def reset(self) -> None:
+        self._hyst.clear()
+        self._open.reset()
+
+    def _thresholds(self, calibrated: bool) -> tuple[float, float] | None:
+        if calibrated:
+            return self.cfg.warn_per_m2, self.cfg.critical_per_m2
+        if self.cfg.warn_per_mpx is not None and self.cfg.critical_per_mpx is not None:
+            return self.cfg.warn_per_mpx, self.cfg.critical_per_mpx
+        return None
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        if not self.cfg.enabled:
+            return []
+        out: list[Event] = []
+        for zid, count in ctx.zone_counts.items():
+            area_m2 = ctx.zone_area_m2.get(zid)
+            calibrated = area_m2 is not None and area_m2 > 0
+            thr = self._thresholds(calibrated)
+            if thr is None:
+                continue
+            warn, critical = thr
+            if calibrated:
+                assert area_m2 is not None
+                density = count / area_m2
+            else:
+                density = count / (ctx.zone_area_px[zid] / 1e6)
+            hyst = self._hyst.setdefault(
+                zid, Hysteresis(warn, warn * self.cfg.exit_ratio, self.cfg.min_duration_s)
+            )
+            tr = hyst.update(zid, density, ctx.ts_s)
+            severity = Severity.CRITICAL if density >= critical else Severity.WARNING
+            if tr is not None and tr.kind == "open":
+                out.append(
+                    self._open.open(
+                        zid,
+                        Overcrowding(
+                            **_base(ctx, tr.ts_s),
+                            zone_id=zid,
+                            severity=severity,
+                            count=count,
+                            peak=density,
+                            density_per_m2=density if calibrated else None,
+                            density_per_mpx=None if calibrated else density,
+                        ),
+                    )
+                )
+            elif tr is not None:
+                ev = self._open.close(zid, tr.ts_s)
+                if ev is not None:
+                    out.append(ev)
+            elif hyst.is_active(zid):
+                ev = self._open.events[zid]
+                assert isinstance(ev, Overcrowding)
+                if severity is Severity.CRITICAL and ev.severity is not Severity.CRITICAL:
+                    updated = self._open.update(zid, severity=severity)
+                    if updated is not None:
+                        out.append(updated)
+                if density > ev.peak:
+                    self._open.update(zid, peak=density, count=count)
+        return out
+
+
+class _PerTrackRule:
+    """Shared plumbing for rules whose state is keyed by (track id, ...)."""
+
+    def __init__(self) -> None:
+        self._open = _OpenEvents()
+
+    def reset(self) -> None:
+        self._open.reset()
+        self._hyst.reset()
+
+    _hyst: Hysteresis
+
+    def _close_lost(self, ctx: FrameContext) -> list[Event]:
+        out: list[Event] = []
+        lost = {t.track_id: t.last.ts_s for t in ctx.lost}
+        for key in self._hyst.keys():  # noqa: SIM118 - a method, not a dict
+            tid = key[0] if isinstance(key, tuple) else key
+            if tid in lost:
+                tr = self._hyst.drop(key, lost[tid])
+                if tr is not None:
+                    ev = self._open.close(key, tr.ts_s)
+                    if ev is not None:
+                        out.append(ev)
+        return out
+
+    def _transition(self, key: Hashable, tr: Transition | None, event: Event) -> Event | None:
+        if tr is None:
+            return None
+        if tr.kind == "open":
+            return self._open.open(key, replace(event, start_ts_s=tr.ts_s))
+        return self._open.close(key, tr.ts_s)
+
+
+class RunningRules(_PerTrackRule):
+    """A track faster than max(absolute threshold, scene baseline median + k·MAD).
+
+    The baseline is the robust median and MAD of recent speed samples of every track in
+    the scene, so "running" adapts to a camera where everyone walks fast in pixels.
+    """
+
+    def __init__(self, cfg: RunningRule, baseline_size: int = 2000) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self._speeds: deque[float] = deque(maxlen=baseline_size)
+        self._hyst = Hysteresis(1.0, cfg.exit_ratio, cfg.min_duration_s)
+
+    def reset(self) -> None:
+        super().reset()
+        self._speeds.clear()
+
+    def threshold(self, calibrated: bool) -> float | None:
+        """Current speed threshold (m/s calibrated, else px/s); None when undefined."""
+        absolute = self.cfg.speed_m_s if calibrated else self.cfg.speed_px_s
+        relative = None
+        if self.cfg.relative_k is not None and len(self._speeds) >= self.cfg.min_baseline_samples:
+            s = np.fromiter(self._speeds, np.float64)
+            med = float(np.median(s))
+            mad = float(np.median(np.abs(s - med)))
+            if med > 0:
+                # The 2×median floor keeps a still scene (MAD ≈ 0) from flagging strollers.
+                relative = max(med + self.cfg.relative_k * mad, 2.0 * med)
+        values = [v for v in (absolute, relative) if v is not None]
+        return max(values) if values else None
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        if not self.cfg.enabled:
+            return []
+        out = self._close_lost(ctx)
+        calibrated = ctx.homography is not None
+        thr = self.threshold(calibrated)
+        unit = "m/s" if calibrated else "px/s"
+        for i, tid in enumerate(ctx.tracks.ids.tolist()):
+            track = ctx.history.tracks.get(tid)
+            if track is None or len(track.samples) < 2:
+                continue
+            speed = track.speed(self.cfg.window_s, ctx.homography)
+            if thr is None:
+                self._speeds.append(speed)
+                continue
+            if not self._hyst.is_active(tid):
+                self._speeds.append(speed)  # runners do not teach the baseline
+            zones = ctx.zones_of(i)
+            ev = Running(
+                **_base(ctx, ctx.ts_s),
+                severity=Severity.WARNING,
+                track_ids=(tid,),
+                zone_id=zones[0] if zones else None,
+                speed=speed,
+                speed_unit=unit,
+            )
+            tr = self._hyst.update(tid, speed / thr, ctx.ts_s)
+            done = self._transition(tid, tr, ev)
+            if done is not None:
+                out.append(done)
+            elif self._hyst.is_active(tid):
+                cur = self._open.events.get(tid)
+                if isinstance(cur, Running) and speed > cur.speed:
+                    self._open.update(tid, speed=speed)
+        return out
+
+
+class DispersalRules:
+    """Many tracks suddenly moving away from the crowd's centroid.
+
+    The signal is the mean radial velocity (outward positive) of the current tracks
+    around their centroid. It must exceed an absolute speed, ``jump_ratio`` × its own recent
+    average (a sudden change, not a steady outflow), with most tracks moving outward.
+    """
+
+    def __init__(self, cfg: DispersalRule, baseline_s: float = 10.0) -> None:
+        self.cfg = cfg
+        self.baseline_s = baseline_s
+        self._hyst = Hysteresis(1.0, cfg.exit_ratio, cfg.min_duration_s)
+        self._open = _OpenEvents()
+        self.reset()
+
+    def reset(self) -> None:
+        self._hyst.reset()
+        self._open.reset()
+        self._recent: deque[tuple[float, float]] = deque()
+
+    def radial(self, ctx: FrameContext) -> tuple[float, float, int]:
+        """(mean outward speed, outward fraction, tracks used) on this frame."""
+        pos, vel = [], []
+        for tid in ctx.tracks.ids.tolist():
+            tr = ctx.history.tracks.get(tid)
+            if tr is None or len(tr.samples) < 2:
+                continue
+            _ts, pts = tr.arrays()
+            p = pts[-1:] if ctx.homography is None else ctx.homography.to_ground(pts[-1:])
+            pos.append(p[0])
+            vel.append(tr.velocity(self.cfg.window_s, ctx.homography))
+        if len(pos) < self.cfg.min_tracks:
+            return 0.0, 0.0, len(pos)
+        p_arr, v_arr = np.array(pos), np.array(vel)
+        r = p_arr - p_arr.mean(axis=0)
+        norm = np.linalg.norm(r, axis=1, keepdims=True)
+        r = np.divide(r, norm, out=np.zeros_like(r), where=norm > 0)
+        radial = np.sum(r * v_arr, axis=1)
+        return float(radial.mean()), float(np.mean(radial > 0)), len(pos)
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        if not self.cfg.enabled:
+            return []
+        speed, frac, n = self.radial(ctx)
+        thr = self.cfg.radial_speed_m_s if ctx.homography else self.cfg.radial_speed_px_s
+        while self._recent and self._recent[0][0] < ctx.ts_s - self.baseline_s:
+            self._recent.popleft()
+        base = float(np.mean([v for _, v in self._recent])) if self._recent else 0.0
+        active = self._hyst.is_active("scene")
+        jump = speed >= self.cfg.jump_ratio * max(base, 1e-6)
+        ok = active or (jump and frac >= self.cfg.min_outward_fraction)
+        value = speed / thr if ok and n >= self.cfg.min_tracks else 0.0
+        if not active and value < 1.0:
+            self._recent.append((ctx.ts_s, max(speed, 0.0)))
+        tr = self._hyst.update("scene", value, ctx.ts_s)
+        out: list[Event] = []
+        if tr is not None and tr.kind == "open":
+            ids = tuple(int(t) for t in ctx.tracks.ids.tolist())
+            out.append(
+                self._open.open(
+                    "scene",
+                    Dispersal(
+                        **_base(ctx, tr.ts_s),
+                        severity=Severity.CRITICAL,
+                        track_ids=ids,
+                        divergence=speed,
+                        n_tracks=n,
+                    ),
+                )
+            )
+        elif tr is not None:
+            ev = self._open.close("scene", tr.ts_s)
+            if ev is not None:
+                out.append(ev)
+        return out
+
+
+class LoiteringRules(_PerTrackRule):
+    """A track that stays in one zone longer than ``dwell_s``.
+
+    Opens at entry time + ``dwell_s``; closes when the track leaves the zone or is lost,
+    carrying the full dwell.
+    """
+
+    def __init__(self, cfg: LoiteringRule) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self._hyst = Hysteresis(1.0, 0.5)
+
+    def update(
+        self,
+        ctx: FrameContext,
+        dwell: dict[tuple[int, str], float],
+        exits: dict[tuple[int, str], float] | None = None,
+    ) -> list[Event]:
+        """Feed current dwell times and this frame's zone exits.
+
+        Args:
+            ctx: This frame.
+            dwell: (track, zone) of tracks currently in a zone → seconds so far.
+            exits: (track, zone) that left on this frame → exit time.
+        """
+        if not self.cfg.enabled:
+            return []
+        exits = exits or {}
+        out: list[Event] = []
+        classes = dict(zip(ctx.tracks.ids.tolist(), ctx.tracks.class_names, strict=True))
+        for key in list(self._open.events):
+            if key not in dwell:
+                end = exits.get(key, ctx.ts_s)  # type: ignore[call-overload]
+                ev = self._open.events[key]
+                self._hyst.drop(key, end)
+                entered = ev.start_ts_s - self.cfg.dwell_s
+                closed = self._open.close(key, end, dwell_s=end - entered)
+                if closed is not None:
+                    out.append(closed)
+        for (tid, zid), seconds in dwell.items():
+            if classes.get(tid, "person") not in self.cfg.classes:
+                continue
+            if (tid, zid) in self._open.events:
+                self._open.update((tid, zid), dwell_s=seconds)
+                continue
+            if seconds >= self.cfg.dwell_s:
+                start = ctx.ts_s - seconds + self.cfg.dwell_s
+                self._hyst.update((tid, zid), 1.0, start)
+                out.append(
+                    self._open.open(
+                        (tid, zid),
+                        Loitering(
+                            **_base(ctx, start),
+                            severity=Severity.WARNING,
+                            zone_id=zid,
+                            track_ids=(tid,),
+                            dwell_s=seconds,
+                        ),
+                    )
+                )
+        return out
+
+
+class WrongWayRules(_PerTrackRule):
+    """Sustained movement against a zone's ``allowed_direction`` (image space)."""
+
+    def __init__(self, cfg: WrongWayRule, directions: dict[str, tuple[float, float]]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.directions = directions
+        self._hyst = Hysteresis(
+            cfg.max_angle_deg, cfg.exit_angle_deg, cfg.min_duration_s, release_s=0.5
+        )
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        if not self.cfg.enabled or not self.directions:
+            return []
+        out = self._close_lost(ctx)
+        min_speed = self.cfg.min_speed_m_s if ctx.homography else self.cfg.min_speed_px_s
+        for i, tid in enumerate(ctx.tracks.ids.tolist()):
+            track = ctx.history.tracks.get(tid)
+            if track is None or len(track.samples) < 2:
+                continue
+            vel_px = track.velocity(self.cfg.window_s)
+            speed = track.speed(self.cfg.window_s, ctx.homography)
+            for j, zid in enumerate(ctx.zone_ids):
+                if zid not in self.directions:
+                    continue
+                angle = 0.0
+                if ctx.inside[i, j] and speed >= min_speed:
+                    angle = float(angle_between_deg(vel_px, self.directions[zid])[0])
+                ev = WrongWay(
+                    **_base(ctx, ctx.ts_s),
+                    severity=Severity.WARNING,
+                    zone_id=zid,
+                    track_ids=(tid,),
+                    angle_deg=angle,
+                )
+                done = self._transition(
+                    (tid, zid), self._hyst.update((tid, zid), angle, ctx.ts_s), ev
+                )
+                if done is not None:
+                    out.append(done)
+        return out
+
+
+@dataclass
+class _FallState:
+    fall_ts_s: float
+    still_since_s: float | None
+
+
+class FallRules(_PerTrackRule):
+    """Box flips from tall to wide with a height drop, then the person stays still.
+
+    1. Within ``max_fall_s``, a sample with height/width ≥ ``tall_ratio`` is followed by
+       the current one with height/width ≤ ``wide_ratio`` and height shrunk by
+       ``height_drop``: a fall candidate at this time.
+    2. The box stays wide and the anchor moves slower than ``still_px_s`` for ``still_s``:
+       the Fall opens (start = the flip). It closes when the box is tall again or lost.
+    """
+
+    def __init__(self, cfg: FallRule) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self._hyst = Hysteresis(1.0, 0.5)
+        self._cand: dict[int, _FallState] = {}
+
+    def reset(self) -> None:
+        super().reset()
+        self._cand.clear()
+
+    def _flipped(self, track: Track) -> bool:
+        cur = track.last
+        if cur.width <= 0 or cur.height / cur.width > self.cfg.wide_ratio:
+            return False
+        for s in track.samples:
+            if s.ts_s < cur.ts_s - self.cfg.max_fall_s or s.width <= 0:
+                continue
+            if (
+                s.height / s.width >= self.cfg.tall_ratio
+                and cur.height <= (1 - self.cfg.height_drop) * s.height
+            ):
+                return True
+        return False
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        if not self.cfg.enabled:
+            return []
+        out = self._close_lost(ctx)
+        for t in ctx.lost:
+            self._cand.pop(t.track_id, None)
+        for i, tid in enumerate(ctx.tracks.ids.tolist()):
+            track = ctx.history.tracks.get(tid)
+            if track is None or ctx.tracks.class_names[i] not in self.cfg.classes:
+                continue
+            cur = track.last
+            ratio = cur.height / cur.width if cur.width > 0 else 0.0
+            if self._hyst.is_active(tid):
+                if ratio >= self.cfg.tall_ratio:  # got up
+                    self._hyst.drop(tid, ctx.ts_s)
+                    ev = self._open.close(tid, ctx.ts_s)
+                    if ev is not None:
+                        out.append(ev)
+                continue
+            cand = self._cand.get(tid)
+            if cand is None:
+                if self._flipped(track):
+                    self._cand[tid] = _FallState(ctx.ts_s, None)
+                continue
+            # Small slack on "wide" so a box breathing around the ratio keeps the candidate.
+            if ratio > self.cfg.wide_ratio * 1.15:
+                del self._cand[tid]
+                continue
+            still = track.speed(0.5) < self.cfg.still_px_s
+            if not still:
+                cand.still_since_s = None
+                continue
+            if cand.still_since_s is None:
+                cand.still_since_s = ctx.ts_s
+            if ctx.ts_s - cand.still_since_s >= self.cfg.still_s:
+                del self._cand[tid]
+                self._hyst.update(tid, 1.0, ctx.ts_s)
+                zones = ctx.zones_of(i)
+                out.append(
+                    self._open.open(
+                        tid,
+                        Fall(
+                            **_base(ctx, cand.fall_ts_s),
+                            severity=Severity.CRITICAL,
+                            track_ids=(tid,),
+                            zone_id=zones[0] if zones else None,
+                        ),
+                    )
+                )
+        return out
+
+
+class IntrusionRules(_PerTrackRule):
+    """A restricted class inside a restricted zone (debounced in and out)."""
+
+    def __init__(self, cfg: IntrusionRule, restricted: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.restricted = restricted
+        self._hyst = Hysteresis(1.0, 0.5, cfg.min_duration_s, cfg.release_s)
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        if not self.cfg.enabled or not self.restricted:
+            return []
+        out = self._close_lost(ctx)
+        for i, tid in enumerate(ctx.tracks.ids.tolist()):
+            name = ctx.tracks.class_names[i]
+            for j, zid in enumerate(ctx.zone_ids):
+                classes = self.restricted.get(zid)
+                if classes is None or name not in classes:
+                    continue
+                ev = Intrusion(
+                    **_base(ctx, ctx.ts_s),
+                    severity=Severity.CRITICAL,
+                    zone_id=zid,
+                    track_ids=(tid,),
+                    class_name=name,
+                )
+                tr = self._hyst.update((tid, zid), 1.0 if ctx.inside[i, j] else 0.0, ctx.ts_s)
+                done = self._transition((tid, zid), tr, ev)
+                if done is not None:
+                    out.append(done)
+        return out
+
+
+def restricted_zones(zones: list[Any]) -> dict[str, list[str]]:
+    """zone id → restricted classes, for restricted zones only."""
+    return {z.id: list(z.restricted_classes) for z in zones if z.kind == ZoneKind.RESTRICTED}

@@ -1,0 +1,334 @@
+"""`SceneAnalytics`: one camera's zones, lines, metrics and event rules, frame by frame.
+
+The pipeline calls ``update(frame, detections, density, density_fresh)`` on every frame and
+gets back the events raised or closed on it plus this frame's metrics; ``summary()``
+describes the whole run per zone; ``draw`` paints zones and lines; ``reset()`` forgets
+everything. Each rule is a small object with its own state (see `rules`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from crowdsight.analytics.anomaly import AnomalyEvents
+from crowdsight.analytics.draw import draw_scene
+from crowdsight.analytics.metrics import (
+    DwellStats,
+    FlowMatrix,
+    LineCounter,
+    OccupancyHeatmap,
+    OccupancyStats,
+    TimeSeries,
+    level_of_service,
+    los_index,
+)
+from crowdsight.analytics.rules import (
+    DispersalRules,
+    FallRules,
+    FrameContext,
+    IntrusionRules,
+    LoiteringRules,
+    OvercrowdingRules,
+    RunningRules,
+    WrongWayRules,
+    restricted_zones,
+)
+from crowdsight.analytics.tracks import FrameTracks, TrackHistory
+from crowdsight.analytics.zones import Membership, SceneGeometry, ZoneMembership, scaled_homography
+from crowdsight.config.scene import SceneConfig
+from crowdsight.core.events import Event, LineCrossed, Severity, ZoneEntered, ZoneExited
+from crowdsight.core.geometry import Homography
+from crowdsight.core.types import DensityMap, Detections, Frame, ImageRGB
+
+
+@dataclass
+class AnalyticsResult:
+    """What analytics produced on one frame."""
+
+    events: list[Event] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+class SceneAnalytics:
+    """Zones, lines, metrics and rules of one camera.
+
+    Args:
+        scene: The camera's scene configuration.
+        camera_id: Name used in events.
+
+    Example:
+        >>> from crowdsight.config.scene import parse_scene
+        >>> sa = SceneAnalytics(parse_scene({}), "cam1")
+        >>> sa.summary()["zones"]
+        {}
+    """
+
+    def __init__(self, scene: SceneConfig, camera_id: str) -> None:
+        self.scene = scene
+        self.camera_id = camera_id
+        rules = scene.rules
+        self.history = TrackHistory(keep_s=5.0, max_age_s=1.0)
+        self.membership = ZoneMembership()
+        self.overcrowding = OvercrowdingRules(rules.overcrowding)
+        self.running = RunningRules(rules.running)
+        self.dispersal = DispersalRules(rules.dispersal)
+        self.loitering = LoiteringRules(rules.loitering)
+        directions = {z.id: z.allowed_direction for z in scene.zones if z.allowed_direction}
+        self.wrong_way = WrongWayRules(rules.wrong_way, directions)
+        self.fall = FallRules(rules.fall)
+        self.intrusion = IntrusionRules(rules.intrusion, restricted_zones(scene.zones))
+        self.anomaly = AnomalyEvents(rules.anomaly) if rules.anomaly.enabled else None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget all state: tracks, open events, counts and accumulations."""
+        self._geometry: SceneGeometry | None = None
+        self._homography: Homography | None = None
+        self.history.reset()
+        self.membership.reset()
+        for rule in (
+            self.overcrowding,
+            self.running,
+            self.dispersal,
+            self.loitering,
+            self.wrong_way,
+            self.fall,
+            self.intrusion,
+            self.anomaly,
+        ):
+            if rule is not None:
+                rule.reset()
+        self.lines: dict[str, LineCounter] = {}
+        self.occupancy = {z.id: OccupancyStats() for z in self.scene.zones}
+        self.dwell = {z.id: DwellStats() for z in self.scene.zones}
+        self.flows = FlowMatrix()
+        self.heatmap = OccupancyHeatmap(self.scene.metrics.heatmap_cell_px)
+        self.series = TimeSeries(self.scene.metrics.interval_s)
+
+    # --- geometry at the frame's resolution -------------------------------------------
+
+    def _geometry_for(self, resolution_wh: tuple[int, int]) -> SceneGeometry:
+        if self._geometry is None or self._geometry.resolution_wh != resolution_wh:
+            self._homography = scaled_homography(self.scene, resolution_wh)
+            self._geometry = SceneGeometry(self.scene, resolution_wh, self._homography)
+            self.lines = {
+                ln.id: LineCounter(pts[0], pts[1], ln.in_side) for ln, pts in self._geometry.lines
+            }
+        return self._geometry
+
+    def roi_mask(self, resolution_wh: tuple[int, int]) -> npt.NDArray[np.bool_] | None:
+        """Union of zone masks (density is only needed there); None without zones."""
+        geo = self._geometry_for(resolution_wh)
+        if not geo.zones:
+            return None
+        mask = np.zeros((resolution_wh[1], resolution_wh[0]), dtype=bool)
+        for z in geo.zones:
+            mask |= z.mask
+        return mask
+
+    def draw(self, image_rgb: ImageRGB, live: dict[str, float]) -> ImageRGB:
+        """Zones and lines with live figures (see `draw_scene`)."""
+        return draw_scene(image_rgb, self.scene, live)
+
+    # --- per frame --------------------------------------------------------------------
+
+    def update(
+        self,
+        frame: Frame,
+        detections: Detections,
+        density: DensityMap | None,
+        density_fresh: bool,
+    ) -> AnalyticsResult:
+        """Update metrics and rules with one frame.
+
+        Args:
+            frame: The frame (time, index, image for the anomaly model).
+            detections: Tracked detections (``tracker_id`` set); untracked rows are ignored
+                by track rules.
+            density: Latest density map or None; used for zone occupancy when present.
+            density_fresh: True when ``density`` was computed on this frame (a stale map
+                still gives occupancy, but is not accumulated twice in the heatmap).
+        """
+        ts = frame.ts_s
+        geo = self._geometry_for(frame.resolution_wh)
+        tracks = FrameTracks.from_detections(detections)
+        lost = self.history.update(ts, tracks)
+        inside = geo.inside(tracks.anchors)
+        events: list[Event] = []
+        metrics: dict[str, float] = {}
+
+        memberships = self.membership.update(ts, tracks.ids.tolist(), geo.zone_ids, inside)
+        for t in lost:
+            memberships += self.membership.drop(t.track_id, t.last.ts_s)
+        events += self._zone_events(frame, memberships, tracks)
+        for t in lost:
+            self.flows.forget(t.track_id)
+            for counter in self.lines.values():
+                counter.forget(t.track_id)
+        events += self._line_events(frame, tracks)
+
+        zone_counts = self._zone_counts(geo, tracks, inside, density, metrics)
+        ctx = FrameContext(
+            camera_id=self.camera_id,
+            frame_index=frame.index,
+            ts_s=ts,
+            tracks=tracks,
+            history=self.history,
+            zone_ids=geo.zone_ids,
+            inside=inside,
+            homography=self._homography,
+            lost=lost,
+            zone_counts=zone_counts,
+            zone_area_m2={g.zone.id: g.area_m2 for g in geo.zones},
+            zone_area_px={g.zone.id: g.area_px for g in geo.zones},
+        )
+        dwell: dict[tuple[int, str], float] = {}
+        for zid in geo.zone_ids:
+            for tid in self.membership.members(zid):
+                seconds = self.membership.dwell_now(tid, zid, ts)
+                if seconds is not None:
+                    dwell[(tid, zid)] = seconds
+        exits = {(m.track_id, m.zone_id): m.ts_s for m in memberships if m.kind == "exit"}
+        events += self.overcrowding.update(ctx)
+        events += self.running.update(ctx)
+        events += self.dispersal.update(ctx)
+        events += self.loitering.update(ctx, dwell, exits)
+        events += self.wrong_way.update(ctx)
+        events += self.fall.update(ctx)
+        events += self.intrusion.update(ctx)
+        if self.anomaly is not None:
+            events += self.anomaly.update(self.camera_id, frame.index, frame.image, ts)
+            metrics["anomaly_score"] = self.anomaly.last_score
+
+        for lid, counter in self.lines.items():
+            metrics[f"line:{lid}:in"] = float(counter.count_in)
+            metrics[f"line:{lid}:out"] = float(counter.count_out)
+        self.heatmap.add(tracks.anchors, frame.resolution_wh)
+        self.series.add(ts, {k: v for k, v in metrics.items() if not k.startswith("line:")})
+        return AnalyticsResult(events, metrics)
+
+    def _zone_counts(
+        self,
+        geo: SceneGeometry,
+        tracks: FrameTracks,
+        inside: npt.NDArray[np.bool_],
+        density: DensityMap | None,
+        metrics: dict[str, float],
+    ) -> dict[str, float]:
+        source = self.scene.metrics.occupancy_source
+        use_density = density is not None and source in ("auto", "density")
+        counts: dict[str, float] = {}
+        for j, g in enumerate(geo.zones):
+            zid = g.zone.id
+            if use_density and density is not None and density.resolution_wh == geo.resolution_wh:
+                count = density.count_in_mask(g.mask)
+            else:
+                count = float(inside[:, j].sum()) if len(tracks) else 0.0
+            counts[zid] = count
+            metrics[f"zone:{zid}:occupancy"] = count
+            per_m2 = los = None
+            if g.area_m2:
+                per_m2 = count / g.area_m2
+                los = level_of_service(per_m2, self.scene.metrics.los_standard)
+                metrics[f"zone:{zid}:density_per_m2"] = per_m2
+                metrics[f"zone:{zid}:los_index"] = float(los_index(los))
+            else:
+                metrics[f"zone:{zid}:density_per_mpx"] = count / (g.area_px / 1e6)
+            self.occupancy[zid].add(count, per_m2, los)
+        return counts
+
+    def _zone_events(
+        self, frame: Frame, memberships: list[Membership], tracks: FrameTracks
+    ) -> list[Event]:
+        names = dict(zip(tracks.ids.tolist(), tracks.class_names, strict=True))
+        out: list[Event] = []
+        for m in memberships:
+            name = names.get(m.track_id) or self._class_of(m.track_id)
+            if m.kind == "enter":
+                self.flows.entered(m.track_id, m.zone_id)
+                ev: Event = ZoneEntered(
+                    camera_id=self.camera_id,
+                    start_ts_s=m.ts_s,
+                    end_ts_s=m.ts_s,
+                    zone_id=m.zone_id,
+                    track_ids=(m.track_id,),
+                    class_name=name,
+                    frame_index=frame.index,
+                )
+            else:
+                self.flows.exited(m.track_id, m.zone_id)
+                self.dwell[m.zone_id].add(m.dwell_s)
+                ev = ZoneExited(
+                    camera_id=self.camera_id,
+                    start_ts_s=m.ts_s,
+                    end_ts_s=m.ts_s,
+                    zone_id=m.zone_id,
+                    track_ids=(m.track_id,),
+                    class_name=name,
+                    dwell_s=m.dwell_s,
+                    frame_index=frame.index,
+                )
+            if self.scene.rules.zone_events:
+                out.append(ev)
+        return out
+
+    def _class_of(self, track_id: int) -> str:
+        tr = self.history.tracks.get(track_id)
+        return tr.class_name if tr is not None else "person"
+
+    def _line_events(self, frame: Frame, tracks: FrameTracks) -> list[Event]:
+        out: list[Event] = []
+        for ln in self.scene.lines:
+            counter = self.lines[ln.id]
+            keep = [
+                i for i, n in enumerate(tracks.class_names) if ln.classes is None or n in ln.classes
+            ]
+            idx = np.asarray(keep, dtype=np.int64)
+            names = [tracks.class_names[i] for i in keep]
+            for tid, direction, name in counter.update(tracks.ids[idx], tracks.anchors[idx], names):
+                out.append(
+                    LineCrossed(
+                        camera_id=self.camera_id,
+                        start_ts_s=frame.ts_s,
+                        end_ts_s=frame.ts_s,
+                        line_id=ln.id,
+                        track_ids=(tid,),
+                        direction="in" if direction > 0 else "out",
+                        class_name=name,
+                        frame_index=frame.index,
+                        severity=Severity.INFO,
+                    )
+                )
+        return out
+
+    # --- run summary -------------------------------------------------------------------
+
+    def summary(self) -> dict[str, Any]:
+        """Per-zone metrics, line counts, flows and the time series of the run so far."""
+        zones: dict[str, Any] = {}
+        for z in self.scene.zones:
+            zones[z.id] = {
+                "name": z.name or z.id,
+                **self.occupancy[z.id].summary(),
+                "dwell": self.dwell[z.id].summary(),
+            }
+        lines = {
+            lid: {
+                "in": c.count_in,
+                "out": c.count_out,
+                "by_class": {k: {"in": v[0], "out": v[1]} for k, v in c.by_class.items()},
+            }
+            for lid, c in self.lines.items()
+        }
+        return {
+            "camera_id": self.camera_id,
+            "los_standard": str(self.scene.metrics.los_standard),
+            "zones": zones,
+            "lines": lines,
+            "flows": self.flows.as_dict(),
+            "series": self.series.rows(),
+        }
