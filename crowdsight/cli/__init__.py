@@ -31,6 +31,7 @@ def _register() -> None:
     # Importing a command module registers its commands on `app` / `eval_app`.
     from crowdsight.cli import (  # noqa: F401
         analyze,
+        eval_anomaly,
         eval_counting,
         eval_tracking,
         models,
