@@ -1,0 +1,40 @@
+"""Tracker (ByteTrack, crowdsight.tracking.Tracker) speed: ms/frame at 50 and 500 objects.
+
+    python benchmarks/tracker.py [--frames 200]
+
+Prints one JSON line. Synthetic moving boxes (crowdsight.tracking.bench.synthetic_frames);
+run on an otherwise idle machine, figures are per CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+
+from crowdsight.tracking.bench import tracker_ms_per_frame
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--frames", type=int, default=200)
+    args = ap.parse_args()
+    out: dict[str, object] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "frames": args.frames,
+    }
+    for n in (50, 500):
+        out[f"ms_per_frame_{n}_objects"] = round(tracker_ms_per_frame(n, args.frames), 2)
+        out[f"peak_rss_mb_after_{n}"] = round(peak_rss_mb(), 1)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
