@@ -1,0 +1,73 @@
+"""Settings of the HTTP service (database, auth, outputs, live view)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookSettings
+
+
+class ServerSettings(BaseModel):
+    """Everything `crowdsight.server.app.create_app` needs; every field has a default.
+
+    Example:
+        >>> ServerSettings(database_url="sqlite:///tmp/cs.db").port
+        8080
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL (sqlite:///path.db or postgresql+psycopg://...); "
+        "default: SQLite crowdsight.db in the data dir.",
+    )
+    data_dir: Path | None = Field(
+        default=None,
+        description="Where the database and snapshots live; default $CROWDSIGHT_DATA or the "
+        "platform's user data dir.",
+    )
+    snapshots_in_database: bool = Field(
+        default=False,
+        description="Store event snapshots as database blobs instead of files in data_dir "
+        "(handy with PostgreSQL on several machines).",
+    )
+    host: str = Field(default="127.0.0.1", description="Address to bind; 0.0.0.0 exposes it.")
+    port: int = Field(default=8080, ge=1, le=65535, description="TCP port to bind.")
+    admin_password: SecretStr | None = Field(
+        default=None,
+        description="Password of the 'admin' user created on first start when no user exists "
+        "(else $CROWDSIGHT_ADMIN_PASSWORD, else a generated one printed once).",
+    )
+    session_ttl_s: float = Field(
+        default=12 * 3600.0, gt=0, description="Lifetime of a login session (cookie/token)."
+    )
+    cookie_secure: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure (turn on when served over HTTPS).",
+    )
+    login_max_failures: int = Field(
+        default=5, ge=1, description="Failed logins per user name and client before 429."
+    )
+    login_window_s: float = Field(
+        default=300.0, gt=0, description="Window over which failed logins are counted."
+    )
+    mqtt: MqttSettings | None = Field(default=None, description="Publish events over MQTT.")
+    webhooks: list[WebhookSettings] = Field(
+        default_factory=list, description="Signed HTTP endpoints receiving every event state."
+    )
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings, description="Retry policy of MQTT/webhook delivery."
+    )
+    live_fps: float = Field(
+        default=5.0, gt=0, le=30, description="Highest frame rate of live MJPEG streams."
+    )
+    live_allow_unredacted: bool = Field(
+        default=False,
+        description="Serve live frames the runner reports as not redacted (never by default).",
+    )
+    metrics_bucket_s: float = Field(
+        default=5.0, gt=0, description="Storage resolution of metric time series."
+    )
