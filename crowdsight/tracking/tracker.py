@@ -45,6 +45,15 @@ _NO_CLASS = -1
 class Tracker:
     """ByteTrack multi-object tracker with per-instance state, one track set per class.
 
+    The defaults are ``trackers``' ByteTrack defaults except the match IoU, 0.3 (SORT's
+    value) instead of 0.1, which at 25 fps only invites swaps between neighbours. On MOT15
+    TUD-Stadtmitte with SORT's Faster R-CNN detections they give MOTA 71.0, IDF1 76.2,
+    HOTA 52.9, 12 id switches (``crowdsight eval tracking``); a sweep of buffer 0.5-2 s,
+    1-3 confirmation frames, activation 0.5/0.7 and IoU 0.1/0.3 stayed within MOTA
+    69.9-71.2, so no value here is fitted to that sequence. The two-stage association only
+    helps if the detector passes boxes scored below ``high_conf_det_threshold``: run the
+    detector with a lower threshold (e.g. 0.3) and let the tracker sort them out.
+
     Args:
         frame_rate: Nominal frames per second of the camera. It sets the unit of the
             Kalman motion model (velocity per frame) when timestamps are regular, and the
