@@ -121,8 +121,8 @@ def load_mot_txt(path: Path | str) -> MotSequence:
         raise InputError(f"{path} is not a comma-separated MOTChallenge file: {exc}") from exc
     if table.size == 0:
         raise InputError(f"MOT file is empty: {path}")
-    if table.shape[1] < 7:
-        raise InputError(f"{path}: expected at least 7 columns (frame,id,x,y,w,h,conf)")
+    if table.shape[1] < 6:
+        raise InputError(f"{path}: expected at least 6 columns (frame,id,x,y,w,h[,conf])")
     numbers = table[:, 0].astype(np.int64)
     frames: dict[int, MotFrame] = {}
     for number in np.unique(numbers):
@@ -130,7 +130,7 @@ def load_mot_txt(path: Path | str) -> MotSequence:
         frames[int(number)] = MotFrame(
             ids=rows[:, 1].astype(np.int64),
             xywh=rows[:, 2:6].copy(),
-            scores=rows[:, 6].copy(),
+            scores=rows[:, 6].copy() if rows.shape[1] > 6 else np.ones(len(rows)),
         )
     return MotSequence(frames, int(numbers.max()))
 
@@ -182,6 +182,12 @@ class MotScores:
         return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
+def _id_map(frames: list[MotFrame]) -> dict[int, int]:
+    """Original ids → 0..K-1, as the metric functions expect."""
+    ids = np.unique(np.concatenate([_EMPTY.ids, *(f.ids for f in frames)]))
+    return {int(v): i for i, v in enumerate(ids)}
+
+
 def _contiguous(ids: IntArray, mapping: dict[int, int]) -> IntArray:
     return np.array([mapping[int(i)] for i in ids], dtype=np.int64)
 
@@ -204,12 +210,8 @@ def score_mot(gt: MotSequence, results: MotSequence, iou_threshold: float = 0.5)
     num_frames = max(gt.num_frames, results.num_frames)
     gt_frames = [_valid(gt.frame(n), gt_rows=True) for n in range(1, num_frames + 1)]
     res_frames = [_valid(results.frame(n), gt_rows=False) for n in range(1, num_frames + 1)]
-    gt_map = {
-        int(v): i for i, v in enumerate(np.unique(np.concatenate([f.ids for f in gt_frames])))
-    }
-    res_map = {
-        int(v): i for i, v in enumerate(np.unique(np.concatenate([f.ids for f in res_frames])))
-    }
+    gt_map = _id_map(gt_frames)
+    res_map = _id_map(res_frames)
     gt_ids = [_contiguous(f.ids, gt_map) for f in gt_frames]
     res_ids = [_contiguous(f.ids, res_map) for f in res_frames]
     sims = [
