@@ -143,6 +143,8 @@ class CameraTile {
   }
 
   onFrame() {
+    const { naturalWidth: w, naturalHeight: hh } = this.img;
+    if (w > 0 && hh > 0) this.img.parentElement.style.aspectRatio = `${w} / ${hh}`;
     this.placeholder.hidden = true;
     this.liveDot.hidden = false;
     if (this.mode === "snapshot") this.retry = setTimeout(() => this.play(), SNAPSHOT_REFRESH_MS);
@@ -210,6 +212,13 @@ const app = {
   },
 
   bindStatic() {
+    const root = document.documentElement;
+    const saved = localStorage.getItem("crowdsight.theme");
+    if (saved) root.dataset.theme = saved;
+    $("[data-testid=theme-toggle]").addEventListener("click", () => {
+      root.dataset.theme = root.dataset.theme === "light" ? "dark" : "light";
+      localStorage.setItem("crowdsight.theme", root.dataset.theme);
+    });
     $("[data-testid=login-form]").addEventListener("submit", (e) => this.onLogin(e));
     $("[data-testid=logout]").addEventListener("click", () => this.onLogout());
     const search = $("[data-testid=event-search-form]");

@@ -28,7 +28,7 @@ function fmtClock(ts_s, span_s) {
   const d = new Date(ts_s * 1000);
   const opts = span_s > 86400 * 2
     ? { month: "short", day: "numeric" }
-    : { hour: "2-digit", minute: "2-digit" };
+    : { hour: "2-digit", minute: "2-digit", hour12: false };
   return d.toLocaleString([], opts);
 }
 
@@ -66,7 +66,8 @@ export function lineChart(series, opts) {
   const tStep = (t1 - t0) / 5;
   for (let i = 0; i <= 5; i++) {
     const t = t0 + i * tStep;
-    svg.append(svgEl("text", { x: x(t), y: height - 8, "text-anchor": "middle" },
+    const anchor = i === 0 ? "start" : i === 5 ? "end" : "middle";
+    svg.append(svgEl("text", { x: x(t), y: height - 8, "text-anchor": anchor },
       fmtClock(t, t1 - t0)));
   }
   svg.append(svgEl("line", { class: "axis", x1: m.l, x2: m.l + w, y1: m.t + h, y2: m.t + h }));
