@@ -1,0 +1,177 @@
+"""Camera CRUD (stored, and applied to the runner when one is attached) and live status."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from pydantic import ValidationError
+
+from crowdsight.core.errors import CrowdsightError, InputError
+from crowdsight.server.auth import audit, get_store, require_role
+from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, User
+from crowdsight.store.records import SLUG_PATTERN
+
+router = APIRouter(tags=["cameras"])
+
+CAMERA_ID = Path(pattern=SLUG_PATTERN, description="Camera id (slug).")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Not signed in."},
+    403: {"model": ErrorBody, "description": "Role too low."},
+}
+
+
+class RunnerProtocol(Protocol):
+    """What the API needs from a camera runner (`crowdsight.pipeline.runner.LocalRunner`)."""
+
+    def add_camera(self, camera: Any) -> None: ...
+
+    def remove_camera(self, camera_id: str) -> None: ...
+
+    def cameras_status(self) -> dict[str, dict[str, Any]]: ...
+
+
+def _runner(request: Request) -> RunnerProtocol | None:
+    runner: RunnerProtocol | None = request.app.state.runner
+    return runner
+
+
+def validate_scene(camera: Camera) -> None:
+    """Check ``camera.scene`` against the scene config schema (422 with the first error)."""
+    if not camera.scene:
+        return
+    from crowdsight.config.scene import SceneConfig
+
+    try:
+        SceneConfig.model_validate(camera.scene)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "scene"
+        raise HTTPException(422, f"scene.{where}: {first['msg']}") from exc
+
+
+def _apply(request: Request, camera: Camera) -> None:
+    runner = _runner(request)
+    if runner is None:
+        return
+    try:
+        runner.add_camera(camera)
+    except CrowdsightError as exc:
+        raise HTTPException(422, str(exc)) from exc
+
+
+@router.get("/api/cameras", responses=_ERRORS, summary="List cameras")
+def list_cameras(request: Request, _: User = Depends(require_role("viewer"))) -> list[Camera]:
+    """Every configured camera."""
+    return get_store(request).list_cameras()
+
+
+@router.post(
+    "/api/cameras",
+    status_code=status.HTTP_201_CREATED,
+    responses={**_ERRORS, 409: {"model": ErrorBody, "description": "Id taken."}},
+    summary="Add a camera (operator)",
+)
+def create_camera(
+    camera: Camera, request: Request, user: User = Depends(require_role("operator"))
+) -> Camera:
+    """Store the camera and start it on the runner (when enabled and a runner is attached)."""
+    validate_scene(camera)
+    store = get_store(request)
+    try:
+        store.create_camera(camera)
+    except InputError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    try:
+        _apply(request, camera)
+    except HTTPException:
+        store.delete_camera(camera.id)
+        raise
+    audit(request, user, "camera.create", camera.id)
+    return camera
+
+
+@router.get(
+    "/api/cameras/{camera_id}",
+    responses={**_ERRORS, 404: {"model": ErrorBody}},
+    summary="One camera",
+)
+def get_camera(
+    request: Request, camera_id: str = CAMERA_ID, _: User = Depends(require_role("viewer"))
+) -> Camera:
+    """The camera's settings and scene."""
+    camera = get_store(request).get_camera(camera_id)
+    if camera is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+    return camera
+
+
+@router.put(
+    "/api/cameras/{camera_id}",
+    responses={**_ERRORS, 404: {"model": ErrorBody}},
+    summary="Replace a camera's settings and scene (operator)",
+)
+def update_camera(
+    camera: Camera,
+    request: Request,
+    camera_id: str = CAMERA_ID,
+    user: User = Depends(require_role("operator")),
+) -> Camera:
+    """Store the new settings and restart the camera on the runner with them."""
+    if camera.id != camera_id:
+        raise HTTPException(
+            422,
+            f"body id {camera.id!r} differs from the URL's {camera_id!r}; ids cannot change",
+        )
+    validate_scene(camera)
+    if get_store(request).update_camera(camera) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+    _apply(request, camera)
+    audit(request, user, "camera.update", camera_id)
+    return camera
+
+
+@router.delete(
+    "/api/cameras/{camera_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_ERRORS, 404: {"model": ErrorBody}},
+    summary="Remove a camera (operator); its events stay",
+)
+def delete_camera(
+    request: Request, camera_id: str = CAMERA_ID, user: User = Depends(require_role("operator"))
+) -> Response:
+    """Stop the camera on the runner and delete its settings."""
+    if not get_store(request).delete_camera(camera_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+    runner = _runner(request)
+    if runner is not None:
+        runner.remove_camera(camera_id)
+    audit(request, user, "camera.delete", camera_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/api/cameras/{camera_id}/status",
+    responses={**_ERRORS, 404: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+    summary="Live status of a camera (from the runner)",
+)
+def camera_status(
+    request: Request, camera_id: str = CAMERA_ID, _: User = Depends(require_role("viewer"))
+) -> CameraStatus:
+    """State, fps, last frame time, restarts and live counts; 503 when no runner runs."""
+    if get_store(request).get_camera(camera_id) is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
+    runner = _runner(request)
+    if runner is None:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "no camera runner attached to this server"
+        )
+    detail = runner.cameras_status().get(camera_id)
+    if detail is None:
+        return CameraStatus(camera_id=camera_id, running=False, state="stopped", detail={})
+    return CameraStatus(
+        camera_id=camera_id,
+        running=True,
+        state=str(detail.get("state", "unknown")),
+        detail=detail,
+    )

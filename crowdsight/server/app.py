@@ -1,0 +1,182 @@
+"""The FastAPI application: REST API, live view, Prometheus metrics and the dashboard.
+
+`create_app` wires the shared objects onto ``app.state`` (``store``, ``runner``,
+``settings``) and includes the routers; the outbox dispatcher (MQTT, webhooks) runs for the
+app's lifetime. OpenAPI docs are at ``/docs``.
+
+Example:
+    >>> from crowdsight.server.settings import ServerSettings
+    >>> app = create_app(ServerSettings(database_url="sqlite://"))  # doctest: +SKIP
+    >>> # uvicorn.run(app, host="127.0.0.1", port=8080)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from crowdsight import __version__
+from crowdsight.core.errors import ConfigError, InputError
+from crowdsight.outputs import OutboxDispatcher, build_sinks
+from crowdsight.server import api_auth, api_cameras, api_events, api_metrics, dashboard, live
+from crowdsight.server.api_cameras import RunnerProtocol
+from crowdsight.server.api_metrics import Prometheus, PrometheusMiddleware
+from crowdsight.server.auth import LoginLimiter
+from crowdsight.server.schemas import Health
+from crowdsight.server.settings import ServerSettings
+from crowdsight.store import Role, Store
+from crowdsight.store.engine import data_dir as default_data_dir
+
+log = logging.getLogger(__name__)
+ADMIN_ENV = "CROWDSIGHT_ADMIN_PASSWORD"
+
+TAGS = [
+    {"name": "health", "description": "Liveness (no sign-in needed)."},
+    {"name": "auth", "description": "Sign-in, users, API tokens, audit log."},
+    {"name": "cameras", "description": "Camera settings and live status."},
+    {"name": "live", "description": "Redacted live frames (audited)."},
+    {"name": "events", "description": "Stored events, snapshots and flows."},
+    {"name": "metrics", "description": "Time series and Prometheus metrics."},
+]
+
+
+def open_store(settings: ServerSettings) -> Store:
+    """The store the settings describe, migrated to the latest schema."""
+    folder = settings.data_dir or default_data_dir()
+    url = settings.database_url or f"sqlite:///{folder / 'crowdsight.db'}"
+    store = Store(
+        url,
+        snapshot_dir=None if settings.snapshots_in_database else folder / "snapshots",
+        metrics_bucket_s=settings.metrics_bucket_s,
+    )
+    store.migrate()
+    return store
+
+
+def bootstrap_admin(store: Store, settings: ServerSettings) -> str | None:
+    """Create user 'admin' when there is no user at all.
+
+    The password comes from the settings, else $CROWDSIGHT_ADMIN_PASSWORD, else it is
+    generated and printed once to stderr.
+
+    Returns:
+        The generated password, or None when none was generated.
+    """
+    if store.count_users() > 0:
+        return None
+    given = settings.admin_password.get_secret_value() if settings.admin_password else None
+    password = given or os.environ.get(ADMIN_ENV)
+    generated = None
+    if not password:
+        password = generated = secrets.token_urlsafe(12)
+    store.create_user("admin", password, Role.ADMIN)
+    if generated:
+        print(
+            f"crowdsight: created user 'admin' with password {generated} (shown once; "
+            f"set {ADMIN_ENV} to choose it)",
+            file=sys.stderr,
+        )
+    return generated
+
+
+def _validation_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """422 with FastAPI's per-field list plus a one-line ``message``."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    parts = []
+    for err in errors[:3]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    message = "; ".join(parts) or "invalid request"
+    body = {"detail": jsonable_encoder(errors, custom_encoder={Exception: str}), "message": message}
+    return JSONResponse(status_code=422, content=body)
+
+
+def _user_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """InputError / ConfigError raised below a router: the user's request cannot be met."""
+    return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+
+def create_app(
+    settings: ServerSettings | None = None,
+    runner: RunnerProtocol | None = None,
+    *,
+    store: Store | None = None,
+) -> FastAPI:
+    """Build the app.
+
+    Args:
+        settings: server settings (defaults: SQLite in the data dir, no outputs).
+        runner: the camera runner; camera CRUD calls its ``add_camera``/``remove_camera``.
+        store: an already open store (e.g. the one the runner writes to); when None, the
+            runner's ``store`` is used if it has one, else one is opened from the settings.
+            The store is migrated either way.
+    """
+    settings = settings or ServerSettings()
+    if store is None:
+        candidate = getattr(runner, "store", None)
+        store = candidate if isinstance(candidate, Store) else open_store(settings)
+    store.migrate()
+    bootstrap_admin(store, settings)
+    sinks = build_sinks(settings.mqtt, settings.webhooks)
+    dispatcher = OutboxDispatcher(store, sinks, settings.delivery) if sinks else None
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if dispatcher is not None:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            if dispatcher is not None:
+                dispatcher.stop()
+
+    app = FastAPI(
+        title="crowdsight",
+        version=__version__,
+        description="Privacy-first video analytics for public spaces: cameras, events, "
+        "metrics and live view. Sign in at POST /api/auth/login or send an API token as "
+        "'Authorization: Bearer <token>'.",
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.runner = runner
+    app.state.dispatcher = dispatcher
+    app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
+    app.state.prometheus = prometheus = Prometheus(store, runner)
+    app.add_middleware(PrometheusMiddleware, prometheus=prometheus)
+    app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(InputError, _user_error_handler)
+    app.add_exception_handler(ConfigError, _user_error_handler)
+
+    @app.get("/api/health", tags=["health"], summary="Liveness (public)")
+    def health(request: Request) -> Health:
+        """'ok' when the database answers."""
+        db = request.app.state.store.ping()
+        return Health(
+            status="ok" if db else "degraded",
+            version=__version__,
+            database=db,
+            runner=request.app.state.runner is not None,
+        )
+
+    for module in (api_auth, api_cameras, api_events, api_metrics, live):
+        app.include_router(module.router)
+    dashboard.mount(app)  # last: the static mount at "/" matches every path
+    return app
+
+
+def app_factory() -> Any:
+    """``uvicorn --factory crowdsight.server.app:app_factory`` entry (default settings)."""
+    return create_app(ServerSettings())

@@ -1,0 +1,146 @@
+"""Request and response bodies of the HTTP API (pydantic v2, ``extra="forbid"``).
+
+Stored records (`crowdsight.store.records`) are reused as response models; this module adds
+the request bodies and the envelopes that only the API needs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from crowdsight.store.records import (
+    ApiToken,
+    AuditEntry,
+    Camera,
+    EventRecord,
+    Flow,
+    MetricPoint,
+    Role,
+    TrackDescription,
+    User,
+)
+
+__all__ = [
+    "ApiToken",
+    "AuditEntry",
+    "Camera",
+    "CameraStatus",
+    "ErrorBody",
+    "EventRecord",
+    "Flow",
+    "Health",
+    "LoginRequest",
+    "LoginResponse",
+    "MetricPoint",
+    "MetricSeries",
+    "Role",
+    "TokenCreate",
+    "TokenCreated",
+    "TrackDescription",
+    "User",
+    "UserCreate",
+    "UserUpdate",
+]
+
+USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
+
+
+class Body(BaseModel):
+    """Base of request/response bodies: unknown fields are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorBody(Body):
+    """Every 4xx answer."""
+
+    detail: Any = Field(description="What went wrong (a sentence, or per-field errors).")
+    message: str | None = Field(default=None, description="One-line summary, when detailed.")
+
+
+class Health(Body):
+    """Liveness and readiness."""
+
+    status: str = Field(description="'ok' when the database answers, else 'degraded'.")
+    version: str = Field(description="crowdsight version.")
+    database: bool = Field(description="Whether the database answered.")
+    runner: bool = Field(description="Whether a camera runner is attached.")
+
+
+class LoginRequest(Body):
+    """User name and password."""
+
+    username: str = Field(min_length=1, max_length=64, description="Login name.")
+    password: SecretStr = Field(min_length=1, max_length=1024, description="Password.")
+
+
+class LoginResponse(Body):
+    """A session: the token is also set as an HTTP-only cookie."""
+
+    token: str = Field(description="Session token; send as 'Authorization: Bearer <token>'.")
+    token_type: str = Field(default="bearer", description="Always 'bearer'.")
+    expires_at: float | None = Field(description="Expiry, epoch seconds.")
+    user: User = Field(description="Who signed in.")
+
+
+class UserCreate(Body):
+    """A new user."""
+
+    username: str = Field(
+        pattern=USERNAME_PATTERN, description="Login name (letters, digits, _.@-)."
+    )
+    password: SecretStr = Field(
+        min_length=8, max_length=1024, description="Password, 8 characters or more."
+    )
+    role: Role = Field(default=Role.VIEWER, description="viewer < operator < admin.")
+
+
+class UserUpdate(Body):
+    """Change a user's password and/or role (omit what stays)."""
+
+    password: SecretStr | None = Field(
+        default=None, min_length=8, max_length=1024, description="New password (8+ characters)."
+    )
+    role: Role | None = Field(default=None, description="New role.")
+
+
+class TokenCreate(Body):
+    """A new API token for the signed-in user."""
+
+    name: str = Field(min_length=1, max_length=100, description="Label, e.g. 'home-assistant'.")
+    ttl_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=10 * 365 * 86400,
+        allow_inf_nan=False,
+        description="Lifetime in seconds; omit for a token that never expires.",
+    )
+
+
+class TokenCreated(Body):
+    """The secret is shown only here, once."""
+
+    token: str = Field(description="The secret; store it now, it cannot be shown again.")
+    info: ApiToken = Field(description="Token metadata.")
+
+
+class MetricSeries(Body):
+    """A metric time series."""
+
+    camera_id: str = Field(description="Camera.")
+    name: str = Field(description="Metric name, e.g. 'count_density' or 'zone:a:occupancy'.")
+    bucket_s: float = Field(description="Bucket width in seconds.")
+    points: list[MetricPoint] = Field(description="Buckets with data, oldest first.")
+
+
+class CameraStatus(Body):
+    """Live status of one camera, as the runner reports it."""
+
+    camera_id: str = Field(description="Camera.")
+    running: bool = Field(description="Whether the runner knows this camera.")
+    state: str = Field(description="'running', 'starting', 'restarting', 'stopped', ...")
+    detail: dict[str, Any] = Field(
+        description="Everything the runner reports: fps, last_frame_ts, restarts, counts."
+    )
