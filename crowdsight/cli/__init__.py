@@ -33,6 +33,7 @@ def _register() -> None:
         analyze,
         eval_anomaly,
         eval_counting,
+        eval_detection,
         eval_tracking,
         models,
     )

@@ -33,7 +33,7 @@ class SliceSettings:
     """
 
     slice_wh: tuple[int, int] = (640, 540)
-    overlap_ratio: float = 0.2
+    overlap_ratio: float = 0.25
     iou_threshold: float = 0.5
     full_frame: bool = True
     min_frame_px: int = 800 * 600

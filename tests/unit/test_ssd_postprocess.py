@@ -1,0 +1,162 @@
+"""SSD pieces of the people detector: graph parsing, anchors, box coding, NMS, resizing, tiling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crowdsight.core.types import CLASS_NAME, Detections, ImageRGB
+from crowdsight.models.converters.ssdlite import (
+    AnchorLayer,
+    TfGraph,
+    _graphdef_class,
+    evaluate_constant_subgraph,
+    grid_anchors,
+    same_pads,
+)
+from crowdsight.perception.detector import (
+    decode_boxes,
+    encode_boxes,
+    make_detections,
+    ssd_postprocess,
+    tf1_resize_bilinear,
+)
+from crowdsight.perception.slicing import SliceSettings, sliced_detect
+
+#: The SSDLite-MobileNetV2 300×300 layout: 6 feature maps, 3 anchors on the first, 6 after.
+SSD_GRIDS = (19, 10, 5, 3, 2, 1)
+SSD_SCALES = (0.2, 0.35, 0.5, 0.65, 0.8, 0.95, 1.0)
+
+
+def ssd_layers() -> list[AnchorLayer]:
+    layers = [AnchorLayer((19, 19), (0.1, 0.2, 0.2), (1.0, 2.0, 0.5))]
+    for i, g in enumerate(SSD_GRIDS[1:], start=1):
+        s, s_next = SSD_SCALES[i], SSD_SCALES[i + 1]
+        layers.append(
+            AnchorLayer((g, g), (s,) * 5 + (float(np.sqrt(s * s_next)),), (1, 2, 0.5, 3, 1 / 3, 1))
+        )
+    return layers
+
+
+def test_anchor_count_and_shape() -> None:
+    anchors = grid_anchors(ssd_layers())
+    assert anchors.shape == (19 * 19 * 3 + (100 + 25 + 9 + 4 + 1) * 6, 4) == (1917, 4)
+    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
+    assert np.all((centres > 0) & (centres < 1))
+    assert np.all(anchors[:, 2:] > anchors[:, :2])
+
+
+def test_anchor_order_is_row_column_anchor() -> None:
+    anchors = grid_anchors(ssd_layers())
+    first_cell, next_cell = anchors[0:3], anchors[3:6]
+    np.testing.assert_allclose((first_cell[:, 0] + first_cell[:, 2]) / 2, 0.5 / 19, rtol=1e-5)
+    np.testing.assert_allclose((next_cell[:, 1] + next_cell[:, 3]) / 2, 1.5 / 19, rtol=1e-5)
+    # aspect ratio 2 on anchor 1: width twice the height
+    h, w = first_cell[1, 2] - first_cell[1, 0], first_cell[1, 3] - first_cell[1, 1]
+    assert w / h == pytest.approx(2.0, rel=1e-5)
+
+
+@pytest.mark.parametrize("scales", [(10.0, 10.0, 5.0, 5.0), (1.0, 1.0, 1.0, 1.0)])
+def test_decode_inverts_encode(scales: tuple[float, ...]) -> None:
+    rng = np.random.default_rng(0)
+    anchors = grid_anchors(ssd_layers())
+    centre = rng.uniform(0.1, 0.9, (len(anchors), 2))
+    size = rng.uniform(0.02, 0.5, (len(anchors), 2))
+    boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1).astype(np.float32)
+    codes = encode_boxes(boxes, anchors, scales)
+    np.testing.assert_allclose(decode_boxes(codes, anchors, scales), boxes, atol=1e-5)
+
+
+def test_zero_codes_decode_to_anchors() -> None:
+    anchors = grid_anchors(ssd_layers())
+    np.testing.assert_allclose(decode_boxes(np.zeros_like(anchors), anchors), anchors, atol=1e-6)
+
+
+def test_postprocess_nms_threshold_and_clip() -> None:
+    anchors = np.array(
+        [[0.1, 0.1, 0.5, 0.3], [0.11, 0.1, 0.51, 0.3], [0.6, 0.7, 1.2, 0.9], [0.0, 0.0, 0.1, 0.1]],
+        np.float32,
+    )
+    codes = np.zeros_like(anchors)
+    scores = np.array([0.9, 0.8, 0.7, 0.01], np.float32)
+    boxes, conf = ssd_postprocess(
+        codes, scores, anchors, conf_threshold=0.3, nms_iou=0.6, max_detections=10
+    )
+    np.testing.assert_allclose(conf, [0.9, 0.7])  # duplicate suppressed, low score dropped
+    np.testing.assert_allclose(boxes[1], [0.6, 0.7, 1.0, 0.9], atol=1e-6)  # clipped
+    _, capped = ssd_postprocess(
+        codes, scores, anchors, conf_threshold=0.3, nms_iou=0.6, max_detections=1
+    )
+    assert capped.tolist() == pytest.approx([0.9])
+
+
+@pytest.mark.parametrize(
+    ("size", "k", "stride", "expected"),
+    [
+        (300, 3, 2, (0, 1, 150)),
+        (150, 3, 1, (1, 1, 150)),
+        (19, 3, 2, (1, 1, 10)),
+        (1, 3, 2, (1, 1, 1)),
+    ],
+)
+def test_tf_same_padding(size: int, k: int, stride: int, expected: tuple[int, int, int]) -> None:
+    assert same_pads(size, k, stride, 1) == expected
+
+
+def test_tf1_resize_samples_without_half_pixel_offset() -> None:
+    img = np.arange(16, dtype=np.uint8).reshape(4, 4, 1).repeat(3, axis=2)
+    out = tf1_resize_bilinear(img, (2, 2))
+    assert out[:, :, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]  # pixels 0 and 2 of each axis
+
+
+def _graph_bytes() -> bytes:
+    """A two-node GraphDef written with our own message classes (as TF lays them out)."""
+    g = _graphdef_class()()
+    for name, values in (("a", [1.0, 2.0, 3.0]), ("b", [10.0])):
+        node = g.node.add(name=name, op="Const")
+        attr = node.attr.add(key="value")
+        attr.value.tensor.dtype = 1
+        attr.value.tensor.tensor_shape.dim.add(size=len(values))
+        attr.value.tensor.float_val.extend(values)
+    add = g.node.add(name="sum", op="Mul", input=["a", "b"])
+    add.attr.add(key="T").value.type = 1
+    g.node.add(name="out", op="Identity", input=["sum"])
+    return bytes(g.SerializeToString())
+
+
+def test_graphdef_parsing_and_constant_evaluation() -> None:
+    graph = TfGraph.from_bytes(_graph_bytes())
+    assert graph.const("a").tolist() == [1.0, 2.0, 3.0]
+    assert graph.resolve("out").name == "sum"
+    assert evaluate_constant_subgraph(graph, "out").tolist() == [10.0, 20.0, 30.0]
+
+
+def _bright_square_detector(image: ImageRGB) -> Detections:
+    """Finds the bounding box of white pixels (a stand-in model with exact answers)."""
+    ys, xs = np.nonzero(image[:, :, 0] > 200)
+    if len(xs) == 0:
+        return make_detections(
+            np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), ["person"]
+        )
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    return make_detections(box, np.array([0.9], np.float32), np.array([0]), ["person"])
+
+
+def test_sliced_detect_maps_tiles_back_and_merges_duplicates() -> None:
+    image = np.zeros((1080, 1920, 3), np.uint8)
+    image[600:640, 1000:1030] = 255  # lies in the overlap of several tiles
+    dets = sliced_detect(_bright_square_detector, image, SliceSettings(full_frame=True))
+    assert len(dets) == 1
+    np.testing.assert_allclose(dets.xyxy[0], [1000, 600, 1030, 640])
+    assert dets.data[CLASS_NAME].tolist() == ["person"]
+
+
+def test_small_frames_are_not_sliced() -> None:
+    calls: list[tuple[int, ...]] = []
+
+    def spy(image: ImageRGB) -> Detections:
+        calls.append(image.shape)
+        return _bright_square_detector(image)
+
+    sliced_detect(spy, np.zeros((480, 640, 3), np.uint8), SliceSettings())
+    assert calls == [(480, 640, 3)]
