@@ -36,6 +36,7 @@ def _register() -> None:
         eval_detection,
         eval_tracking,
         models,
+        serve,
     )
 
 

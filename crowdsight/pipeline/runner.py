@@ -72,7 +72,7 @@ class StoreLike(Protocol):
 
 
 class CameraLike(Protocol):
-    """A camera record (`CameraConfig` here, or the API's camera schema)."""
+    """A camera record (`crowdsight.store.records.Camera` fits)."""
 
     @property
     def id(self) -> str: ...
@@ -82,33 +82,6 @@ class CameraLike(Protocol):
 
     @property
     def loop(self) -> bool: ...
-
-
-class CameraConfig(BaseModel):
-    """One camera, as written in a serve config file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: str = Field(
-        ..., pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Short slug naming the camera."
-    )
-    name: str = Field("", description="Display name (default: the id).")
-    source: str = Field(
-        ...,
-        description="Where frames come from: rtsp:// or http(s):// URL, webcam index "
-        "('0'), video file or folder of frames.",
-    )
-    loop: bool = Field(True, description="Replay a video file or frame folder at its end.")
-    enabled: bool = Field(True, description="Run this camera (off: configured but idle).")
-    detect_every: int = Field(
-        1, ge=1, description="Run the people detector on every k-th frame (tracks coast between)."
-    )
-    density_every_s: float = Field(
-        1.0, ge=0, description="Seconds between crowd-density estimates (the costliest stage)."
-    )
-    scene: dict[str, Any] | None = Field(
-        None, description="Zones, lines, calibration and rules (the scene config, as JSON)."
-    )
 
 
 class RunnerSettings(BaseModel):
@@ -125,6 +98,9 @@ class RunnerSettings(BaseModel):
         default_factory=lambda: PipelineSettings(density_async=True, density_threads=1),
         description="Pipeline stages for every camera; a camera's detect_every and "
         "density_every_s override the cadences.",
+    )
+    folder_fps: float = Field(
+        10.0, gt=0, description="Frame rate at which folders of frames are played."
     )
     pipeline_factory: str | None = Field(
         None,
@@ -211,6 +187,7 @@ def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerS
     scene = getattr(camera, "scene", None)
     if scene is not None and hasattr(scene, "model_dump"):
         scene = scene.model_dump(mode="json")
+    scene = scene or None  # an empty scene means counts and density only
     return WorkerSpec(
         camera_id=camera.id,
         source=str(camera.source),
@@ -221,6 +198,7 @@ def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerS
         pipeline_factory=settings.pipeline_factory,
         id_salt=salt,
         jpeg_every_s=settings.jpeg_every_s,
+        folder_fps=settings.folder_fps,
         snapshots=settings.snapshots,
         metrics_every_s=settings.metrics_every_s,
         backoff=Backoff(initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s),
@@ -255,6 +233,7 @@ class LocalRunner:
     def reset(self) -> None:
         """Forget every camera (only while stopped) and start a new session."""
         self.session = uuid.uuid4().hex[:12]
+        self._generation = 0
         self._cameras: dict[str, _Camera] = {}
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -285,7 +264,10 @@ class LocalRunner:
         if getattr(camera, "enabled", True) is False:
             self.remove_camera(camera.id)
             return
-        spec = spec_for(camera, self.settings, self.session)
+        # A fresh salt per (re)configuration: a re-added camera never reuses old event ids,
+        # while restarts of its worker (same spec) replay into the same ids.
+        self._generation += 1
+        spec = spec_for(camera, self.settings, f"{self.session}:{self._generation}")
         self._commands.put(_Command("add", camera.id, spec))
 
     def remove_camera(self, camera_id: str) -> None:
@@ -311,6 +293,10 @@ class LocalRunner:
         with self._lock:
             cam = self._cameras.get(camera_id)
             return cam.jpeg if cam is not None else None
+
+    def latest_jpeg_redacted(self, camera_id: str) -> bool:
+        """Always True: workers only ever produce redacted images (they fail closed)."""
+        return True
 
     def kill_worker(self, camera_id: str) -> int | None:
         """Kill the camera's worker with SIGKILL (fault injection for tests/benchmarks).

@@ -70,6 +70,7 @@ class WorkerSpec:
         skip_to: Replayable sources: first frame index to process (resume after the last
             committed frame); None processes everything.
         jpeg_every_s: Seconds between live JPEGs (0 disables them).
+        folder_fps: Frame rate of a folder of frames.
         jpeg_max_width: Live JPEGs are scaled down to this width.
         snapshots: Attach a redacted JPEG of the frame to each new event.
         metrics_every_s: Seconds between metric samples sent for storage.
@@ -90,6 +91,7 @@ class WorkerSpec:
     start_index: int = 0
     skip_to: int | None = None
     jpeg_every_s: float = 0.5
+    folder_fps: float = 25.0
     jpeg_max_width: int = 640
     snapshots: bool = True
     metrics_every_s: float = 1.0
@@ -180,14 +182,11 @@ class StableIds:
 # --------------------------------------------------------------------------- pipelines
 def _scene_object(scene: dict[str, Any] | None) -> Any:
     """Validate the scene JSON with the analytics' `SceneConfig` (None when absent)."""
-    if scene is None:
+    if not scene:
         return None
-    try:
-        from crowdsight.config.scene import SceneConfig  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        log.warning("scene configuration ignored: crowdsight.config.scene is not available")
-        return None
-    return SceneConfig.model_validate(scene)
+    from crowdsight.config.scene import parse_scene
+
+    return parse_scene(scene, "camera scene")
 
 
 def build_pipeline(spec: WorkerSpec) -> PipelineLike:
@@ -325,6 +324,7 @@ class CameraWorker:
         self._next_progress = self._next_metrics = self._next_jpeg = 0.0
         self._fps = 0.0
         self._t_last_frame: float | None = None
+        self._fps_frames = 0
         self._errors = self._errors_in_row = 0
         self._live_metrics: dict[str, float] | None = None
 
@@ -364,7 +364,7 @@ class CameraWorker:
             stop=self.stop,
             on_status=self._on_source_status,
             on_tick=self.beat,
-            fps=25.0,
+            fps=spec.folder_fps,
         )
         try:
             for frame in source:
@@ -397,11 +397,16 @@ class CameraWorker:
             self._report("progress")
 
     def _tick_fps(self) -> None:
+        """Frames per second over windows of about one second (robust to bursts)."""
         now = time.monotonic()
-        if self._t_last_frame is not None:
-            inst = 1.0 / max(now - self._t_last_frame, 1e-6)
-            self._fps = inst if self._fps == 0 else 0.9 * self._fps + 0.1 * inst
-        self._t_last_frame = now
+        if self._t_last_frame is None:
+            self._t_last_frame, self._fps_frames = now, 0
+            return
+        self._fps_frames += 1
+        elapsed = now - self._t_last_frame
+        if elapsed >= 1.0:
+            self._fps = self._fps_frames / elapsed
+            self._t_last_frame, self._fps_frames = now, 0
 
     def _emit(self, result: Any, frame: Frame) -> None:
         spec, now = self.spec, time.monotonic()

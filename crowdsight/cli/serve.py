@@ -1,0 +1,214 @@
+"""`crowdsight serve [--config FILE] [--host H] [--port P] [--data-dir DIR]`: the live service.
+
+Wires the parts together: the store (S1), the camera runner, the HTTP app (API, live view,
+dashboard, outbox dispatcher) and uvicorn. Cameras listed in the config file are written to
+the store at start (same id: the file wins); the store is then the source of truth, and the
+dashboard/API can add, change or remove cameras while the service runs.
+
+Shutdown (SIGTERM or Ctrl-C): uvicorn stops accepting requests, then — inside the app's
+lifespan, so the outbox dispatcher still runs — the runner stops every worker, drains their
+last reports into the store, and only then is the dispatcher stopped. Undelivered outbox rows
+are sent on the next start.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from rich.console import Console
+
+from crowdsight.cli import app
+from crowdsight.core.errors import ConfigError
+from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
+from crowdsight.server.settings import ServerSettings
+from crowdsight.store.records import Camera
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from crowdsight.store import Store
+
+console = Console(stderr=True)
+
+
+class ServeConfig(BaseModel):
+    """The serve config file (YAML): server, runner and cameras; every part is optional.
+
+    Example::
+
+        server: {host: 127.0.0.1, port: 8080}
+        runner: {realtime: true}
+        cameras:
+          - id: mall
+            name: Mall concourse
+            source: /data/mall/frames
+            loop: true
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    server: ServerSettings = Field(
+        default_factory=ServerSettings,
+        description="HTTP service: bind address, database, data dir, admin, MQTT, webhooks.",
+    )
+    runner: RunnerSettings = Field(
+        default_factory=RunnerSettings,
+        description="Camera workers: pipeline stages, watchdog, restart and reconnect policy.",
+    )
+    cameras: list[Camera] = Field(
+        default_factory=list,
+        description="Cameras written to the store at start (the dashboard can add more).",
+    )
+
+
+def _format_error(path: Path, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{path}: {loc}: {err['msg']}{more}"
+
+
+def load_serve_config(path: Path | None) -> ServeConfig:
+    """Read and validate a serve config (None: every default, no cameras).
+
+    Raises:
+        ConfigError: one line naming the file, the field and the problem.
+    """
+    if path is None:
+        return ServeConfig()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping (server, runner, cameras)")
+    try:
+        cfg = ServeConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(path, exc)) from None
+    _check_cameras(cfg, path)
+    return cfg
+
+
+def _check_cameras(cfg: ServeConfig, path: Path) -> None:
+    """Unique ids and valid scenes; relative file sources resolved against the config."""
+    from crowdsight.config.scene import parse_scene
+
+    seen: set[str] = set()
+    for i, cam in enumerate(cfg.cameras):
+        if cam.id in seen:
+            raise ConfigError(f"{path}: cameras.{i}.id: duplicate camera id {cam.id!r}")
+        seen.add(cam.id)
+        parse_scene(cam.scene, f"{path}: cameras.{i}.scene")
+        src = Path(cam.source).expanduser()
+        if "://" not in cam.source and not cam.source.isdigit() and not src.is_absolute():
+            cfg.cameras[i] = cam.model_copy(update={"source": str((path.parent / src).resolve())})
+
+
+def sync_cameras(store: Store, cameras: list[Camera]) -> None:
+    """Write the config's cameras to the store (create, or update the same id)."""
+    for cam in cameras:
+        if store.get_camera(cam.id) is None:
+            store.create_camera(cam)
+        else:
+            store.update_camera(cam)
+
+
+def attach_runner(app_: FastAPI, runner: LocalRunner, cameras: list[Camera]) -> None:
+    """Run ``runner`` for the app's lifetime, inside the existing lifespan.
+
+    Started after the app's own start-up (dispatcher running) and stopped before its
+    shutdown, so the events drained from the workers are still dispatched.
+    """
+    inner = app_.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(a: Any) -> AsyncIterator[Any]:
+        from starlette.concurrency import run_in_threadpool
+
+        async with inner(a) as state:
+            runner.start()
+            for cam in cameras:
+                if cam.enabled:
+                    runner.add_camera(cam)
+            try:
+                yield state
+            finally:
+                await run_in_threadpool(runner.stop)
+
+    app_.router.lifespan_context = lifespan
+
+
+@app.command()
+def serve(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="Serve config YAML (server, cameras).")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default 127.0.0.1; 0.0.0.0 exposes it).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Database and snapshots folder (default $CROWDSIGHT_DATA or the user data dir)."
+        ),
+    ] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Run the live service: cameras, REST API, dashboard, MQTT/webhooks."""
+    import uvicorn
+
+    from crowdsight.server.app import create_app, open_store
+
+    cfg = load_serve_config(config)
+    updates: dict[str, Any] = {}
+    if host is not None:
+        updates["host"] = host
+    if port is not None:
+        updates["port"] = port
+    if data_dir is not None:
+        updates["data_dir"] = data_dir.expanduser().resolve()
+    settings = cfg.server.model_copy(update=updates)
+    if settings.data_dir is not None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+    store = open_store(settings)
+    sync_cameras(store, cfg.cameras)
+    runner = LocalRunner(store, cfg.runner)
+    http = create_app(settings, runner, store=store)  # also creates the admin user once
+    attach_runner(http, runner, store.list_cameras())
+
+    # uvicorn re-raises the signal it stopped on once it has shut down; keep that from
+    # killing the process (exit code 0 after a requested, clean shutdown).
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.signal(signal.SIGINT, lambda *_: None)
+    console.print(
+        f"crowdsight: serving on http://{settings.host}:{settings.port} "
+        f"({len(store.list_cameras())} camera(s); pid {os.getpid()})",
+        highlight=False,
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(http, host=settings.host, port=settings.port, log_level=log_level)
+    )
+    try:
+        server.run()
+    finally:
+        runner.stop()  # no-op when the lifespan already stopped it
+        store.close()
+    if not server.started:
+        console.print(f"crowdsight: could not serve on {settings.host}:{settings.port}")
+        sys.exit(1)
