@@ -162,8 +162,10 @@ class DwellStats:
 class FlowMatrix:
     """Anonymous zone→zone transition counts (ready for a Sankey diagram).
 
-    When a track leaves zone A and the next zone it enters is B, ``A→B`` is incremented;
-    the track's last zone is forgotten when the track ends. Only the counts are kept.
+    When a track that was last seen entering zone A enters zone B, ``A→B`` is incremented
+    (entries are debounced, so the order holds even where zones touch and the exit from A
+    is confirmed after the entry into B). The track's last zone is forgotten when the
+    track ends; only the counts are kept.
     """
 
     def __init__(self) -> None:
@@ -174,15 +176,12 @@ class FlowMatrix:
         self.counts: dict[tuple[str, str], int] = defaultdict(int)
         self._last_zone: dict[int, str] = {}
 
-    def exited(self, track_id: int, zone_id: str) -> None:
-        """A track left ``zone_id``."""
-        self._last_zone[track_id] = zone_id
-
     def entered(self, track_id: int, zone_id: str) -> None:
         """A track entered ``zone_id``: counts a transition from its previous zone."""
-        prev = self._last_zone.pop(track_id, None)
+        prev = self._last_zone.get(track_id)
         if prev is not None and prev != zone_id:
             self.counts[(prev, zone_id)] += 1
+        self._last_zone[track_id] = zone_id
 
     def forget(self, track_id: int) -> None:
         """The track ended."""

@@ -260,7 +260,6 @@ class SceneAnalytics:
                     frame_index=frame.index,
                 )
             else:
-                self.flows.exited(m.track_id, m.zone_id)
                 self.dwell[m.zone_id].add(m.dwell_s)
                 ev = ZoneExited(
                     camera_id=self.camera_id,

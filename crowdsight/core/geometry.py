@@ -239,7 +239,9 @@ class Homography:
         w, h = resolution_wh
         ys, xs = np.mgrid[step / 2 : h : step, step / 2 : w : step]
         c = np.stack([xs.ravel(), ys.ravel()], axis=1)
-        g0, gx, gy = self.to_ground(c), self.to_ground([*c, 1, 0]), self.to_ground([*c, 0, 1])
+        g0 = self.to_ground(c)
+        gx = self.to_ground(c + np.array([1.0, 0.0]))
+        gy = self.to_ground(c + np.array([0.0, 1.0]))
         jac = np.abs(_cross(gx - g0, gy - g0)) * step * step
         out: F64 = jac.reshape(xs.shape)
         return out

@@ -1,0 +1,399 @@
+"""Each rule on constructed tracks: the exact events, their start/end, and no flapping."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from crowdsight.analytics import SceneAnalytics
+from crowdsight.config.scene import parse_scene
+from crowdsight.core.events import (
+    Dispersal,
+    Event,
+    Fall,
+    Intrusion,
+    LineCrossed,
+    Loitering,
+    Overcrowding,
+    Running,
+    Severity,
+    WrongWay,
+    ZoneEntered,
+    ZoneExited,
+)
+from crowdsight.core.types import CLASS_NAME, Detections, Frame
+
+FPS = 10
+IMAGE = np.zeros((400, 400, 3), np.uint8)
+Row = tuple[int, tuple[float, float, float, float], str]  # track id, xyxy, class
+#: 100 px = 1 m on the floor.
+CAL = {
+    "image_px": [[0, 0], [400, 0], [400, 400], [0, 400]],
+    "ground_m": [[0, 0], [4, 0], [4, 4], [0, 4]],
+}
+
+
+def person_at(
+    tid: int, x: float, y: float, w: float = 20, h: float = 60, cls: str = "person"
+) -> Row:
+    """A box whose bottom-centre anchor is (x, y)."""
+    return tid, (x - w / 2, y - h, x + w / 2, y), cls
+
+
+def detections(rows: Sequence[Row]) -> Detections:
+    if not rows:
+        return Detections.empty()
+    return Detections(
+        xyxy=np.array([r[1] for r in rows], np.float32),
+        confidence=np.ones(len(rows), np.float32),
+        class_id=np.zeros(len(rows), int),
+        tracker_id=np.array([r[0] for r in rows], int),
+        data={CLASS_NAME: np.array([r[2] for r in rows])},
+    )
+
+
+def run(scene: dict[str, Any], n_frames: int, rows_at: Callable[[float], list[Row]]) -> list[Event]:
+    sa = SceneAnalytics(parse_scene(scene), "cam")
+    events: list[Event] = []
+    for i in range(n_frames):
+        ts = i / FPS
+        events += sa.update(Frame("cam", i, ts, IMAGE), detections(rows_at(ts)), None, False).events
+    return events
+
+
+def of(events: list[Event], kind: type[Event]) -> list[Event]:
+    return [e for e in events if isinstance(e, kind)]
+
+
+def test_line_crossing_counts_once_despite_jitter_on_the_line() -> None:
+    scene = {"lines": [{"id": "l", "points": [[0, 200], [400, 200]], "in_direction": [0, 1]}]}
+    rng = np.random.default_rng(1)
+
+    def rows(t: float) -> list[Row]:
+        if t < 2.0:
+            y = 150 + 25 * t  # walks down to the line (y=200 at t=2)
+        elif t < 4.0:
+            y = 200 + rng.uniform(-1.5, 1.5)  # stands on it, jittering inside the dead band
+        else:
+            y = 200 + 25 * (t - 4.0)  # walks on down ("in" side)
+        return [person_at(7, 100, y)]
+
+    events = of(run(scene, 70, rows), LineCrossed)
+    assert [(e.direction, e.track_ids, e.line_id) for e in events] == [("in", (7,), "l")]  # type: ignore[attr-defined]
+    assert events[0].start_ts_s == events[0].end_ts_s == pytest.approx(4.1)
+
+
+def test_line_crossing_out_and_class_filter() -> None:
+    scene = {
+        "lines": [
+            {
+                "id": "l",
+                "points": [[0, 200], [400, 200]],
+                "in_direction": [0, 1],
+                "classes": ["person"],
+            }
+        ]
+    }
+
+    def rows(t: float) -> list[Row]:
+        y = 300 - 50 * t
+        return [person_at(1, 100, y), person_at(2, 200, y, cls="car")]
+
+    events = of(run(scene, 40, rows), LineCrossed)
+    assert [(e.direction, e.track_ids) for e in events] == [("out", (1,))]  # type: ignore[attr-defined]
+
+
+def test_zone_enter_exit_with_border_jitter_does_not_flap() -> None:
+    scene = {"zones": [{"id": "z", "polygon": [[100, 100], [300, 100], [300, 300], [100, 300]]}]}
+
+    def rows(t: float) -> list[Row]:
+        i = round(t * FPS)
+        if t < 1.0:
+            x = 95 if i % 2 else 105  # on the border: in, out, in, out...
+        elif t < 4.0:
+            x = 150 if i % 7 else 95  # inside, with one-frame excursions out
+        else:
+            x = 50  # gone
+        return [person_at(3, x, 200)]
+
+    events = run(scene, 60, rows)
+    entered, exited = of(events, ZoneEntered), of(events, ZoneExited)
+    assert [e.start_ts_s for e in entered] == [pytest.approx(1.0)]
+    assert [e.start_ts_s for e in exited] == [pytest.approx(4.0)]
+    assert exited[0].dwell_s == pytest.approx(3.0)  # type: ignore[attr-defined]
+
+
+def test_overcrowding_opens_once_escalates_and_closes() -> None:
+    # Zone 100×200 px = 1 m × 2 m = 2 m²: warn at 8 people (4/m²), critical at 10 (5/m²).
+    scene = {
+        "calibration": CAL,
+        "zones": [{"id": "z", "polygon": [[100, 100], [200, 100], [200, 300], [100, 300]]}],
+        "rules": {"overcrowding": {"min_duration_s": 2.0}},
+    }
+
+    def count(t: float) -> int:
+        i = round(t * FPS)
+        if t < 1.0:
+            return 2
+        if t < 5.0:
+            return 9 if i % 2 else 7  # 4.5 / 3.5 per m²: around warn, above exit (3.4)
+        if t < 6.0:
+            return 11  # 5.5 per m²: critical
+        return 3  # 1.5 per m²
+
+    def rows(t: float) -> list[Row]:
+        return [person_at(k, 110 + 8 * k, 250) for k in range(count(t))]
+
+    events = of(run(scene, 70, rows), Overcrowding)
+    assert len({e.event_id for e in events}) == 1
+    assert [(e.severity, e.end_ts_s) for e in events] == [
+        (Severity.WARNING, None),
+        (Severity.CRITICAL, None),
+        (Severity.CRITICAL, pytest.approx(6.0)),
+    ]
+    assert all(e.start_ts_s == pytest.approx(1.1) for e in events)  # first frame at 4/m²
+    assert events[-1].peak == pytest.approx(5.5)  # type: ignore[attr-defined]
+
+
+def test_overcrowding_needs_min_duration() -> None:
+    scene = {
+        "calibration": CAL,
+        "zones": [{"id": "z", "polygon": [[100, 100], [200, 100], [200, 300], [100, 300]]}],
+        "rules": {"overcrowding": {"min_duration_s": 2.0}},
+    }
+
+    def rows(t: float) -> list[Row]:
+        n = 10 if 1.0 <= t < 2.5 else 1  # 1.5 s above threshold, then gone
+        return [person_at(k, 110 + 8 * k, 250) for k in range(n)]
+
+    assert of(run(scene, 50, rows), Overcrowding) == []
+
+
+def _runner(t: float) -> list[Row]:
+    # 1.3 m/s walk, 4 m/s run from t=3 to t=5, walk again (100 px = 1 m).
+    if t <= 3.0:
+        x = 10 + 130 * t
+    elif t <= 5.0:
+        x = 10 + 390 + 400 * (t - 3.0)
+    else:
+        x = 10 + 390 + 800 + 130 * (t - 5.0)
+    return [person_at(1, x / 4, 200)]  # x in cm; the calibration maps 25 px to 1 m along x
+
+
+def test_running_absolute_threshold_start_and_end() -> None:
+    # Speed is over a 0.5 s window: ≥ 3 m/s first at t=3.4, below 0.8×3 first at t=5.3.
+    scene = {
+        "calibration": {**CAL, "ground_m": [[0, 0], [16, 0], [16, 4], [0, 4]]},  # 25 px/m in x
+        "rules": {"running": {"speed_m_s": 3.0, "relative_k": None, "min_duration_s": 0.8}},
+    }
+    events = of(run(scene, 80, _runner), Running)
+    assert [(e.start_ts_s, e.end_ts_s) for e in events] == [
+        (pytest.approx(3.4), None),
+        (pytest.approx(3.4), pytest.approx(5.3)),
+    ]
+    assert events[0].event_id == events[1].event_id
+    assert events[1].speed == pytest.approx(4.0)  # type: ignore[attr-defined]
+    assert events[1].speed_unit == "m/s"  # type: ignore[attr-defined]
+
+
+def test_running_relative_to_scene_baseline() -> None:
+    # Uncalibrated: ten walkers at ~20 px/s set the baseline; one at 120 px/s is running.
+    scene = {
+        "rules": {"running": {"speed_px_s": None, "relative_k": 6, "min_baseline_samples": 50}}
+    }
+    rng = np.random.default_rng(0)
+    speeds = 20 + rng.uniform(-3, 3, size=10)
+
+    def rows(t: float) -> list[Row]:
+        out = [person_at(k, 10 + speeds[k] * t, 40 + 30 * k) for k in range(10)]
+        x = 10 + 20 * t if t < 4.0 else 90 + 120 * (t - 4.0)
+        out.append(person_at(99, x, 380))
+        return out
+
+    events = of(run(scene, 60, rows), Running)
+    assert {e.track_ids for e in events} == {(99,)}
+    assert events[0].start_ts_s > 4.0
+    assert events[0].speed_unit == "px/s"  # type: ignore[attr-defined]
+
+
+def test_dispersal_start_and_end() -> None:
+    angles = np.linspace(0, 2 * np.pi, 8, endpoint=False)
+
+    def rows(t: float) -> list[Row]:
+        r = 50 + 90 * min(max(t - 3.0, 0.0), 1.5)  # still until 3 s, out at 90 px/s to 4.5 s
+        return [
+            person_at(k, 200 + r * np.cos(a), 200 + r * np.sin(a)) for k, a in enumerate(angles)
+        ]
+
+    events = of(run({}, 70, rows), Dispersal)
+    assert [(e.start_ts_s, e.end_ts_s) for e in events] == [
+        (pytest.approx(3.4), None),
+        (pytest.approx(3.4), pytest.approx(4.9)),
+    ]
+    assert events[0].n_tracks == 8  # type: ignore[attr-defined]
+
+
+def test_no_dispersal_when_crowd_walks_together() -> None:
+    def rows(t: float) -> list[Row]:
+        return [person_at(k, 50 + 100 * t + 10 * k, 200 + 5 * k) for k in range(8)]
+
+    assert of(run({}, 30, rows), Dispersal) == []
+
+
+def test_loitering_opens_after_dwell_and_closes_on_exit() -> None:
+    scene = {
+        "zones": [{"id": "z", "polygon": [[100, 100], [300, 100], [300, 300], [100, 300]]}],
+        "rules": {"loitering": {"dwell_s": 5.0}},
+    }
+
+    def rows(t: float) -> list[Row]:
+        return [person_at(4, 200 if t < 8.0 else 350, 200)]
+
+    events = of(run(scene, 100, rows), Loitering)
+    assert [(e.start_ts_s, e.end_ts_s) for e in events] == [
+        (pytest.approx(5.0), None),
+        (pytest.approx(5.0), pytest.approx(8.0)),
+    ]
+    assert events[-1].dwell_s == pytest.approx(8.0)  # type: ignore[attr-defined]
+
+
+def test_wrong_way_sustained_counter_flow() -> None:
+    scene = {
+        "zones": [
+            {
+                "id": "z",
+                "polygon": [[0, 0], [400, 0], [400, 400], [0, 400]],
+                "allowed_direction": [1, 0],
+            }
+        ]
+    }
+
+    def rows(t: float) -> list[Row]:
+        x = 300 - 50 * t if t <= 3.0 else 150 + 50 * (t - 3.0)
+        return [person_at(5, x, 200)]
+
+    events = of(run(scene, 60, rows), WrongWay)
+    # Against the flow from the first measurable step (0.1 s); over a 1 s window the
+    # velocity drops under 15 px/s at 3.4 s, and 0.5 s later the event is released.
+    assert [(e.start_ts_s, e.end_ts_s) for e in events] == [
+        (pytest.approx(0.1), None),
+        (pytest.approx(0.1), pytest.approx(3.4)),
+    ]
+
+
+def test_wrong_way_ignores_brief_backstep() -> None:
+    scene = {
+        "zones": [
+            {
+                "id": "z",
+                "polygon": [[0, 0], [400, 0], [400, 400], [0, 400]],
+                "allowed_direction": [1, 0],
+            }
+        ]
+    }
+
+    def rows(t: float) -> list[Row]:
+        x = 50 + 50 * t if not 2.0 <= t < 2.8 else 150 - 50 * (t - 2.0)
+        return [person_at(5, x, 200)]
+
+    assert of(run(scene, 50, rows), WrongWay) == []
+
+
+def _faller(t: float, rng: np.random.Generator) -> list[Row]:
+    j = rng.uniform(-1, 1)
+    if t < 2.0:
+        return [person_at(6, 200 + j, 300, w=20, h=60)]
+    if t < 6.0:
+        return [person_at(6, 200 + j, 300, w=60, h=20 + j)]
+    return [person_at(6, 200 + j, 300, w=20, h=60)]
+
+
+def test_fall_then_still_then_gets_up() -> None:
+    rng = np.random.default_rng(2)
+    events = of(run({}, 70, lambda t: _faller(t, rng)), Fall)
+    assert [(e.start_ts_s, e.end_ts_s, e.severity) for e in events] == [
+        (pytest.approx(2.0), None, Severity.CRITICAL),
+        (pytest.approx(2.0), pytest.approx(6.0), Severity.CRITICAL),
+    ]
+
+
+def test_no_fall_when_crouching_or_lying_down_and_walking_on() -> None:
+    def rows(t: float) -> list[Row]:
+        if t < 2.0:
+            return [person_at(6, 200, 300, w=20, h=60)]
+        if t < 3.0:
+            return [person_at(6, 200, 300, w=25, h=40)]  # crouch: shorter, still tall-ish
+        return [person_at(6, 200 + 60 * (t - 3.0), 300, w=60, h=20)]  # wide but moving
+
+    assert of(run({}, 60, rows), Fall) == []
+
+
+def test_intrusion_in_restricted_zone_only_for_listed_classes() -> None:
+    scene = {
+        "zones": [
+            {
+                "id": "r",
+                "kind": "restricted",
+                "restricted_classes": ["person"],
+                "polygon": [[100, 100], [300, 100], [300, 300], [100, 300]],
+            }
+        ],
+        "rules": {"intrusion": {"min_duration_s": 0.5, "release_s": 1.0}},
+    }
+
+    def rows(t: float) -> list[Row]:
+        inside = 1.0 <= t < 3.0
+        return [person_at(8, 200 if inside else 50, 200), person_at(9, 200, 200, cls="dog")]
+
+    events = of(run(scene, 60, rows), Intrusion)
+    assert [(e.track_ids, e.start_ts_s, e.end_ts_s) for e in events] == [
+        ((8,), pytest.approx(1.0), None),
+        ((8,), pytest.approx(1.0), pytest.approx(3.0)),
+    ]
+
+
+def test_lost_track_closes_its_open_events() -> None:
+    scene = {
+        "zones": [
+            {
+                "id": "r",
+                "kind": "restricted",
+                "polygon": [[100, 100], [300, 100], [300, 300], [100, 300]],
+            }
+        ]
+    }
+
+    def rows(t: float) -> list[Row]:
+        return [person_at(8, 200, 200)] if t < 2.0 else []
+
+    events = of(run(scene, 40, rows), Intrusion)
+    assert [e.end_ts_s for e in events] == [None, pytest.approx(1.9)]
+
+
+def test_reset_forgets_state_and_summary_has_zones_lines_flows() -> None:
+    scene = parse_scene(
+        {
+            "zones": [
+                {"id": "a", "polygon": [[0, 0], [200, 0], [200, 400], [0, 400]]},
+                {"id": "b", "polygon": [[200, 0], [400, 0], [400, 400], [200, 400]]},
+            ],
+            "lines": [{"id": "mid", "points": [[200, 0], [200, 400]], "in_direction": [1, 0]}],
+        }
+    )
+    sa = SceneAnalytics(scene, "cam")
+    for i in range(60):
+        ts = i / FPS
+        sa.update(
+            Frame("cam", i, ts, IMAGE), detections([person_at(1, 20 + 6 * i, 200)]), None, False
+        )
+    s = sa.summary()
+    assert s["lines"]["mid"]["in"] == 1
+    assert s["flows"]["links"] == [{"source": "a", "target": "b", "value": 1}]
+    assert s["zones"]["a"]["dwell"]["count"] == 1
+    assert s["zones"]["a"]["peak_occupancy"] == 1.0
+    sa.reset()
+    s2 = sa.summary()
+    assert s2["flows"]["links"] == [] and s2["zones"]["a"]["dwell"] == {"count": 0}
