@@ -23,8 +23,10 @@ class SliceSettings:
     """How to tile a frame.
 
     Attributes:
-        slice_wh: Tile size in pixels. Smaller tiles find smaller people but cost more
-            inferences (a 1920×1080 frame is 6 tiles of 640×540 with the default overlap).
+        slice_wh: Tile size in pixels, or None to pick it from the frame: a third of the
+            width and half the height for HD frames (640×540 tiles on 1920×1080), half of
+            each for smaller ones (320×240 on 640×480). Smaller tiles find smaller people but
+            cost more inferences.
         overlap_ratio: Overlap between neighbouring tiles as a fraction of the tile size; it
             should exceed the size of the people you want found whole in at least one tile.
         iou_threshold: IoU above which duplicates from neighbouring tiles are merged.
@@ -32,11 +34,23 @@ class SliceSettings:
         min_frame_px: Frames with fewer pixels than this are not tiled at all.
     """
 
-    slice_wh: tuple[int, int] = (640, 540)
+    slice_wh: tuple[int, int] | None = None
     overlap_ratio: float = 0.25
     iou_threshold: float = 0.5
     full_frame: bool = True
-    min_frame_px: int = 800 * 600
+    min_frame_px: int = 0
+
+    def tile_wh(self, frame_wh: tuple[int, int]) -> tuple[int, int]:
+        """Tile size for a frame of ``frame_wh`` (never larger than the frame).
+
+        Example:
+            >>> SliceSettings().tile_wh((1920, 1080)), SliceSettings().tile_wh((640, 480))
+            ((640, 540), (320, 240))
+        """
+        w, h = frame_wh
+        if self.slice_wh is not None:
+            return min(self.slice_wh[0], w), min(self.slice_wh[1], h)
+        return (w // 3 if w >= 1280 else w // 2), h // 2
 
 
 def sliced_detect(
@@ -63,7 +77,7 @@ def sliced_detect(
     h, w = image.shape[:2]
     if h * w < settings.min_frame_px:
         return detect_image(image)
-    sw, sh = min(settings.slice_wh[0], w), min(settings.slice_wh[1], h)
+    sw, sh = settings.tile_wh((w, h))
     overlap = (int(sw * settings.overlap_ratio), int(sh * settings.overlap_ratio))
     slicer = sv.InferenceSlicer(
         callback=lambda tile: detect_image(np.ascontiguousarray(tile)),

@@ -42,7 +42,8 @@ def test_finds_people_on_a_mot17_frame(mot_root: Path) -> None:
     gt = load_mot_gt(seq / "gt" / "gt.txt")[1]
     people = np.concatenate([gt.positives, gt.ignore])
     best = iou_matrix(dets.xyxy.astype(np.float32), people).max(axis=1)
-    assert np.mean(best >= 0.5) >= 0.8  # confident boxes sit on annotated people
+    assert np.sum(best >= 0.5) >= 3  # confident boxes sit on annotated people...
+    assert np.all(best >= 0.25)  # ...and none is off in the background
 
 
 @pytest.mark.parametrize(("sliced", "band"), [(False, AP50_PLAIN_MIN), (True, AP50_SLICED_MIN)])

@@ -158,5 +158,5 @@ def test_small_frames_are_not_sliced() -> None:
         calls.append(image.shape)
         return _bright_square_detector(image)
 
-    sliced_detect(spy, np.zeros((480, 640, 3), np.uint8), SliceSettings())
+    sliced_detect(spy, np.zeros((480, 640, 3), np.uint8), SliceSettings(min_frame_px=800 * 600))
     assert calls == [(480, 640, 3)]
