@@ -7,7 +7,7 @@ import { lineChart, sankey } from "./charts.js";
 
 const POLL_EVENTS_MS = 2000;
 const POLL_STATUS_MS = 2000;
-const POLL_CHART_MS = 15000;
+const POLL_CHART_MS = 5000;
 const POLL_CAMERAS_MS = 10000;
 // Browsers allow ~6 HTTP/1.1 connections per host; each MJPEG stream holds one, so only the
 // first few tiles stream and the rest refresh a snapshot once a second.
@@ -159,15 +159,17 @@ class CameraTile {
   }
 
   update(status) {
-    const state = status?.state ?? "unknown";
+    // GET /api/cameras/{id}/status: {state, running, detail: {fps, counts, error, ...}}.
+    const detail = status?.detail ?? status ?? {};
+    const state = status?.state ?? detail.state ?? "unknown";
     this.stateBadge.textContent = state;
     this.stateBadge.className = `badge state-${state}`;
-    if (status?.error) this.stateBadge.title = status.error;
-    const counts = status?.counts ?? status?.live_counts ?? status?.metrics ?? {};
+    this.stateBadge.title = detail.error ?? "";
+    const counts = detail.counts ?? {};
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
-    this.stats.fps.textContent = fmtNum(status?.fps, 1);
-    this.renderZones(zonesFromCounts(counts), status?.zones);
+    this.stats.fps.textContent = fmtNum(detail.fps, 1);
+    this.renderZones(zonesFromCounts(counts), detail.zones);
   }
 
   renderZones(zones, explicit) {
@@ -383,7 +385,12 @@ const app = {
 
   async loadEvents() {
     const query = this.eventQuery();
-    const list = asList(await api(`/api/events${qs(query)}`), "events");
+    const [data, descs] = await Promise.all([
+      api(`/api/events${qs(query)}`),
+      api(`/api/descriptions${qs({ limit: 500 })}`).catch(() => []),
+    ]);
+    const list = asList(data, "events");
+    this.descriptions = new Map(asList(descs).map((d) => [`${d.camera_id}#${d.track_id}`, d.text]));
     if (JSON.stringify(query) !== JSON.stringify(this.eventQuery())) return; // filters changed
     this.markOnline();
     const timeline = $("[data-testid=event-timeline]");
@@ -392,7 +399,8 @@ const app = {
     for (const ev of list) {
       seen.add(ev.event_id);
       const prev = this.events.get(ev.event_id);
-      if (prev && prev.ev.revision === ev.revision && prev.ev.end_ts_s === ev.end_ts_s) {
+      ev.description = this.describe(ev);
+      if (prev && prev.ev.revision === ev.revision && prev.ev.description === ev.description) {
         nodes.push(prev.el);
         continue;
       }
@@ -408,11 +416,20 @@ const app = {
     $("[data-testid=events-updated]").textContent = `updated ${fmtTime(Date.now() / 1000)}`;
   },
 
-  renderEvent(ev) {
+  /** Plain words about the event's tracks ("red top, blue jeans"), from /api/descriptions. */
+  describe(ev) {
     const p = ev.payload ?? {};
+    const own = p.description ?? p.text;
+    if (typeof own === "string" && own) return own;
+    const texts = (ev.track_ids ?? [])
+      .map((t) => this.descriptions?.get(`${ev.camera_id}#${t}`)).filter(Boolean);
+    return [...new Set(texts)].join("; ");
+  },
+
+  renderEvent(ev) {
     const where = [ev.camera_id, ev.zone_id && `zone ${ev.zone_id}`, ev.line_id && `line ${ev.line_id}`]
       .filter(Boolean).join(" · ");
-    const description = p.description ?? p.descriptions?.join?.("; ") ?? p.text ?? "";
+    const description = ev.description;
     const thumb = ev.has_snapshot
       ? h("img", {
         class: "event-thumb", loading: "lazy", testid: "event-snapshot",
@@ -459,6 +476,7 @@ const app = {
       ended: ev.end_ts_s ? fmtDateTime(ev.end_ts_s) : "ongoing",
       zone: ev.zone_id, line: ev.line_id,
       tracks: ev.track_ids?.length ? ev.track_ids.join(", ") : null,
+      description: ev.description,
     };
     const skip = new Set(["event_id", "camera_id", "start_ts_s", "end_ts_s", "severity", "zone_id",
       "line_id", "track_ids", "snapshot", "type"]);

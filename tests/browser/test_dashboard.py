@@ -1,0 +1,248 @@
+"""The dashboard in a real browser, against the real server, runner and camera pipeline.
+
+One camera plays a few real frames of the Mall dataset in a loop (symlinked into a temp
+folder, never copied into the repository). The tests sign in like an operator would, watch
+the live tile, and check that an event recorded while the page is open shows up in the
+timeline, with its snapshot, and that the description search narrows it down.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from crowdsight.core.events import LineCrossed, Overcrowding, Severity
+from tests.browser.conftest import ADMIN_PASSWORD, LiveServer
+
+SCREENSHOT = Path("/tmp/dashboard.png")
+FRAMES = 8
+# Waits are upper bounds for slow CI machines, not assertions about speed.
+FIRST_FRAME_WAIT_S = 240.0
+UI_WAIT_S = 30.0
+
+
+def _wait_for(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with ``what`` on timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(0.25)
+
+
+@pytest.fixture(scope="module")
+def mall_camera(
+    live_server: LiveServer, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
+) -> str:
+    """Camera 'mall' playing the first frames of the Mall dataset in a loop."""
+    source = shared_data / "mall" / "frames"
+    frames = sorted(source.glob("*.jpg"))[:FRAMES]
+    if len(frames) < FRAMES:
+        pytest.skip(f"need {FRAMES} frames in {source}")
+    folder = tmp_path_factory.mktemp("mall-frames")
+    for frame in frames:
+        (folder / frame.name).symlink_to(frame)
+    res = httpx.post(
+        f"{live_server.url}/api/cameras",
+        headers={"Authorization": f"Bearer {live_server.token()}"},
+        json={
+            "id": "mall",
+            "name": "Mall concourse",
+            "source": str(folder),
+            "loop": True,
+            "detect_every": 2,
+            "density_every_s": 2.0,
+        },
+        timeout=10,
+    )
+    assert res.status_code in (200, 201), res.text
+    return "mall"
+
+
+def _first_frame(server: LiveServer, camera_id: str) -> bytes:
+    """Wait for the camera's first live JPEG; fail early, with the reason, if it keeps dying."""
+    runner = server.app.state.runner
+
+    def check() -> bytes | None:
+        jpeg: bytes | None = runner.latest_jpeg(camera_id)
+        status = runner.cameras_status().get(camera_id, {})
+        if jpeg is None and status.get("restarts", 0) >= 3:
+            pytest.fail(
+                f"camera {camera_id!r} keeps failing ({server.pipeline} pipeline): "
+                f"{status.get('error')}"
+            )
+        return jpeg
+
+    jpeg: bytes = _wait_for(f"a first frame from {camera_id!r}", check, FIRST_FRAME_WAIT_S)
+    return jpeg
+
+
+def _q(driver: Any, testid: str, root: Any = None) -> Any:
+    from selenium.webdriver.common.by import By
+
+    return (root or driver).find_element(By.CSS_SELECTOR, f"[data-testid={testid}]")
+
+
+def _sign_in(driver: Any, url: str, password: str = ADMIN_PASSWORD) -> None:
+    driver.delete_all_cookies()
+    driver.get(url)
+    _wait_for("the sign-in form", lambda: _q(driver, "login-view").is_displayed(), UI_WAIT_S)
+    _q(driver, "login-username").clear()
+    _q(driver, "login-username").send_keys("admin")
+    _q(driver, "login-password").send_keys(password)
+    _q(driver, "login-submit").click()
+
+
+def _image_loaded(driver: Any, css: str) -> bool:
+    return bool(
+        driver.execute_script(
+            "const i = document.querySelector(arguments[0]);"
+            "return !!i && i.complete && i.naturalWidth > 0;",
+            css,
+        )
+    )
+
+
+def _event_ids(driver: Any) -> list[str]:
+    ids: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll('[data-testid=event]')].map(e => e.dataset.eventId);"
+    )
+    return ids
+
+
+@pytest.mark.browser
+def test_wrong_password_shows_an_error(browser: Any, live_server: LiveServer) -> None:
+    _sign_in(browser, live_server.url, password="not the password")
+    message = _wait_for("the error", lambda: _q(browser, "login-error").text, UI_WAIT_S)
+    assert "wrong" in message.lower()
+    assert not _q(browser, "dashboard").is_displayed()
+
+
+@pytest.mark.browser
+@pytest.mark.data
+def test_live_tile_and_new_events_show_up(
+    browser: Any, live_server: LiveServer, mall_camera: str
+) -> None:
+    _sign_in(browser, live_server.url)
+    _wait_for("the dashboard", lambda: _q(browser, "dashboard").is_displayed(), UI_WAIT_S)
+    tile_css = f"[data-testid=camera-tile][data-camera-id={mall_camera}]"
+    _wait_for("the camera tile", lambda: browser.find_elements("css selector", tile_css), UI_WAIT_S)
+    _first_frame(live_server, mall_camera)
+    _wait_for(
+        "the live image to load",
+        lambda: _image_loaded(browser, f"{tile_css} [data-testid=camera-image]"),
+        UI_WAIT_S,
+    )
+    tile = browser.find_element("css selector", tile_css)
+    _wait_for(
+        "the running state", lambda: _q(browser, "camera-state", tile).text == "running", UI_WAIT_S
+    )
+
+    # The timeline has polled at least once before the events happen.
+    _wait_for("the first events poll", lambda: _q(browser, "events-updated").text, UI_WAIT_S)
+    now = time.time()
+    snapshot = live_server.app.state.runner.latest_jpeg(mall_camera)
+    crowd = Overcrowding(
+        camera_id=mall_camera,
+        start_ts_s=now,
+        severity=Severity.CRITICAL,
+        zone_id="concourse",
+        track_ids=(7,),
+        count=42.0,
+    )
+    crossing = LineCrossed(camera_id=mall_camera, start_ts_s=now, end_ts_s=now, track_ids=(8,))
+    store = live_server.store
+    store.record_descriptions(
+        mall_camera,
+        [
+            {"track_id": 7, "text": "red top, black trousers", "ts_s": now},
+            {"track_id": 8, "text": "blue jacket, carrying a bag", "ts_s": now},
+        ],
+    )
+    store.record_events([crowd, crossing], {crowd.event_id: snapshot} if snapshot else None)
+
+    shown = _wait_for(
+        "both events in the timeline",
+        lambda: {crowd.event_id, crossing.event_id} <= set(_event_ids(browser)),
+        UI_WAIT_S,
+    )
+    assert shown
+    item = f"[data-testid=event][data-event-id='{crowd.event_id}']"
+    assert "red top" in browser.find_element("css selector", item).text
+    if snapshot is not None:
+        _wait_for(
+            "the event snapshot to load",
+            lambda: _image_loaded(browser, f"{item} [data-testid=event-snapshot]"),
+            UI_WAIT_S,
+        )
+
+    _q(browser, "event-search").send_keys("red top")
+    _wait_for(
+        "the search to keep only the red-top event",
+        lambda: _event_ids(browser) == [crowd.event_id],
+        UI_WAIT_S,
+    )
+    _q(browser, "event-search").clear()
+    _q(browser, "event-search").send_keys(" ")  # fires 'input' so the filter resets
+    _wait_for("the full timeline", lambda: len(_event_ids(browser)) >= 2, UI_WAIT_S)
+
+    _wait_for(
+        "the counts chart to draw stored metrics",
+        lambda: browser.find_elements("css selector", "[data-testid=counts-chart] svg path"),
+        UI_WAIT_S,
+    )
+    browser.set_window_size(
+        1400, max(1000, browser.execute_script("return document.body.scrollHeight"))
+    )
+    browser.save_screenshot(str(SCREENSHOT))
+    viewers = [e.detail for e in store.query_audit(action="live.view", username="admin")]
+    assert mall_camera in viewers
+
+
+@pytest.mark.browser
+def test_operator_adds_a_camera_from_the_form(browser: Any, live_server: LiveServer) -> None:
+    _sign_in(browser, live_server.url)
+    _wait_for("the dashboard", lambda: _q(browser, "dashboard").is_displayed(), UI_WAIT_S)
+    _q(browser, "add-camera-open").click()
+    _q(browser, "add-camera-id").send_keys("side-door")
+    _q(browser, "add-camera-name").send_keys("Side door")
+    _q(browser, "add-camera-source").send_keys("rtsp://127.0.0.1:1/none")
+    _q(browser, "add-camera-enabled").click()  # stored but not run: no worker needed
+    _q(browser, "add-camera-submit").click()
+    _wait_for(
+        "the new tile",
+        lambda: browser.find_elements(
+            "css selector", "[data-testid=camera-tile][data-camera-id=side-door]"
+        ),
+        UI_WAIT_S,
+    )
+    stored = live_server.store.get_camera("side-door")
+    assert stored is not None
+    assert stored.name == "Side door"
+    assert stored.enabled is False
+
+
+@pytest.mark.data
+def test_mjpeg_stream_sends_jpeg_parts(live_server: LiveServer, mall_camera: str) -> None:
+    headers = {"Authorization": f"Bearer {live_server.token()}"}
+    url = f"{live_server.url}/api/cameras/{mall_camera}/live.mjpeg"
+    _first_frame(live_server, mall_camera)
+    with httpx.stream("GET", url, headers=headers, timeout=30) as res:
+        assert res.status_code == 200
+        assert res.headers["content-type"].startswith("multipart/x-mixed-replace")
+        buf = b""
+        for chunk in res.iter_bytes():
+            buf += chunk
+            if buf.count(b"--crowdsightframe") >= 2:
+                break
+    first = buf.split(b"--crowdsightframe")[1]
+    body = first.split(b"\r\n\r\n", 1)[1]
+    assert body.startswith(b"\xff\xd8")  # JPEG start-of-image
