@@ -88,6 +88,9 @@ class SceneAnalytics:
         """Forget all state: tracks, open events, counts and accumulations."""
         self._geometry: SceneGeometry | None = None
         self._homography: Homography | None = None
+        self._roi: npt.NDArray[np.bool_] | None = None
+        self._density_src: DensityMap | None = None
+        self._density_counts: dict[str, float] = {}
         self.history.reset()
         self.membership.reset()
         for rule in (
@@ -125,10 +128,12 @@ class SceneAnalytics:
         geo = self._geometry_for(resolution_wh)
         if not geo.zones:
             return None
-        mask = np.zeros((resolution_wh[1], resolution_wh[0]), dtype=bool)
-        for z in geo.zones:
-            mask |= z.mask
-        return mask
+        if self._roi is None or self._roi.shape != (resolution_wh[1], resolution_wh[0]):
+            mask = np.zeros((resolution_wh[1], resolution_wh[0]), dtype=bool)
+            for z in geo.zones:
+                mask |= z.mask
+            self._roi = mask
+        return self._roi
 
     def draw(self, image_rgb: ImageRGB, live: dict[str, float]) -> ImageRGB:
         """Zones and lines with live figures (see `draw_scene`)."""
@@ -221,11 +226,16 @@ class SceneAnalytics:
     ) -> dict[str, float]:
         source = self.scene.metrics.occupancy_source
         use_density = density is not None and source in ("auto", "density")
+        from_map = (
+            self._counts_from_map(geo, density)
+            if use_density and density is not None and density.resolution_wh == geo.resolution_wh
+            else None
+        )
         counts: dict[str, float] = {}
         for j, g in enumerate(geo.zones):
             zid = g.zone.id
-            if use_density and density is not None and density.resolution_wh == geo.resolution_wh:
-                count = density.count_in_mask(g.mask)
+            if from_map is not None:
+                count = from_map[zid]
             else:
                 count = float(inside[:, j].sum()) if len(tracks) else 0.0
             counts[zid] = count
@@ -240,6 +250,16 @@ class SceneAnalytics:
                 metrics[f"zone:{zid}:density_per_mpx"] = count / (g.area_px / 1e6)
             self.occupancy[zid].add(count, per_m2, los)
         return counts
+
+    def _counts_from_map(self, geo: SceneGeometry, density: DensityMap) -> dict[str, float]:
+        # A map is reused for many frames between refreshes: integrate it once per map.
+        if density is not self._density_src:
+            up = density.to_image_resolution()
+            self._density_counts = {
+                g.zone.id: float(up[g.mask].sum(dtype=np.float64)) for g in geo.zones
+            }
+            self._density_src = density
+        return self._density_counts
 
     def _zone_events(
         self, frame: Frame, memberships: list[Membership], tracks: FrameTracks

@@ -48,12 +48,19 @@ def test_polygon_mask_counts_pixel_centres(wh: tuple[int, int], expected_true: i
     assert int(mask.sum()) == expected_true
 
 
-def test_polygon_mask_matches_vectorized_test_on_random_polygon() -> None:
-    rng = np.random.default_rng(0)
-    poly = rng.uniform(0, 40, size=(7, 2))
-    mask = polygon_mask(poly, (40, 30))
-    ys, xs = np.nonzero(mask)
-    assert points_in_polygon(np.stack([xs + 0.5, ys + 0.5], 1), poly).all()
+@pytest.mark.parametrize("seed", range(5))
+def test_polygon_mask_equals_point_test_at_pixel_centres(seed: int) -> None:
+    # Random (often self-intersecting) polygons, some with integer vertices so edges pass
+    # exactly through pixel-centre rows: the scanline mask must match the point test.
+    rng = np.random.default_rng(seed)
+    for k in range(20):
+        poly = rng.uniform(-5, 45, size=(int(rng.integers(3, 9)), 2))
+        if k % 2:
+            poly = np.round(poly)
+        ys, xs = np.mgrid[0:30, 0:40]
+        centres = np.stack([xs.ravel() + 0.5, ys.ravel() + 0.5], 1)
+        expected = points_in_polygon(centres, poly).reshape(30, 40)
+        np.testing.assert_array_equal(polygon_mask(poly, (40, 30)), expected)
 
 
 @pytest.mark.parametrize(
