@@ -163,6 +163,7 @@ class _Camera:
     error: str | None = None
     pipeline_errors: int = 0
     done: bool = False
+    warm: bool = False  # the current worker process has reported at least once
     removing: bool = False
     restart_requested: bool = False
     events_committed: int = 0
@@ -438,6 +439,7 @@ class LocalRunner:
         if report.last_index is not None:
             cam.checkpoint = report.last_index
             cam.last_ts = report.ts_s
+        cam.warm = True
         cam.fps = report.fps
         cam.source = report.source or cam.source
         cam.pipeline_errors = report.pipeline_errors
@@ -480,7 +482,8 @@ class LocalRunner:
 
     def _check_heartbeat(self, cam: _Camera, now: float) -> None:
         assert cam.heartbeat is not None and cam.process is not None
-        grace = self.settings.startup_grace_s if cam.checkpoint is None else 0.0
+        # Until its first report a worker is importing and loading models: allow for it.
+        grace = 0.0 if cam.warm else self.settings.startup_grace_s
         silent = now - max(cam.heartbeat.value, cam.started_at)
         if silent > self.settings.stuck_after_s + grace:
             log.warning(
@@ -547,7 +550,7 @@ class LocalRunner:
         send_conn.close()  # the parent keeps only the read end, so it sees EOF on death
         cam.process, cam.conn, cam.stop, cam.heartbeat = proc, recv_conn, stop, heartbeat
         cam.started_at = time.monotonic()
-        cam.done = False
+        cam.done = cam.warm = False
 
     def _close_open_events(self, cam: _Camera) -> None:
         """Close duration events the worker left open, at the last committed frame time."""

@@ -1,0 +1,304 @@
+"""The local runner's supervision and the `crowdsight serve` command, end to end.
+
+Worker processes are real (spawn); pipelines are the model-free `TickPipeline` or small
+variants of it defined here (the spawned workers import them by module path).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from crowdsight.core.types import Frame
+from crowdsight.pipeline.runner import LocalRunner
+from crowdsight.pipeline.settings import PipelineSettings
+from crowdsight.pipeline.worker import StableIds, TickPipeline
+from crowdsight.sources.stream import Backoff, LiveSource
+from crowdsight.store import Store
+from crowdsight.store.records import Camera
+from tests.integration.test_reliability import (
+    LINE_EVERY,
+    line_frames,
+    status,
+    tick_settings,
+    wait_for,
+    write_video,
+)
+
+HANG_MARKER_ENV = "CROWDSIGHT_TEST_HANG_MARKER"
+
+
+# ----------------------------------------------------------------------------- pipelines
+class _HangOnce:
+    """TickPipeline that hangs forever on frame 30 the first time it gets there."""
+
+    def __init__(self, camera_id: str) -> None:
+        self.inner = TickPipeline(camera_id)
+        self.marker = Path(os.environ[HANG_MARKER_ENV])
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+    def process(self, frame: Frame) -> Any:
+        if frame.index == 30 and not self.marker.exists():
+            self.marker.touch()
+            time.sleep(3600)
+        return self.inner.process(frame)
+
+
+def hang_once_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> _HangOnce:
+    return _HangOnce(camera_id)
+
+
+def never_closing_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> Any:
+    return TickPipeline(camera_id, open_for=10**9)
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Any:
+    s = Store(f"sqlite:///{tmp_path / 'crowdsight.db'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+# ----------------------------------------------------------------------------- units
+@pytest.mark.parametrize(
+    ("attempt", "expected_s"), [(0, 0.5), (1, 1.0), (3, 4.0), (6, 30.0), (50, 30.0)]
+)
+def test_backoff_grows_exponentially_and_is_capped(attempt: int, expected_s: float) -> None:
+    assert Backoff(initial_s=0.5, max_s=30.0, jitter=0.0).delay_s(attempt) == expected_s
+
+
+def test_backoff_jitter_stays_within_its_band() -> None:
+    b = Backoff(initial_s=1.0, max_s=8.0, jitter=0.25)
+    delays = [b.delay_s(2) for _ in range(200)]
+    assert all(3.0 <= d <= 5.0 for d in delays)
+    assert len(set(delays)) > 1
+
+
+def _tick_ids(salt: str, start: int, stop: int = 50) -> list[tuple[str, int, bool]]:
+    """(id, frame, open) of the events TickPipeline raises on frames [start, stop)."""
+    ids, pipe, out = StableIds("c", salt), TickPipeline("c", open_for=3), []
+    for i in range(start, stop):
+        res = pipe.process(Frame("c", i, i / 10, np.zeros((4, 4, 3), np.uint8)))
+        out += [(e.event_id, i, e.is_open) for e in ids.assign(res.events, i)]
+    return out
+
+
+def test_stable_ids_repeat_for_replays_and_follow_open_events() -> None:
+    full, replay = _tick_ids("s", 0), _tick_ids("s", 20)
+    by_frame = {(i, o): eid for eid, i, o in full}
+    # A replay from frame 20 raises events with the same ids as the full run.
+    assert replay and all(by_frame[(i, o)] == eid for eid, i, o in replay)
+    # An open event and its closing copy share one id.
+    opened = {eid for eid, _, o in full if o}
+    closed = {eid for eid, _, o in full if not o}
+    assert opened and opened <= closed
+    # Another session (salt) never reuses an id.
+    assert not {eid for eid, _, _ in _tick_ids("t", 0)} & {eid for eid, _, _ in full}
+
+
+def test_file_source_resumes_at_skip_to_across_loops(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mp4", 30)
+    src = LiveSource("v", str(video), loop=True, realtime=False, skip_to=70)
+    got = []
+    for frame in src:
+        got.append(frame.index)
+        if len(got) == 25:
+            break
+    src.close()
+    assert got == list(range(70, 95))
+
+
+# ----------------------------------------------------------------------------- runner
+def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(HANG_MARKER_ENV, str(tmp_path / "hung"))
+    n = 100
+    video = write_video(tmp_path / "cam.mp4", n, fps=100)
+    settings = tick_settings(
+        realtime=True,
+        pipeline_factory=f"{__name__}:hang_once_pipeline",
+        stuck_after_s=1.5,
+    )
+    runner = LocalRunner(store, settings)
+    runner.start()
+    try:
+        runner.add_camera(Camera(id="cam", name="cam", source=str(video), loop=False))
+        wait_for(lambda: status(runner, "cam").get("state") == "finished", 60, "finish")
+        st = status(runner, "cam")
+    finally:
+        runner.stop()
+    assert (tmp_path / "hung").exists()  # it really hung
+    assert st["restarts"] == 1
+    assert "stuck" in (st["error"] or "")
+    assert line_frames(store, "cam") == list(range(0, n, LINE_EVERY))
+
+
+def test_restart_remove_and_shutdown_closes_open_events(tmp_path: Path, store: Store) -> None:
+    video = write_video(tmp_path / "cam.mp4", 100, fps=50)
+    settings = tick_settings(realtime=True, pipeline_factory=f"{__name__}:never_closing_pipeline")
+    runner = LocalRunner(store, settings)
+    runner.start()
+    try:
+        for cam_id in ("a", "b"):
+            runner.add_camera(Camera(id=cam_id, name=cam_id, source=str(video), loop=True))
+        wait_for(
+            lambda: all((status(runner, c).get("last_frame_index") or 0) > 10 for c in "ab"),
+            what="both cameras",
+        )
+        pid = runner.worker_pid("a")
+        runner.restart_camera("a")
+        wait_for(
+            lambda: (
+                runner.worker_pid("a") not in (None, pid)
+                and status(runner, "a")["state"] == "running"
+            ),
+            what="restart",
+        )
+        assert status(runner, "a")["restarts"] == 1
+        runner.remove_camera("b")
+        wait_for(lambda: "b" not in runner.camera_ids(), what="removal")
+        at_stop = status(runner, "a")["last_frame_index"]
+    finally:
+        runner.stop()
+    # Open events are closed when their worker stops (restart, removal or shutdown).
+    events = store.query_events(type="overcrowding", limit=1000)
+    assert {e.camera_id for e in events} == {"a", "b"}
+    assert all(e.end_ts_s is not None for e in events)
+    assert max(line_frames(store, "a")) >= at_stop - LINE_EVERY
+
+
+# ----------------------------------------------------------------------------- serve CLI
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _workers(pid: int) -> list[int]:
+    """Pids of the camera worker processes (spawned children) of ``pid``."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        cmdline = (stat.parent / "cmdline").read_bytes() if stat.parent.exists() else b""
+        if int(fields[1]) == pid and b"spawn_main" in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _serve(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    cmd = [sys.executable, "-m", "crowdsight", "serve", "--data-dir", str(tmp_path / "data")]
+    return subprocess.Popen(
+        [*cmd, *args],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_healthy(proc: subprocess.Popen[str], base: str) -> None:
+    def up() -> bool:
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        try:
+            return httpx.get(f"{base}/api/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for(up, 60, "server")
+
+
+def test_serve_without_config_starts_empty_and_prints_a_generated_admin_password(
+    tmp_path: Path,
+) -> None:
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CROWDSIGHT_ADMIN_PASSWORD"}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crowdsight",
+            "serve",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "data"),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_healthy(proc, f"http://127.0.0.1:{port}")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    line = next(ln for ln in err.splitlines() if "created user 'admin' with password" in ln)
+    password = line.split("password ")[1].split()[0]
+    assert (tmp_path / "data" / "crowdsight.db").exists()
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'crowdsight.db'}")
+    assert store.verify_password("admin", password) is not None
+    assert store.list_cameras() == []
+    store.close()
+
+
+def test_serve_runs_configured_cameras_and_shuts_down_cleanly_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    video = write_video(tmp_path / "cam.mp4", 200, fps=50)
+    port = _free_port()
+    config = tmp_path / "serve.yaml"
+    config.write_text(
+        f"server: {{port: {port}}}\n"
+        "runner:\n"
+        f"  pipeline_factory: '{__name__}:never_closing_pipeline'\n"
+        "  jpeg_every_s: 0\n"
+        "  snapshots: false\n"
+        "cameras:\n"
+        f"  - {{id: cam, name: Cam, source: {video.name}, loop: true}}\n"
+    )
+    proc = _serve(tmp_path, "--config", str(config), env={"CROWDSIGHT_ADMIN_PASSWORD": "pw-12345"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(proc, base)
+        token = httpx.post(
+            f"{base}/api/auth/login", json={"username": "admin", "password": "pw-12345"}
+        ).json()["token"]
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def committed() -> int:
+            r = httpx.get(f"{base}/api/cameras/cam/status", headers=headers, timeout=5)
+            return int(r.json()["detail"]["events_committed"]) if r.status_code == 200 else 0
+
+        wait_for(lambda: committed() > 5, 60, "events")
+        workers = _workers(proc.pid)
+        assert len(workers) == 1  # one worker process per camera
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert not [p for p in workers if Path(f"/proc/{p}").exists()]  # no orphan workers
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'crowdsight.db'}")
+    events = store.query_events(camera_id="cam", limit=10_000)
+    store.close()
+    assert any(e.type == "line_crossed" for e in events)
+    # The open Overcrowding was closed and committed during the clean shutdown.
+    assert all(e.end_ts_s is not None for e in events if e.type == "overcrowding")
