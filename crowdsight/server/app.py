@@ -22,8 +22,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crowdsight import __version__
 from crowdsight.core.errors import ConfigError, InputError
@@ -101,6 +103,16 @@ def _validation_handler(_request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(status_code=422, content=body)
 
 
+async def _http_error_handler(request: Request, exc: Exception) -> Response:
+    """Framework 400s (a body that is not UTF-8/JSON) become 422 like every malformed request."""
+    if isinstance(exc, StarletteHTTPException) and exc.status_code == 400:
+        return JSONResponse(
+            status_code=422,
+            content={"detail": str(exc.detail), "message": "body: not valid UTF-8 JSON"},
+        )
+    return await http_exception_handler(request, exc)  # type: ignore[arg-type]
+
+
 def _user_error_handler(_request: Request, exc: Exception) -> JSONResponse:
     """InputError / ConfigError raised below a router: the user's request cannot be met."""
     return JSONResponse(status_code=422, content={"detail": str(exc)})
@@ -157,6 +169,7 @@ def create_app(
     app.state.prometheus = prometheus = Prometheus(store, runner)
     app.add_middleware(PrometheusMiddleware, prometheus=prometheus)
     app.add_exception_handler(RequestValidationError, _validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
     app.add_exception_handler(InputError, _user_error_handler)
     app.add_exception_handler(ConfigError, _user_error_handler)
 
