@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -193,3 +195,23 @@ def test_motion_normality_flags_fast_blob_after_warmup() -> None:
     normal = [model.update(frame(i // 5, None), i / 10) for i in range(40)]
     fast = [model.update(frame(8 + i // 5, 20 + 12 * i), 4.0 + i / 10) for i in range(1, 8)]
     assert max(normal[25:]) < min(fast[1:])
+
+
+def test_eval_anomaly_cli_errors_are_one_line(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "clips" / "01").mkdir(parents=True)
+    cases = [
+        (["--frames", str(tmp_path / "missing"), "--labels", "x.npy"], "frames folder not found"),
+        (["--frames", str(tmp_path / "clips"), "--labels", "x.npy"], "no clip sub-folders"),
+    ]
+    for args, needle in cases:
+        proc = subprocess.run(
+            [sys.executable, "-m", "crowdsight", "eval", "anomaly", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 2
+        assert needle in proc.stderr and "Traceback" not in proc.stderr

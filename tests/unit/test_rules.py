@@ -397,3 +397,62 @@ def test_reset_forgets_state_and_summary_has_zones_lines_flows() -> None:
     sa.reset()
     s2 = sa.summary()
     assert s2["flows"]["links"] == [] and s2["zones"]["a"]["dwell"] == {"count": 0}
+
+
+def _texture_frames(fast_from: float, fast_to: float, n: int) -> list[np.ndarray]:
+    """Slowly drifting random texture; a bright block races across between the two times."""
+    rng = np.random.default_rng(0)
+    base = (rng.uniform(0, 255, (120, 180)) > 128).astype(np.uint8) * 255
+    frames = []
+    for i in range(n):
+        t = i / FPS
+        img = np.roll(base, i // 5, axis=1).copy()
+        if fast_from <= t < fast_to:
+            x = int(10 + 150 * (t - fast_from)) % 150
+            img[40:70, x : x + 30] = 255
+            img[50:60, x + 10 : x + 20] = 0
+        frames.append(np.repeat(img[..., None], 3, axis=2))
+    return frames
+
+
+def test_anomaly_event_opens_on_fast_motion_and_closes_after() -> None:
+    scene = parse_scene(
+        {
+            "rules": {
+                "anomaly": {
+                    "enabled": True,
+                    "work_width": 90,
+                    "cell_px": 10,
+                    "warmup_s": 2.0,
+                    "min_duration_s": 0.3,
+                }
+            }
+        }
+    )
+    sa = SceneAnalytics(scene, "cam")
+    events: list[Event] = []
+    scores = []
+    for i, img in enumerate(_texture_frames(4.0, 5.0, 80)):
+        res = sa.update(Frame("cam", i, i / FPS, img), Detections.empty(), None, False)
+        events += res.events
+        scores.append(res.metrics["anomaly_score"])
+    anomalies = [e for e in events if e.kind == "anomaly"]
+    assert len({e.event_id for e in anomalies}) == 1
+    assert [e.end_ts_s is None for e in anomalies] == [True, False]
+    assert 4.0 <= anomalies[0].start_ts_s <= 4.3
+    assert anomalies[1].end_ts_s is not None and 5.0 <= anomalies[1].end_ts_s <= 5.3
+    assert max(scores[:20]) == 0.0  # warming up: no score yet
+
+
+def test_anomaly_learned_mode_uses_fitted_normal_footage() -> None:
+    from crowdsight.analytics.anomaly import MotionNormality
+
+    normal = _texture_frames(99.0, 99.0, 40)
+    model = MotionNormality(work_width=90, cell_px=10, warmup_s=1e9)
+    model.fit(normal, fps=FPS)
+    test = _texture_frames(1.0, 2.0, 30)
+    scores = [model.update(img, i / FPS) for i, img in enumerate(test)]
+    # Scored from the second frame on, with no warm-up: the model was learned beforehand.
+    assert max(scores[1:10]) < min(scores[12:20])
+    model.reset()
+    assert model.learned is not None  # reset keeps the learned baseline
