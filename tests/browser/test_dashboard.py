@@ -199,9 +199,8 @@ def test_live_tile_and_new_events_show_up(
         lambda: browser.find_elements("css selector", "[data-testid=counts-chart] svg path"),
         UI_WAIT_S,
     )
-    browser.set_window_size(
-        1400, max(1000, browser.execute_script("return document.body.scrollHeight"))
-    )
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1400, max(1000, height + 160))  # the whole page, no scrolling
     browser.save_screenshot(str(SCREENSHOT))
     viewers = [e.detail for e in store.query_audit(action="live.view", username="admin")]
     assert mall_camera in viewers

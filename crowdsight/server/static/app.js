@@ -514,7 +514,8 @@ const app = {
         "No counts recorded in this window yet."));
       return;
     }
-    box.replaceChildren(lineChart(series, { t0, t1, yLabel: "people" }),
+    const width = Math.max(320, Math.round(box.clientWidth || 720));
+    box.replaceChildren(lineChart(series, { t0, t1, width, yLabel: "people" }),
       h("div", { class: "legend" }, series.map((s) => h("span", {},
         h("span", { class: "sw", style: `background:${s.color}` }), s.name,
         s.points.length ? ` (now ${fmtNum(s.points.at(-1).v, 0)})` : ""))));
@@ -544,7 +545,8 @@ const app = {
         zonesTo.map((z) => h("th", { scope: "col" }, z)))),
       h("tbody", {}, zonesFrom.map((a) => h("tr", {}, h("th", { scope: "row" }, a),
         zonesTo.map((b) => h("td", {}, count(a, b) || "·"))))));
-    box.replaceChildren(sankey(flows), table);
+    box.replaceChildren(sankey(flows, { width: Math.max(360, Math.round(box.clientWidth || 720)) }),
+      table);
   },
 
   // -------------------------------------------------------------------- add camera
