@@ -85,6 +85,7 @@ class _OpenEvents:
         self.events: dict[Hashable, Event] = {}
 
     def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
         self.events.clear()
 
     def open(self, key: Hashable, event: Event) -> Event:
@@ -121,6 +122,7 @@ class OvercrowdingRules:
         self._open = _OpenEvents()
 
     def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
         self._hyst.clear()
         self._open.reset()
 
@@ -132,6 +134,7 @@ class OvercrowdingRules:
         return None
 
     def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened, escalated or closed on it."""
         if not self.cfg.enabled:
             return []
         out: list[Event] = []
@@ -190,6 +193,7 @@ class _PerTrackRule:
         self._open = _OpenEvents()
 
     def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
         self._open.reset()
         self._hyst.reset()
 
@@ -230,6 +234,7 @@ class RunningRules(_PerTrackRule):
         self._hyst = Hysteresis(1.0, cfg.exit_ratio, cfg.min_duration_s)
 
     def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
         super().reset()
         self._speeds.clear()
 
@@ -248,6 +253,7 @@ class RunningRules(_PerTrackRule):
         return max(values) if values else None
 
     def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened, escalated or closed on it."""
         if not self.cfg.enabled:
             return []
         out = self._close_lost(ctx)
@@ -300,6 +306,7 @@ class DispersalRules:
         self.reset()
 
     def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
         self._hyst.reset()
         self._open.reset()
         self._recent: deque[tuple[float, float]] = deque()
@@ -325,6 +332,7 @@ class DispersalRules:
         return float(radial.mean()), float(np.mean(radial > 0)), len(pos)
 
     def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened, escalated or closed on it."""
         if not self.cfg.enabled:
             return []
         speed, frac, n = self.radial(ctx)
@@ -436,6 +444,7 @@ class WrongWayRules(_PerTrackRule):
         )
 
     def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened, escalated or closed on it."""
         if not self.cfg.enabled or not self.directions:
             return []
         out = self._close_lost(ctx)
@@ -490,6 +499,7 @@ class FallRules(_PerTrackRule):
         self._cand: dict[int, _FallState] = {}
 
     def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
         super().reset()
         self._cand.clear()
 
@@ -508,6 +518,7 @@ class FallRules(_PerTrackRule):
         return False
 
     def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened, escalated or closed on it."""
         if not self.cfg.enabled:
             return []
         out = self._close_lost(ctx)
@@ -569,6 +580,7 @@ class IntrusionRules(_PerTrackRule):
         self._hyst = Hysteresis(1.0, 0.5, cfg.min_duration_s, cfg.release_s)
 
     def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened, escalated or closed on it."""
         if not self.cfg.enabled or not self.restricted:
             return []
         out = self._close_lost(ctx)
