@@ -106,14 +106,20 @@ def upsert_events(
     """
     changed: list[str] = []
     snapshots = snapshots or {}
+    # One query for the rows that exist already (the runner records in batches).
+    ids = list({e.event_id for e in events})
+    existing = {
+        r.event_id: r for r in session.scalars(select(EventRow).where(EventRow.event_id.in_(ids)))
+    }
     for event in events:
         payload = event_payload(event)
-        row = session.scalars(select(EventRow).where(EventRow.event_id == event.event_id)).first()
+        row = existing.get(event.event_id)
         if row is None:
             row = EventRow(event_id=event.event_id, revision=1, created_at=now)
             _apply(row, event, payload, now)
             session.add(row)
             session.flush()
+            existing[event.event_id] = row
         elif row.payload == payload:
             row = None
         else:
@@ -121,12 +127,7 @@ def upsert_events(
             _apply(row, event, payload, now)
         jpeg = snapshots.get(event.event_id)
         if jpeg is not None:
-            stored = (
-                row
-                or session.scalars(
-                    select(EventRow).where(EventRow.event_id == event.event_id)
-                ).one()
-            )
+            stored = existing[event.event_id]
             if snapshot_dir is not None:
                 stored.snapshot_path = _write_snapshot(snapshot_dir, event, jpeg)
             else:

@@ -105,33 +105,36 @@ def query_metrics(
         stmt = stmt.where(MetricRow.bucket_ts_s >= since)
     if until is not None:
         stmt = stmt.where(MetricRow.bucket_ts_s <= until)
-    rows = session.scalars(stmt.order_by(MetricRow.bucket_ts_s).limit(MAX_ROWS)).all()
-    points: dict[float, MetricPoint] = {}
-    for row in rows:
-        key = math.floor(row.bucket_ts_s / bucket_s) * bucket_s
-        p = points.get(key)
-        if p is None:
-            points[key] = MetricPoint(
-                ts_s=key,
-                mean=row.sum / row.count,
-                min=row.min,
-                max=row.max,
-                last=row.last,
-                count=row.count,
-            )
-            continue
-        count = p.count + row.count
-        points[key] = MetricPoint(
-            ts_s=key,
-            mean=(p.mean * p.count + row.sum) / count,
-            min=min(p.min, row.min),
-            max=max(p.max, row.max),
-            last=row.last,
-            count=count,
-        )
-    if len(points) > MAX_POINTS:
+    columns = (
+        MetricRow.bucket_ts_s,
+        MetricRow.sum,
+        MetricRow.count,
+        MetricRow.min,
+        MetricRow.max,
+        MetricRow.last,
+    )
+    rows = session.execute(
+        stmt.with_only_columns(*columns).order_by(MetricRow.bucket_ts_s).limit(MAX_ROWS)
+    ).all()
+    # [sum, count, min, max, last] per output bucket; rows arrive in time order.
+    acc: dict[float, list[float]] = {}
+    for ts, total, count, lo, hi, last in rows:
+        key = math.floor(ts / bucket_s) * bucket_s
+        a = acc.get(key)
+        if a is None:
+            acc[key] = [total, count, lo, hi, last]
+        else:
+            a[0] += total
+            a[1] += count
+            a[2] = min(a[2], lo)
+            a[3] = max(a[3], hi)
+            a[4] = last
+    if len(acc) > MAX_POINTS:
         raise InputError(f"more than {MAX_POINTS} points: raise bucket_s or narrow since/until")
-    return list(points.values())
+    return [
+        MetricPoint(ts_s=k, mean=a[0] / a[1], min=a[2], max=a[3], last=a[4], count=int(a[1]))
+        for k, a in acc.items()
+    ]
 
 
 def metric_names(session: Session, camera_id: str | None) -> list[str]:
