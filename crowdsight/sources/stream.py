@@ -358,7 +358,7 @@ class LiveSource:
         self._closers.append(src.close)
         fps = src.fps or self.fps
         skipped_before = getattr(src, "skipped", 0)
-        wall0 = time.time()
+        wall0: float | None = None  # wall time of video time 0, anchored at the first frame
         last_rel = 0.0
         first_skip = self._pass_skip(src.n_frames)
         try:
@@ -368,6 +368,8 @@ class LiveSource:
                     self._index += 1
                     continue
                 if self.realtime:
+                    if wall0 is None:  # anchor here, not at open: skipped frames cost no wait
+                        wall0 = time.time() - frame.ts_s
                     due = wall0 + frame.ts_s - time.time()
                     if due > 0 and not self._wait(due):
                         return

@@ -121,6 +121,25 @@ def test_file_source_resumes_at_skip_to_across_loops(tmp_path: Path) -> None:
     assert got == list(range(70, 95))
 
 
+def test_realtime_resume_does_not_wait_for_the_skipped_frames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    video = write_video(tmp_path / "v.mp4", 60, fps=20)
+    waits: list[float] = []
+
+    def wait(self: LiveSource, seconds: float) -> bool:
+        waits.append(seconds)
+        time.sleep(seconds)
+        return True
+
+    monkeypatch.setattr(LiveSource, "_wait", wait)
+    src = LiveSource("v", str(video), loop=False, realtime=True, skip_to=50)
+    got = [f.index for f in src]
+    assert got == list(range(50, 60))
+    # Paced one frame interval at a time, never for the 2.5 s of skipped video.
+    assert waits and max(waits) <= 1 / 20 + 1e-6
+
+
 # ----------------------------------------------------------------------------- runner
 def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
     tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
