@@ -23,7 +23,7 @@ CPU cost is low: flow at 180 px wide runs at several hundred frames per second p
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -61,6 +61,13 @@ class CellMotion:
         """Forget the previous frame."""
         self._prev: npt.NDArray[np.uint8] | None = None
         self._prev_ts: float | None = None
+        self.work_hw: tuple[int, int] = (0, 0)
+
+    def cell_centre(self, row: int, col: int) -> tuple[float, float]:
+        """Centre of a cell as fractions (x, y) of the frame's width and height."""
+        h, w = self.work_hw
+        k = self.cell_px
+        return (col + 0.5) * k / max(w, 1), (row + 0.5) * k / max(h, 1)
 
     def _grey(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
         g = np.asarray(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image)
@@ -74,6 +81,7 @@ class CellMotion:
     def update(self, image: npt.NDArray[np.uint8], ts_s: float) -> F64 | None:
         """Cells (gh×gw, px/s at work width) for this frame; None for the first frame."""
         g = self._grey(image)
+        self.work_hw = g.shape[0], g.shape[1]
         prev, prev_ts = self._prev, self._prev_ts
         self._prev, self._prev_ts = g, ts_s
         if prev is None or prev_ts is None or prev.shape != g.shape or ts_s <= prev_ts:
@@ -113,6 +121,12 @@ class CellBaseline:
     def score(self, cells: F64) -> float:
         """The frame's anomaly score: the largest cell z-score."""
         return float(self.zmap(cells).max())
+
+    def peak(self, cells: F64) -> tuple[float, int, int]:
+        """(score, row, column) of the most anomalous cell."""
+        z = self.zmap(cells)
+        r, c = np.unravel_index(int(np.argmax(z)), z.shape)
+        return float(z[r, c]), int(r), int(c)
 
 
 def fit_baseline(features: Sequence[F64] | F64, floor: float = 1.0) -> CellBaseline:
@@ -168,6 +182,8 @@ class MotionNormality:
         self._baseline = self.learned
         self._start_ts: float | None = None
         self._since_fit = 0
+        #: Where the last scored frame was most anomalous, as (x, y) fractions of the frame.
+        self.peak_xy: tuple[float, float] | None = None
 
     def fit(self, images: Iterable[npt.NDArray[np.uint8]], fps: float = 10.0) -> CellBaseline:
         """Learn the baseline from normal footage and freeze it (learned mode)."""
@@ -184,9 +200,13 @@ class MotionNormality:
             self._start_ts = ts_s
         if cells is None:
             return 0.0
+        baseline = self.learned or self._baseline
+        score = 0.0
+        if baseline is not None:
+            score, row, col = baseline.peak(cells)
+            self.peak_xy = self.motion.cell_centre(row, col)
         if self.learned is not None:
-            return self.learned.score(cells)
-        score = self._baseline.score(cells) if self._baseline is not None else 0.0
+            return score
         if self._baseline is None or score < self.learn_below:
             self._memory.append(cells)
             self._since_fit += 1
@@ -217,19 +237,35 @@ class AnomalyEvents:
         self.last_score = 0.0
 
     def update(
-        self, camera_id: str, frame_index: int, image: npt.NDArray[np.uint8], ts_s: float
+        self,
+        camera_id: str,
+        frame_index: int,
+        image: npt.NDArray[np.uint8],
+        ts_s: float,
+        zone_at: Callable[[float, float], str | None] | None = None,
     ) -> list[Event]:
-        """Score the frame; returns an opened or closed `Anomaly`, if any."""
+        """Score the frame; returns an opened or closed `Anomaly`, if any.
+
+        Args:
+            camera_id: Camera name for the event.
+            frame_index: Frame index for the event.
+            image: The RGB frame.
+            ts_s: Frame time.
+            zone_at: Maps (x, y) fractions of the frame to a zone id, so an event names
+                the zone where motion was most unusual when it opened.
+        """
         score = self.model.update(image, ts_s)
         self.last_score = score
         tr = self._hyst.update("scene", score, ts_s)
         if tr is not None and tr.kind == "open":
+            peak = self.model.peak_xy
             self._open = Anomaly(
                 camera_id=camera_id,
                 start_ts_s=tr.ts_s,
                 frame_index=frame_index,
                 severity=Severity.WARNING,
                 score=score,
+                zone_id=zone_at(*peak) if zone_at is not None and peak is not None else None,
             )
             return [self._open]
         if tr is not None and self._open is not None:

@@ -8,6 +8,7 @@ everything. Each rule is a small object with its own state (see `rules`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -206,7 +207,9 @@ class SceneAnalytics:
         events += self.fall.update(ctx)
         events += self.intrusion.update(ctx)
         if self.anomaly is not None:
-            events += self.anomaly.update(self.camera_id, frame.index, frame.image, ts)
+            events += self.anomaly.update(
+                self.camera_id, frame.index, frame.image, ts, self._zone_locator(geo)
+            )
             metrics["anomaly_score"] = self.anomaly.last_score
 
         for lid, counter in self.lines.items():
@@ -250,6 +253,17 @@ class SceneAnalytics:
                 metrics[f"zone:{zid}:density_per_mpx"] = count / (g.area_px / 1e6)
             self.occupancy[zid].add(count, per_m2, los)
         return counts
+
+    @staticmethod
+    def _zone_locator(geo: SceneGeometry) -> Callable[[float, float], str | None]:
+        w, h = geo.resolution_wh
+
+        def zone_at(x_frac: float, y_frac: float) -> str | None:
+            hit = geo.inside(np.array([[x_frac * w, y_frac * h]]))
+            ids = [z for j, z in enumerate(geo.zone_ids) if hit[0, j]]
+            return ids[0] if ids else None
+
+        return zone_at
 
     def _counts_from_map(self, geo: SceneGeometry, density: DensityMap) -> dict[str, float]:
         # A map is reused for many frames between refreshes: integrate it once per map.

@@ -215,3 +215,61 @@ def test_eval_anomaly_cli_errors_are_one_line(tmp_path: Path) -> None:
         )
         assert proc.returncode == 2
         assert needle in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_anomaly_cli_learned_and_training_free(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    import cv2
+
+    rng = np.random.default_rng(0)
+    base = ((rng.uniform(0, 255, (120, 180)) > 128) * 255).astype(np.uint8)
+    labels: list[int] = []
+
+    def write_clip(folder: Path, n: int, fast: range) -> None:
+        folder.mkdir(parents=True)
+        for i in range(n):
+            img = np.roll(base, i // 5, axis=1).copy()
+            if i in fast:
+                x = 10 + 15 * (i - fast.start)
+                img[40:70, x : x + 30] = 255
+                img[50:60, x + 10 : x + 20] = 0
+            cv2.imwrite(str(folder / f"{i:03d}.png"), img)
+
+    for clip, fast in (("01", range(12, 20)), ("02", range(3, 9))):
+        write_clip(tmp_path / "test" / clip, 24, fast)
+        labels += [int(i in fast) for i in range(24)]
+    write_clip(tmp_path / "train" / "01", 20, range(0))
+    np.save(tmp_path / "labels.npy", np.array(labels)[None, :])
+
+    for extra, used in (([], False), (["--train-frames", str(tmp_path / "train")], True)):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "crowdsight",
+                "eval",
+                "anomaly",
+                "--frames",
+                str(tmp_path / "test"),
+                "--labels",
+                str(tmp_path / "labels.npy"),
+                "--work-width",
+                "90",
+                "--cell-px",
+                "10",
+                "--sigma",
+                "1",
+                "--json",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == 0, proc.stderr
+        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert (res["frames"], res["clips"], res["training_frames_used"]) == (48, 2, used)
+        assert res["auc"] > 90.0, res

@@ -418,6 +418,10 @@ def _texture_frames(fast_from: float, fast_to: float, n: int) -> list[np.ndarray
 def test_anomaly_event_opens_on_fast_motion_and_closes_after() -> None:
     scene = parse_scene(
         {
+            "zones": [
+                {"id": "lane", "polygon": [[0, 30], [180, 30], [180, 80], [0, 80]]},
+                {"id": "rest", "polygon": [[0, 80], [180, 80], [180, 120], [0, 120]]},
+            ],
             "rules": {
                 "anomaly": {
                     "enabled": True,
@@ -440,6 +444,7 @@ def test_anomaly_event_opens_on_fast_motion_and_closes_after() -> None:
     assert len({e.event_id for e in anomalies}) == 1
     assert [e.end_ts_s is None for e in anomalies] == [True, False]
     assert 4.0 <= anomalies[0].start_ts_s <= 4.3
+    assert anomalies[0].zone_id == "lane"  # where the block races
     assert anomalies[1].end_ts_s is not None and 5.0 <= anomalies[1].end_ts_s <= 5.3
     assert max(scores[:20]) == 0.0  # warming up: no score yet
 
