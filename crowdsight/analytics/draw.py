@@ -17,7 +17,11 @@ LINE_RGB = (255, 220, 0)
 
 
 def _label(img: ImageRGB, text: str, org: tuple[int, int], color: tuple[int, int, int]) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 3, cv2.LINE_AA)
+    # A dark box behind thin text: an outline drawn with a thicker stroke would not line
+    # up, because Hershey glyph advances grow with thickness.
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    x, y = org
+    cv2.rectangle(img, (x - 2, y - th - 3), (x + tw + 2, y + base), (0, 0, 0), -1)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, 0.5, color, 1, cv2.LINE_AA)
 
 
