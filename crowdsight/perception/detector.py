@@ -62,8 +62,9 @@ def tf1_resize_bilinear(image: ImageRGB, out_hw: tuple[int, int]) -> FloatArray:
     """TF1 ``ResizeBilinear`` with ``align_corners=False`` and no half-pixel centres.
 
     The frozen graph resizes this way: output pixel ``i`` samples input position
-    ``i * in/out`` (OpenCV samples ``(i + 0.5) * in/out - 0.5``), so we reproduce it to feed
-    the network what it was trained on.
+    ``i * in/out`` (OpenCV's resize samples ``(i + 0.5) * in/out - 0.5``), so we reproduce
+    it exactly to feed the network what it was trained on. Only the ≤ 2·out rows and columns
+    that are sampled are gathered and converted to float.
 
     Returns:
         out_h×out_w×3 float32, values still in 0–255.
@@ -78,20 +79,22 @@ def tf1_resize_bilinear(image: ImageRGB, out_hw: tuple[int, int]) -> FloatArray:
 
     def axis(
         n_in: int, n_out: int
-    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]:
+    ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]:
+        """(source indices used, index of each output's low / high neighbour, weight)."""
         pos = np.arange(n_out, dtype=np.float32) * np.float32(n_in / n_out)
         lo = np.floor(pos).astype(np.intp)
         hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, (pos - lo).astype(np.float32)
+        used = np.unique(np.concatenate([lo, hi]))
+        frac: FloatArray = (pos - lo).astype(np.float32)
+        return used, np.searchsorted(used, lo), np.searchsorted(used, hi), frac
 
-    y0, y1, fy = axis(h, oh)
-    x0, x1, fx = axis(w, ow)
-    img = image.astype(np.float32)
-    top, bottom = img[y0], img[y1]
+    rows, y0, y1, fy = axis(h, oh)
+    cols, x0, x1, fx = axis(w, ow)
+    sub = image[np.ix_(rows, cols)].astype(np.float32)
     fx3 = fx[None, :, None]
-    top_row = top[:, x0] + (top[:, x1] - top[:, x0]) * fx3
-    bottom_row = bottom[:, x0] + (bottom[:, x1] - bottom[:, x0]) * fx3
-    out: FloatArray = top_row + (bottom_row - top_row) * fy[:, None, None]
+    top = sub[y0][:, x0] + (sub[y0][:, x1] - sub[y0][:, x0]) * fx3
+    bottom = sub[y1][:, x0] + (sub[y1][:, x1] - sub[y1][:, x0]) * fx3
+    out: FloatArray = top + (bottom - top) * fy[:, None, None]
     return out
 
 

@@ -109,6 +109,25 @@ def test_tf1_resize_samples_without_half_pixel_offset() -> None:
     assert out[:, :, 0].tolist() == [[0.0, 2.0], [8.0, 10.0]]  # pixels 0 and 2 of each axis
 
 
+@pytest.mark.parametrize(("in_hw", "out_hw"), [((1080, 1920), (300, 300)), ((37, 50), (300, 300))])
+def test_tf1_resize_matches_the_formula(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> None:
+    img = np.random.default_rng(1).integers(0, 256, (*in_hw, 3), dtype=np.uint8)
+    f = img.astype(np.float64)
+
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        # TF1 computes source positions in float32
+        pos = (np.arange(n_out, dtype=np.float32) * np.float32(n_in / n_out)).astype(np.float64)
+        lo = np.floor(pos).astype(int)
+        return lo, np.minimum(lo + 1, n_in - 1), (pos - lo)[:, None]
+
+    y0, y1, fy = axis(in_hw[0], out_hw[0])
+    x0, x1, fx = axis(in_hw[1], out_hw[1])
+    top = f[y0][:, x0] + (f[y0][:, x1] - f[y0][:, x0]) * fx
+    bottom = f[y1][:, x0] + (f[y1][:, x1] - f[y1][:, x0]) * fx
+    expected = top + (bottom - top) * fy[:, :, None]
+    np.testing.assert_allclose(tf1_resize_bilinear(img, out_hw), expected, atol=1e-3)
+
+
 def _graph_bytes() -> bytes:
     """A two-node GraphDef written with our own message classes (as TF lays them out)."""
     g = _graphdef_class()()
