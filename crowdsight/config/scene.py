@@ -159,7 +159,11 @@ class Calibration(_Model):
 
 
 class OvercrowdingRule(_Model):
-    """Density above a threshold for a sustained time (per zone, or the whole frame)."""
+    """Density above a threshold for a sustained time, judged per zone.
+
+    Draw a zone over the floor area to watch: per-m² needs the zone's ground area (from
+    the calibration), and the per-megapixel fallback needs its image area.
+    """
 
     enabled: bool = Field(True, description="Raise Overcrowding events.")
     warn_per_m2: float = Field(
