@@ -50,16 +50,20 @@ const fmtNum = (v, digits = 0) => (Number.isFinite(v) ? v.toFixed(digits) : "–
 const LOS = ["A", "B", "C", "D", "E", "F"];
 const losLetter = (v) => (typeof v === "string" ? v.toUpperCase() : LOS[Math.round(v)] ?? null);
 
-/** Per-zone values from flat live metrics ("zone:<id>:occupancy", "zone:<id>:los", ...). */
-export function zonesFromCounts(counts) {
-  const zones = new Map();
+/**
+ * Per-zone or per-line values from flat live metrics, e.g. "zone:<id>:occupancy",
+ * "zone:<id>:los_index", "zone:<id>:density_per_m2", "line:<id>:in".
+ */
+export function groupCounts(counts, prefix) {
+  const out = new Map();
+  const re = new RegExp(`^${prefix}:(.+):([a-z_0-9]+)$`);
   for (const [key, value] of Object.entries(counts ?? {})) {
-    const m = /^zone:(.+):([a-z_0-9]+)$/.exec(key);
+    const m = re.exec(key);
     if (!m) continue;
-    if (!zones.has(m[1])) zones.set(m[1], {});
-    zones.get(m[1])[m[2]] = value;
+    if (!out.has(m[1])) out.set(m[1], {});
+    out.get(m[1])[m[2]] = value;
   }
-  return zones;
+  return out;
 }
 
 /** Periodic task that pauses while the tab is hidden and never overlaps itself. */
@@ -169,31 +173,33 @@ class CameraTile {
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
     this.stats.fps.textContent = fmtNum(detail.fps, 1);
-    this.renderZones(zonesFromCounts(counts), detail.zones);
+    this.renderZones(groupCounts(counts, "zone"), groupCounts(counts, "line"));
   }
 
-  renderZones(zones, explicit) {
-    // Status may list zones explicitly ([{id, occupancy, los, density_per_m2}]) or as flat keys.
-    if (Array.isArray(explicit)) {
-      zones = new Map(explicit.map((z) => [z.id ?? z.zone_id ?? z.name, z]));
-    }
-    const items = [...zones.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([id, z]) => {
-      const los = z.los !== undefined && z.los !== null ? losLetter(z.los) : null;
-      const density = z.density_per_m2 ?? z.density;
+  renderZones(zones, lines) {
+    const byId = (m) => [...m.entries()].sort(([a], [b]) => a.localeCompare(b));
+    const zoneItems = byId(zones).map(([id, z]) => {
+      const rawLos = z.los ?? z.los_index;
+      const los = rawLos !== undefined && rawLos !== null ? losLetter(rawLos) : null;
+      const density = z.density_per_m2 !== undefined
+        ? ` · ${fmtNum(z.density_per_m2, 2)}/m²`
+        : z.density_per_mpx !== undefined ? ` · ${fmtNum(z.density_per_mpx, 1)}/Mpx` : "";
       return h("li", { testid: "zone", "data-zone-id": id },
         h("span", {}, id),
         h("span", {},
           h("span", { class: "zone-count", testid: "zone-occupancy" },
-            `${fmtNum(z.occupancy ?? z.count, 0)} people`,
-            density !== undefined ? ` · ${fmtNum(density, 2)}/m²` : ""),
+            `${fmtNum(z.occupancy, 0)} people${density}`),
           " ",
           los ? h("span", {
             class: `badge los los-${los}`, testid: "los-badge",
             title: `Level of service ${los} (A free flow … F jammed)`,
           }, los) : null));
     });
-    this.zones.replaceChildren(...items);
-    this.zones.hidden = items.length === 0;
+    const lineItems = byId(lines).map(([id, l]) => h("li", { testid: "line", "data-line-id": id },
+      h("span", {}, `⟷ ${id}`),
+      h("span", { class: "zone-count" }, `${fmtNum(l.in, 0)} in · ${fmtNum(l.out, 0)} out`)));
+    this.zones.replaceChildren(...zoneItems, ...lineItems);
+    this.zones.hidden = zoneItems.length + lineItems.length === 0;
   }
 }
 
@@ -410,7 +416,9 @@ const app = {
       nodes.push(el);
     }
     for (const id of [...this.events.keys()]) if (!seen.has(id)) this.events.delete(id);
-    timeline.replaceChildren(...nodes);
+    const same = nodes.length === timeline.children.length
+      && nodes.every((n, i) => timeline.children[i] === n);
+    if (!same) timeline.replaceChildren(...nodes);
     this.eventsLoaded = true;
     $("[data-testid=no-events]").hidden = list.length > 0;
     $("[data-testid=events-updated]").textContent = `updated ${fmtTime(Date.now() / 1000)}`;
