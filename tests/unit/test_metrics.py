@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -197,9 +198,17 @@ def test_motion_normality_flags_fast_blob_after_warmup() -> None:
     assert max(normal[25:]) < min(fast[1:])
 
 
-def test_eval_anomaly_cli_errors_are_one_line(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def _invoke(args: list[str]) -> Any:
+    from typer.testing import CliRunner
+
+    from crowdsight.cli import _register, app
+
+    _register()
+    return CliRunner().invoke(app, ["eval", "anomaly", *args])
+
+
+def test_eval_anomaly_cli_input_errors(tmp_path: Path) -> None:
+    from crowdsight.core.errors import InputError
 
     (tmp_path / "clips" / "01").mkdir(parents=True)
     cases = [
@@ -207,20 +216,14 @@ def test_eval_anomaly_cli_errors_are_one_line(tmp_path: Path) -> None:
         (["--frames", str(tmp_path / "clips"), "--labels", "x.npy"], "no clip sub-folders"),
     ]
     for args, needle in cases:
-        proc = subprocess.run(
-            [sys.executable, "-m", "crowdsight", "eval", "anomaly", *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        assert proc.returncode == 2
-        assert needle in proc.stderr and "Traceback" not in proc.stderr
+        res = _invoke(args)
+        # `crowdsight.cli.main` prints an InputError as one line and exits 2.
+        assert isinstance(res.exception, InputError)
+        assert needle in str(res.exception) and "\n" not in str(res.exception)
 
 
 def test_eval_anomaly_cli_learned_and_training_free(tmp_path: Path) -> None:
     import json
-    import subprocess
-    import sys
 
     import cv2
 
@@ -245,13 +248,8 @@ def test_eval_anomaly_cli_learned_and_training_free(tmp_path: Path) -> None:
     np.save(tmp_path / "labels.npy", np.array(labels)[None, :])
 
     for extra, used in (([], False), (["--train-frames", str(tmp_path / "train")], True)):
-        proc = subprocess.run(
+        out = _invoke(
             [
-                sys.executable,
-                "-m",
-                "crowdsight",
-                "eval",
-                "anomaly",
                 "--frames",
                 str(tmp_path / "test"),
                 "--labels",
@@ -264,12 +262,9 @@ def test_eval_anomaly_cli_learned_and_training_free(tmp_path: Path) -> None:
                 "1",
                 "--json",
                 *extra,
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
+            ]
         )
-        assert proc.returncode == 0, proc.stderr
-        res = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert out.exit_code == 0, out.output
+        res = json.loads(out.stdout.strip().splitlines()[-1])
         assert (res["frames"], res["clips"], res["training_frames_used"]) == (48, 2, used)
         assert res["auc"] > 90.0, res
