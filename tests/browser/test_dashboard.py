@@ -204,6 +204,12 @@ def test_live_tile_and_new_events_show_up(
     browser.save_screenshot(str(SCREENSHOT))
     viewers = [e.detail for e in store.query_audit(action="live.view", username="admin")]
     assert mall_camera in viewers
+    script_errors = [
+        e["message"]
+        for e in browser.get_log("browser")
+        if "Uncaught" in e["message"] or "Content Security Policy" in e["message"]
+    ]
+    assert script_errors == []
 
 
 @pytest.mark.browser

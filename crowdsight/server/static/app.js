@@ -43,6 +43,13 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** A legend colour swatch (CSSOM, not a style attribute: the CSP forbids inline styles). */
+function swatch(color) {
+  const el = h("span", { class: "sw", "aria-hidden": "true" });
+  el.style.background = color;
+  return el;
+}
+
 const humanize = (s) => (s ?? "").replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
 const fmtTime = (ts_s) => new Date(ts_s * 1000).toLocaleTimeString([], { hour12: false });
 const fmtDateTime = (ts_s) => new Date(ts_s * 1000).toLocaleString([], { hour12: false });
@@ -525,7 +532,7 @@ const app = {
     const width = Math.max(320, Math.round(box.clientWidth || 720));
     box.replaceChildren(lineChart(series, { t0, t1, width, yLabel: "people" }),
       h("div", { class: "legend" }, series.map((s) => h("span", {},
-        h("span", { class: "sw", style: `background:${s.color}` }), s.name,
+        swatch(s.color), s.name,
         s.points.length ? ` (now ${fmtNum(s.points.at(-1).v, 0)})` : ""))));
   },
 
