@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
+from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from crowdsight.core.errors import CrowdsightError, InputError
+from crowdsight.server.api_errors import unprocessable
 from crowdsight.server.auth import audit, get_store, require_role
 from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, User
 from crowdsight.store.records import SLUG_PATTERN
@@ -37,7 +39,7 @@ def _runner(request: Request) -> RunnerProtocol | None:
 
 
 def validate_scene(camera: Camera) -> None:
-    """Check ``camera.scene`` against the scene config schema (422 with the first error)."""
+    """Check ``camera.scene`` against the scene config schema (422 listing every error)."""
     if not camera.scene:
         return
     from crowdsight.config.scene import SceneConfig
@@ -45,9 +47,11 @@ def validate_scene(camera: Camera) -> None:
     try:
         SceneConfig.model_validate(camera.scene)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "scene"
-        raise HTTPException(422, f"scene.{where}: {first['msg']}") from exc
+        errors = [
+            {"loc": ("body", "scene", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors()
+        ]
+        raise RequestValidationError(errors) from exc
 
 
 def _apply(request: Request, camera: Camera) -> None:
@@ -57,7 +61,7 @@ def _apply(request: Request, camera: Camera) -> None:
     try:
         runner.add_camera(camera)
     except CrowdsightError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise unprocessable(str(exc)) from exc
 
 
 @router.get("/api/cameras", responses=_ERRORS, summary="List cameras")
@@ -119,9 +123,9 @@ def update_camera(
 ) -> Camera:
     """Store the new settings and restart the camera on the runner with them."""
     if camera.id != camera_id:
-        raise HTTPException(
-            422,
+        raise unprocessable(
             f"body id {camera.id!r} differs from the URL's {camera_id!r}; ids cannot change",
+            ("body", "id"),
         )
     validate_scene(camera)
     if get_store(request).update_camera(camera) is None:

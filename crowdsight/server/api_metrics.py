@@ -6,7 +6,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdsight.core.errors import InputError
+from crowdsight.server.api_errors import unprocessable
 from crowdsight.server.auth import get_store, require_role
 from crowdsight.server.schemas import ErrorBody, MetricSeries, User
 from crowdsight.store import Store
@@ -53,7 +54,7 @@ def metric_series(
     try:
         points = get_store(request).query_metrics(camera_id, name, since, until, bucket_s)
     except InputError as exc:
-        raise HTTPException(422, str(exc)) from exc
+        raise unprocessable(str(exc), ("query", "bucket_s")) from exc
     return MetricSeries(camera_id=camera_id, name=name, bucket_s=bucket_s, points=points)
 
 

@@ -21,16 +21,18 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
-from fastapi.exception_handlers import http_exception_handler
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crowdsight import __version__
-from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.outputs import OutboxDispatcher, build_sinks
-from crowdsight.server import api_auth, api_cameras, api_events, api_metrics, dashboard, live
+from crowdsight.server import (
+    api_auth,
+    api_cameras,
+    api_errors,
+    api_events,
+    api_metrics,
+    dashboard,
+    live,
+)
 from crowdsight.server.api_cameras import RunnerProtocol
 from crowdsight.server.api_metrics import Prometheus, PrometheusMiddleware
 from crowdsight.server.auth import LoginLimiter
@@ -91,33 +93,6 @@ def bootstrap_admin(store: Store, settings: ServerSettings) -> str | None:
     return generated
 
 
-def _validation_handler(_request: Request, exc: Exception) -> JSONResponse:
-    """422 with FastAPI's per-field list plus a one-line ``message``."""
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    parts = []
-    for err in errors[:3]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "request"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    message = "; ".join(parts) or "invalid request"
-    body = {"detail": jsonable_encoder(errors, custom_encoder={Exception: str}), "message": message}
-    return JSONResponse(status_code=422, content=body)
-
-
-async def _http_error_handler(request: Request, exc: Exception) -> Response:
-    """Framework 400s (a body that is not UTF-8/JSON) become 422 like every malformed request."""
-    if isinstance(exc, StarletteHTTPException) and exc.status_code == 400:
-        return JSONResponse(
-            status_code=422,
-            content={"detail": str(exc.detail), "message": "body: not valid UTF-8 JSON"},
-        )
-    return await http_exception_handler(request, exc)  # type: ignore[arg-type]
-
-
-def _user_error_handler(_request: Request, exc: Exception) -> JSONResponse:
-    """InputError / ConfigError raised below a router: the user's request cannot be met."""
-    return JSONResponse(status_code=422, content={"detail": str(exc)})
-
-
 def create_app(
     settings: ServerSettings | None = None,
     runner: RunnerProtocol | None = None,
@@ -168,10 +143,7 @@ def create_app(
     app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
     app.state.prometheus = prometheus = Prometheus(store, runner)
     app.add_middleware(PrometheusMiddleware, prometheus=prometheus)
-    app.add_exception_handler(RequestValidationError, _validation_handler)
-    app.add_exception_handler(StarletteHTTPException, _http_error_handler)
-    app.add_exception_handler(InputError, _user_error_handler)
-    app.add_exception_handler(ConfigError, _user_error_handler)
+    api_errors.install(app)
 
     @app.get("/api/health", tags=["health"], summary="Liveness (public)")
     def health(request: Request) -> Health:

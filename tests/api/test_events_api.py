@@ -104,7 +104,7 @@ def test_metric_series_and_names(client: TestClient, tokens: dict[str, str], sto
         "/api/metrics?camera_id=cam-1&name=count_density&bucket_s=1&since=0&until=99999",
         headers=viewer,
     )
-    assert r.status_code == 422 and "bucket_s" in r.json()["detail"]
+    assert r.status_code == 422 and r.json()["message"].startswith("query.bucket_s:")
     r = client.get("/api/metrics?camera_id=cam-1", headers=viewer)
     assert r.status_code == 422 and "name" in r.json()["message"]
 

@@ -15,7 +15,11 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from crowdsight.core.events import Overcrowding
 from crowdsight.server.app import create_app
@@ -65,5 +69,10 @@ def test_api_never_answers_5xx(case: schemathesis.Case, auth_headers: dict[str, 
     response = case.call(headers=auth_headers)
     case.validate_response(
         response,
-        checks=[not_a_server_error, status_code_conformance, content_type_conformance],
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+        ],
     )
