@@ -139,21 +139,75 @@ def fit_baseline(features: Sequence[F64] | F64, floor: float = 1.0) -> CellBasel
     return CellBaseline(med, MAD_TO_SIGMA * mad, floor)
 
 
+class OnlineBaseline:
+    """Training-free baseline learned from the stream itself, gated against anomalies.
+
+    The first ``warmup_s`` of features seed it (scores are 0 until then); afterwards it is
+    refitted every ``refit_every`` frames from the last ``memory`` frames that scored below
+    ``learn_below``, so slow changes (a busier hour) are absorbed while an incident does not
+    teach itself as normal.
+
+    Args:
+        floor_px_s: See `CellBaseline.floor`.
+        warmup_s: Seconds of features before the first fit.
+        learn_below: Only frames scoring below this teach the baseline.
+        memory: Frames kept for refitting.
+        refit_every: Frames between refits.
+    """
+
+    def __init__(
+        self,
+        floor_px_s: float = 1.0,
+        warmup_s: float = 30.0,
+        learn_below: float = 5.0,
+        memory: int = 3000,
+        refit_every: int = 100,
+    ) -> None:
+        self.floor_px_s = floor_px_s
+        self.warmup_s = warmup_s
+        self.learn_below = learn_below
+        self.refit_every = refit_every
+        self._memory: deque[F64] = deque(maxlen=memory)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything learned."""
+        self._memory.clear()
+        self.baseline: CellBaseline | None = None
+        self._start_ts: float | None = None
+        self._since_fit = 0
+
+    def update(self, cells: F64, ts_s: float) -> tuple[float, int, int]:
+        """Score ``cells`` against the current baseline, then learn from them if normal.
+
+        Returns:
+            (score, row, column) of the most anomalous cell; score 0 while warming up.
+        """
+        if self._start_ts is None:
+            self._start_ts = ts_s
+        peak = self.baseline.peak(cells) if self.baseline is not None else (0.0, 0, 0)
+        if self.baseline is None or peak[0] < self.learn_below:
+            self._memory.append(cells)
+            self._since_fit += 1
+        warm = ts_s - self._start_ts >= self.warmup_s
+        if warm and (self.baseline is None or self._since_fit >= self.refit_every):
+            self.baseline = fit_baseline(list(self._memory), self.floor_px_s)
+            self._since_fit = 0
+        return peak
+
+
 class MotionNormality:
     """A camera's model of normal motion, giving one anomaly score per frame.
 
-    Use `fit` on normal footage (learned mode), or just call `update` (training-free mode:
-    the first ``warmup_s`` seed the baseline, and frames scoring below ``learn_below`` keep
-    refining it every ``refit_every`` frames from the last ``memory`` such frames).
+    Use `fit` on normal footage (learned mode: a frozen `CellBaseline`), or just call
+    `update` (training-free mode: an `OnlineBaseline` learned from the stream itself).
 
     Args:
         work_width: See `CellMotion`.
         cell_px: See `CellMotion`.
         floor_px_s: See `CellBaseline.floor`.
-        warmup_s: Training-free warm-up; scores are 0 until it has passed.
-        learn_below: Only frames scoring below this teach the baseline.
-        memory: Frames kept for refitting.
-        refit_every: Frames between refits.
+        warmup_s: See `OnlineBaseline`.
+        learn_below: See `OnlineBaseline`.
     """
 
     def __init__(
@@ -163,25 +217,17 @@ class MotionNormality:
         floor_px_s: float = 1.0,
         warmup_s: float = 30.0,
         learn_below: float = 5.0,
-        memory: int = 3000,
-        refit_every: int = 100,
     ) -> None:
         self.motion = CellMotion(work_width, cell_px)
         self.floor_px_s = floor_px_s
-        self.warmup_s = warmup_s
-        self.learn_below = learn_below
-        self.refit_every = refit_every
-        self._memory: deque[F64] = deque(maxlen=memory)
+        self.online = OnlineBaseline(floor_px_s, warmup_s, learn_below)
         self.learned: CellBaseline | None = None
         self.reset()
 
     def reset(self) -> None:
         """Forget the live state (a learned baseline from `fit` is kept)."""
         self.motion.reset()
-        self._memory.clear()
-        self._baseline = self.learned
-        self._start_ts: float | None = None
-        self._since_fit = 0
+        self.online.reset()
         #: Where the last scored frame was most anomalous, as (x, y) fractions of the frame.
         self.peak_xy: tuple[float, float] | None = None
 
@@ -194,26 +240,15 @@ class MotionNormality:
         return self.learned
 
     def update(self, image: npt.NDArray[np.uint8], ts_s: float) -> float:
-        """Score one frame (0.0 while the model is still warming up)."""
+        """Score one frame (0.0 for the first frame and while warming up)."""
         cells = self.motion.update(image, ts_s)
-        if self._start_ts is None:
-            self._start_ts = ts_s
         if cells is None:
             return 0.0
-        baseline = self.learned or self._baseline
-        score = 0.0
-        if baseline is not None:
-            score, row, col = baseline.peak(cells)
-            self.peak_xy = self.motion.cell_centre(row, col)
         if self.learned is not None:
-            return score
-        if self._baseline is None or score < self.learn_below:
-            self._memory.append(cells)
-            self._since_fit += 1
-        warm = ts_s - self._start_ts >= self.warmup_s
-        if warm and (self._baseline is None or self._since_fit >= self.refit_every):
-            self._baseline = fit_baseline(list(self._memory), self.floor_px_s)
-            self._since_fit = 0
+            score, row, col = self.learned.peak(cells)
+        else:
+            score, row, col = self.online.update(cells, ts_s)
+        self.peak_xy = self.motion.cell_centre(row, col) if score > 0 else None
         return score
 
 

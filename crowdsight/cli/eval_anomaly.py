@@ -25,6 +25,7 @@ class Baseline(StrEnum):
     CAMERA = "camera"  # all evaluated clips together (label-free, same camera)
     CLIP = "clip"  # each clip on its own
     TRAIN = "train"  # --train-frames (normal footage)
+    ONLINE = "online"  # live mode: causal, warm-up then gated self-learning, no smoothing
 
 
 def list_clips(frames: Path) -> list[tuple[str, list[Path]]]:
@@ -52,6 +53,23 @@ def load_labels(path: Path, n_frames: int) -> np.ndarray:
     return labels[:n_frames].astype(np.int64)
 
 
+def online_scores(
+    feats: list[np.ndarray], floor: float, warmup_s: float, fps: float
+) -> list[np.ndarray]:
+    """Causal scores of clips replayed in order as one stream (what a live camera gets)."""
+    from crowdsight.analytics.anomaly import OnlineBaseline
+
+    model = OnlineBaseline(floor_px_s=floor, warmup_s=warmup_s)
+    out, t = [], 0.0
+    for f in feats:
+        scores = []
+        for cells in f:
+            scores.append(model.update(cells, t)[0])
+            t += 1.0 / fps
+        out.append(np.array(scores))
+    return out
+
+
 @eval_app.command("anomaly")
 def eval_anomaly(
     frames: Annotated[Path, typer.Option(help="Folder with one sub-folder of frames per clip.")],
@@ -65,9 +83,11 @@ def eval_anomaly(
     baseline: Annotated[
         Baseline | None,
         typer.Option(
-            help="camera | clip | train (default: train with --train-frames, else camera)."
+            help="camera | clip | train | online (default: train with --train-frames, else "
+            "camera). 'online' replays the clips in order as one live stream, scored causally."
         ),
     ] = None,
+    warmup_s: Annotated[float, typer.Option(help="Warm-up of the online mode (s).")] = 10.0,
     work_width: Annotated[int, typer.Option(help="Downscaled width for optical flow.")] = 180,
     cell_px: Annotated[int, typer.Option(help="Cell size at work width.")] = 15,
     floor: Annotated[float, typer.Option(help="Minimum per-cell spread (px/s).")] = 1.0,
@@ -101,19 +121,24 @@ def eval_anomaly(
     for name, files in clips:
         console.print(f"clip {name}: {len(files)} frames")
         feats.append(clip_features(files, work_width, cell_px, fps))
-    if mode is Baseline.TRAIN:
-        assert train_frames is not None
-        train = [clip_features(f, work_width, cell_px, fps) for _, f in list_clips(train_frames)]
-        bases = [fit_baseline(np.concatenate(train), floor)] * len(feats)
-    elif mode is Baseline.CAMERA:
-        bases = [fit_baseline(np.concatenate(feats), floor)] * len(feats)
+    if mode is Baseline.ONLINE:
+        raw = online_scores(feats, floor, warmup_s, fps)
+        sigma = 0.0  # live scores are causal: no two-sided smoothing
     else:
-        bases = [fit_baseline(f, floor) for f in feats]
-
-    raw = [
-        smooth_scores(np.array([b.score(c) for c in f]), sigma)
-        for f, b in zip(feats, bases, strict=True)
-    ]
+        if mode is Baseline.TRAIN:
+            assert train_frames is not None
+            train = [
+                clip_features(f, work_width, cell_px, fps) for _, f in list_clips(train_frames)
+            ]
+            bases = [fit_baseline(np.concatenate(train), floor)] * len(feats)
+        elif mode is Baseline.CAMERA:
+            bases = [fit_baseline(np.concatenate(feats), floor)] * len(feats)
+        else:
+            bases = [fit_baseline(f, floor) for f in feats]
+        raw = [
+            smooth_scores(np.array([b.score(c) for c in f]), sigma)
+            for f, b in zip(feats, bases, strict=True)
+        ]
     auc_minmax = frame_auc(np.concatenate([minmax(r) for r in raw]), y)
     auc_raw = frame_auc(np.concatenate(raw), y)
     used_training = mode is Baseline.TRAIN
