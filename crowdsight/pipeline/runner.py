@@ -36,6 +36,7 @@ Example:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing as mp
 import pickle
@@ -53,6 +54,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crowdsight.core.errors import CrowdsightError
 from crowdsight.core.events import Event, event_from_dict
 from crowdsight.pipeline.settings import PipelineSettings
 from crowdsight.pipeline.worker import WorkerReport, WorkerSpec, run_worker
@@ -131,6 +133,12 @@ class RunnerSettings(BaseModel):
     jpeg_every_s: float = Field(
         0.5, ge=0, description="Seconds between live (redacted) JPEGs per camera; 0: none."
     )
+    store_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries of a failed database write."
+    )
+    descriptions_every_s: float = Field(
+        2.0, ge=0, description="Seconds between stored track descriptions per camera; 0: none."
+    )
     snapshots: bool = Field(True, description="Store a redacted JPEG with each new event.")
     metrics_every_s: float = Field(
         1.0, ge=0, description="Seconds between stored metric samples per camera."
@@ -150,6 +158,7 @@ class _Camera:
     stop: StopFlag | None = None
     heartbeat: Synchronized[float] | None = None
     started_at: float = 0.0
+    last_rx: float = 0.0
     died_at: float | None = None
     next_start: float = 0.0
     restarts: int = 0
@@ -199,6 +208,7 @@ def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerS
         pipeline_factory=settings.pipeline_factory,
         id_salt=salt,
         jpeg_every_s=settings.jpeg_every_s,
+        descriptions_every_s=settings.descriptions_every_s,
         folder_fps=settings.folder_fps,
         snapshots=settings.snapshots,
         metrics_every_s=settings.metrics_every_s,
@@ -407,38 +417,71 @@ class LocalRunner:
             time.sleep(timeout_s)
             return
         for conn in wait(conns, timeout_s):
-            cam = by_conn[id(conn)]
-            with self._lock:
-                self._read_one(cam)
+            self._read_one(by_conn[id(conn)])
 
     def _read_one(self, cam: _Camera) -> None:
+        """Receive one report, commit it (no lock held: the store may be slow), apply it."""
         assert cam.conn is not None
         try:
             report = cam.conn.recv()
         except (EOFError, OSError, pickle.UnpicklingError, AttributeError, ValueError):
             # EOF: the worker exited (or died); a torn message is the tail of a killed
             # worker and belongs to frames after the checkpoint, which a replay recovers.
-            cam.conn.close()
-            cam.conn = None
+            with self._lock:
+                cam.conn.close()
+                cam.conn = None
             return
-        self._commit(cam, report)
+        cam.last_rx = time.monotonic()
+        self._persist(cam.spec.camera_id, report)
+        with self._lock:
+            self._apply(cam, report)
+        if self.on_report is not None:
+            self.on_report(report)
 
-    def _commit(self, cam: _Camera, report: WorkerReport) -> None:
-        """Store the report, *then* advance the checkpoint (the order is the guarantee)."""
+    def _persist(self, camera_id: str, report: WorkerReport) -> None:
+        """Write a report's events, metrics and descriptions (events first: the outbox)."""
         if report.events:
             events = [event_from_dict(d) for d in report.events]
-            self.store.record_events(events, report.snapshots or None)
-            cam.events_committed += len(events)
-            for d in report.events:
-                if d.get("end_ts_s") is None:
-                    cam.open_events[d["event_id"]] = d
-                else:
-                    cam.open_events.pop(d["event_id"], None)
+            self._retry(lambda: self.store.record_events(events, report.snapshots or None))
         if report.metrics and report.ts_s is not None:
-            self.store.record_metrics(cam.spec.camera_id, report.ts_s, report.metrics)
-        if report.last_index is not None:
-            cam.checkpoint = report.last_index
-            cam.last_ts = report.ts_s
+            metrics, ts_s = report.metrics, report.ts_s
+            self._retry(lambda: self.store.record_metrics(camera_id, ts_s, metrics))
+        record_descriptions = getattr(self.store, "record_descriptions", None)
+        if report.descriptions and callable(record_descriptions):
+            try:
+                self._retry(lambda: record_descriptions(camera_id, report.descriptions))
+            except CrowdsightError as exc:  # a description the store refuses: skip it
+                log.warning("camera %s: descriptions not stored: %s", camera_id, exc)
+
+    def _retry(self, write: Callable[[], Any]) -> None:
+        """Run a store write until it succeeds (database down or locked: wait and retry).
+
+        Blocking here is deliberate back-pressure: workers block on their full pipes and
+        nothing is dropped. Only during shutdown does it give up, after a few tries.
+        """
+        delay = 0.2
+        for attempt in itertools.count(1):
+            try:
+                write()
+                return
+            except CrowdsightError:
+                raise
+            except Exception as exc:
+                if self._stopping.is_set() and attempt >= 3:
+                    log.error("store write failed during shutdown, giving up: %s", exc)
+                    return
+                log.warning("store write failed (attempt %d), retrying: %s", attempt, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.settings.store_retry_max_s)
+
+    def _apply(self, cam: _Camera, report: WorkerReport) -> None:
+        """Advance the camera's state with a committed report (checkpoint last)."""
+        cam.events_committed += len(report.events)
+        for d in report.events:
+            if d.get("end_ts_s") is None:
+                cam.open_events[d["event_id"]] = d
+            else:
+                cam.open_events.pop(d["event_id"], None)
         cam.warm = True
         cam.fps = report.fps
         cam.source = report.source or cam.source
@@ -453,8 +496,9 @@ class LocalRunner:
             cam.error = report.error
         if cam.state in ("starting", "restarting") and report.last_index is not None:
             cam.state = "running"
-        if self.on_report is not None:
-            self.on_report(report)
+        if report.last_index is not None:
+            cam.checkpoint = report.last_index
+            cam.last_ts = report.ts_s
 
     # ------------------------------------------------------------------ watchdog
     def _watchdog(self) -> None:
@@ -484,7 +528,8 @@ class LocalRunner:
         assert cam.heartbeat is not None and cam.process is not None
         # Until its first report a worker is importing and loading models: allow for it.
         grace = 0.0 if cam.warm else self.settings.startup_grace_s
-        silent = now - max(cam.heartbeat.value, cam.started_at)
+        # A worker blocked on a full pipe (the store was slow) is not stuck: count receipts too.
+        silent = now - max(cam.heartbeat.value, cam.started_at, cam.last_rx)
         if silent > self.settings.stuck_after_s + grace:
             log.warning(
                 "camera %s: no heartbeat for %.0f s, killing worker", cam.spec.camera_id, silent
@@ -561,7 +606,7 @@ class LocalRunner:
             event_from_dict({**d, "end_ts_s": end if end is not None else d["start_ts_s"]})
             for d in cam.open_events.values()
         ]
-        self.store.record_events(closed, None)
+        self._retry(lambda: self.store.record_events(closed, None))
         cam.open_events.clear()
 
     # ------------------------------------------------------------------ shutdown

@@ -70,6 +70,7 @@ class WorkerSpec:
         skip_to: Replayable sources: first frame index to process (resume after the last
             committed frame); None processes everything.
         jpeg_every_s: Seconds between live JPEGs (0 disables them).
+        descriptions_every_s: Seconds between track descriptions sent (0: none).
         folder_fps: Frame rate of a folder of frames.
         jpeg_max_width: Live JPEGs are scaled down to this width.
         snapshots: Attach a redacted JPEG of the frame to each new event.
@@ -91,6 +92,7 @@ class WorkerSpec:
     start_index: int = 0
     skip_to: int | None = None
     jpeg_every_s: float = 0.5
+    descriptions_every_s: float = 2.0
     folder_fps: float = 25.0
     jpeg_max_width: int = 640
     snapshots: bool = True
@@ -113,6 +115,8 @@ class WorkerReport:
         events: New or updated events (``Event.to_dict()``, stable ids).
         snapshots: Redacted JPEG per event id.
         metrics: A metrics sample (at ``ts_s``) to store, or None.
+        descriptions: Plain-words descriptions of current tracks (``track_id``, ``text``,
+            ``fields``, ``ts_s``), for `Store.record_descriptions`.
         live_metrics: The latest metrics (for the status view), or None.
         jpeg: A redacted, annotated live JPEG, or None.
         fps: Frames processed per second (smoothed).
@@ -128,6 +132,7 @@ class WorkerReport:
     events: list[dict[str, Any]] = field(default_factory=list)
     snapshots: dict[str, bytes] = field(default_factory=dict)
     metrics: dict[str, float] | None = None
+    descriptions: list[dict[str, Any]] = field(default_factory=list)
     live_metrics: dict[str, float] | None = None
     jpeg: bytes | None = None
     fps: float = 0.0
@@ -247,6 +252,29 @@ def tick_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> Tic
     return TickPipeline(camera_id)
 
 
+def description_items(descriptions: dict[int, Any], ts_s: float) -> list[dict[str, Any]]:
+    """`CameraPipeline.descriptions()` as store items (text plus structured fields).
+
+    A description may be a plain string, a mapping, or an object with ``text`` and
+    ``fields`` attributes; entries without text are left out.
+    """
+    items = []
+    for track_id, d in descriptions.items():
+        text: Any
+        fields: Any
+        if isinstance(d, str):
+            text, fields = d, {}
+        elif isinstance(d, dict):
+            text, fields = d.get("text"), d.get("fields") or {}
+        else:
+            text, fields = getattr(d, "text", None), getattr(d, "fields", None) or {}
+        if text:
+            items.append(
+                {"track_id": int(track_id), "text": str(text), "fields": dict(fields), "ts_s": ts_s}
+            )
+    return items
+
+
 # --------------------------------------------------------------------------- images
 def encode_jpeg(image_rgb: ImageRGB, max_width: int, quality: int = 75) -> bytes:
     """JPEG bytes of an RGB image, scaled down to ``max_width`` when wider."""
@@ -321,7 +349,8 @@ class CameraWorker:
         self._last_index: int | None = None
         self._last_ts: float | None = None
         self._source_status: dict[str, Any] | None = None
-        self._next_progress = self._next_metrics = self._next_jpeg = 0.0
+        self._next_progress = self._next_metrics = self._next_jpeg = self._next_desc = 0.0
+        self._pipeline: PipelineLike | None = None
         self._fps = 0.0
         self._t_last_frame: float | None = None
         self._fps_frames = 0
@@ -352,7 +381,7 @@ class CameraWorker:
     def run(self) -> None:
         """Read, process and report until the source ends or ``stop`` is set."""
         spec = self.spec
-        pipeline = build_pipeline(spec)
+        pipeline = self._pipeline = build_pipeline(spec)
         source = LiveSource(
             spec.camera_id,
             spec.source,
@@ -423,6 +452,12 @@ class CameraWorker:
         if spec.metrics_every_s >= 0 and now >= self._next_metrics and result.metrics:
             fields["metrics"] = dict(result.metrics)
             self._next_metrics = now + spec.metrics_every_s
+        describe = getattr(self._pipeline, "descriptions", None)
+        if spec.descriptions_every_s > 0 and now >= self._next_desc and callable(describe):
+            self._next_desc = now + spec.descriptions_every_s
+            items = description_items(describe(), frame.ts_s)
+            if items:
+                fields["descriptions"] = items
         if spec.jpeg_every_s > 0 and now >= self._next_jpeg:
             self._next_jpeg = now + spec.jpeg_every_s
             fields["jpeg"] = self.images.jpeg(result)

@@ -297,3 +297,40 @@ def test_live_source_reports_reconnect_and_resumes_numbering() -> None:
     assert SourceState.RECONNECTING in states
     assert states[-1] == SourceState.CONNECTED
     assert src.status.reconnects == 1
+
+
+class FlakyStore:
+    """The real store, but the database 'goes away' for the first few event writes."""
+
+    def __init__(self, inner: Store, failures: int) -> None:
+        self.inner = inner
+        self.failures = failures
+        self.failed = 0
+
+    def record_events(self, events: list[Any], snapshots: Any = None) -> Any:
+        if self.failed < self.failures:
+            self.failed += 1
+            raise OSError("database is unavailable")
+        return self.inner.record_events(events, snapshots)
+
+    def record_metrics(self, camera_id: str, ts_s: float, metrics: dict[str, float]) -> Any:
+        return self.inner.record_metrics(camera_id, ts_s, metrics)
+
+
+def test_failed_store_writes_are_retried_and_nothing_is_dropped(
+    tmp_path: Path, store: Store
+) -> None:
+    n = 120
+    video = write_video(tmp_path / "cam.mp4", n)
+    flaky = FlakyStore(store, failures=4)
+    runner = LocalRunner(flaky, tick_settings(realtime=False))
+    runner.start()
+    try:
+        runner.add_camera(Camera(id="cam", name="cam", source=str(video), loop=False))
+        wait_for(lambda: status(runner, "cam").get("state") == "finished", what="finish")
+        st = status(runner, "cam")
+    finally:
+        runner.stop()
+    assert flaky.failed == 4
+    assert st["restarts"] == 0
+    assert line_frames(store, "cam") == list(range(0, n, LINE_EVERY))
