@@ -32,8 +32,10 @@ def _register() -> None:
     from crowdsight.cli import (  # noqa: F401
         analyze,
         eval_anomaly,
+        eval_attributes,
         eval_counting,
         eval_detection,
+        eval_redaction,
         eval_tracking,
         models,
         serve,

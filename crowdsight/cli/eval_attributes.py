@@ -1,0 +1,1 @@
+"""`crowdsight eval attributes`: clothing-colour accuracy on PETA (placeholder, filled below)."""
