@@ -38,7 +38,7 @@ from crowdsight.analytics.rules import (
     WrongWayRules,
     restricted_zones,
 )
-from crowdsight.analytics.tracks import FrameTracks, TrackHistory
+from crowdsight.analytics.tracks import FrameTracks, Track, TrackHistory
 from crowdsight.analytics.zones import Membership, SceneGeometry, ZoneMembership, scaled_homography
 from crowdsight.config.scene import SceneConfig
 from crowdsight.core.events import Event, LineCrossed, Severity, ZoneEntered, ZoneExited
@@ -156,28 +156,19 @@ class SceneAnalytics:
             detections: Tracked detections (``tracker_id`` set); untracked rows are ignored
                 by track rules.
             density: Latest density map or None; used for zone occupancy when present.
-            density_fresh: True when ``density`` was computed on this frame (a stale map
-                still gives occupancy, but is not accumulated twice in the heatmap).
+            density_fresh: True when ``density`` was computed on this frame. Zone counts
+                from a map are integrated once per map either way (a stale map is reused).
         """
         ts = frame.ts_s
         geo = self._geometry_for(frame.resolution_wh)
         tracks = FrameTracks.from_detections(detections)
         lost = self.history.update(ts, tracks)
         inside = geo.inside(tracks.anchors)
-        events: list[Event] = []
         metrics: dict[str, float] = {}
 
-        memberships = self.membership.update(ts, tracks.ids.tolist(), geo.zone_ids, inside)
-        for t in lost:
-            memberships += self.membership.drop(t.track_id, t.last.ts_s)
-        events += self._zone_events(frame, memberships, tracks)
-        for t in lost:
-            self.flows.forget(t.track_id)
-            for counter in self.lines.values():
-                counter.forget(t.track_id)
+        memberships = self._update_membership(ts, geo, tracks, inside, lost)
+        events = self._zone_events(frame, memberships, tracks)
         events += self._line_events(frame, tracks)
-
-        zone_counts = self._zone_counts(geo, tracks, inside, density, metrics)
         ctx = FrameContext(
             camera_id=self.camera_id,
             frame_index=frame.index,
@@ -188,24 +179,11 @@ class SceneAnalytics:
             inside=inside,
             homography=self._homography,
             lost=lost,
-            zone_counts=zone_counts,
+            zone_counts=self._zone_counts(geo, tracks, inside, density, metrics),
             zone_area_m2={g.zone.id: g.area_m2 for g in geo.zones},
             zone_area_px={g.zone.id: g.area_px for g in geo.zones},
         )
-        dwell: dict[tuple[int, str], float] = {}
-        for zid in geo.zone_ids:
-            for tid in self.membership.members(zid):
-                seconds = self.membership.dwell_now(tid, zid, ts)
-                if seconds is not None:
-                    dwell[(tid, zid)] = seconds
-        exits = {(m.track_id, m.zone_id): m.ts_s for m in memberships if m.kind == "exit"}
-        events += self.overcrowding.update(ctx)
-        events += self.running.update(ctx)
-        events += self.dispersal.update(ctx)
-        events += self.loitering.update(ctx, dwell, exits)
-        events += self.wrong_way.update(ctx)
-        events += self.fall.update(ctx)
-        events += self.intrusion.update(ctx)
+        events += self._apply_rules(ctx, geo, memberships)
         if self.anomaly is not None:
             events += self.anomaly.update(
                 self.camera_id, frame.index, frame.image, ts, self._zone_locator(geo)
@@ -218,6 +196,42 @@ class SceneAnalytics:
         self.heatmap.add(tracks.anchors, frame.resolution_wh)
         self.series.add(ts, {k: v for k, v in metrics.items() if not k.startswith("line:")})
         return AnalyticsResult(events, metrics)
+
+    def _update_membership(
+        self,
+        ts: float,
+        geo: SceneGeometry,
+        tracks: FrameTracks,
+        inside: npt.NDArray[np.bool_],
+        lost: list[Track],
+    ) -> list[Membership]:
+        """Debounced zone entries/exits; lost tracks leave every zone and are forgotten."""
+        memberships = self.membership.update(ts, tracks.ids.tolist(), geo.zone_ids, inside)
+        for t in lost:
+            memberships += self.membership.drop(t.track_id, t.last.ts_s)
+            self.flows.forget(t.track_id)
+            for counter in self.lines.values():
+                counter.forget(t.track_id)
+        return memberships
+
+    def _apply_rules(
+        self, ctx: FrameContext, geo: SceneGeometry, memberships: list[Membership]
+    ) -> list[Event]:
+        dwell: dict[tuple[int, str], float] = {}
+        for zid in geo.zone_ids:
+            for tid in self.membership.members(zid):
+                seconds = self.membership.dwell_now(tid, zid, ctx.ts_s)
+                if seconds is not None:
+                    dwell[(tid, zid)] = seconds
+        exits = {(m.track_id, m.zone_id): m.ts_s for m in memberships if m.kind == "exit"}
+        events = self.overcrowding.update(ctx)
+        events += self.running.update(ctx)
+        events += self.dispersal.update(ctx)
+        events += self.loitering.update(ctx, dwell, exits)
+        events += self.wrong_way.update(ctx)
+        events += self.fall.update(ctx)
+        events += self.intrusion.update(ctx)
+        return events
 
     def _zone_counts(
         self,
