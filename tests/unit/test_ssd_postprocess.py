@@ -21,7 +21,12 @@ from crowdsight.perception.detector import (
     ssd_postprocess,
     tf1_resize_bilinear,
 )
-from crowdsight.perception.slicing import SliceSettings, sliced_detect
+from crowdsight.perception.slicing import (
+    SliceSettings,
+    drop_cut_boxes,
+    sliced_detect,
+    tile_origins,
+)
 
 #: The SSDLite-MobileNetV2 300×300 layout: 6 feature maps, 3 anchors on the first, 6 after.
 SSD_GRIDS = (19, 10, 5, 3, 2, 1)
@@ -179,3 +184,25 @@ def test_small_frames_are_not_sliced() -> None:
 
     sliced_detect(spy, np.zeros((480, 640, 3), np.uint8), SliceSettings(min_frame_px=800 * 600))
     assert calls == [(480, 640, 3)]
+
+
+@pytest.mark.parametrize(
+    ("length", "tile", "overlap", "expected"),
+    [(1920, 640, 160, [0, 480, 960, 1280]), (480, 240, 60, [0, 180, 240]), (300, 640, 0, [0])],
+)
+def test_tile_origins_cover_with_overlap(
+    length: int, tile: int, overlap: int, expected: list[int]
+) -> None:
+    starts = tile_origins(length, tile, overlap)
+    assert starts == expected
+    assert starts[0] == 0 and min(starts[-1] + tile, length) == length
+
+
+def test_boxes_cut_by_inner_tile_edges_are_dropped() -> None:
+    boxes = np.array(
+        [[0, 10, 50, 100], [100, 10, 150, 100], [200, 300, 320, 330], [100, 200, 150, 240]],
+        np.float32,
+    )
+    # tile at x=320 (left edge inside the frame), bottom edge at the frame's bottom
+    keep = drop_cut_boxes(boxes, (320, 840, 320, 240), (1920, 1080), margin_px=2)
+    assert keep.tolist() == [False, True, False, True]
