@@ -92,6 +92,7 @@ class SceneAnalytics:
         self._roi: npt.NDArray[np.bool_] | None = None
         self._density_src: DensityMap | None = None
         self._density_counts: dict[str, float] = {}
+        self._last_dets: Detections | None = None
         self.history.reset()
         self.membership.reset()
         for rule in (
@@ -162,7 +163,10 @@ class SceneAnalytics:
         ts = frame.ts_s
         geo = self._geometry_for(frame.resolution_wh)
         tracks = FrameTracks.from_detections(detections)
-        lost = self.history.update(ts, tracks)
+        # The pipeline hands the same object again on frames where the detector did not run:
+        # adding those stale positions with new times would make movers look like they stop.
+        lost = self.history.update(ts, tracks) if detections is not self._last_dets else []
+        self._last_dets = detections
         inside = geo.inside(tracks.anchors)
         metrics: dict[str, float] = {}
 

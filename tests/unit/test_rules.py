@@ -430,7 +430,7 @@ def test_anomaly_event_opens_on_fast_motion_and_closes_after() -> None:
                     "warmup_s": 2.0,
                     "min_duration_s": 0.3,
                 }
-            }
+            },
         }
     )
     sa = SceneAnalytics(scene, "cam")
@@ -485,3 +485,24 @@ def test_running_noise_around_threshold_gives_one_event() -> None:
     # 2.94 while wobbling; first under 2.4 at 5.1 s (3.3, 2.7, 2.7, 1, 1).
     assert events[0].start_ts_s == pytest.approx(1.7)
     assert events[1].end_ts_s == pytest.approx(5.1)
+
+
+def test_repeated_detections_between_detector_runs_do_not_distort_speed() -> None:
+    # The pipeline passes the same Detections object on frames where the detector skipped.
+    scene = parse_scene(
+        {
+            "calibration": {**CAL, "ground_m": [[0, 0], [16, 0], [16, 4], [0, 4]]},
+            "rules": {"running": {"speed_m_s": 3.0, "relative_k": None, "min_duration_s": 0.8}},
+        }
+    )
+    sa = SceneAnalytics(scene, "cam")
+    events: list[Event] = []
+    dets = detections([])
+    for i in range(80):
+        ts = i / FPS
+        if i % 3 == 0:  # detector runs on every third frame
+            dets = detections(_runner(ts))
+        events += sa.update(Frame("cam", i, ts, IMAGE), dets, None, False).events
+    running = of(events, Running)
+    assert len(running) == 2
+    assert running[-1].speed == pytest.approx(4.0, rel=0.02)  # type: ignore[attr-defined]
