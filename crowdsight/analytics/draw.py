@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 import cv2
 import numpy as np
+import numpy.typing as npt
 
 from crowdsight.config.scene import SceneConfig, ZoneKind
 from crowdsight.core.geometry import scale_polygon, side_of_line
@@ -95,3 +96,31 @@ def draw_scene(
             LINE_RGB,
         )
     return out
+
+
+def draw_occupancy_heatmap(
+    image_rgb: ImageRGB, per_cell: npt.NDArray[np.float64], alpha: float = 0.5
+) -> ImageRGB:
+    """Colour an accumulated occupancy grid (e.g. `OccupancyHeatmap.mean_per_frame`) over a frame.
+
+    Cells are scaled to the busiest one (turbo colour map) and empty cells stay clear, so
+    the picture shows where people stand most, not how many there were.
+
+    Args:
+        image_rgb: H×W×3 RGB frame (a typical frame of the camera); not modified.
+        per_cell: gh×gw accumulation, one value per grid cell.
+        alpha: Opacity at the busiest cell.
+
+    Returns:
+        A new image.
+    """
+    h, w = image_rgb.shape[:2]
+    peak = float(per_cell.max()) if per_cell.size else 0.0
+    if peak <= 0:
+        return image_rgb.copy()
+    norm = cv2.resize((per_cell / peak).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    colour = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_TURBO)
+    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB).astype(np.float32)
+    a = (alpha * np.clip(norm * 3, 0, 1))[..., None]  # fade in: low occupancy stays light
+    out = image_rgb.astype(np.float32) * (1 - a) + colour * a
+    return np.asarray(np.clip(out, 0, 255), dtype=np.uint8)

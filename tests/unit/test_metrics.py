@@ -268,3 +268,16 @@ def test_eval_anomaly_cli_learned_and_training_free(tmp_path: Path) -> None:
         res = json.loads(out.stdout.strip().splitlines()[-1])
         assert (res["frames"], res["clips"], res["training_frames_used"]) == (48, 2, used)
         assert res["auc"] > 90.0, res
+
+
+def test_draw_occupancy_heatmap_colours_busy_cells_only() -> None:
+    from crowdsight.analytics import draw_occupancy_heatmap
+
+    h = OccupancyHeatmap(cell_px=10)
+    for _ in range(5):
+        h.add(np.array([[15.0, 15.0]]), (40, 40))
+    img = np.full((40, 40, 3), 128, np.uint8)
+    out = draw_occupancy_heatmap(img, h.mean_per_frame())
+    assert (img == 128).all()  # accumulation and drawing are separate; input untouched
+    assert np.abs(out[15, 15].astype(int) - 128).sum() > 30  # busy cell coloured
+    assert (out[35, 35] == 128).all()  # empty cell clear
