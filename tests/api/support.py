@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from argon2 import PasswordHasher
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from crowdsight.store import Store
 
@@ -25,26 +27,37 @@ BACKENDS = [
 ]
 
 
-def reset_postgres(url: str) -> None:
-    """Drop every table in the test database (a fresh schema per test)."""
-    store = Store(url)
+@contextmanager
+def private_schema(url: str) -> Iterator[str]:
+    """``url`` with its own fresh PostgreSQL schema (dropped afterwards).
+
+    Each test gets a schema of its own through ``search_path``, so parallel test runs
+    against one database (several engineers, CI retries) never see each other's tables.
+    """
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    admin = create_engine(url)
     try:
-        with store.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {name}"))
+        parsed = make_url(url).update_query_dict({"options": f"-csearch_path={name}"})
+        yield parsed.render_as_string(hide_password=False)
     finally:
-        store.close()
+        with admin.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {name} CASCADE"))
+        admin.dispose()
 
 
-def store_url(backend: str, tmp_path: Path) -> str:
+@contextmanager
+def store_url(backend: str, tmp_path: Path) -> Iterator[str]:
     """A URL to a fresh, empty database for ``backend`` (skips when PostgreSQL is absent)."""
     if backend == "sqlite":
-        return f"sqlite:///{tmp_path / 'crowdsight.db'}"
+        yield f"sqlite:///{tmp_path / 'crowdsight.db'}"
+        return
     url = os.environ.get(PG_ENV)
     if not url:
         pytest.skip(f"{PG_ENV} not set: no PostgreSQL server for the store tests")
-    reset_postgres(url)
-    return url
+    with private_schema(url) as scoped:
+        yield scoped
 
 
 @contextmanager

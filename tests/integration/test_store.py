@@ -19,8 +19,9 @@ from tests.api.support import BACKENDS, open_store, store_url
 
 
 @pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return store_url(request.param, tmp_path)
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with store_url(request.param, tmp_path) as u:
+        yield u
 
 
 @pytest.fixture
