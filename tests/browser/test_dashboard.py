@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from crowdsight.core.events import LineCrossed, Overcrowding, Severity
+from crowdsight.core.events import LineCrossed, Overcrowding, Severity, ZoneEntered
 from tests.browser.conftest import ADMIN_PASSWORD, LiveServer
 
 SCREENSHOT = Path("/tmp/dashboard.png")
@@ -167,6 +167,27 @@ def test_live_tile_and_new_events_show_up(
             {"track_id": 8, "text": "blue jacket, carrying a bag", "ts_s": now},
         ],
     )
+    # Anonymous tracks moving between zones: two entrance→shops, one entrance→food.
+    moves = [
+        ZoneEntered(
+            camera_id=mall_camera,
+            start_ts_s=now - 30 + i,
+            end_ts_s=now - 30 + i,
+            zone_id=zone,
+            track_ids=(t,),
+        )
+        for i, (t, zone) in enumerate(
+            [
+                (21, "entrance"),
+                (22, "entrance"),
+                (23, "entrance"),
+                (21, "shops"),
+                (22, "shops"),
+                (23, "food"),
+            ]
+        )
+    ]
+    store.record_events(moves)
     store.record_events([crowd, crossing], {crowd.event_id: snapshot} if snapshot else None)
 
     shown = _wait_for(
@@ -183,6 +204,23 @@ def test_live_tile_and_new_events_show_up(
             lambda: _image_loaded(browser, f"{item} [data-testid=event-snapshot]"),
             UI_WAIT_S,
         )
+
+    browser.find_element("css selector", item).click()
+    dialog = _q(browser, "event-dialog")
+    _wait_for("the event dialog", dialog.is_displayed, UI_WAIT_S)
+    assert "red top, black trousers" in _q(browser, "event-dialog-fields").text
+    _q(browser, "event-dialog-close").click()
+    _wait_for("the dialog to close", lambda: not dialog.is_displayed(), UI_WAIT_S)
+
+    flows_css = "[data-testid=flows-view] [data-flow='entrance>shops']"
+    _wait_for("the flows view", lambda: browser.find_elements("css selector", flows_css), UI_WAIT_S)
+    matrix = browser.execute_script(
+        "const t = document.querySelector('[data-testid=flow-matrix]');"
+        "const cols = [...t.tHead.rows[0].cells].slice(1).map(c => c.textContent);"
+        "return Object.fromEntries([...t.tBodies[0].rows].map(r => [r.cells[0].textContent,"
+        "  Object.fromEntries(cols.map((c, i) => [c, r.cells[i + 1].textContent]))]));"
+    )
+    assert matrix == {"entrance": {"food": "1", "shops": "2"}}
 
     _q(browser, "event-search").send_keys("red top")
     _wait_for(

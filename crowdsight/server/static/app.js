@@ -19,6 +19,8 @@ const SERIES = [
   { name: "count_density", label: "People (density)", color: "#4cc2ff" },
   { name: "count_tracked", label: "Tracked people", color: "#ffb347" },
 ];
+// Instantaneous events: their end time may be missing, but they are never "ongoing".
+const POINT_TYPES = new Set(["line_crossed", "zone_entered", "zone_exited", "fall"]);
 const KNOWN_TYPES = [
   "line_crossed", "zone_entered", "zone_exited", "overcrowding", "running", "dispersal",
   "loitering", "wrong_way", "fall", "intrusion", "anomaly",
@@ -50,6 +52,8 @@ function swatch(color) {
   return el;
 }
 
+const isOngoing = (ev) => (ev.end_ts_s === null || ev.end_ts_s === undefined)
+  && !POINT_TYPES.has(ev.type);
 const humanize = (s) => (s ?? "").replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
 const fmtTime = (ts_s) => new Date(ts_s * 1000).toLocaleTimeString([], { hour12: false });
 const fmtDateTime = (ts_s) => new Date(ts_s * 1000).toLocaleString([], { hour12: false });
@@ -461,8 +465,7 @@ const app = {
       thumb,
       h("div", {},
         h("div", { class: "event-title" }, humanize(ev.type),
-          ev.end_ts_s === null || ev.end_ts_s === undefined
-            ? h("span", { class: "open-tag" }, "ongoing") : null),
+          isOngoing(ev) ? h("span", { class: "open-tag", testid: "event-ongoing" }, "ongoing") : null),
         h("div", { class: "event-meta" },
           h("time", { datetime: new Date(ev.start_ts_s * 1000).toISOString() }, fmtTime(ev.start_ts_s)),
           ` · ${ev.severity} · ${where}`),
@@ -488,7 +491,7 @@ const app = {
     const fields = {
       camera: ev.camera_id, severity: ev.severity,
       started: fmtDateTime(ev.start_ts_s),
-      ended: ev.end_ts_s ? fmtDateTime(ev.end_ts_s) : "ongoing",
+      ended: isOngoing(ev) ? "ongoing" : ev.end_ts_s ? fmtDateTime(ev.end_ts_s) : null,
       zone: ev.zone_id, line: ev.line_id,
       tracks: ev.track_ids?.length ? ev.track_ids.join(", ") : null,
       description: ev.description,
