@@ -40,16 +40,13 @@ DEFAULT_BOX_CODER_SCALES = (10.0, 10.0, 5.0, 5.0)
 class Detector(Protocol):
     """Anything that finds objects in a frame.
 
-    Implementations are stateless between frames (``reset`` exists so pipelines can treat
-    every stage alike).
+    Detectors keep no per-stream state, so one instance may serve several cameras in turn
+    (the bundled ones still offer a no-op ``reset()`` so pipelines can reset every stage
+    alike).
     """
 
     def detect(self, frame: Frame) -> Detections:
         """Objects in ``frame``: boxes in frame pixels, class names in ``data["class_name"]``."""
-        ...
-
-    def reset(self) -> None:
-        """Forget per-stream state (none for plain detectors)."""
         ...
 
 

@@ -1,7 +1,7 @@
 """The bundled people detector on real MOT17 frames (needs shared data + installed model).
 
 Bands were measured with this code (see `crowdsight eval detection`) and set a few points
-below: AP50 over the 12 mot17_mini frames is 0.144 plain and 0.472 with sliced inference.
+below: AP50 over the 12 mot17_mini frames is 0.144 plain and 0.478 with sliced inference.
 """
 
 from __future__ import annotations

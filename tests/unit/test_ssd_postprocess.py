@@ -206,3 +206,92 @@ def test_boxes_cut_by_inner_tile_edges_are_dropped() -> None:
     # tile at x=320 (left edge inside the frame), bottom edge at the frame's bottom
     keep = drop_cut_boxes(boxes, (320, 840, 320, 240), (1920, 1080), margin_px=2)
     assert keep.tolist() == [False, True, False, True]
+
+
+def _tf_conv_graph(rng: np.random.Generator) -> tuple[bytes, dict[str, np.ndarray]]:
+    """Conv2D(stride 2) → FusedBatchNorm → Relu6 → DepthwiseConv2dNative → BiasAdd, NHWC."""
+    g = _graphdef_class()()
+    weights = {
+        "w": rng.normal(size=(3, 3, 3, 4)).astype(np.float32),
+        "gamma": rng.uniform(0.5, 2, 4).astype(np.float32),
+        "beta": rng.normal(size=4).astype(np.float32),
+        "mean": rng.normal(size=4).astype(np.float32),
+        "var": rng.uniform(0.5, 2, 4).astype(np.float32),
+        "dw": rng.normal(size=(3, 3, 4, 1)).astype(np.float32),
+        "bias": rng.normal(size=4).astype(np.float32),
+    }
+    g.node.add(name="Preprocessor/sub", op="Placeholder")
+    for name, arr in weights.items():
+        t = g.node.add(name=name, op="Const").attr.add(key="value").value.tensor
+        t.dtype = 1
+        for d in arr.shape:
+            t.tensor_shape.dim.add(size=d)
+        t.tensor_content = arr.tobytes()
+
+    def op(name: str, kind: str, inputs: list[str], **attrs: object) -> None:
+        node = g.node.add(name=name, op=kind, input=inputs)
+        for key, value in attrs.items():
+            a = node.attr.add(key=key).value
+            if isinstance(value, list):
+                a.list.i.extend(value)
+            elif isinstance(value, bytes):
+                a.s = value
+            else:
+                a.f = float(value)  # type: ignore[arg-type]
+
+    conv_attrs = {"padding": b"SAME", "data_format": b"NHWC", "dilations": [1, 1, 1, 1]}
+    op("conv", "Conv2D", ["Preprocessor/sub", "w"], strides=[1, 2, 2, 1], **conv_attrs)
+    op("bn", "FusedBatchNorm", ["conv", "gamma", "beta", "mean", "var"], epsilon=1e-3)
+    op("relu", "Relu6", ["bn"])
+    op("dconv", "DepthwiseConv2dNative", ["relu", "dw"], strides=[1, 1, 1, 1], **conv_attrs)
+    op("out", "BiasAdd", ["dconv", "bias"])
+    return bytes(g.SerializeToString()), weights
+
+
+def _numpy_same_conv(x: np.ndarray, w: np.ndarray, stride: int, depthwise: bool) -> np.ndarray:
+    """NHWC convolution with TensorFlow's SAME padding (extra pixel at the end)."""
+    kh, kw = w.shape[:2]
+    pads = []
+    for n, k in ((x.shape[1], kh), (x.shape[2], kw)):
+        total = max((-(-n // stride) - 1) * stride + k - n, 0)
+        pads.append((total // 2, total - total // 2))
+    xp = np.pad(x, ((0, 0), pads[0], pads[1], (0, 0)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, (kh, kw), axis=(1, 2))
+    win = win[:, ::stride, ::stride]
+    if depthwise:
+        return np.einsum("nhwcij,ijc->nhwc", win, w[..., 0])
+    return np.einsum("nhwcij,ijco->nhwo", win, w)
+
+
+def test_tf_ops_translate_to_equivalent_onnx() -> None:
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from crowdsight.models.converters.ssdlite import _OnnxBuilder
+
+    rng = np.random.default_rng(3)
+    data, wt = _tf_conv_graph(rng)
+    height, width = 8, 10  # stride 2 on 8/10 needs TF's asymmetric padding
+    builder = _OnnxBuilder(TfGraph.from_bytes(data), (height, width))
+    out_name, out_shape = builder.tensor("out")
+    assert out_shape == (1, 4, 5, 4)  # NHWC
+    graph = helper.make_graph(
+        builder.nodes,
+        "t",
+        [helper.make_tensor_value_info("x0", TensorProto.FLOAT, [1, 3, height, width])],
+        [helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [1, 4, 4, 5])],
+        initializer=builder.inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    x = rng.normal(size=(1, height, width, 3)).astype(np.float32)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"x0": x.transpose(0, 3, 1, 2)})[0].transpose(0, 2, 3, 1)
+
+    y = _numpy_same_conv(x, wt["w"], 2, depthwise=False)
+    y = (y - wt["mean"]) / np.sqrt(wt["var"] + 1e-3) * wt["gamma"] + wt["beta"]
+    y = np.clip(y, 0, 6)
+    y = _numpy_same_conv(y, wt["dw"], 1, depthwise=True) + wt["bias"]
+    np.testing.assert_allclose(got, y, rtol=1e-4, atol=1e-4)

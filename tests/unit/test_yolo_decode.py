@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.core.types import CLASS_NAME, Frame
-from crowdsight.perception.detector import build_detector
+from crowdsight.perception.detector import Detector, build_detector
 from crowdsight.perception.yolo import (
     COCO_CLASSES,
     OnnxYoloDetector,
@@ -171,7 +171,8 @@ def test_class_names_from_yaml(tmp_path: Path) -> None:
 
 def test_build_detector_dispatch(tmp_path: Path) -> None:
     path = constant_model(tmp_path / "m.onnx", V5_ROWS[None])
-    assert isinstance(build_detector(str(path)), OnnxYoloDetector)
+    det = build_detector(str(path))
+    assert isinstance(det, OnnxYoloDetector) and isinstance(det, Detector)
     with pytest.raises(ConfigError):
         build_detector(str(tmp_path / "missing.onnx"))
     with pytest.raises(ConfigError):
