@@ -136,7 +136,7 @@ async def client_loop(
             ok = response.status_code == 200
         except httpx.HTTPError as exc:
             ok, response = False, None
-            errors.append(f"{name}: {exc}")
+            errors.append(f"{name}: {type(exc).__name__}: {exc}")
         out[name].append(time.perf_counter() - start)
         if not ok and response is not None:
             errors.append(f"{name}: HTTP {response.status_code}")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="load duration")
     parser.add_argument("--clients", type=int, default=20, help="concurrent clients")
-    parser.add_argument("--events", type=int, default=20_000, help="events to seed")
+    parser.add_argument("--events", type=int, default=10_000, help="events to seed")
     parser.add_argument("--cameras", type=int, default=4, help="cameras to seed")
     args = parser.parse_args(argv)
 

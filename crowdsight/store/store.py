@@ -15,11 +15,14 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from crowdsight.core.errors import InputError
 from crowdsight.core.events import Event
-from crowdsight.store import descriptions, events, metrics, migrate, outbox
+from crowdsight.store import descriptions, migrate, outbox
+from crowdsight.store import events as event_queries
+from crowdsight.store import metrics as metric_queries
 from crowdsight.store.accounts import Accounts, Authenticated
 from crowdsight.store.engine import default_url, make_engine
 from crowdsight.store.events import EventFilter
@@ -189,26 +192,34 @@ class Store:
     # -- events ----------------------------------------------------------------------------
 
     def record_events(
-        self, evts: Sequence[Event], snapshots: Mapping[str, bytes] | None = None
+        self, events: Sequence[Event], snapshots: Mapping[str, bytes] | None = None
     ) -> list[str]:
         """Upsert events by ``event_id`` and queue outbox rows, in ONE transaction.
 
         Args:
-            evts: events as emitted; an open event re-emitted closed updates the same row.
+            events: events as emitted; an open event re-emitted closed updates the same row.
             snapshots: redacted JPEG bytes by event id (already redacted by the caller).
 
         Returns:
             Ids of events whose state changed (replays of identical states are not listed).
         """
-        with self.session() as s:
-            changed = events.upsert_events(
-                s,
-                evts,
-                snapshots=snapshots,
-                sinks=self.sinks,
-                snapshot_dir=self.snapshot_dir,
-                now=self.clock(),
-            )
+        for attempt in range(2):
+            try:
+                with self.session() as s:
+                    changed = event_queries.upsert_events(
+                        s,
+                        events,
+                        snapshots=snapshots,
+                        sinks=self.sinks,
+                        snapshot_dir=self.snapshot_dir,
+                        now=self.clock(),
+                    )
+                break
+            except IntegrityError:
+                # Another writer (a second node on PostgreSQL) inserted the same event_id
+                # between our lookup and insert; the retry sees its row and updates it.
+                if attempt == 1:
+                    raise
         if changed and self.sinks:
             self._notify()
         return changed
@@ -216,31 +227,31 @@ class Store:
     def query_events(self, f: EventFilter | None = None, **filters: Any) -> list[EventRecord]:
         """Events matching an `EventFilter` (or its fields as keywords), newest first."""
         with self.session() as s:
-            return events.query_events(s, f or EventFilter(**filters))
+            return event_queries.query_events(s, f or EventFilter(**filters))
 
     def get_event(self, event_id: str) -> EventRecord | None:
         """One event by id."""
         with self.session() as s:
-            return events.get_event(s, event_id)
+            return event_queries.get_event(s, event_id)
 
     def get_snapshot(self, event_id: str) -> bytes | None:
         """The stored redacted snapshot of an event."""
         with self.session() as s:
-            return events.get_snapshot(s, event_id)
+            return event_queries.get_snapshot(s, event_id)
 
     def flows(
         self, camera_id: str | None = None, since: float | None = None, until: float | None = None
     ) -> list[Flow]:
         """Anonymous zone-to-zone counts."""
         with self.session() as s:
-            return events.zone_flows(s, camera_id, since, until)
+            return event_queries.zone_flows(s, camera_id, since, until)
 
     # -- metrics and descriptions -------------------------------------------------------------
 
-    def record_metrics(self, camera_id: str, ts_s: float, values: Mapping[str, float]) -> int:
+    def record_metrics(self, camera_id: str, ts_s: float, metrics: Mapping[str, float]) -> int:
         """Fold one sample of each metric into its storage bucket."""
         with self.session() as s:
-            return metrics.record_metrics(s, camera_id, ts_s, values, self.metrics_bucket_s)
+            return metric_queries.record_metrics(s, camera_id, ts_s, metrics, self.metrics_bucket_s)
 
     def query_metrics(
         self,
@@ -252,14 +263,14 @@ class Store:
     ) -> list[MetricPoint]:
         """A metric series aggregated into ``bucket_s`` buckets."""
         with self.session() as s:
-            return metrics.query_metrics(
+            return metric_queries.query_metrics(
                 s, camera_id=camera_id, name=name, since=since, until=until, bucket_s=bucket_s
             )
 
     def metric_names(self, camera_id: str | None = None) -> list[str]:
         """Distinct metric names."""
         with self.session() as s:
-            return metrics.metric_names(s, camera_id)
+            return metric_queries.metric_names(s, camera_id)
 
     def record_descriptions(self, camera_id: str, items: Iterable[Mapping[str, Any]]) -> int:
         """Upsert track descriptions (see `crowdsight.store.descriptions`)."""

@@ -63,6 +63,7 @@ class EventRow(Base):
     """One event; re-emitting the same ``event_id`` updates this row (``revision`` + 1)."""
 
     __tablename__ = "events"
+    __table_args__ = (Index("ix_events_camera_start", "camera_id", "start_ts_s"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     event_id: Mapped[str] = mapped_column(String(64), unique=True)
