@@ -97,6 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     settings = RunnerSettings(
         pipeline_factory=TICK,
         realtime=True,
+        drop_late=False,  # every frame processed, so the event stream is exactly known
         jpeg_every_s=0,
         snapshots=False,
         restart_initial_s=args.restart_initial_s,

@@ -101,6 +101,11 @@ class RunnerSettings(BaseModel):
         description="Pipeline stages for every camera; a camera's detect_every and "
         "density_every_s override the cadences.",
     )
+    drop_late: bool = Field(
+        True,
+        description="When a camera's pipeline is slower than the camera, skip the frames it "
+        "cannot keep up with (newest frame first) instead of falling ever further behind.",
+    )
     folder_fps: float = Field(
         10.0, gt=0, description="Frame rate at which folders of frames are played."
     )
@@ -203,6 +208,7 @@ def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerS
         source=str(camera.source),
         loop=bool(camera.loop),
         realtime=settings.realtime,
+        drop_late=settings.drop_late,
         settings=pipeline,
         scene=scene,
         pipeline_factory=settings.pipeline_factory,
@@ -342,6 +348,7 @@ class LocalRunner:
             "restarts": cam.restarts,
             "reconnects": source.get("reconnects", 0),
             "corrupt_frames": source.get("corrupt_frames", 0),
+            "dropped_frames": source.get("dropped_frames", 0),
             "pipeline_errors": cam.pipeline_errors,
             "events_committed": cam.events_committed,
             "error": cam.error or source.get("last_error"),

@@ -60,6 +60,7 @@ class WorkerSpec:
         source: URL, webcam index, or path of a video file / frame folder.
         loop: Replay files and folders at their end.
         realtime: Pace files at their frame rate and stamp frames with the wall clock.
+        drop_late: Skip frames the pipeline is too slow for (see `LiveSource`).
         settings: Pipeline stages and cadences.
         scene: Zones, lines and rules as JSON (validated in the worker), or None.
         pipeline_factory: ``"module:callable"`` building the pipeline from
@@ -85,6 +86,7 @@ class WorkerSpec:
     source: str
     loop: bool = True
     realtime: bool = True
+    drop_late: bool = True
     settings: PipelineSettings = field(default_factory=PipelineSettings)
     scene: dict[str, Any] | None = None
     pipeline_factory: str | None = None
@@ -387,6 +389,7 @@ class CameraWorker:
             spec.source,
             loop=spec.loop,
             realtime=spec.realtime,
+            drop_late=spec.drop_late,
             backoff=spec.backoff,
             start_index=spec.start_index,
             skip_to=spec.skip_to,

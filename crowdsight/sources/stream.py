@@ -27,6 +27,7 @@ import logging
 import random
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -118,6 +119,7 @@ class SourceStatus:
     state: SourceState = SourceState.CONNECTING
     frames: int = 0
     corrupt_frames: int = 0
+    dropped_frames: int = 0
     reconnects: int = 0
     attempt: int = 0
     last_error: str | None = None
@@ -128,6 +130,14 @@ class SourceStatus:
         d = asdict(self)
         d["state"] = str(self.state)
         return d
+
+
+def _rgb(image: Any) -> ImageRGB:
+    """An RGB array from an array (as is) or a PyAV frame (converted here, in the consumer,
+    so frames dropped by `LiveSource._latest_only` cost no conversion)."""
+    if isinstance(image, np.ndarray):
+        return image
+    return np.asarray(image.to_ndarray(format="rgb24"), dtype=np.uint8)
 
 
 class _SegmentEnd(Exception):
@@ -171,6 +181,10 @@ class LiveSource:
         stop: Set to end the iteration promptly, also in the middle of a back-off wait.
         on_status: Called with the status on every change of state.
         on_tick: Called while waiting (lets a worker keep its heartbeat going).
+        drop_late: Keep up with the camera when processing is slower than it: streams and
+            webcams are decoded in a reader thread that keeps only the newest frame, and
+            real-time files skip frames that are already late. Off: every frame is
+            processed, however late (exact replays, tests).
         fps: Frame rate assumed for a frame folder.
         open_timeout_s: Network: seconds to wait for a connection.
         read_timeout_s: Network: seconds without data before the connection counts as lost.
@@ -189,6 +203,7 @@ class LiveSource:
         stop: StopFlag | None = None,
         on_status: Callable[[SourceStatus], None] | None = None,
         on_tick: Callable[[], None] | None = None,
+        drop_late: bool = True,
         fps: float = 25.0,
         open_timeout_s: float = 5.0,
         read_timeout_s: float = 5.0,
@@ -203,6 +218,7 @@ class LiveSource:
         self.stop: StopFlag = stop if stop is not None else threading.Event()
         self.on_status = on_status
         self.on_tick = on_tick
+        self.drop_late = drop_late
         self.fps = fps
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -292,13 +308,64 @@ class LiveSource:
 
     def _segment(self) -> Iterator[tuple[ImageRGB, float]]:
         """One connection's (or one file pass's) images; always ends by raising _SegmentEnd."""
-        if is_webcam(self.source):
-            yield from self._webcam()
-        elif is_stream_url(self.source):
-            yield from self._stream()
+        if is_webcam(self.source) or is_stream_url(self.source):
+            live = self._webcam() if is_webcam(self.source) else self._stream()
+            frames = self._latest_only(live) if self.drop_late else live
+            for image, ts_s in frames:
+                yield _rgb(image), ts_s
         else:
             yield from self._file_pass()
         raise _SegmentEnd(None)
+
+    def _latest_only(self, frames: Iterator[tuple[Any, float]]) -> Iterator[tuple[Any, float]]:
+        """Read ``frames`` in a thread and hand over only the newest one (count the rest).
+
+        A camera does not wait for us: without this, a pipeline slower than the camera
+        falls further and further behind. The reader thread owns the connection (it closes
+        it when it ends), so nothing is closed under a decoder that is still reading.
+        """
+        slot: deque[tuple[Any, float]] = deque(maxlen=1)
+        cond = threading.Condition()
+        ended: list[BaseException | None] = []
+        quit_reading = threading.Event()
+
+        def read() -> None:
+            error: BaseException | None = None
+            try:
+                for item in frames:
+                    with cond:
+                        if slot:
+                            self.status.dropped_frames += 1
+                        slot.append(item)
+                        cond.notify()
+                    if quit_reading.is_set() or self.stop.is_set():
+                        break
+            except BaseException as exc:  # handed to the consumer, which re-raises it
+                error = exc
+            finally:
+                close = getattr(frames, "close", None)
+                if callable(close):
+                    close()
+                with cond:
+                    ended.append(error)
+                    cond.notify()
+
+        threading.Thread(target=read, name=f"read-{self.camera_id}", daemon=True).start()
+        try:
+            while True:
+                with cond:
+                    while not slot and not ended:
+                        cond.wait(0.25)
+                        if self.on_tick is not None:
+                            self.on_tick()
+                    if not slot:
+                        break
+                    item = slot.popleft()
+                yield item
+        finally:
+            quit_reading.set()
+        if ended and ended[0] is not None:
+            raise ended[0]
 
     def _close(self) -> None:
         for close in self._closers:
@@ -309,7 +376,8 @@ class LiveSource:
         self._closers = []
 
     # ----------------------------------------------------------------- kinds of source
-    def _stream(self) -> Iterator[tuple[ImageRGB, float]]:
+    def _stream(self) -> Iterator[tuple[Any, float]]:
+        """Decoded frames (PyAV ``VideoFrame``) of one connection; ends with _SegmentEnd."""
         try:
             container = av.open(
                 self.source,
@@ -318,18 +386,19 @@ class LiveSource:
             )
         except (av.error.FFmpegError, OSError) as exc:
             raise _SegmentEnd(f"cannot open stream ({exc.__class__.__name__}: {exc})") from exc
-        self._closers.append(container.close)
-        if not container.streams.video:
-            raise _SegmentEnd("stream has no video")
-        stream = container.streams.video[0]
         try:
-            for packet in container.demux(stream):
-                for vf in self._decode(packet):
-                    rgb = np.asarray(vf.to_ndarray(format="rgb24"), dtype=np.uint8)
-                    yield rgb, time.time()
-        except (av.error.FFmpegError, OSError) as exc:
-            raise _SegmentEnd(f"stream lost ({exc.__class__.__name__}: {exc})") from exc
-        raise _SegmentEnd("stream ended")
+            if not container.streams.video:
+                raise _SegmentEnd("stream has no video")
+            stream = container.streams.video[0]
+            try:
+                for packet in container.demux(stream):
+                    for vf in self._decode(packet):
+                        yield vf, time.time()
+            except (av.error.FFmpegError, OSError) as exc:
+                raise _SegmentEnd(f"stream lost ({exc.__class__.__name__}: {exc})") from exc
+            raise _SegmentEnd("stream ended")
+        finally:
+            container.close()
 
     def _decode(self, packet: Any) -> list[Any]:
         try:
@@ -338,16 +407,18 @@ class LiveSource:
             self.status.corrupt_frames += 1
             return []
 
-    def _webcam(self) -> Iterator[tuple[ImageRGB, float]]:
+    def _webcam(self) -> Iterator[tuple[Any, float]]:
         cap = cv2.VideoCapture(int(self.source))
-        self._closers.append(cap.release)
-        if not cap.isOpened():
-            raise _SegmentEnd(f"cannot open webcam {self.source}")
-        while True:
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                raise _SegmentEnd("webcam stopped delivering frames")
-            yield np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), time.time()
+        try:
+            if not cap.isOpened():
+                raise _SegmentEnd(f"cannot open webcam {self.source}")
+            while True:
+                ok, bgr = cap.read()
+                if not ok or bgr is None:
+                    raise _SegmentEnd("webcam stopped delivering frames")
+                yield np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), time.time()
+        finally:
+            cap.release()
 
     def _file_pass(self) -> Iterator[tuple[ImageRGB, float]]:
         """One pass over a file or folder, paced and stamped according to ``realtime``."""
@@ -371,6 +442,10 @@ class LiveSource:
                     if wall0 is None:  # anchor here, not at open: skipped frames cost no wait
                         wall0 = time.time() - frame.ts_s
                     due = wall0 + frame.ts_s - time.time()
+                    if self.drop_late and due < -2.0 / fps:  # late: skip, as a camera would
+                        self._index += 1
+                        self.status.dropped_frames += 1
+                        continue
                     if due > 0 and not self._wait(due):
                         return
                     yield frame.image, wall0 + frame.ts_s

@@ -133,6 +133,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 def tick_settings(**changes: Any) -> RunnerSettings:
     base: dict[str, Any] = {
         "pipeline_factory": TICK,
+        "drop_late": False,  # every frame is processed: the event stream is exact
         "jpeg_every_s": 0,
         "snapshots": False,
         "restart_initial_s": 0.1,
@@ -240,7 +241,7 @@ def _frames_until_error(video: Path) -> Iterator[Any]:
 
 def test_stream_that_drops_and_returns_is_reconnected_by_the_worker(store: Store) -> None:
     server = MjpegServer().start()
-    runner = LocalRunner(store, tick_settings())
+    runner = LocalRunner(store, tick_settings(drop_late=True))  # latest-frame reader thread
     runner.start()
     try:
         runner.add_camera(Camera(id="net", name="net", source=server.url, loop=False))

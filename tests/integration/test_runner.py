@@ -28,6 +28,7 @@ from crowdsight.store import Store
 from crowdsight.store.records import Camera
 from tests.integration.test_reliability import (
     LINE_EVERY,
+    MjpegServer,
     line_frames,
     status,
     tick_settings,
@@ -138,6 +139,32 @@ def test_realtime_resume_does_not_wait_for_the_skipped_frames(
     assert got == list(range(50, 60))
     # Paced one frame interval at a time, never for the 2.5 s of skipped video.
     assert waits and max(waits) <= 1 / 20 + 1e-6
+
+
+def test_slow_consumer_of_a_realtime_file_skips_late_frames(tmp_path: Path) -> None:
+    video = write_video(tmp_path / "v.mp4", 40, fps=20)
+    src = LiveSource("v", str(video), loop=False, realtime=True, drop_late=True)
+    got = []
+    for frame in src:
+        got.append(frame.index)
+        time.sleep(0.2)  # four frame intervals per frame: far slower than the video
+    assert src.status.dropped_frames > 0
+    assert len(got) + src.status.dropped_frames == 40
+    assert got == sorted(set(got)) and got[-1] >= 30  # kept up to the end of the video
+
+
+def test_slow_consumer_of_a_stream_gets_the_newest_frames() -> None:
+    server = MjpegServer(fps=50).start()
+    src = LiveSource("net", server.url, drop_late=True)
+    try:
+        for n, _ in enumerate(src):
+            time.sleep(0.1)
+            if n == 10:
+                break
+    finally:
+        src.close()
+        server.stop()
+    assert src.status.dropped_frames > 0
 
 
 # ----------------------------------------------------------------------------- runner
