@@ -250,7 +250,7 @@ class LocalRunner:
     def reset(self) -> None:
         """Forget every camera (only while stopped) and start a new session."""
         self.session = uuid.uuid4().hex[:12]
-        self._generation = 0
+        self._generation = itertools.count(1)  # next() is atomic: add_camera is thread-safe
         self._cameras: dict[str, _Camera] = {}
         self._commands: queue.Queue[_Command] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -283,8 +283,7 @@ class LocalRunner:
             return
         # A fresh salt per (re)configuration: a re-added camera never reuses old event ids,
         # while restarts of its worker (same spec) replay into the same ids.
-        self._generation += 1
-        spec = spec_for(camera, self.settings, f"{self.session}:{self._generation}")
+        spec = spec_for(camera, self.settings, f"{self.session}:{next(self._generation)}")
         self._commands.put(_Command("add", camera.id, spec))
 
     def remove_camera(self, camera_id: str) -> None:
@@ -501,7 +500,7 @@ class LocalRunner:
             cam.done = True
         elif report.kind == "error":
             cam.error = report.error
-        if cam.state in ("starting", "restarting") and report.last_index is not None:
+        if cam.state in ("starting", "restarting", "failed") and report.last_index is not None:
             cam.state = "running"
         if report.last_index is not None:
             cam.checkpoint = report.last_index
@@ -514,7 +513,7 @@ class LocalRunner:
             if cam.process is None:
                 if cam.removing:
                     del self._cameras[cid]
-                elif cam.state in ("starting", "restarting") and now >= cam.next_start:
+                elif cam.state in ("starting", "restarting", "failed") and now >= cam.next_start:
                     self._spawn(cam)
                 continue
             if cam.process.exitcode is None:
@@ -573,7 +572,9 @@ class LocalRunner:
         ) * self._rng.uniform(0.8, 1.2)
         cam.crash_streak += 1
         cam.error = cam.error or f"worker exited with code {code}"
-        cam.state, cam.next_start = "restarting", now + delay
+        # Five crashes in a row without a stable run: show "failed" (it keeps retrying).
+        cam.state = "failed" if cam.crash_streak >= 5 else "restarting"
+        cam.next_start = now + delay
         log.warning(
             "camera %s: worker died (exit %s); restart %d in %.1f s",
             cam.spec.camera_id,
