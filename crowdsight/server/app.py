@@ -30,6 +30,7 @@ from crowdsight.server import (
     api_errors,
     api_events,
     api_metrics,
+    api_outbox,
     dashboard,
     live,
 )
@@ -51,6 +52,7 @@ TAGS = [
     {"name": "live", "description": "Redacted live frames (audited)."},
     {"name": "events", "description": "Stored events, snapshots and flows."},
     {"name": "metrics", "description": "Time series and Prometheus metrics."},
+    {"name": "outputs", "description": "MQTT/webhook delivery status (outbox)."},
 ]
 
 
@@ -156,7 +158,7 @@ def create_app(
             runner=request.app.state.runner is not None,
         )
 
-    for module in (api_auth, api_cameras, api_events, api_metrics, live):
+    for module in (api_auth, api_cameras, api_events, api_metrics, api_outbox, live):
         app.include_router(module.router)
     dashboard.mount(app)  # last: the static mount at "/" matches every path
     return app

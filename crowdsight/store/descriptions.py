@@ -6,6 +6,7 @@ and text are screened here, at the store boundary, so no caller can persist them
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 from crowdsight.core.errors import InputError
 from crowdsight.store.records import TrackDescription
 from crowdsight.store.tables import TrackDescriptionRow
+
+log = logging.getLogger(__name__)
 
 #: Words that must never appear in a stored description's field names or text.
 FORBIDDEN_TERMS = (
@@ -78,7 +81,11 @@ def _check(item: Mapping[str, Any]) -> tuple[int, str, dict[str, Any], float, fl
 
 
 def record_descriptions(
-    session: Session, camera_id: str, items: Iterable[Mapping[str, Any]]
+    session: Session,
+    camera_id: str,
+    items: Iterable[Mapping[str, Any]],
+    *,
+    strict: bool = False,
 ) -> int:
     """Insert or update one description per (camera, track).
 
@@ -86,12 +93,29 @@ def record_descriptions(
     ``ts_s`` or ``first_seen_ts_s``/``last_seen_ts_s``. A later description of the same track
     replaces the text and fields and extends ``last_seen_ts_s``.
 
+    Args:
+        session: open transaction.
+        camera_id: camera the tracks belong to.
+        items: descriptions to store.
+        strict: raise on the first refused item; otherwise refused items are skipped and
+            logged, so one bad description cannot drop a live camera's whole batch.
+
+    Returns:
+        How many items were stored.
+
     Raises:
-        InputError: an item is malformed or mentions identity or a protected trait.
+        InputError: (strict only) an item is malformed or mentions identity or a protected
+            trait.
     """
     n = 0
     for item in items:
-        track_id, text, fields, first, last = _check(item)
+        try:
+            track_id, text, fields, first, last = _check(item)
+        except InputError as exc:
+            if strict:
+                raise
+            log.warning("camera %s: description refused: %s", camera_id, exc)
+            continue
         row = session.scalars(
             select(TrackDescriptionRow).where(
                 TrackDescriptionRow.camera_id == camera_id,

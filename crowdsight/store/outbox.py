@@ -65,7 +65,12 @@ def mark_failed(s: Session, row_id: int, error: str, retry_at: float | None) -> 
 
 
 def list_outbox(
-    s: Session, *, event_id: str | None = None, pending_only: bool = False
+    s: Session,
+    *,
+    event_id: str | None = None,
+    pending_only: bool = False,
+    dead_only: bool = False,
+    limit: int | None = None,
 ) -> list[OutboxItem]:
     """Outbox rows (for tests and operators), oldest first."""
     stmt = select(OutboxRow).order_by(OutboxRow.id)
@@ -73,7 +78,22 @@ def list_outbox(
         stmt = stmt.where(OutboxRow.event_id == event_id)
     if pending_only:
         stmt = stmt.where(OutboxRow.delivered_at.is_(None), OutboxRow.dead.is_(False))
+    if dead_only:
+        stmt = stmt.where(OutboxRow.dead.is_(True))
+    if limit is not None:
+        stmt = stmt.limit(limit)
     return [_item(r) for r in s.scalars(stmt).all()]
+
+
+def retry(s: Session, row_id: int, now: float) -> bool:
+    """Give a dead-lettered row a fresh set of attempts; False when no such dead row."""
+    row = s.get(OutboxRow, row_id)
+    if row is None or not row.dead:
+        return False
+    row.dead = False
+    row.attempts = 0
+    row.next_attempt_at = now
+    return True
 
 
 def pending_count(s: Session) -> int:

@@ -272,10 +272,16 @@ class Store:
         with self.session() as s:
             return metric_queries.metric_names(s, camera_id)
 
-    def record_descriptions(self, camera_id: str, items: Iterable[Mapping[str, Any]]) -> int:
-        """Upsert track descriptions (see `crowdsight.store.descriptions`)."""
+    def record_descriptions(
+        self, camera_id: str, items: Iterable[Mapping[str, Any]], *, strict: bool = False
+    ) -> int:
+        """Upsert track descriptions; items naming personal traits are refused.
+
+        See `crowdsight.store.descriptions.record_descriptions` (``strict`` raises instead
+        of skipping a refused item).
+        """
         with self.session() as s:
-            return descriptions.record_descriptions(s, camera_id, items)
+            return descriptions.record_descriptions(s, camera_id, items, strict=strict)
 
     def query_descriptions(
         self, camera_id: str | None = None, limit: int = 100
@@ -302,11 +308,25 @@ class Store:
             outbox.mark_failed(s, row_id, error, retry_at)
 
     def list_outbox(
-        self, event_id: str | None = None, pending_only: bool = False
+        self,
+        event_id: str | None = None,
+        pending_only: bool = False,
+        dead_only: bool = False,
+        limit: int | None = None,
     ) -> list[OutboxItem]:
         """Outbox rows, oldest first."""
         with self.session() as s:
-            return outbox.list_outbox(s, event_id=event_id, pending_only=pending_only)
+            return outbox.list_outbox(
+                s, event_id=event_id, pending_only=pending_only, dead_only=dead_only, limit=limit
+            )
+
+    def outbox_retry(self, row_id: int) -> bool:
+        """Revive a dead-lettered delivery (after fixing the sink); False if not dead."""
+        with self.session() as s:
+            revived = outbox.retry(s, row_id, self.clock())
+        if revived:
+            self._notify()
+        return revived
 
     def outbox_pending(self) -> int:
         """Rows still to deliver."""

@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from crowdsight.core.events import Fall, Overcrowding
-from crowdsight.outputs import OutboxDispatcher
+from crowdsight.outputs import DeliverySettings, OutboxDispatcher
+from tests.api.conftest import ADMIN_PASSWORD, bearer, login, make_client
 from tests.api.support import open_store
 
 
@@ -70,4 +71,24 @@ def test_a_failing_sink_does_not_block_another(tmp_path: Path) -> None:
         assert sorted(r.attempts for r in failed) == [0, 1]
         assert all(r.delivered_at is None for r in failed)
         assert len(up.sent) == 2
+        dispatcher.stop()
+
+
+def test_dead_letters_are_listed_and_retried_through_the_api(tmp_path: Path) -> None:
+    down = RecordingSink("webhook:ops", fail=True)
+    with open_store(f"sqlite:///{tmp_path / 'o.db'}") as store:
+        dispatcher = OutboxDispatcher(store, [down], DeliverySettings(max_attempts=1))
+        store.record_events([Fall(camera_id="c", start_ts_s=1.0)])
+        dispatcher.run_once()
+        with make_client(store, None) as client:
+            admin = bearer(login(client, "admin", ADMIN_PASSWORD))
+            [dead] = client.get("/api/outbox?state=dead", headers=admin).json()
+            assert dead["attempts"] == 1 and "sink down" in dead["last_error"]
+            assert client.get("/api/outbox", headers=admin).json() == []  # nothing pending
+            r = client.post(f"/api/outbox/{dead['id']}/retry", headers=admin)
+            assert r.status_code == 204
+            assert client.post(f"/api/outbox/{dead['id']}/retry", headers=admin).status_code == 404
+        down.fail = False
+        assert dispatcher.run_once() == 1
+        assert store.list_outbox(pending_only=True) == [] and len(down.sent) == 1
         dispatcher.stop()

@@ -170,8 +170,12 @@ def test_metrics_are_bucketed(store: Store) -> None:
 )
 def test_descriptions_refuse_personal_traits(store: Store, item: dict[str, object]) -> None:
     with pytest.raises(InputError):
-        store.record_descriptions("cam-1", [item])
+        store.record_descriptions("cam-1", [item], strict=True)
     assert store.query_descriptions() == []
+    # Live path: the refused item is skipped, the good one in the same batch is kept.
+    good = {"track_id": 2, "text": "grey coat"}
+    assert store.record_descriptions("cam-1", [item, good]) == 1
+    assert [d.text for d in store.query_descriptions()] == ["grey coat"]
 
 
 def test_description_update_keeps_first_seen(store: Store) -> None:
