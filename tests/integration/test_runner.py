@@ -177,7 +177,7 @@ def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
     settings = tick_settings(
         realtime=True,
         pipeline_factory=f"{__name__}:hang_once_pipeline",
-        stuck_after_s=1.5,
+        stuck_after_s=4.0,  # generous: a loaded CI machine must not look stuck
     )
     runner = LocalRunner(store, settings)
     runner.start()
@@ -188,7 +188,7 @@ def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
     finally:
         runner.stop()
     assert (tmp_path / "hung").exists()  # it really hung
-    assert st["restarts"] == 1
+    assert st["restarts"] >= 1
     assert "stuck" in (st["error"] or "")
     assert line_frames(store, "cam") == list(range(0, n, LINE_EVERY))
 
