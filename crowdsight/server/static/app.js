@@ -394,9 +394,8 @@ const app = {
   },
 
   refilterEvents() {
-    this.events.clear();
+    // The list is replaced when the new answer arrives (no blank gap, no "new" highlight).
     this.eventsLoaded = false;
-    $("[data-testid=event-timeline]").replaceChildren();
     this.eventPoller?.now();
   },
 
@@ -410,6 +409,7 @@ const app = {
     this.descriptions = new Map(asList(descs).map((d) => [`${d.camera_id}#${d.track_id}`, d.text]));
     if (JSON.stringify(query) !== JSON.stringify(this.eventQuery())) return; // filters changed
     this.markOnline();
+    if (!this.eventsLoaded) this.events.clear();
     const timeline = $("[data-testid=event-timeline]");
     const seen = new Set();
     const nodes = [];
@@ -532,8 +532,12 @@ const app = {
         "No counts recorded in this window yet."));
       return;
     }
+    // A camera younger than the window: start the axis shortly before its first sample
+    // rather than squeezing its whole history into the right edge.
+    const first = Math.min(...series.flatMap((s) => s.points.map((p) => p.t)));
+    const start = Math.max(t0, Math.min(first - 2 * bucket_s, t1 - 120));
     const width = Math.max(320, Math.round(box.clientWidth || 720));
-    box.replaceChildren(lineChart(series, { t0, t1, width, yLabel: "people" }),
+    box.replaceChildren(lineChart(series, { t0: start, t1, width, yLabel: "people" }),
       h("div", { class: "legend" }, series.map((s) => h("span", {},
         swatch(s.color), s.name,
         s.points.length ? ` (now ${fmtNum(s.points.at(-1).v, 0)})` : ""))));

@@ -11,14 +11,15 @@ export function svgEl(tag, attrs = {}, text = null) {
   return el;
 }
 
-/** "Nice" tick values covering [lo, hi] (about `count` of them). */
+/** "Nice" tick values (about `count` of them) whose range covers [lo, hi] entirely. */
 export function niceTicks(lo, hi, count = 5) {
   if (!(hi > lo)) hi = lo + 1;
   const raw = (hi - lo) / count;
   const mag = 10 ** Math.floor(Math.log10(raw));
   const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
   const ticks = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) {
+  const last = Math.ceil(hi / step - 1e-9) * step;
+  for (let v = Math.floor(lo / step + 1e-9) * step; v <= last + step * 1e-9; v += step) {
     ticks.push(Number(v.toFixed(10)));
   }
   return ticks;
@@ -28,7 +29,9 @@ function fmtClock(ts_s, span_s) {
   const d = new Date(ts_s * 1000);
   const opts = span_s > 86400 * 2
     ? { month: "short", day: "numeric" }
-    : { hour: "2-digit", minute: "2-digit", hour12: false };
+    : span_s < 600
+      ? { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false }
+      : { hour: "2-digit", minute: "2-digit", hour12: false };
   return d.toLocaleString([], opts);
 }
 
