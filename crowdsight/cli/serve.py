@@ -28,7 +28,7 @@ from rich.console import Console
 
 from crowdsight.cli import app
 from crowdsight.core.errors import ConfigError
-from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
+from crowdsight.pipeline.runner import LocalRunner, RayRunner, RunnerSettings
 from crowdsight.server.settings import ServerSettings
 from crowdsight.store.records import Camera
 
@@ -38,6 +38,21 @@ if TYPE_CHECKING:
     from crowdsight.store import Store
 
 console = Console(stderr=True)
+
+
+class RayConfig(BaseModel):
+    """Run camera workers as Ray actors (``pip install 'crowdsight[ray]'``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    address: str | None = Field(
+        default=None,
+        description="Ray cluster to join ('auto': the one this machine belongs to; "
+        "'ray://host:10001': a remote one); None starts a local Ray.",
+    )
+    num_cpus_per_camera: float = Field(
+        default=1.0, gt=0, description="CPUs Ray reserves for each camera's actor."
+    )
 
 
 class ServeConfig(BaseModel):
@@ -67,6 +82,10 @@ class ServeConfig(BaseModel):
     cameras: list[Camera] = Field(
         default_factory=list,
         description="Cameras written to the store at start (the dashboard can add more).",
+    )
+    ray: RayConfig | None = Field(
+        default=None,
+        description="Run camera workers as Ray actors on a cluster; omitted: local processes.",
     )
 
 
@@ -188,7 +207,13 @@ def serve(
 
     store = open_store(settings)
     sync_cameras(store, cfg.cameras)
-    runner = LocalRunner(store, cfg.runner)
+    runner = (
+        LocalRunner(store, cfg.runner)
+        if cfg.ray is None
+        else RayRunner(
+            store, cfg.runner, address=cfg.ray.address, num_cpus=cfg.ray.num_cpus_per_camera
+        )
+    )
     http = create_app(settings, runner, store=store)  # also creates the admin user once
     attach_runner(http, runner, store.list_cameras())
 
