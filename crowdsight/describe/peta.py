@@ -26,10 +26,10 @@ from crowdsight.core.errors import InputError
 from crowdsight.core.types import FloatArray, ImageRGB
 from crowdsight.describe.colours import (
     COLOUR_NAMES,
-    DEFAULT_RULES,
     LEGS,
     N_COLOURS,
     TORSO,
+    UNCALIBRATED,
     ColourRules,
     Region,
     name_pixels,
@@ -225,20 +225,24 @@ def _objective(
     return float(np.nanmean(scores))
 
 
-def _with_scalar(rules: ColourRules, name: str, value: float) -> ColourRules:
-    """A copy of ``rules`` with one scalar threshold changed."""
+def _with_scalar(
+    rules: ColourRules, name: str, value: float | tuple[float, ...]
+) -> ColourRules:
+    """A copy of ``rules`` with one threshold (or the hue edges) changed."""
     fields = asdict(rules)
     fields[name] = value
     return ColourRules(**fields)
 
 
 def calibrate(
-    items: Sequence[PetaItem], rules: ColourRules = DEFAULT_RULES, rounds: int = 2
+    items: Sequence[PetaItem], rules: ColourRules = UNCALIBRATED, rounds: int = 3
 ) -> tuple[ColourRules, float]:
     """Coordinate search of the rule thresholds and per-name multipliers on labelled crops.
 
     Each round tries a few values of every threshold and multiplier in turn and keeps the
-    best (objective: mean of plain and per-colour accuracy over torso and legs). Only use the
+    best (objective: mean of plain and per-colour accuracy over torso and legs). Hue edges are
+    not searched: they stay at textbook colour-name boundaries, so a clean orange is called
+    orange even where the calibration set has almost no orange. Only use the
     calibration subsets here, so held-out figures stay honest.
 
     Returns:
