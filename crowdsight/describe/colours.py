@@ -84,21 +84,15 @@ class ColourRules:
         weights: Per-name multipliers of the votes, in `COLOUR_NAMES` order.
     """
 
-    v_black: float = 0.22
-    s_grey: float = 0.22
-    v_white: float = 0.68
-    s_grey_dark: float = 0.32
-    hue_edges: tuple[float, float, float, float, float, float] = (
-        15.0,
-        40.0,
-        70.0,
-        165.0,
-        255.0,
-        320.0,
-    )
+    v_black: float = 0.28
+    s_grey: float = 0.19
+    v_white: float = 0.65
+    s_grey_dark: float = 0.14
+    hue_edges: tuple[float, ...] = (5.0, 30.0, 90.0, 170.0, 275.0, 340.0)
     v_brown: float = 0.55
-    s_pink: float = 0.45
-    weights: tuple[float, ...] = (1.0,) * N_COLOURS
+    s_pink: float = 0.48
+    # black, blue, brown, green, grey, orange, pink, purple, red, white, yellow
+    weights: tuple[float, ...] = (1.28, 2.0, 1.0, 2.0, 0.75, 0.75, 1.6, 2.0, 2.56, 0.64, 0.64)
 
     def with_weight(self, name: str, value: float) -> ColourRules:
         """A copy with one name's vote multiplier changed."""
@@ -107,7 +101,19 @@ class ColourRules:
         return replace(self, weights=tuple(w))
 
 
+#: Calibrated on PETA MIT + i-LID (``crowdsight eval attributes --calibrate`` reproduces it,
+#: starting from uniform multipliers and the textbook thresholds below in `UNCALIBRATED`).
 DEFAULT_RULES = ColourRules()
+UNCALIBRATED = ColourRules(
+    v_black=0.22,
+    s_grey=0.22,
+    v_white=0.68,
+    s_grey_dark=0.32,
+    hue_edges=(10.0, 40.0, 75.0, 165.0, 260.0, 330.0),
+    v_brown=0.55,
+    s_pink=0.45,
+    weights=(1.0,) * N_COLOURS,
+)
 
 
 @dataclass(frozen=True)
@@ -168,9 +174,7 @@ def region_pixels(crop: ImageRGB, region: Region) -> tuple[ImageRGB, FloatArray]
     return band.reshape(-1, 3), (weights / weights.sum()).astype(np.float32)
 
 
-def vote(
-    hsv: FloatArray, weights: FloatArray, rules: ColourRules = DEFAULT_RULES
-) -> FloatArray:
+def vote(hsv: FloatArray, weights: FloatArray, rules: ColourRules = DEFAULT_RULES) -> FloatArray:
     """Weighted, multiplier-corrected votes per colour name (sums to 1; zeros if no pixels)."""
     counts = np.bincount(name_pixels(hsv, rules), weights=weights, minlength=N_COLOURS)
     votes: FloatArray = counts.astype(np.float32) * np.asarray(rules.weights, np.float32)
@@ -196,9 +200,7 @@ def winner(votes: FloatArray) -> ColourVote | None:
     return ColourVote(COLOUR_NAMES[i], float(norm[i]), norm)
 
 
-def region_colour(
-    crop: ImageRGB, region: Region, rules: ColourRules = DEFAULT_RULES
-) -> ColourVote:
+def region_colour(crop: ImageRGB, region: Region, rules: ColourRules = DEFAULT_RULES) -> ColourVote:
     """Dominant colour name of a region of a box crop.
 
     Raises:
