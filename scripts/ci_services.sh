@@ -60,8 +60,11 @@ _cs_postgres() {
         _cs_log "starting PostgreSQL $version/$cluster"
         pg_ctlcluster "$version" "$cluster" start >&2 || return 1
     fi
-    _cs_wait_port 127.0.0.1 5432 30 || { _cs_log "PostgreSQL did not open 5432"; return 1; }
-    local psql=(runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtA)
+    local port
+    port="$(pg_lsclusters -h | awk -v v="$version" -v c="$cluster" '$1==v && $2==c {print $3}')"
+    port="${port:-5432}"
+    _cs_wait_port 127.0.0.1 "$port" 30 || { _cs_log "PostgreSQL did not open $port"; return 1; }
+    local psql=(runuser -u postgres -- psql -p "$port" -v ON_ERROR_STOP=1 -qtA)
     if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname='crowdsight'")" != "1" ]; then
         "${psql[@]}" -c "CREATE ROLE crowdsight LOGIN PASSWORD 'crowdsight' CREATEDB" >&2 \
             || return 1
@@ -70,7 +73,7 @@ _cs_postgres() {
         != "1" ]; then
         "${psql[@]}" -c "CREATE DATABASE crowdsight_test OWNER crowdsight" >&2 || return 1
     fi
-    export CROWDSIGHT_TEST_PG_URL="postgresql+psycopg://crowdsight:crowdsight@127.0.0.1:5432/crowdsight_test"
+    export CROWDSIGHT_TEST_PG_URL="postgresql+psycopg://crowdsight:crowdsight@127.0.0.1:$port/crowdsight_test"
 }
 
 _cs_mosquitto() {
