@@ -2,6 +2,7 @@
 
     python benchmarks/recovery.py [--kills 3] [--frames 1500] [--fps 100]
                                   [--restart-initial-s 1.0] [--stuck-after-s 30]
+                                  [--start-method spawn|forkserver]
 
 One camera plays a synthetic video in real time through the model-free `TickPipeline` (its
 events follow a fixed rule of the frame index, so the complete event stream is known) into a
@@ -102,6 +103,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         snapshots=False,
         restart_initial_s=args.restart_initial_s,
         stuck_after_s=args.stuck_after_s,
+        start_method=args.start_method,
     )
     runner = LocalRunner(store, settings)
     runner.start()
@@ -143,6 +145,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "recovery_s_max": max(recov) if recov else None,
         "detect_s_max": max(k["detect_s"] for k in kills) if kills else None,
         "restart_initial_s": args.restart_initial_s,
+        "start_method": args.start_method,
         "restarts": final["restarts"],
         "frames": args.frames,
         "frames_processed": (final["last_frame_index"] or 0) + 1,
@@ -167,6 +170,9 @@ def main() -> None:
         "--restart-initial-s", type=float, default=1.0, help="runner restart back-off (first)"
     )
     p.add_argument("--stuck-after-s", type=float, default=30.0, help="watchdog threshold")
+    p.add_argument(
+        "--start-method", choices=["spawn", "forkserver"], default="spawn", help="worker start"
+    )
     print(json.dumps(run(p.parse_args())))
 
 

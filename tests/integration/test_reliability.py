@@ -241,7 +241,8 @@ def _frames_until_error(video: Path) -> Iterator[Any]:
 
 def test_stream_that_drops_and_returns_is_reconnected_by_the_worker(store: Store) -> None:
     server = MjpegServer().start()
-    runner = LocalRunner(store, tick_settings(drop_late=True))  # latest-frame reader thread
+    # The latest-frame reader thread; workers forked from a forkserver (the other start method).
+    runner = LocalRunner(store, tick_settings(drop_late=True, start_method="forkserver"))
     runner.start()
     try:
         runner.add_camera(Camera(id="net", name="net", source=server.url, loop=False))
