@@ -1,8 +1,9 @@
 """Fixtures for the browser tests: a real crowdsight server and a headless Chromium.
 
 The server is the real app (`crowdsight.server.app.create_app`) with the real runner
-(`LocalRunner`, worker processes running the standard camera pipeline), served by uvicorn in
-a thread on 127.0.0.1 at a free port, with a fresh data dir. The browser is Debian's
+(`LocalRunner`, worker processes running the standard camera pipeline) attached to its
+lifespan as ``crowdsight serve`` does, served by uvicorn in a thread on 127.0.0.1 at a free
+port, with a fresh data dir. The browser is Debian's
 chromium driven by its chromedriver through Selenium 4.
 """
 
@@ -98,6 +99,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     """The real app and runner behind uvicorn on a free port (stopped after the module)."""
     import uvicorn
 
+    from crowdsight.cli.serve import attach_runner
     from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
     from crowdsight.server.app import create_app, open_store
     from crowdsight.server.settings import ServerSettings
@@ -117,11 +119,19 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         RunnerSettings(jpeg_every_s=0.3, startup_grace_s=300.0, pipeline_factory=factory),
     )
     app = create_app(settings, runner, store=store)
+    attach_runner(app, runner, [])  # as `crowdsight serve` does: the runner lives in the lifespan
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            # Open MJPEG streams end only when their client leaves: do not wait for them.
+            timeout_graceful_shutdown=2,
+        )
     )
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    runner.start()
     thread.start()
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
@@ -133,8 +143,8 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         yield LiveServer(url=url, app=app, data_dir=data_dir, pipeline=factory or "standard")
     finally:
         server.should_exit = True
-        thread.join(timeout=15)
-        runner.stop()
+        thread.join(timeout=60)
+        runner.stop()  # no-op once the lifespan has stopped it
         store.close()
 
 
