@@ -425,13 +425,17 @@ class LocalRunner:
                 cmd = self._commands.get_nowait()
             except queue.Empty:
                 return
+            if cmd.verb == "add" and cmd.spec is not None:
+                with self._lock:
+                    old = self._cameras.pop(cmd.camera_id, None)
+                if old is not None:
+                    self._retire(old)  # without the lock: status calls must not wait for it
+                with self._lock:
+                    self._cameras[cmd.camera_id] = _Camera(cmd.spec, is_replayable(cmd.spec.source))
+                continue
             with self._lock:
                 cam = self._cameras.get(cmd.camera_id)
-                if cmd.verb == "add" and cmd.spec is not None:
-                    if cam is not None:
-                        self._retire(cam)
-                    self._cameras[cmd.camera_id] = _Camera(cmd.spec, is_replayable(cmd.spec.source))
-                elif cam is not None and cmd.verb == "remove":
+                if cam is not None and cmd.verb == "remove":
                     cam.removing = True
                     self._request_stop(cam)
                 elif cam is not None and cmd.verb == "restart":
@@ -727,7 +731,7 @@ class CameraActor:
             worker.run()
         except Exception as exc:
             log.exception("camera %s: worker failed", spec.camera_id)
-            worker._report("error", error=f"{exc.__class__.__name__}: {exc}")
+            worker.report("error", error=f"{exc.__class__.__name__}: {exc}")
             self._exitcode = 1
         else:
             self._exitcode = 0

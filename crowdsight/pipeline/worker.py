@@ -362,9 +362,10 @@ class CameraWorker:
     def _on_source_status(self, status: SourceStatus) -> None:
         self._source_status = status.as_dict()
         self.beat()
-        self._report("status")
+        self.report("status")
 
-    def _report(self, kind: ReportKind, **fields: Any) -> None:
+    def report(self, kind: ReportKind, **fields: Any) -> None:
+        """Send a report of ``kind`` with the current progress and the given fields."""
         self.send(
             WorkerReport(
                 camera_id=self.spec.camera_id,
@@ -407,7 +408,7 @@ class CameraWorker:
         finally:
             source.close()
         self._source_status = source.status.as_dict()
-        self._report("done")
+        self.report("done")
 
     def _step(self, pipeline: PipelineLike, frame: Frame) -> None:
         try:
@@ -426,7 +427,7 @@ class CameraWorker:
         if result is not None:
             self._emit(result, frame)
         elif time.monotonic() >= self._next_progress:
-            self._report("progress")
+            self.report("progress")
 
     def _tick_fps(self) -> None:
         """Frames per second over windows of about one second (robust to bursts)."""
@@ -465,7 +466,7 @@ class CameraWorker:
             self._next_jpeg = now + spec.jpeg_every_s
             fields["jpeg"] = self.images.jpeg(result)
         if fields or now >= self._next_progress:
-            self._report("progress", **fields)
+            self.report("progress", **fields)
 
 
 class _Heartbeat:
@@ -497,7 +498,7 @@ def run_worker(
     except Exception as exc:
         log.exception("worker failed")
         with contextlib.suppress(OSError):
-            worker._report("error", error=f"{exc.__class__.__name__}: {exc}")
+            worker.report("error", error=f"{exc.__class__.__name__}: {exc}")
         raise SystemExit(1) from exc
     finally:
         conn.close()

@@ -193,7 +193,7 @@ def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
     assert line_frames(store, "cam") == list(range(0, n, LINE_EVERY))
 
 
-def test_restart_and_remove_close_open_events(tmp_path: Path, store: Store) -> None:
+def test_restart_replace_and_remove_close_open_events(tmp_path: Path, store: Store) -> None:
     video = write_video(tmp_path / "cam.mp4", 100, fps=50)
     settings = tick_settings(realtime=True, pipeline_factory=f"{__name__}:never_closing_pipeline")
     runner = LocalRunner(store, settings)
@@ -215,13 +215,24 @@ def test_restart_and_remove_close_open_events(tmp_path: Path, store: Store) -> N
         first = min(store.query_events(type="overcrowding"), key=lambda e: e.start_ts_s)
         assert first.end_ts_s is not None
         wait_for(lambda: len(store.query_events(type="overcrowding")) == 2, what="new event")
+        # Changing a camera's settings (what the API does) replaces its worker.
+        pid = runner.worker_pid("a")
+        runner.add_camera(Camera(id="a", name="a", source=str(video), loop=True, detect_every=2))
+        wait_for(
+            lambda: (
+                runner.worker_pid("a") not in (None, pid)
+                and (status(runner, "a").get("last_frame_index") or 0) > 0
+            ),
+            what="replacement",
+        )
+        wait_for(lambda: len(store.query_events(type="overcrowding")) == 3, what="new event")
         runner.remove_camera("a")
         wait_for(lambda: "a" not in runner.camera_ids(), what="removal")
     finally:
         runner.stop()
     events = store.query_events(type="overcrowding", limit=1000)
-    assert len(events) == 2
-    assert all(e.end_ts_s is not None for e in events)  # removal closed the second one
+    assert len(events) == 3  # one per worker: a replaced camera never reuses event ids
+    assert all(e.end_ts_s is not None for e in events)  # replacement and removal closed them
 
 
 def test_serve_config_defaults_and_errors(tmp_path: Path) -> None:
