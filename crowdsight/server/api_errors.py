@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from crowdsight.core.errors import ConfigError, InputError
+from crowdsight.store.records import contains_nul
 
 
 def unprocessable(msg: str, loc: Sequence[str | int] = ("body",)) -> RequestValidationError:
@@ -28,6 +29,16 @@ def unprocessable(msg: str, loc: Sequence[str | int] = ("body",)) -> RequestVali
         >>> raise unprocessable("ids cannot change", ("body", "id"))  # doctest: +SKIP
     """
     return RequestValidationError([{"loc": tuple(loc), "msg": msg, "type": "value_error"}])
+
+
+def reject_nul(request: Request) -> None:
+    """App-wide dependency: a NUL character in the path or query is a 422, not a DB error."""
+    for key, value in request.path_params.items():
+        if contains_nul(value):
+            raise unprocessable("contains a NUL character", ("path", key))
+    for key, value in request.query_params.multi_items():
+        if contains_nul(value) or contains_nul(key):
+            raise unprocessable("contains a NUL character", ("query", key))
 
 
 def _summary(errors: Sequence[Any]) -> str:

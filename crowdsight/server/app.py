@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 
 from crowdsight import __version__
 from crowdsight.outputs import OutboxDispatcher, build_sinks
@@ -137,6 +137,7 @@ def create_app(
         "'Authorization: Bearer <token>'.",
         openapi_tags=TAGS,
         lifespan=lifespan,
+        dependencies=[Depends(api_errors.reject_nul)],
     )
     app.state.settings = settings
     app.state.store = store

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from crowdsight.store.records import (
     ApiToken,
@@ -17,6 +17,7 @@ from crowdsight.store.records import (
     EventRecord,
     Flow,
     MetricPoint,
+    Record,
     Role,
     TrackDescription,
     User,
@@ -47,10 +48,8 @@ __all__ = [
 USERNAME_PATTERN = r"^[A-Za-z0-9_.@-]{1,64}$"
 
 
-class Body(BaseModel):
-    """Base of request/response bodies: unknown fields are an error, not ignored."""
-
-    model_config = ConfigDict(extra="forbid")
+class Body(Record):
+    """Base of request/response bodies: unknown fields and NUL characters are refused."""
 
 
 class ErrorBody(Body):

@@ -8,17 +8,39 @@ so the descriptions appear once, in the OpenAPI docs at ``/docs``.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
+def contains_nul(value: Any) -> bool:
+    """True when a NUL character hides anywhere in ``value`` (strings, dict keys, lists).
+
+    PostgreSQL text cannot hold NUL, so such input must be refused at the boundary (422)
+    rather than fail in the database (500).
+    """
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 class Record(BaseModel):
-    """Base of every stored record: strict about unknown fields."""
+    """Base of every stored record: strict about unknown fields, no NUL characters."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="after")
+    def _no_nul(self) -> Self:
+        for name, value in self.__dict__.items():
+            if contains_nul(value):
+                raise ValueError(f"{name} contains a NUL character")
+        return self
 
 
 class Role(StrEnum):

@@ -72,3 +72,16 @@ def test_status_without_runner_is_503(store: Store, tokens: dict[str, str]) -> N
     with make_client(store, None) as bare:
         r = bare.get("/api/cameras/entrance/status", headers=bearer(tokens["viewer"]))
     assert r.status_code == 503 and "runner" in r.json()["detail"]
+
+
+def test_nul_characters_are_422_not_a_database_error(
+    client: TestClient, tokens: dict[str, str]
+) -> None:
+    # PostgreSQL text cannot store NUL: the API refuses it up front on every backend.
+    op = bearer(tokens["operator"])
+    r = client.post("/api/cameras", json=dict(CAM, name="a\x00b"), headers=op)
+    assert r.status_code == 422 and "NUL" in r.json()["message"]
+    r = client.post("/api/cameras", json=dict(CAM, scene={"k\x00": 1}), headers=op)
+    assert r.status_code == 422
+    r = client.get("/api/events", params={"camera_id": "a\x00b"}, headers=op)
+    assert r.status_code == 422 and r.json()["message"].startswith("query.camera_id")
