@@ -290,6 +290,11 @@ def test_operator_adds_a_camera_from_the_form(browser: Any, live_server: LiveSer
         ),
         UI_WAIT_S,
     )
+    tile = browser.find_element(
+        "css selector", "[data-testid=camera-tile][data-camera-id=side-door]"
+    )
+    assert _q(browser, "camera-placeholder", tile).text == "Camera disabled"
+    assert _q(browser, "camera-image", tile).get_attribute("src") in (None, "")
     stored = live_server.store.get_camera("side-door")
     assert stored is not None
     assert stored.name == "Side door"

@@ -13,6 +13,9 @@ const POLL_CAMERAS_MS = 10000;
 // first few tiles stream and the rest refresh a snapshot once a second.
 const MAX_MJPEG = 4;
 const SNAPSHOT_REFRESH_MS = 1000;
+// A camera without a frame yet (starting, reconnecting) is retried with back-off.
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 15000;
 const EVENT_LIMIT = 60;
 const ROLE_RANK = { viewer: 0, operator: 1, admin: 2 };
 const SERIES = [
@@ -112,13 +115,14 @@ class CameraTile {
     this.camera = camera;
     this.mode = index < MAX_MJPEG ? "mjpeg" : "snapshot";
     this.retry = null;
+    this.retryMs = RETRY_MIN_MS;
     this.img = h("img", {
       alt: `Live view of ${camera.name || camera.id} (faces blurred, density heatmap)`,
       testid: "camera-image", decoding: "async",
       onload: () => this.onFrame(), onerror: () => this.onImageError(),
     });
     this.placeholder = h("div", { class: "placeholder", testid: "camera-placeholder" },
-      "Waiting for the first frame…");
+      camera.enabled === false ? "Camera disabled" : "Waiting for the first frame…");
     this.liveDot = h("span", { class: "live-dot", hidden: true }, "LIVE");
     this.stateBadge = h("span", { class: "badge", testid: "camera-state" }, "…");
     this.stats = {
@@ -147,6 +151,7 @@ class CameraTile {
 
   play() {
     clearTimeout(this.retry);
+    if (this.camera.enabled === false) return; // no worker runs it: nothing to show
     const bust = `t=${Date.now()}`;
     this.img.src = this.mode === "mjpeg"
       ? `${this.base}/live.mjpeg?${bust}` : `${this.base}/snapshot.jpg?${bust}`;
@@ -162,6 +167,7 @@ class CameraTile {
     if (w > 0 && hh > 0) this.img.parentElement.style.aspectRatio = `${w} / ${hh}`;
     this.placeholder.hidden = true;
     this.liveDot.hidden = false;
+    this.retryMs = RETRY_MIN_MS;
     if (this.mode === "snapshot") this.retry = setTimeout(() => this.play(), SNAPSHOT_REFRESH_MS);
   }
 
@@ -170,7 +176,8 @@ class CameraTile {
     if (!this.img.getAttribute("src")) return;
     this.liveDot.hidden = true;
     if (this.img.naturalWidth === 0) this.placeholder.hidden = false;
-    this.retry = setTimeout(() => this.play(), 2000);
+    this.retry = setTimeout(() => this.play(), this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
   }
 
   update(status) {
@@ -337,19 +344,18 @@ const app = {
   async loadCameras() {
     const cameras = asList(await api("/api/cameras"), "cameras");
     this.markOnline();
-    const ids = cameras.map((c) => c.id).join("|");
-    if (ids === this.cameras.map((c) => c.id).join("|")) {
-      this.cameras = cameras;
-      return;
-    }
+    // A tile is rebuilt when what it shows changes (name, source, enabled), else kept as is
+    // so its live stream is not interrupted.
+    const sig = (c) => JSON.stringify([c.id, c.name, c.source, c.enabled]);
+    if (cameras.map(sig).join("|") === this.cameras.map(sig).join("|")) return;
     this.cameras = cameras;
     const grid = $("[data-testid=camera-grid]");
     const next = new Map();
     cameras.forEach((cam, i) => {
-      const tile = this.tiles.get(cam.id) ?? new CameraTile(cam, i);
-      next.set(cam.id, tile);
+      const old = this.tiles.get(cam.id);
+      next.set(cam.id, old && sig(old.camera) === sig(cam) ? old : new CameraTile(cam, i));
     });
-    for (const [id, tile] of this.tiles) if (!next.has(id)) tile.pause();
+    for (const [id, tile] of this.tiles) if (next.get(id) !== tile) tile.pause();
     this.tiles = next;
     grid.replaceChildren(...[...next.values()].map((t) => t.el));
     $("[data-testid=no-cameras]").hidden = cameras.length > 0;
