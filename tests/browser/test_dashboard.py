@@ -94,12 +94,14 @@ def _q(driver: Any, testid: str, root: Any = None) -> Any:
     return (root or driver).find_element(By.CSS_SELECTOR, f"[data-testid={testid}]")
 
 
-def _sign_in(driver: Any, url: str, password: str = ADMIN_PASSWORD) -> None:
+def _sign_in(
+    driver: Any, url: str, password: str = ADMIN_PASSWORD, username: str = "admin"
+) -> None:
     driver.delete_all_cookies()
     driver.get(url)
     _wait_for("the sign-in form", lambda: _q(driver, "login-view").is_displayed(), UI_WAIT_S)
     _q(driver, "login-username").clear()
-    _q(driver, "login-username").send_keys("admin")
+    _q(driver, "login-username").send_keys(username)
     _q(driver, "login-password").send_keys(password)
     _q(driver, "login-submit").click()
 
@@ -299,6 +301,15 @@ def test_operator_adds_a_camera_from_the_form(browser: Any, live_server: LiveSer
     assert stored is not None
     assert stored.name == "Side door"
     assert stored.enabled is False
+
+
+@pytest.mark.browser
+def test_viewer_sees_no_add_camera_button(browser: Any, live_server: LiveServer) -> None:
+    live_server.store.create_user("watcher", "viewer password 1", "viewer")
+    _sign_in(browser, live_server.url, password="viewer password 1", username="watcher")
+    _wait_for("the dashboard", lambda: _q(browser, "dashboard").is_displayed(), UI_WAIT_S)
+    assert "watcher" in _q(browser, "current-user").text
+    assert not _q(browser, "add-camera-open").is_displayed()
 
 
 @pytest.mark.data
