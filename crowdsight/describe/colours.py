@@ -85,14 +85,14 @@ class ColourRules:
     """
 
     v_black: float = 0.28
-    s_grey: float = 0.19
-    v_white: float = 0.65
-    s_grey_dark: float = 0.14
-    hue_edges: tuple[float, ...] = (5.0, 30.0, 90.0, 170.0, 275.0, 340.0)
+    s_grey: float = 0.16
+    v_white: float = 0.62
+    s_grey_dark: float = 0.26
+    hue_edges: tuple[float, ...] = (10.0, 40.0, 75.0, 165.0, 260.0, 330.0)
     v_brown: float = 0.55
     s_pink: float = 0.48
     # black, blue, brown, green, grey, orange, pink, purple, red, white, yellow
-    weights: tuple[float, ...] = (1.28, 2.0, 1.0, 2.0, 0.75, 0.75, 1.6, 2.0, 2.56, 0.64, 0.64)
+    weights: tuple[float, ...] = (1.28, 2.56, 1.0, 0.6, 0.6, 0.288, 0.75, 2.0, 4.096, 0.36, 1.0)
 
     def with_weight(self, name: str, value: float) -> ColourRules:
         """A copy with one name's vote multiplier changed."""
