@@ -178,6 +178,7 @@ def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
         realtime=True,
         pipeline_factory=f"{__name__}:hang_once_pipeline",
         stuck_after_s=4.0,  # generous: a loaded CI machine must not look stuck
+        start_method="forkserver",
     )
     runner = LocalRunner(store, settings)
     runner.start()
@@ -195,7 +196,11 @@ def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
 
 def test_restart_replace_and_remove_close_open_events(tmp_path: Path, store: Store) -> None:
     video = write_video(tmp_path / "cam.mp4", 100, fps=50)
-    settings = tick_settings(realtime=True, pipeline_factory=f"{__name__}:never_closing_pipeline")
+    settings = tick_settings(
+        realtime=True,
+        pipeline_factory=f"{__name__}:never_closing_pipeline",
+        start_method="forkserver",  # three worker starts: fork them from a warm server
+    )
     runner = LocalRunner(store, settings)
     runner.start()
     try:
