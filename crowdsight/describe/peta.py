@@ -225,10 +225,8 @@ def _objective(
     return float(np.nanmean(scores))
 
 
-def _with_scalar(
-    rules: ColourRules, name: str, value: float | tuple[float, ...]
-) -> ColourRules:
-    """A copy of ``rules`` with one threshold (or the hue edges) changed."""
+def _with_scalar(rules: ColourRules, name: str, value: float) -> ColourRules:
+    """A copy of ``rules`` with one scalar threshold changed."""
     fields = asdict(rules)
     fields[name] = value
     return ColourRules(**fields)
