@@ -195,7 +195,7 @@ def create_token(
 )
 def revoke_token(
     request: Request,
-    token_id: int = Path(ge=1, le=2**62, description="Token id."),
+    token_id: int = Path(ge=1, le=2**31 - 1, description="Token id."),
     user: User = Depends(current_user),
 ) -> Response:
     """Delete the token; requests using it get 401 from now on."""

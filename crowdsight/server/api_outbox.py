@@ -41,7 +41,7 @@ def list_outbox(
 )
 def retry(
     request: Request,
-    row_id: int = Path(ge=1, le=2**62, description="Outbox row id."),
+    row_id: int = Path(ge=1, le=2**31 - 1, description="Outbox row id."),
     admin: User = Depends(require_role("admin")),
 ) -> Response:
     """Give the row a fresh set of attempts (after the sink was fixed)."""

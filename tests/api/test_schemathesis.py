@@ -8,6 +8,7 @@ The MJPEG stream is excluded: it never ends by design.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from crowdsight.server.app import create_app
 from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.conftest import ADMIN_PASSWORD, FakeRunner
-from tests.api.support import CHEAP_HASHER
+from tests.api.support import CHEAP_HASHER, store_url
 
 MAX_EXAMPLES = 10
 
@@ -41,10 +42,20 @@ APP = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(path_regex=r"live\.mjpeg$")
 
 
+#: Set to "postgresql" (with CROWDSIGHT_TEST_PG_URL) to fuzz against PostgreSQL instead;
+#: off by default because it doubles the run time.
+BACKEND_ENV = "CROWDSIGHT_SCHEMATHESIS_BACKEND"
+
+
 @pytest.fixture
 def auth_headers(tmp_path: Path) -> Iterator[dict[str, str]]:
     """A fresh store in the app, seeded with an event and a metric; an admin token."""
-    store = Store(f"sqlite:///{tmp_path / 'st.db'}", hasher=CHEAP_HASHER)
+    with store_url(os.environ.get(BACKEND_ENV, "sqlite"), tmp_path) as url:
+        yield from _serve_store(url)
+
+
+def _serve_store(url: str) -> Iterator[dict[str, str]]:
+    store = Store(url, hasher=CHEAP_HASHER)
     store.migrate()
     admin = store.create_user("admin", ADMIN_PASSWORD, "admin")
     store.record_events([Overcrowding(camera_id="cam-1", start_ts_s=1.0, count=3.0)])
@@ -53,9 +64,11 @@ def auth_headers(tmp_path: Path) -> Iterator[dict[str, str]]:
     previous = APP.state.store
     APP.state.store = store
     APP.state.runner = FakeRunner()
-    yield {"Authorization": f"Bearer {secret}"}
-    APP.state.store = previous
-    store.close()
+    try:
+        yield {"Authorization": f"Bearer {secret}"}
+    finally:
+        APP.state.store = previous
+        store.close()
 
 
 @schema.parametrize()
