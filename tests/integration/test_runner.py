@@ -22,7 +22,7 @@ import pytest
 from crowdsight.core.types import Frame
 from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.pipeline.settings import PipelineSettings
-from crowdsight.pipeline.worker import StableIds, TickPipeline
+from crowdsight.pipeline.worker import RedactedImages, StableIds, TickPipeline, description_items
 from crowdsight.sources.stream import Backoff, LiveSource
 from crowdsight.store import Store
 from crowdsight.store.records import Camera
@@ -200,6 +200,8 @@ def test_restart_replace_and_remove_close_open_events(tmp_path: Path, store: Sto
         realtime=True,
         pipeline_factory=f"{__name__}:never_closing_pipeline",
         start_method="forkserver",  # three worker starts: fork them from a warm server
+        jpeg_every_s=0.2,
+        snapshots=True,
     )
     runner = LocalRunner(store, settings)
     runner.start()
@@ -231,6 +233,7 @@ def test_restart_replace_and_remove_close_open_events(tmp_path: Path, store: Sto
             what="replacement",
         )
         wait_for(lambda: len(store.query_events(type="overcrowding")) == 3, what="new event")
+        jpeg = runner.latest_jpeg("a")
         runner.remove_camera("a")
         wait_for(lambda: "a" not in runner.camera_ids(), what="removal")
     finally:
@@ -238,6 +241,12 @@ def test_restart_replace_and_remove_close_open_events(tmp_path: Path, store: Sto
     events = store.query_events(type="overcrowding", limit=1000)
     assert len(events) == 3  # one per worker: a replaced camera never reuses event ids
     assert all(e.end_ts_s is not None for e in events)  # replacement and removal closed them
+    # Live JPEGs and event snapshots exist exactly when redaction works (they fail closed).
+    if _redaction_works():
+        assert jpeg is not None and jpeg.startswith(b"\xff\xd8")
+        assert all(e.has_snapshot for e in events)
+    else:
+        assert jpeg is None and not any(e.has_snapshot for e in events)
 
 
 def test_serve_config_defaults_and_errors(tmp_path: Path) -> None:
@@ -252,6 +261,45 @@ def test_serve_config_defaults_and_errors(tmp_path: Path) -> None:
     rel = tmp_path / "ok.yaml"
     rel.write_text("cameras:\n  - {id: a, name: A, source: clips/x.mp4}\n")
     assert load_serve_config(rel).cameras[0].source == str(tmp_path / "clips" / "x.mp4")
+
+
+def _redaction_works() -> bool:
+    result = TickPipeline("c").process(Frame("c", 0, 0.0, np.zeros((48, 64, 3), np.uint8)))
+    return RedactedImages(640).jpeg(result) is not None
+
+
+def test_live_images_fail_closed_when_redaction_fails() -> None:
+    class Broken:
+        def annotate(self, result: Any, *, redact: bool = True) -> Any:
+            raise RuntimeError("face model missing")
+
+    images = RedactedImages(640)
+    images._annotator = Broken()
+    result = TickPipeline("c").process(Frame("c", 0, 0.0, np.zeros((48, 64, 3), np.uint8)))
+    assert images.jpeg(result) is None
+    assert images.jpeg(result) is None  # and stays off: never an unredacted image
+
+
+class _Described:
+    text = "red top"
+    fields = {"top_colour": "red"}  # noqa: RUF012
+
+
+@pytest.mark.parametrize(
+    ("description", "text"),
+    [
+        ("black top", "black top"),
+        ({"text": "white van", "fields": {"type": "van"}}, "white van"),
+        (_Described(), "red top"),
+        ({"text": ""}, None),  # nothing to say: left out
+    ],
+)
+def test_description_items_accept_strings_mappings_and_objects(
+    description: Any, text: str | None
+) -> None:
+    items = description_items({7: description}, 12.5)
+    assert [i["text"] for i in items] == ([text] if text else [])
+    assert all(i["track_id"] == 7 and i["ts_s"] == 12.5 for i in items)
 
 
 # ----------------------------------------------------------------------------- serve CLI
