@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from crowdsight.core.errors import InputError
@@ -161,3 +161,10 @@ def query_descriptions(
         )
         for r in session.scalars(stmt.limit(limit)).all()
     ]
+
+
+def delete_before(session: Session, cutoff_s: float) -> None:
+    """Delete descriptions of tracks last seen before ``cutoff_s``."""
+    session.execute(
+        delete(TrackDescriptionRow).where(TrackDescriptionRow.last_seen_ts_s < cutoff_s)
+    )

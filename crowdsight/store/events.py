@@ -274,3 +274,26 @@ def zone_flows(
         Flow(camera_id=cam, from_zone=a, to_zone=b, count=n)
         for (cam, a, b), n in sorted(counts.items())
     ]
+
+
+def delete_before(session: Session, cutoff_s: float) -> tuple[int, list[str]]:
+    """Delete events that ended (or, still open, started) before ``cutoff_s``.
+
+    Their track links and outbox rows go with them (foreign keys cascade).
+
+    Returns:
+        How many events were deleted, and the snapshot files they referenced.
+    """
+    ended = func.coalesce(EventRow.end_ts_s, EventRow.start_ts_s)
+    doomed = select(EventRow.id, EventRow.snapshot_path).where(ended < cutoff_s)
+    rows = session.execute(doomed).all()
+    ids = [r[0] for r in rows]
+    for chunk in range(0, len(ids), 500):
+        part = ids[chunk : chunk + 500]
+        # Explicit deletes: SQLite only cascades with foreign keys on, and bulk deletes skip
+        # ORM cascades, so dependants are removed first, in the same transaction.
+        event_ids = select(EventRow.event_id).where(EventRow.id.in_(part))
+        session.execute(delete(OutboxRow).where(OutboxRow.event_id.in_(event_ids)))
+        session.execute(delete(EventTrackRow).where(EventTrackRow.event_pk.in_(part)))
+        session.execute(delete(EventRow).where(EventRow.id.in_(part)))
+    return len(ids), [r[1] for r in rows if r[1]]

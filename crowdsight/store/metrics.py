@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -143,3 +143,8 @@ def metric_names(session: Session, camera_id: str | None) -> list[str]:
     if camera_id is not None:
         stmt = stmt.where(MetricRow.camera_id == camera_id)
     return list(session.scalars(stmt).all())
+
+
+def delete_before(session: Session, cutoff_s: float) -> None:
+    """Delete metric buckets that start before ``cutoff_s``."""
+    session.execute(delete(MetricRow).where(MetricRow.bucket_ts_s < cutoff_s))

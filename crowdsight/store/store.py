@@ -246,6 +246,24 @@ class Store:
         with self.session() as s:
             return event_queries.zone_flows(s, camera_id, since, until)
 
+    def delete_before(self, cutoff_s: float) -> int:
+        """Retention: delete everything older than ``cutoff_s`` (epoch seconds).
+
+        Removes events that ended before the cutoff (with their outbox rows, track links and
+        snapshot files), metric buckets and track descriptions last seen before it. Fits
+        `crowdsight.privacy.retention.purge_rows(days, store.delete_before)`.
+
+        Returns:
+            How many events were deleted.
+        """
+        with self.session() as s:
+            n, files = event_queries.delete_before(s, cutoff_s)
+            metric_queries.delete_before(s, cutoff_s)
+            descriptions.delete_before(s, cutoff_s)
+        for path in files:
+            Path(path).unlink(missing_ok=True)
+        return n
+
     # -- metrics and descriptions -------------------------------------------------------------
 
     def record_metrics(self, camera_id: str, ts_s: float, metrics: Mapping[str, float]) -> int:

@@ -12,6 +12,7 @@ from sqlalchemy import inspect, text
 
 from crowdsight.core.errors import InputError
 from crowdsight.core.events import LineCrossed, Overcrowding, ZoneEntered
+from crowdsight.privacy.retention import purge_rows
 from crowdsight.store import Camera, EventFilter, Store
 from crowdsight.store import migrate as store_migrate
 from crowdsight.store.tables import Base
@@ -220,3 +221,28 @@ def test_users_tokens_and_audit(store: Store) -> None:
     [entry] = store.query_audit(action="snapshot.export")
     assert (entry.username, entry.detail) == ("ann", "event x")
     assert store.delete_user("ann") and store.list_users() == []
+
+
+def test_retention_deletes_old_rows_and_snapshot_files(url: str, tmp_path: Path) -> None:
+    with open_store(url, sinks=["mqtt"], snapshot_dir=tmp_path / "snaps") as s:
+        old = Overcrowding(camera_id="c", start_ts_s=100.0, end_ts_s=200.0, track_ids=(1,))
+        stuck_open = Overcrowding(camera_id="c", start_ts_s=150.0)
+        recent = ZoneEntered(camera_id="c", start_ts_s=5_000.0, zone_id="a", track_ids=(2,))
+        s.record_events([old, stuck_open, recent], snapshots={old.event_id: b"jpg"})
+        s.record_metrics("c", 100.0, {"n": 1.0})
+        s.record_metrics("c", 5_000.0, {"n": 2.0})
+        s.record_descriptions(
+            "c",
+            [{"track_id": 1, "text": "red top", "ts_s": 100.0}, {"track_id": 2, "text": "bag"}],
+        )
+        s.record_descriptions("c", [{"track_id": 2, "text": "bag", "ts_s": 5_000.0}])
+        snapshot = tmp_path / "snaps" / "c" / f"{old.event_id}.jpg"
+        assert snapshot.is_file()
+
+        report = purge_rows(1.0, s.delete_before, now_s=5_000.0 + 86_400.0 - 1.0)
+        assert report.deleted == 2
+        assert [e.event_id for e in s.query_events()] == [recent.event_id]
+        assert {o.event_id for o in s.list_outbox()} == {recent.event_id}
+        assert not snapshot.exists()
+        assert [p.ts_s for p in s.query_metrics("c", "n", bucket_s=5.0)] == [5_000.0]
+        assert [d.track_id for d in s.query_descriptions()] == [2]
