@@ -106,7 +106,8 @@ class RunnerSettings(BaseModel):
         "spawn",
         description="How worker processes start: 'spawn' (a fresh interpreter each time; "
         "safest) or 'forkserver' (forked from a clean server process that pre-imported the "
-        "pipeline; restarts in a fraction of the time).",
+        "pipeline; restarts in a fraction of the time). The server is started once per "
+        "process, so later changes to environment variables do not reach its workers.",
     )
     drop_late: bool = Field(
         True,

@@ -36,16 +36,14 @@ from tests.integration.test_reliability import (
     write_video,
 )
 
-HANG_MARKER_ENV = "CROWDSIGHT_TEST_HANG_MARKER"
-
 
 # ----------------------------------------------------------------------------- pipelines
 class _HangOnce:
     """TickPipeline that hangs forever on frame 30 the first time it gets there."""
 
-    def __init__(self, camera_id: str) -> None:
+    def __init__(self, camera_id: str, marker: Path) -> None:
         self.inner = TickPipeline(camera_id)
-        self.marker = Path(os.environ[HANG_MARKER_ENV])
+        self.marker = marker
 
     def reset(self) -> None:
         self.inner.reset()
@@ -58,7 +56,9 @@ class _HangOnce:
 
 
 def hang_once_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> _HangOnce:
-    return _HangOnce(camera_id)
+    # The marker path travels in the camera's scene (environment variables would not reach
+    # workers forked from a forkserver started earlier by another test).
+    return _HangOnce(camera_id, Path(scene["hang_marker"]))
 
 
 def never_closing_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> Any:
@@ -168,10 +168,7 @@ def test_slow_consumer_of_a_stream_gets_the_newest_frames() -> None:
 
 
 # ----------------------------------------------------------------------------- runner
-def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
-    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(HANG_MARKER_ENV, str(tmp_path / "hung"))
+def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(tmp_path: Path, store: Store) -> None:
     n = 100
     video = write_video(tmp_path / "cam.mp4", n, fps=100)
     settings = tick_settings(
@@ -183,7 +180,8 @@ def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(
     runner = LocalRunner(store, settings)
     runner.start()
     try:
-        runner.add_camera(Camera(id="cam", name="cam", source=str(video), loop=False))
+        scene = {"hang_marker": str(tmp_path / "hung")}
+        runner.add_camera(Camera(id="cam", name="cam", source=str(video), loop=False, scene=scene))
         wait_for(lambda: status(runner, "cam").get("state") == "finished", 60, "finish")
         st = status(runner, "cam")
     finally:
