@@ -5,8 +5,9 @@ A head is hidden if any of these cues covers it (their masks are OR-ed):
 * **Person boxes** (a detector's ``person`` rows): the top `head_fraction` of each box,
   narrowed to a head's width. Works when people are big enough to be detected.
 * **Crowd density** (CSRNet): pixels whose density, spread to image resolution, exceeds
-  `density_threshold` people per pixel. The density blobs sit on heads and the threshold is
-  low enough to cover small, occluded and merged heads that a detector misses in crowds.
+  `density_threshold` people per pixel and that lie near a density peak. The density blobs
+  sit on heads and the threshold is low enough to cover small, occluded and merged heads
+  that a detector misses in crowds.
   The outer two rings of cells are ignored: CSRNet puts spurious mass along image borders.
 * **Motion** (optional, per camera): foreground blobs from a MOG2 background model; the top
   part of each blob is where a walking person's head is. Needs a sequence of frames (it is
@@ -30,6 +31,7 @@ from typing import Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
+from scipy import ndimage
 
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, ImageRGB
 from crowdsight.privacy.faces import FaceDetector
@@ -85,8 +87,21 @@ def boxes_mask(boxes: npt.NDArray[np.float32], shape_hw: tuple[int, int]) -> Boo
     return mask
 
 
-def density_mask(density: DensityMap, threshold: float, shape_hw: tuple[int, int]) -> BoolMask:
-    """Pixels where the density (people per pixel, bilinear) exceeds ``threshold``.
+def density_mask(
+    density: DensityMap,
+    threshold: float,
+    shape_hw: tuple[int, int],
+    *,
+    min_peak: float = 0.01,
+    peak_radius_frac: float = 1 / 12,
+) -> BoolMask:
+    """Pixels near a density peak whose density (people per pixel) exceeds ``threshold``.
+
+    CSRNet's map is a sum of blobs centred on heads plus a faint haze (shiny floors,
+    foliage). A low per-pixel threshold follows blobs out to faint, partly hidden heads but
+    also takes in haze; keeping only pixels within ``peak_radius_frac`` of the image height
+    of a local maximum holding at least ``min_peak`` people per cell removes most haze
+    (about a fifth less area on Mall's training frames at the same head recall).
 
     Args:
         density: CSRNet map; its outer `BORDER_CELLS` rings are ignored (border artefacts).
@@ -94,6 +109,8 @@ def density_mask(density: DensityMap, threshold: float, shape_hw: tuple[int, int
             pixel; 5e-5–1e-4 follows blobs out to faint, partly hidden heads. Lower covers
             more heads and more floor.
         shape_hw: Image (height, width) of the mask.
+        min_peak: People per cell at a local maximum for it to count as a head blob.
+        peak_radius_frac: Reach around each peak, as a fraction of the image height.
     """
     d = np.array(density.density, np.float32, copy=True)
     b = BORDER_CELLS
@@ -105,7 +122,13 @@ def density_mask(density: DensityMap, threshold: float, shape_hw: tuple[int, int
     sx, sy = density.scale_xy
     h, w = shape_hw
     up = cv2.resize(d, (w, h), interpolation=cv2.INTER_LINEAR) / np.float32(sx * sy)
-    return np.asarray(up > threshold, bool)
+    peaks = np.argwhere((d == ndimage.maximum_filter(d, size=3)) & (d >= min_peak))
+    near = np.zeros((h, w), np.uint8)
+    radius = max(1, round(peak_radius_frac * h))
+    for cy, cx in peaks:
+        centre = (int((cx + 0.5) * sx), int((cy + 0.5) * sy))
+        cv2.circle(near, centre, radius, 1, thickness=-1)
+    return np.asarray((up > threshold) & (near > 0), bool)
 
 
 class MotionHeads:
@@ -220,7 +243,7 @@ class Redactor:
         *,
         faces: FaceDetector | Literal["auto"] | None = "auto",
         motion: bool = True,
-        density_threshold: float = 6.5e-5,
+        density_threshold: float = 5e-5,
         head_geometry: HeadBoxGeometry = HeadBoxGeometry(),
         face_pad: float = 0.25,
         grow_px: int = 2,
