@@ -18,10 +18,10 @@ from tests.conftest import require_model
 pytestmark = [pytest.mark.data, pytest.mark.models]
 
 FRAMES = (1001, 1301, 1601, 1901)
-#: Measured on FRAMES (density only: no detector, motion or faces): recall 0.977, area 0.478.
+#: Measured on FRAMES (density only: no detector, motion or faces): recall 0.962, area 0.379.
 #: The band allows for runtime/numeric differences, not for regressions.
-MIN_RECALL = 0.93
-MAX_AREA = 0.53
+MIN_RECALL = 0.92
+MAX_AREA = 0.43
 
 
 def test_mall_heads_hidden_within_band(shared_data: Path) -> None:
