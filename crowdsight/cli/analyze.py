@@ -56,6 +56,8 @@ def analyze(
         Path | None, typer.Option(help="Class names file for your own detector (default: COCO).")
     ] = None,
     detect_every: Annotated[int, typer.Option(help="Detect on every k-th frame.")] = 1,
+    describe: Annotated[bool, typer.Option(
+        help="Describe tracks (clothing colours, carried bags, vehicle type/colour).")] = True,
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
     video: Annotated[bool, typer.Option(help="Write annotated.mp4 for sequences.")] = True,
@@ -73,7 +75,9 @@ def analyze(
     from crowdsight.pipeline.camera import CameraPipeline
     from crowdsight.sources.files import open_source
 
-    open_source(input_path, fps=fps).close()  # a bad input fails before models load
+    probe = open_source(input_path, fps=fps)  # a bad input fails before models load
+    frame_rate = probe.fps
+    probe.close()
     settings = PipelineSettings(
         density=density,
         density_every_s=density_every_s,
@@ -82,10 +86,12 @@ def analyze(
         detector=detector,
         detector_classes=str(classes) if classes else None,
         detect_every=detect_every,
+        describe=describe,
         redact=redact,
     )
     scene_cfg = build_scene(scene)
-    pipeline = CameraPipeline(input_path.stem or "input", settings, scene_cfg)
+    pipeline = CameraPipeline(input_path.stem or "input", settings, scene_cfg,
+                              frame_rate=frame_rate)
     drawer = getattr(pipeline.analytics, "draw", None)
     annotator = Annotator(scene_drawer=drawer)
     if not redact:

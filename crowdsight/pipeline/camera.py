@@ -57,6 +57,7 @@ class CameraPipeline:
         scene: Zones, lines, calibration and rules (None: counts and density only).
         density_estimator, detector, tracker, analytics, describer: Injected stages; when
             omitted they are built from ``settings`` (models must be installed).
+        frame_rate: Nominal frame rate (the tracker's lost-track buffer is in seconds).
     """
 
     def __init__(
@@ -70,6 +71,7 @@ class CameraPipeline:
         tracker: TrackerLike | None = None,
         analytics: Any = None,
         describer: Any = None,
+        frame_rate: float = 25.0,
     ) -> None:
         self.camera_id = camera_id
         self.settings = settings or PipelineSettings()
@@ -87,14 +89,12 @@ class CameraPipeline:
         if self.detector is None and s.detect:
             from crowdsight.perception.detector import build_detector
 
-            self.detector = build_detector(
-                s.detector, class_names_file=s.detector_classes, confidence=s.confidence
-            )
+            self.detector = build_detector(s.detector, **self._detector_kwargs())
         self.tracker = tracker
         if self.tracker is None and s.detect:
             from crowdsight.tracking import make_tracker
 
-            self.tracker = make_tracker()
+            self.tracker = make_tracker(frame_rate=frame_rate)
         self.analytics = analytics
         if self.analytics is None and scene is not None:
             from crowdsight.analytics import SceneAnalytics
@@ -106,6 +106,15 @@ class CameraPipeline:
 
             self.describer = TrackDescriber()
         self.reset()
+
+    def _detector_kwargs(self) -> dict[str, Any]:
+        s = self.settings
+        kwargs: dict[str, Any] = {"conf_threshold": s.confidence}
+        if s.detector_classes and s.detector.lower().endswith(".onnx"):
+            from pathlib import Path
+
+            kwargs["class_names_file"] = Path(s.detector_classes)
+        return kwargs
 
     def reset(self) -> None:
         """Forget all per-camera state (as if the camera had just started)."""
