@@ -31,6 +31,7 @@ def _register() -> None:
     # Importing a command module registers its commands on `app` / `eval_app`.
     from crowdsight.cli import (  # noqa: F401
         analyze,
+        bench,
         eval_anomaly,
         eval_attributes,
         eval_counting,

@@ -33,6 +33,10 @@ def make_session(path: Path, *, threads: int | None = None) -> ort.InferenceSess
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if threads is not None:
         opts.intra_op_num_threads = threads
+    if os.environ.get("CROWDSIGHT_ORT_SPIN", "0") != "1":
+        # Idle intra-op threads sleep instead of spinning, so decoding, tracking and the
+        # other cameras' sessions get the cores between inferences.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=available_providers())
     except Exception as exc:  # onnxruntime raises its own untyped errors

@@ -31,6 +31,7 @@ from crowdsight.core.types import CLASS_NAME
 from crowdsight.pipeline.annotate import Annotator
 from crowdsight.pipeline.camera import CameraPipeline, FrameResult
 from crowdsight.sources.files import ImageSource, open_source
+from crowdsight.sources.prefetch import prefetch
 from crowdsight.sources.writer import VideoWriter
 
 
@@ -181,7 +182,8 @@ def run_analysis(
     n = 0
     t0 = time.perf_counter()
     try:
-        for frame in source:
+        # Decoding runs ahead in a thread (measured: bench ratio 0.85 -> 0.92 with a free core).
+        for frame in prefetch(source):
             r = pipeline.process(frame)
             counts.write(r)
             events.write(r.events)

@@ -1,0 +1,126 @@
+"""`crowdsight bench`: pipeline fps against detector-only fps on the same frames."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from crowdsight.cli import app
+from crowdsight.core.errors import ConfigError
+
+console = Console(stderr=True)
+
+
+def _default_input() -> Path | None:
+    """Mall frames from the shared data folder, when there is one (640×480, real people)."""
+    roots = [os.environ.get("CROWDSIGHT_SHARED_DATA"), "../shared/data"]
+    for root in roots:
+        if root and (Path(root) / "mall/frames").is_dir():
+            return Path(root) / "mall/frames"
+    return None
+
+
+def _synthetic_video(folder: Path, n: int, fps: float) -> Path:
+    """A 640×480 clip of moving figures, for machines without sample footage."""
+    import cv2
+
+    from crowdsight.sources.writer import VideoWriter
+
+    rng = np.random.default_rng(0)
+    background = rng.integers(90, 160, (480, 640, 3), dtype=np.uint8)
+    starts = rng.uniform([0, 120], [640, 440], (30, 2))
+    speeds = rng.uniform(-3, 3, (30, 2))
+    path = folder / "synthetic.mp4"
+    writer = VideoWriter(path, fps)
+    for i in range(n):
+        img = background.copy()
+        for (x, y), (vx, vy) in zip(starts, speeds, strict=True):
+            cx, cy = int((x + vx * i) % 640), int(y + vy * i * 0.2) % 480
+            cv2.ellipse(img, (cx, cy), (9, 26), 0, 0, 360, (40, 40, 60), -1)
+            cv2.circle(img, (cx, cy - 32), 7, (170, 130, 110), -1)
+        writer.write(img)
+    writer.close()
+    return path
+
+
+def _parse_size(size: str) -> tuple[int, int] | None:
+    if size.lower() == "native":
+        return None
+    try:
+        w, h = (int(v) for v in size.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--size {size!r}: use WIDTHxHEIGHT (e.g. 640x480) or 'native'") from None
+    if w < 32 or h < 32:
+        raise ConfigError(f"--size {size!r}: at least 32x32")
+    return w, h
+
+
+@app.command("bench")
+def bench(
+    input_path: Annotated[
+        Path | None,
+        typer.Option(
+            "--input",
+            help="Video or folder of frames (default: shared Mall frames, else a synthetic clip).",
+        ),
+    ] = None,
+    frames: Annotated[int, typer.Option(min=5, help="Frames to time.")] = 100,
+    size: Annotated[str, typer.Option(help="Resize to WIDTHxHEIGHT, or 'native'.")] = "640x480",
+    fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
+    density: Annotated[bool, typer.Option(help="Run density at its cadence.")] = True,
+    density_every_s: Annotated[float, typer.Option(min=0.1, help="Seconds between maps.")] = 1.0,
+    density_async: Annotated[
+        bool, typer.Option(help="Density in a background thread (as `serve` runs it).")
+    ] = True,
+    detector: Annotated[str, typer.Option(help="'ssdlite' or your own .onnx.")] = "ssdlite",
+    prefetch: Annotated[int, typer.Option(min=0, help="Frames decoded ahead (0: inline).")] = 4,
+    detector_threads: Annotated[
+        int | None, typer.Option(min=1, help="Detector inference threads (default: all cores).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
+) -> None:
+    """Detector-only fps vs full pipeline fps on the same frames, tracker ms/frame, peak RSS.
+
+    The pipeline is decode + detect + track + describe (+ density at its cadence). Figures
+    depend on the machine and on what else runs on it; nothing here is a pass/fail test.
+    """
+    from crowdsight.pipeline.bench import run_bench
+    from crowdsight.pipeline.settings import PipelineSettings
+
+    settings = PipelineSettings(
+        density=density,
+        density_every_s=density_every_s,
+        density_async=density_async,
+        detector=detector,
+    )
+    with tempfile.TemporaryDirectory(prefix="crowdsight-bench-") as tmp:
+        path = input_path or _default_input()
+        if path is None:
+            console.print("no --input and no shared Mall frames: using a synthetic clip")
+            path = _synthetic_video(Path(tmp), frames, fps)
+        with console.status(f"benchmarking {frames} frames of {path}"):
+            result = run_bench(
+                path,
+                n_frames=frames,
+                size=_parse_size(size),
+                fps=fps,
+                settings=settings,
+                prefetch_depth=prefetch,
+                detector_threads=detector_threads,
+            )
+    r = result
+    console.print(
+        f"{r.frames} frames {r.resolution}: detector {r.model_fps:.2f} fps, pipeline "
+        f"{r.pipeline_fps:.2f} fps (ratio {r.ratio:.3f}, {r.density_maps} density maps); "
+        f"tracker {r.tracker_ms_50:.2f} ms @50 / {r.tracker_ms_500:.2f} ms @500 objects; "
+        f"peak RSS {r.peak_rss_mb:.0f} MiB"
+    )
+    if as_json:
+        print(json.dumps(result.to_dict()))
