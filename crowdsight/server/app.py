@@ -37,6 +37,7 @@ from crowdsight.server import (
 from crowdsight.server.api_cameras import RunnerProtocol
 from crowdsight.server.api_metrics import Prometheus, PrometheusMiddleware
 from crowdsight.server.auth import LoginLimiter
+from crowdsight.server.retention import RetentionWorker
 from crowdsight.server.schemas import Health
 from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Role, Store
@@ -118,14 +119,23 @@ def create_app(
     bootstrap_admin(store, settings)
     sinks = build_sinks(settings.mqtt, settings.webhooks)
     dispatcher = OutboxDispatcher(store, sinks, settings.delivery) if sinks else None
+    retention = (
+        RetentionWorker(store, settings.retention_days, settings.retention_check_s)
+        if settings.retention_days is not None
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if dispatcher is not None:
             dispatcher.start()
+        if retention is not None:
+            retention.start()
         try:
             yield
         finally:
+            if retention is not None:
+                retention.stop()
             if dispatcher is not None:
                 dispatcher.stop()
 
@@ -143,6 +153,7 @@ def create_app(
     app.state.store = store
     app.state.runner = runner
     app.state.dispatcher = dispatcher
+    app.state.retention = retention
     app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
     app.state.prometheus = prometheus = Prometheus(store, runner)
     app.add_middleware(PrometheusMiddleware, prometheus=prometheus)

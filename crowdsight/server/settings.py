@@ -71,3 +71,12 @@ class ServerSettings(BaseModel):
     metrics_bucket_s: float = Field(
         default=5.0, gt=0, description="Storage resolution of metric time series."
     )
+    retention_days: float | None = Field(
+        default=30.0,
+        ge=0,
+        description="Delete stored events, snapshots, metrics and descriptions older than "
+        "this many days (None keeps everything; privacy by default keeps 30).",
+    )
+    retention_check_s: float = Field(
+        default=3600.0, gt=0, description="Seconds between retention purges while serving."
+    )

@@ -61,7 +61,10 @@ def runner() -> FakeRunner:
 
 
 def make_client(store: Store, runner: FakeRunner | None, **settings: Any) -> TestClient:
-    config = ServerSettings(**{"admin_password": ADMIN_PASSWORD, **settings})
+    # Fixtures use timestamps from 1970; the serving-time retention has its own test.
+    config = ServerSettings(
+        **{"admin_password": ADMIN_PASSWORD, "retention_days": None, **settings}
+    )
     return TestClient(create_app(config, runner, store=store))
 
 
