@@ -8,6 +8,7 @@ explicitly turned redaction off.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import cv2
@@ -28,8 +29,19 @@ def _text(
     scale: float = 0.5,
     color: tuple[int, int, int] = (255, 255, 255),
 ) -> None:
-    cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    # A dark box behind thin text reads on any background (a thick dark outline drawn
+    # under the text lands offset from it with some OpenCV builds).
+    (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x, y = org
+    cv2.rectangle(img, (x - 2, y - h - 2), (x + w + 2, y + base), (0, 0, 0), -1)
     cv2.putText(img, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, color, 1, cv2.LINE_AA)
+
+
+def _clock(ts_s: float) -> str:
+    """Seconds into a file, or the UTC time of day for live (wall-clock) timestamps."""
+    if ts_s >= 1e9:  # after 2001-09-09: a Unix time from a live source
+        return time.strftime("%H:%M:%S UTC", time.gmtime(ts_s))
+    return f"t={ts_s:.1f}s"
 
 
 class HeatmapOverlay:
@@ -161,7 +173,7 @@ class Annotator:
             parts.append(f"crowd count ~ {m['count_density']:.0f}")
         if "count_tracked" in m:
             parts.append(f"tracked {m['count_tracked']:.0f}")
-        parts.append(f"t={result.frame.ts_s:.1f}s")
+        parts.append(_clock(result.frame.ts_s))
         cv2.rectangle(img, (0, 0), (img.shape[1], 22), (0, 0, 0), -1)
         _text(img, "   ".join(parts), (6, 16), 0.5)
 
