@@ -39,6 +39,7 @@ typecheck: setup
 
 bench: models
 	$(BIN)/python benchmarks/density.py
+	$(BIN)/crowdsight bench --json
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache out

@@ -300,29 +300,21 @@ class SceneAnalytics:
         out: list[Event] = []
         for m in memberships:
             name = names.get(m.track_id) or self._class_of(m.track_id)
+            common: dict[str, Any] = {
+                "camera_id": self.camera_id,
+                "start_ts_s": m.ts_s,
+                "end_ts_s": m.ts_s,
+                "zone_id": m.zone_id,
+                "track_ids": (m.track_id,),
+                "class_name": name,
+                "frame_index": frame.index,
+            }
             if m.kind == "enter":
                 self.flows.entered(m.track_id, m.zone_id)
-                ev: Event = ZoneEntered(
-                    camera_id=self.camera_id,
-                    start_ts_s=m.ts_s,
-                    end_ts_s=m.ts_s,
-                    zone_id=m.zone_id,
-                    track_ids=(m.track_id,),
-                    class_name=name,
-                    frame_index=frame.index,
-                )
+                ev: Event = ZoneEntered(**common)
             else:
                 self.dwell[m.zone_id].add(m.dwell_s)
-                ev = ZoneExited(
-                    camera_id=self.camera_id,
-                    start_ts_s=m.ts_s,
-                    end_ts_s=m.ts_s,
-                    zone_id=m.zone_id,
-                    track_ids=(m.track_id,),
-                    class_name=name,
-                    dwell_s=m.dwell_s,
-                    frame_index=frame.index,
-                )
+                ev = ZoneExited(**common, dwell_s=m.dwell_s)
             if self.scene.rules.zone_events:
                 out.append(ev)
         return out
