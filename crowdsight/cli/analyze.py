@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -31,6 +32,14 @@ def build_scene(scene_file: Path | None) -> Any:
     return load_scene(scene_file)
 
 
+class Slicing(StrEnum):
+    """Sliced inference choices (see `PipelineSettings.slicing`)."""
+
+    auto = "auto"
+    on = "on"
+    off = "off"
+
+
 @app.command()
 def analyze(
     input_path: Annotated[
@@ -56,8 +65,16 @@ def analyze(
         Path | None, typer.Option(help="Class names file for your own detector (default: COCO).")
     ] = None,
     detect_every: Annotated[int, typer.Option(help="Detect on every k-th frame.")] = 1,
-    describe: Annotated[bool, typer.Option(
-        help="Describe tracks (clothing colours, carried bags, vehicle type/colour).")] = True,
+    slicing: Annotated[
+        Slicing,
+        typer.Option(
+            help="Tile large frames to find small people: auto (frames >= 1 MP), on, off."
+        ),
+    ] = Slicing.auto,
+    describe: Annotated[
+        bool,
+        typer.Option(help="Describe tracks (clothing colours, carried bags, vehicle type/colour)."),
+    ] = True,
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
     video: Annotated[bool, typer.Option(help="Write annotated.mp4 for sequences.")] = True,
@@ -86,12 +103,14 @@ def analyze(
         detector=detector,
         detector_classes=str(classes) if classes else None,
         detect_every=detect_every,
+        slicing=slicing.value,
         describe=describe,
         redact=redact,
     )
     scene_cfg = build_scene(scene)
-    pipeline = CameraPipeline(input_path.stem or "input", settings, scene_cfg,
-                              frame_rate=frame_rate)
+    pipeline = CameraPipeline(
+        input_path.stem or "input", settings, scene_cfg, frame_rate=frame_rate
+    )
     drawer = getattr(pipeline.analytics, "draw", None)
     annotator = Annotator(scene_drawer=drawer)
     if not redact:

@@ -169,6 +169,10 @@ def run_analysis(
     if on_start is not None:
         on_start(total)
     is_image = isinstance(source, ImageSource)
+    if is_image:
+        # One frame: nothing to track (a tracker confirms tracks over several frames), so
+        # the image shows every detection.
+        pipeline.tracker = None
     counts = CountsWriter(out_dir / "counts.csv")
     events = EventsWriter(out_dir / "events.jsonl")
     tracks = TrackLog()

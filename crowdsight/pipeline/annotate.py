@@ -56,7 +56,7 @@ class HeatmapOverlay:
     """
 
     def __init__(
-        self, vmax: float | None = None, min_fraction: float = 0.08, alpha: float = 0.55
+        self, vmax: float | None = None, min_fraction: float = 0.12, alpha: float = 0.6
     ) -> None:
         self.fixed_vmax = vmax
         self.min_fraction = min_fraction
@@ -83,7 +83,9 @@ class HeatmapOverlay:
         norm = np.clip(per_px / vmax, 0.0, 1.0)
         colour = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_JET)
         colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-        a = np.where(norm >= self.min_fraction, self.alpha * (0.35 + 0.65 * norm), 0.0)
+        # Opacity rises from 0 at the threshold (no tint over sparse floor) to alpha.
+        ramp = np.clip((norm - self.min_fraction) / (1.0 - self.min_fraction), 0.0, 1.0)
+        a = self.alpha * np.sqrt(ramp)
         a = cv2.GaussianBlur(a.astype(np.float32), (0, 0), 2.0)[..., None]
         out = np.asarray(out * (1 - a) + colour * a, dtype=np.uint8)
         self._legend(out, vmax, w, h)
@@ -150,7 +152,7 @@ class Annotator:
         img = result.frame.image
         dets = result.detections
         if redact:
-            img, _ = self._redactor().redact(img, dets, result.density)
+            img, _ = self._redactor().redact(img, result.redaction_boxes(), result.density)
         else:
             img = img.copy()
         if self.heatmap is not None and result.density is not None:

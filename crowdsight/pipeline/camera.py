@@ -17,6 +17,9 @@ from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.pipeline.settings import PipelineSettings
 
+#: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP).
+AUTO_SLICE_PX = 1_000_000
+
 
 class DetectorLike(Protocol):
     def detect(self, frame: Frame) -> Detections: ...
@@ -42,6 +45,25 @@ class FrameResult:
     density_fresh: bool
     events: list[Event] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    raw: Detections | None = None
+    """The detector's own output on this frame (None when detection did not run on it).
+
+    Includes people the tracker has not confirmed yet; redaction hides their heads too."""
+
+    def redaction_boxes(self) -> Detections:
+        """Every box whose head must be hidden: tracked boxes and this frame's raw ones."""
+        if self.raw is None or not len(self.raw):
+            return self.detections
+        if not len(self.detections):
+            return self.raw
+        xyxy = np.concatenate([self.detections.xyxy, self.raw.xyxy]).astype(np.float32)
+        names = [
+            *self.detections.data.get(CLASS_NAME, ["person"] * len(self.detections)),
+            *self.raw.data.get(CLASS_NAME, ["person"] * len(self.raw)),
+        ]
+        return Detections(
+            xyxy=xyxy, class_id=np.zeros(len(xyxy), int), data={CLASS_NAME: np.array(names)}
+        )
 
 
 def _empty() -> Detections:
@@ -110,6 +132,12 @@ class CameraPipeline:
     def _detector_kwargs(self) -> dict[str, Any]:
         s = self.settings
         kwargs: dict[str, Any] = {"conf_threshold": s.confidence}
+        if s.slicing != "off":
+            from crowdsight.perception.slicing import SliceSettings
+
+            kwargs["slicing"] = SliceSettings(
+                min_frame_px=AUTO_SLICE_PX if s.slicing == "auto" else 0
+            )
         if s.detector_classes and s.detector.lower().endswith(".onnx"):
             from pathlib import Path
 
@@ -167,6 +195,7 @@ class CameraPipeline:
         fresh = self._update_density(frame)
 
         detections = self._last_tracked
+        raw: Detections | None = None
         if self.detector is not None and frame.index % self.settings.detect_every == 0:
             raw = self.detector.detect(frame)
             detections = self.tracker.update(raw, frame.ts_s) if self.tracker else raw
@@ -194,7 +223,7 @@ class CameraPipeline:
             res = self.analytics.update(frame, detections, self._last_density, fresh)
             events.extend(res.events)
             metrics.update(res.metrics)
-        return FrameResult(frame, detections, self._last_density, fresh, events, metrics)
+        return FrameResult(frame, detections, self._last_density, fresh, events, metrics, raw=raw)
 
     def descriptions(self) -> dict[int, Any]:
         """Current plain-language descriptions by track id ({} without a describer)."""

