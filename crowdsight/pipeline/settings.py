@@ -58,7 +58,8 @@ class PipelineSettings(BaseModel):
         description="Sliced inference (overlapping tiles + the whole frame, merged) so small, "
         "distant people are found in large frames. 'auto' slices frames of 1 MP or more "
         "(1080p and up; person AP50 on MOT17 1080p: 0.14 whole-frame, 0.48 sliced, for "
-        "about 10x the detector time: 200 vs 19 ms on 2 CPU cores); 'on' slices every frame; 'off' never.",
+        "about 10x the detector time: 200 vs 19 ms on 2 CPU cores); 'on' slices every "
+        "frame; 'off' never.",
     )
     describe: bool = Field(
         True,

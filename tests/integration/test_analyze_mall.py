@@ -27,9 +27,24 @@ def analyzed(shared_data: Path, csrnet: None, tmp_path_factory: pytest.TempPathF
         (frames / name).symlink_to(shared_data / "mall/frames" / name)
     out = tmp_path_factory.mktemp("out")
     proc = subprocess.run(
-        [sys.executable, "-m", "crowdsight", "analyze", str(frames), "--out", str(out),
-         "--density-every-n", "5", "--fps", "2"],
-        capture_output=True, text=True, check=False, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "crowdsight",
+            "analyze",
+            str(frames),
+            "--out",
+            str(out),
+            "--density-every-n",
+            "5",
+            "--fps",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return out
 
