@@ -28,6 +28,7 @@ fi
 
 echo "== ruff"
 ruff check crowdsight tests benchmarks
+ruff format --check crowdsight tests benchmarks
 echo "== mypy (strict)"
 mypy crowdsight
 echo "== pytest"
