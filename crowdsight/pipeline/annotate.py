@@ -172,7 +172,12 @@ class Annotator:
         parts = []
         m = result.metrics
         if "count_density" in m:
-            parts.append(f"crowd count ~ {m['count_density']:.0f}")
+            where = (
+                " in zones"
+                if result.density is not None and result.density.roi_mask is not None
+                else ""
+            )
+            parts.append(f"crowd count{where} ~ {m['count_density']:.0f}")
         if "count_tracked" in m:
             parts.append(f"tracked {m['count_tracked']:.0f}")
         parts.append(_clock(result.frame.ts_s))
