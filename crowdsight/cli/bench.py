@@ -99,6 +99,7 @@ def bench(
         density_every_s=density_every_s,
         density_async=density_async,
         detector=detector,
+        detector_threads=detector_threads,
     )
     with tempfile.TemporaryDirectory(prefix="crowdsight-bench-") as tmp:
         path = input_path or _default_input()
@@ -113,7 +114,6 @@ def bench(
                 fps=fps,
                 settings=settings,
                 prefetch_depth=prefetch,
-                detector_threads=detector_threads,
             )
     r = result
     console.print(

@@ -38,6 +38,7 @@ class BenchResult:
     density_every_s: float | None
     density_async: bool
     density_maps: int
+    detector_threads: int | None
     tracker_ms_50: float
     tracker_ms_500: float
     peak_rss_mb: float
@@ -79,7 +80,6 @@ def run_bench(
     settings: PipelineSettings | None = None,
     prefetch_depth: int = 4,
     chunk: int = 25,
-    detector_threads: int | None = None,
     tracker_frames: int = 100,
 ) -> BenchResult:
     """Time the detector alone, then the whole pipeline, over the same frames.
@@ -93,7 +93,6 @@ def run_bench(
             background thread, as `serve` runs live cameras).
         prefetch_depth: Frames decoded ahead in a thread (0: decode inline).
         chunk: Frames per interleaved round (pipeline, then detector alone).
-        detector_threads: ONNX Runtime threads of the detector (None: all cores).
         tracker_frames: Frames per synthetic tracker scene.
 
     Raises:
@@ -112,7 +111,7 @@ def run_bench(
         raise InputError(f"{path}: no frames to benchmark")
     w, h = warm[0].resolution_wh
 
-    detector = build_detector(s.detector, conf_threshold=s.confidence, threads=detector_threads)
+    detector = build_detector(s.detector, conf_threshold=s.confidence, threads=s.detector_threads)
     for f in warm:  # allocations, kernel selection
         detector.detect(f)
     pipeline = CameraPipeline(path.stem or "bench", s, None, detector=detector, frame_rate=fps)
@@ -163,6 +162,7 @@ def run_bench(
         density_every_s=None if not s.density else s.density_every_s,
         density_async=s.density and s.density_async,
         density_maps=density_maps,
+        detector_threads=s.detector_threads,
         tracker_ms_50=round(tracker_ms_per_frame(50, tracker_frames, fps), 2),
         tracker_ms_500=round(tracker_ms_per_frame(500, tracker_frames, fps), 2),
         peak_rss_mb=round(peak_rss_mb(), 1),

@@ -131,7 +131,7 @@ class CameraPipeline:
 
     def _detector_kwargs(self) -> dict[str, Any]:
         s = self.settings
-        kwargs: dict[str, Any] = {"conf_threshold": s.confidence}
+        kwargs: dict[str, Any] = {"conf_threshold": s.confidence, "threads": s.detector_threads}
         if s.slicing != "off":
             from crowdsight.perception.slicing import SliceSettings
 
