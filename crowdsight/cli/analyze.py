@@ -115,6 +115,12 @@ def analyze(
     annotator = Annotator(scene_drawer=drawer)
     if not redact:
         console.print("[yellow]warning:[/] redaction is OFF; outputs may show faces.")
+    elif not density:
+        console.print(
+            "[yellow]note:[/] without density, only detected people and detected faces are "
+            "blurred; people the detector misses may stay recognisable (keep --density on "
+            "for footage you share)."
+        )
     progress = Progress(
         TextColumn("[bold]analyze"),
         BarColumn(),
