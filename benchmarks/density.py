@@ -11,16 +11,12 @@ import argparse
 import json
 import os
 import platform
-import resource
 import time
 
 import numpy as np
 
+from crowdsight.core.memory import peak_rss_mb
 from crowdsight.perception.density import DensityEstimator
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def ms_per_frame(est: DensityEstimator, w: int, h: int, repeats: int) -> float:

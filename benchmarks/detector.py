@@ -14,13 +14,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame
 from crowdsight.perception.detector import Detector, build_detector
 from crowdsight.perception.slicing import SliceSettings
@@ -29,10 +29,6 @@ DEFAULT_IMAGE = (
     Path(__file__).resolve().parents[1].parent
     / "shared/data/mot17_mini/MOT17-02-FRCNN/img1/000001.jpg"
 )
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def source_image(path: Path | None) -> np.ndarray:

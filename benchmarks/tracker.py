@@ -12,13 +12,9 @@ import argparse
 import json
 import os
 import platform
-import resource
 
+from crowdsight.core.memory import peak_rss_mb
 from crowdsight.tracking.bench import tracker_ms_per_frame
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def main() -> None:

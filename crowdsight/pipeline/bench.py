@@ -10,7 +10,6 @@ command prints figures.
 from __future__ import annotations
 
 import itertools
-import resource
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -21,6 +20,7 @@ import cv2
 import numpy as np
 
 from crowdsight.core.errors import InputError
+from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame
 from crowdsight.pipeline.settings import PipelineSettings
 
@@ -45,11 +45,6 @@ class BenchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident memory of this process so far, in MiB (Linux ru_maxrss is KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def _resized(frames: Iterator[Frame], size: tuple[int, int] | None) -> Iterator[Frame]:
