@@ -117,7 +117,6 @@ def run_bench(
     # detector alone runs on those same frames, already in memory. Alternating cancels
     # the drift of a shared machine's speed between two long back-to-back runs, and the
     # medians over rounds ignore bursts of other load.
-    async_density = getattr(pipeline, "_async_density", None)
     frames = _frames(path, n_frames, size, fps)
     pipeline_fps_rounds: list[float] = []
     model_fps_rounds: list[float] = []
@@ -134,8 +133,7 @@ def run_bench(
         pipeline_s = time.perf_counter() - t0
         if not done:
             break
-        if async_density is not None:
-            async_density.wait()  # the detector-only round has the machine to itself
+        pipeline.wait_for_density()  # the detector-only round has the machine to itself
         t0 = time.perf_counter()
         for frame in done:
             detector.detect(frame)

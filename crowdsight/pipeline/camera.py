@@ -157,6 +157,11 @@ class CameraPipeline:
             if stage is not None and hasattr(stage, "reset"):
                 stage.reset()
 
+    def wait_for_density(self, timeout_s: float = 60.0) -> None:
+        """Wait until a background density estimate in flight has finished (no-op otherwise)."""
+        if self._async_density is not None:
+            self._async_density.wait(timeout_s)
+
     def _density_due(self, frame: Frame) -> bool:
         if self.density_estimator is None:
             return False
