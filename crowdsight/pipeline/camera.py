@@ -8,6 +8,7 @@ annotator's, the runner's and the sinks' jobs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -139,8 +140,6 @@ class CameraPipeline:
                 min_frame_px=AUTO_SLICE_PX if s.slicing == "auto" else 0
             )
         if s.detector_classes and s.detector.lower().endswith(".onnx"):
-            from pathlib import Path
-
             kwargs["class_names_file"] = Path(s.detector_classes)
         return kwargs
 
