@@ -71,7 +71,7 @@ def bench(
             help="Video or folder of frames (default: shared Mall frames, else a synthetic clip).",
         ),
     ] = None,
-    frames: Annotated[int, typer.Option(min=5, help="Frames to time.")] = 100,
+    frames: Annotated[int, typer.Option(min=5, help="Frames to time (25 per round).")] = 300,
     size: Annotated[str, typer.Option(help="Resize to WIDTHxHEIGHT, or 'native'.")] = "640x480",
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
     density: Annotated[bool, typer.Option(help="Run density at its cadence.")] = True,

@@ -148,6 +148,7 @@ class CameraPipeline:
         self._last_density: DensityMap | None = None
         self._last_density_ts: float | None = None
         self._last_density_index: int | None = None
+        self._last_describe_ts: float | None = None
         self._last_tracked: Detections = _empty()
         if getattr(self, "_async_density", None) is not None:
             assert self._async_density is not None
@@ -205,12 +206,12 @@ class CameraPipeline:
             detections = self.tracker.update(raw, frame.ts_s) if self.tracker else raw
             self._last_tracked = detections
 
-        if (
-            self.describer is not None
-            and len(detections)
-            and frame.index % self.settings.describe_every == 0
-        ):
-            self.describer.describe(frame, detections)
+        if self.describer is not None and raw is not None and len(detections):
+            last = self._last_describe_ts
+            every = self.settings.describe_every_s
+            if last is None or frame.ts_s < last or frame.ts_s - last >= every - 1e-6:
+                self.describer.describe(frame, detections)
+                self._last_describe_ts = frame.ts_s
 
         metrics: dict[str, float] = {}
         if self._last_density is not None:

@@ -73,7 +73,13 @@ class PipelineSettings(BaseModel):
         description="Describe tracked people/vehicles in plain, "
         "non-biometric words (clothing colours, carried bags, vehicle type).",
     )
-    describe_every: int = Field(5, ge=1, description="Frames between description updates.")
+    describe_every_s: float = Field(
+        0.4,
+        ge=0,
+        description="Seconds between description updates (0: every detected frame). Each "
+        "update adds one colour vote per tracked person; clothing does not change, so a few "
+        "votes a second are enough, and the cost does not grow with the camera's fps.",
+    )
     redact: bool = Field(
         True,
         description="Blur heads/faces in every exported image. Turning "

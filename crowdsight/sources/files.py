@@ -17,6 +17,8 @@ from typing import Protocol
 import av
 import cv2
 import numpy as np
+import numpy.typing as npt
+import simplejpeg
 
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Frame, ImageRGB
@@ -60,16 +62,41 @@ class FrameSource(Protocol):
 def read_image(path: Path) -> ImageRGB:
     """Read an image file as RGB uint8 (grayscale and alpha are converted).
 
+    Baseline and progressive JPEGs without EXIF are decoded straight to RGB by
+    libjpeg-turbo through ``simplejpeg``: the same pixels as OpenCV (bit-exact on Mall and
+    MOT17 frames), 1.3x faster at 640x480 (0.83 vs 1.07 ms) and 2.3x at 1920x1080 (4.8 vs
+    10.9 ms) on this project's 2-vCPU VM (``python benchmarks/decode.py``). Everything
+    else (PNG, WebP, JPEGs carrying an EXIF orientation, anything simplejpeg refuses) goes
+    through OpenCV, which also rotates by EXIF orientation.
+
     Raises:
         InputError: the file is missing or not a decodable image.
     """
     data = np.fromfile(str(path), dtype=np.uint8) if path.exists() else None
     if data is None:
         raise InputError(f"{path}: no such file")
+    rgb = _decode_plain_jpeg(data)
+    if rgb is not None:
+        return rgb
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if img is None:
         raise InputError(f"{path}: not a readable image")
     return np.ascontiguousarray(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+
+
+_JPEG_SOI = b"\xff\xd8\xff"
+
+
+def _decode_plain_jpeg(data: npt.NDArray[np.uint8]) -> ImageRGB | None:
+    """RGB pixels of a JPEG with no EXIF block, or None to let OpenCV decode it."""
+    head = data[:65536].tobytes()
+    if not head.startswith(_JPEG_SOI) or b"Exif\x00\x00" in head:
+        return None
+    try:
+        rgb = simplejpeg.decode_jpeg(data, colorspace="RGB")
+    except ValueError:  # corrupt or an unsupported variant (e.g. CMYK): OpenCV decides
+        return None
+    return np.ascontiguousarray(rgb)
 
 
 @dataclass

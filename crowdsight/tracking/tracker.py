@@ -28,6 +28,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, cast
 
@@ -132,8 +133,14 @@ class Tracker:
         keys = sorted(set(np.unique(classes).tolist()) | set(self._by_class))
         parts: list[Detections] = []
         for key in keys:
-            subset = cast(Detections, detections[classes == key])
-            subset.data = {**subset.data, _ROW: np.flatnonzero(classes == key)}
+            in_class = classes == key
+            if len(keys) == 1:  # one class (a people detector): no split to pay for
+                subset = dataclasses.replace(
+                    detections, data={**detections.data, _ROW: np.arange(len(detections))}
+                )
+            else:
+                subset = cast(Detections, detections[in_class])
+                subset.data = {**subset.data, _ROW: np.flatnonzero(in_class)}
             tracked = self._inner(key).update(subset, timestamp=ts_s)
             if len(tracked) == 0:
                 continue
@@ -183,10 +190,12 @@ class Tracker:
             return _empty_like(detections)
         merged = parts[0] if len(parts) == 1 else sv.Detections.merge(parts)
         assert merged.tracker_id is not None
+        rows = np.asarray(merged.data[_ROW])
+        keep = np.arange(len(merged))
         if not self.keep_unconfirmed:
-            merged = cast(Detections, merged[merged.tracker_id >= 0])
-        order = np.argsort(np.asarray(merged.data[_ROW]), kind="stable")
-        result = cast(Detections, merged[order])
+            keep = keep[merged.tracker_id >= 0]
+        # One selection: confirmed rows, back in input order.
+        result = cast(Detections, merged[keep[np.argsort(rows[keep], kind="stable")]])
         result.data = {k: v for k, v in result.data.items() if k != _ROW}
         return result
 

@@ -130,6 +130,45 @@ def test_detect_every_k_reuses_last_tracks() -> None:
     assert results[1].metrics["count:person"] == 1
 
 
+class RecordingDescriber:
+    def __init__(self) -> None:
+        self.frames: list[int] = []
+
+    def describe(self, frame: Frame, detections: Detections) -> None:
+        self.frames.append(frame.index)
+
+    def reset(self) -> None:
+        self.frames.clear()
+
+
+@pytest.mark.parametrize(
+    ("every_s", "detect_every", "fps", "expected"),
+    [
+        (0.4, 1, 10.0, [0, 4, 8]),  # seconds, not frames
+        (0.4, 1, 2.0, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]),  # a slow camera: every frame
+        (0.0, 3, 10.0, [0, 3, 6, 9]),  # only frames that were detected, never stale boxes
+        (0.5, 2, 10.0, [0, 6]),  # due at 0.5 s, but frame 5 reuses frame 4's boxes
+    ],
+)
+def test_describe_cadence_is_in_seconds_on_detected_frames(
+    every_s: float, detect_every: int, fps: float, expected: list[int]
+) -> None:
+    describer = RecordingDescriber()
+    p = CameraPipeline(
+        "cam",
+        PipelineSettings(density=False, detect_every=detect_every, describe_every_s=every_s),
+        detector=StaticDetector(),
+        tracker=CountingTracker(),
+        describer=describer,
+    )
+    for f in frames(10, fps):
+        p.process(f)
+    assert describer.frames == expected
+    p.reset()
+    p.process(frames(1, fps)[0])
+    assert describer.frames == [0]  # reset restarts the cadence
+
+
 class OneBoxDetector:
     def detect(self, frame: Frame) -> Detections:
         return Detections(
