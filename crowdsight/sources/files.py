@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import av
 import cv2
 import numpy as np
 import numpy.typing as npt
@@ -180,6 +179,8 @@ class VideoSource:
         self.decode_errors = 0
         if not path.exists():
             raise InputError(f"{path}: no such file")
+        import av  # here, not at module top: folders of frames and images never need FFmpeg
+
         try:
             self._container = av.open(str(path))
         except (av.error.FFmpegError, UnicodeDecodeError) as exc:
@@ -205,6 +206,8 @@ class VideoSource:
         return None if self.loop else self._declared
 
     def _decode_once(self, start_index: int, start_ts: float) -> Iterator[Frame]:
+        import av
+
         stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
         index = start_index
