@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal, cast
 
 import numpy as np
 import typer
@@ -84,6 +84,12 @@ def bench(
     detector_threads: Annotated[
         int | None, typer.Option(min=1, help="Detector inference threads (default: all cores).")
     ] = None,
+    detect_ahead: Annotated[
+        str, typer.Option(help="auto|on|off: detect the next frame while this one is tracked.")
+    ] = "auto",
+    density_threads: Annotated[
+        int | None, typer.Option(min=1, help="Density inference threads (default: all cores).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Detector-only fps vs full pipeline fps on the same frames, tracker ms/frame, peak RSS.
@@ -94,12 +100,16 @@ def bench(
     from crowdsight.pipeline.bench import run_bench
     from crowdsight.pipeline.settings import PipelineSettings
 
+    if detect_ahead not in ("auto", "on", "off"):
+        raise ConfigError(f"--detect-ahead {detect_ahead!r}: use auto, on or off")
     settings = PipelineSettings(
         density=density,
         density_every_s=density_every_s,
         density_async=density_async,
         detector=detector,
         detector_threads=detector_threads,
+        density_threads=density_threads,
+        detect_ahead=cast(Literal["auto", "on", "off"], detect_ahead),
     )
     with tempfile.TemporaryDirectory(prefix="crowdsight-bench-") as tmp:
         path = input_path or _default_input()

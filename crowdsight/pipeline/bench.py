@@ -39,6 +39,8 @@ class BenchResult:
     density_async: bool
     density_maps: int
     detector_threads: int | None
+    density_threads: int | None
+    detect_ahead: bool
     tracker_ms_50: float
     tracker_ms_500: float
     peak_rss_mb: float
@@ -126,10 +128,9 @@ def run_bench(
         source = prefetch(part, prefetch_depth) if prefetch_depth > 0 else part
         done: list[Frame] = []
         t0 = time.perf_counter()
-        for frame in source:
-            result = pipeline.process(frame)
+        for result in pipeline.run(source):
             density_maps += int(result.density_fresh)
-            done.append(frame)
+            done.append(result.frame)
         pipeline_s = time.perf_counter() - t0
         if not done:
             break
@@ -156,6 +157,8 @@ def run_bench(
         density_async=s.density and s.density_async,
         density_maps=density_maps,
         detector_threads=s.detector_threads,
+        density_threads=s.density_threads if s.density else None,
+        detect_ahead=pipeline.detects_ahead,
         tracker_ms_50=round(tracker_ms_per_frame(50, tracker_frames, fps), 2),
         tracker_ms_500=round(tracker_ms_per_frame(500, tracker_frames, fps), 2),
         peak_rss_mb=round(peak_rss_mb(), 1),

@@ -7,6 +7,9 @@ annotator's, the runner's and the sinks' jobs.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -18,6 +21,8 @@ from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.pipeline.settings import PipelineSettings
 
+#: `detect_ahead: auto` overlaps detection with tracking from this many CPU cores up.
+AHEAD_MIN_CORES = 4
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP).
 AUTO_SLICE_PX = 1_000_000
 
@@ -195,14 +200,62 @@ class CameraPipeline:
         self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
         return True
 
+    def _detect_due(self, frame: Frame) -> bool:
+        return frame.index % self.settings.detect_every == 0
+
     def process(self, frame: Frame) -> FrameResult:
         """Run every stage that is due on this frame."""
+        raw = None
+        if self.detector is not None and self._detect_due(frame):
+            raw = self.detector.detect(frame)
+        return self._process(frame, raw)
+
+    def run(self, frames: Iterable[Frame]) -> Iterator[FrameResult]:
+        """Process a stream of frames, detecting on the next frame while this one is tracked.
+
+        Same results, in the same order, as calling `process` on each frame. The detector
+        runs in one helper thread a frame ahead, so tracking, descriptions and analytics
+        (Python, one core) overlap with inference (ONNX Runtime, which releases the GIL)
+        instead of adding to it. An error raised by the detector surfaces at the frame it
+        happened on, after every earlier frame's result. Each result waits for the next
+        frame to arrive, so a live camera should call `process` per frame instead.
+        """
+        if self.detector is None or not self.detects_ahead:
+            for frame in frames:
+                yield self.process(frame)
+            return
+        detector, source = self.detector, iter(frames)
+        with ThreadPoolExecutor(1, thread_name_prefix=f"detect-{self.camera_id}") as pool:
+            pending: tuple[Frame, Future[Detections] | None] | None = None
+            while True:
+                try:
+                    frame = next(source)
+                except StopIteration:
+                    break
+                except BaseException:
+                    # The source failed (a corrupt video): the frame before still counts.
+                    if pending is not None:
+                        yield self._process(pending[0], _result(pending[1]))
+                    raise
+                ahead = pool.submit(detector.detect, frame) if self._detect_due(frame) else None
+                if pending is not None:
+                    yield self._process(pending[0], _result(pending[1]))
+                pending = (frame, ahead)
+            if pending is not None:
+                yield self._process(pending[0], _result(pending[1]))
+
+    @property
+    def detects_ahead(self) -> bool:
+        """Whether `run` detects on the next frame while this one is tracked."""
+        mode = self.settings.detect_ahead
+        return mode == "on" or (mode == "auto" and (os.cpu_count() or 1) >= AHEAD_MIN_CORES)
+
+    def _process(self, frame: Frame, raw: Detections | None) -> FrameResult:
+        """Every stage but detection; ``raw`` is this frame's detections (None: not due)."""
         fresh = self._update_density(frame)
 
         detections = self._last_tracked
-        raw: Detections | None = None
-        if self.detector is not None and frame.index % self.settings.detect_every == 0:
-            raw = self.detector.detect(frame)
+        if raw is not None:
             detections = self.tracker.update(raw, frame.ts_s) if self.tracker else raw
             self._last_tracked = detections
 
@@ -243,3 +296,7 @@ class CameraPipeline:
             return {}
         out: dict[str, Any] = self.analytics.summary()
         return out
+
+
+def _result(future: Future[Detections] | None) -> Detections | None:
+    return None if future is None else future.result()

@@ -1,4 +1,4 @@
-"""Per-camera multi-object tracker: ByteTrack (Roboflow ``trackers``), one per class.
+"""Per-camera multi-object tracker: ByteTrack, one track set per class.
 
 ByteTrack associates in two stages. Confident detections are matched first to every
 track's Kalman-predicted box (Hungarian assignment on IoU); the weak detections left over
@@ -8,12 +8,11 @@ confident detections can start a track, so weak false alarms never create ids. A
 that misses detections is kept, coasting on its motion model, for ``lost_track_buffer_s``
 seconds before it is forgotten.
 
-Why a wrapper around ``trackers.ByteTrackTracker``:
+The algorithm is Roboflow ``trackers``' ``ByteTrackTracker`` (XYXY state, timestamps),
+run over arrays by `crowdsight.tracking.bytetrack.ArrayByteTrack` for speed; a test checks
+that both give the same ids frame by frame. This wrapper adds:
 
-* Ids start at 1 per `Tracker` instance and never collide across classes. (``trackers``
-  2.6.1 already keeps its id counter on the instance, not on the class as the original
-  ByteTrack code did, but it counts from 0 and each per-class tracker would reuse the same
-  numbers, so we map ``(class, inner id)`` to our own per-instance counter.)
+* Ids start at 1 per `Tracker` instance and never collide across classes.
 * Classes are tracked separately: a person is never associated with a car.
 * The input `Detections` is never mutated; the output is a new value in input row order.
 * Time comes from frame timestamps (``ts_s``), so dropped frames and variable frame rates
@@ -28,18 +27,15 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
-import supervision as sv
-from trackers import ByteTrackTracker
 
 from crowdsight.core.types import Detections
+from crowdsight.tracking.bytetrack import ArrayByteTrack
 
-_ROW = "_crowdsight_row"  # data key carrying input row indices through the inner tracker
 _NO_CLASS = -1
 
 
@@ -106,15 +102,13 @@ class Tracker:
         self.minimum_iou_threshold = minimum_iou_threshold
         self.minimum_consecutive_frames = minimum_consecutive_frames
         self.keep_unconfirmed = keep_unconfirmed
-        self._by_class: dict[int, ByteTrackTracker] = {}
-        self._ids: dict[tuple[int, int], int] = {}
-        self._next_id = 1
+        self._by_class: dict[int, ArrayByteTrack] = {}
+        self._next_id = [1]  # shared by the per-class trackers: ids never collide
 
     def reset(self) -> None:
         """Forget every track; the next confirmed track gets id 1 again."""
         self._by_class.clear()
-        self._ids.clear()
-        self._next_id = 1
+        self._next_id = [1]
 
     def update(self, detections: Detections, ts_s: float) -> Detections:
         """Associate this frame's detections with the tracks and return them with ids.
@@ -128,84 +122,48 @@ class Tracker:
             A new `Detections` with ``tracker_id`` set, rows in input order. Rows not on a
             confirmed track are dropped (or kept with id -1 if ``keep_unconfirmed``).
         """
+        n = len(detections)
+        xyxy = np.asarray(detections.xyxy, np.float64).reshape(n, 4)
+        conf = (
+            np.ones(n)
+            if detections.confidence is None
+            else np.asarray(detections.confidence, np.float64)
+        )
         classes = self._class_keys(detections)
         # Classes seen before but absent now must still age their tracks.
         keys = sorted(set(np.unique(classes).tolist()) | set(self._by_class))
-        parts: list[Detections] = []
+        rows: list[npt.NDArray[np.int64]] = []
+        ids: list[npt.NDArray[np.int64]] = []
         for key in keys:
-            in_class = classes == key
-            if len(keys) == 1:  # one class (a people detector): no split to pay for
-                subset = dataclasses.replace(
-                    detections, data={**detections.data, _ROW: np.arange(len(detections))}
-                )
-            else:
-                subset = cast(Detections, detections[in_class])
-                subset.data = {**subset.data, _ROW: np.flatnonzero(in_class)}
-            tracked = self._inner(key).update(subset, timestamp=ts_s)
-            if len(tracked) == 0:
-                continue
-            assert tracked.tracker_id is not None
-            tracked.tracker_id = self._public_ids(key, tracked.tracker_id)
-            parts.append(tracked)
-        self._forget_stale_ids()
-        return self._assemble(detections, parts)
+            sel = np.flatnonzero(classes == key) if len(keys) > 1 else np.arange(n)
+            local, got = self._inner(key).update(xyxy[sel], conf[sel], ts_s, self._next_id)
+            rows.append(sel[local])
+            ids.append(got)
+        all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+        all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        if not self.keep_unconfirmed:
+            all_rows, all_ids = all_rows[all_ids >= 0], all_ids[all_ids >= 0]
+        order = np.argsort(all_rows, kind="stable")
+        result = cast(Detections, detections[all_rows[order]])
+        result.tracker_id = all_ids[order]
+        return result
 
     def _class_keys(self, detections: Detections) -> npt.NDArray[np.int64]:
         if detections.class_id is None:
             return np.full(len(detections), _NO_CLASS, dtype=np.int64)
         return np.asarray(detections.class_id, dtype=np.int64)
 
-    def _inner(self, key: int) -> ByteTrackTracker:
+    def _inner(self, key: int) -> ArrayByteTrack:
         inner = self._by_class.get(key)
         if inner is None:
-            inner = ByteTrackTracker(
-                # ``trackers`` counts the buffer in 30 fps frames (and in seconds as
-                # buffer / 30 when timestamps are given).
-                lost_track_buffer=round(self.lost_track_buffer_s * 30.0),
+            inner = ArrayByteTrack(
                 frame_rate=self.frame_rate,
+                # ``trackers``' unit: 30 fps frames (seconds = buffer / 30 with timestamps).
+                lost_track_buffer=round(self.lost_track_buffer_s * 30.0),
                 track_activation_threshold=self.track_activation_threshold,
-                minimum_consecutive_frames=self.minimum_consecutive_frames,
-                minimum_iou_threshold=self.minimum_iou_threshold,
                 high_conf_det_threshold=self.high_conf_det_threshold,
+                minimum_iou_threshold=self.minimum_iou_threshold,
+                minimum_consecutive_frames=self.minimum_consecutive_frames,
             )
             self._by_class[key] = inner
         return inner
-
-    def _public_ids(
-        self, key: int, inner_ids: npt.NDArray[np.integer[Any]]
-    ) -> npt.NDArray[np.int64]:
-        out = np.full(len(inner_ids), -1, dtype=np.int64)
-        for i, inner_id in enumerate(inner_ids.tolist()):
-            if inner_id < 0:
-                continue
-            public = self._ids.get((key, inner_id))
-            if public is None:
-                public = self._ids[(key, inner_id)] = self._next_id
-                self._next_id += 1
-            out[i] = public
-        return out
-
-    def _assemble(self, detections: Detections, parts: list[Detections]) -> Detections:
-        if not parts:
-            return _empty_like(detections)
-        merged = parts[0] if len(parts) == 1 else sv.Detections.merge(parts)
-        assert merged.tracker_id is not None
-        rows = np.asarray(merged.data[_ROW])
-        keep = np.arange(len(merged))
-        if not self.keep_unconfirmed:
-            keep = keep[merged.tracker_id >= 0]
-        # One selection: confirmed rows, back in input order.
-        result = cast(Detections, merged[keep[np.argsort(rows[keep], kind="stable")]])
-        result.data = {k: v for k, v in result.data.items() if k != _ROW}
-        return result
-
-    def _forget_stale_ids(self) -> None:
-        """Drop id mappings of tracks the inner trackers no longer hold."""
-        alive = {(key, t.tracker_id) for key, inner in self._by_class.items() for t in inner.tracks}
-        self._ids = {k: v for k, v in self._ids.items() if k in alive}
-
-
-def _empty_like(detections: Detections) -> Detections:
-    empty = cast(Detections, detections[np.zeros(len(detections), dtype=bool)])
-    empty.tracker_id = np.empty(0, dtype=np.int64)
-    return empty

@@ -234,3 +234,83 @@ def test_slicing_setting_reaches_the_detector(slicing: str, expected: int | None
     )
     sl = p._detector_kwargs().get("slicing")
     assert (sl.min_frame_px if sl is not None else None) == expected
+
+
+class MovingDetector:
+    """One box that moves with the frame index; raises on a chosen frame; records threads."""
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.fail_at = fail_at
+        self.threads: set[str] = set()
+
+    def detect(self, frame: Frame) -> Detections:
+        self.threads.add(threading.current_thread().name)
+        if frame.index == self.fail_at:
+            raise RuntimeError(f"detector failed on frame {frame.index}")
+        x = 10.0 + 3 * frame.index
+        return Detections(
+            xyxy=np.array([[x, 20, x + 20, 80], [100, 20, 120, 80]], np.float32),
+            confidence=np.array([0.9, 0.8], np.float32),
+            class_id=np.zeros(2, int),
+            data={"class_name": np.array(["person", "person"])},
+        )
+
+
+def _summary(results: list[Any]) -> list[tuple[int, list[int], list[float]]]:
+    return [
+        (
+            r.frame.index,
+            [int(t) for t in (r.detections.tracker_id if len(r.detections) else [])],
+            [round(float(v), 3) for v in r.detections.xyxy[:, 0]],
+        )
+        for r in results
+    ]
+
+
+@pytest.mark.parametrize(("detect_every", "ahead"), [(1, "on"), (2, "on"), (1, "off")])
+def test_run_matches_process_frame_by_frame(detect_every: int, ahead: str) -> None:
+    settings = PipelineSettings(
+        density_every_n=3, detect_every=detect_every, describe=False, detect_ahead=ahead
+    )
+    one = CameraPipeline(
+        "cam", settings, density_estimator=FakeDensity(), detector=MovingDetector()
+    )
+    det = MovingDetector()
+    two = CameraPipeline("cam", settings, density_estimator=FakeDensity(), detector=det)
+    expected = [one.process(f) for f in frames(12)]
+    got = list(two.run(frames(12)))
+    assert _summary(got) == _summary(expected)
+    assert [r.density_fresh for r in got] == [r.density_fresh for r in expected]
+    assert [r.metrics for r in got] == [r.metrics for r in expected]
+    assert [r.raw is None for r in got] == [r.raw is None for r in expected]
+    ran_ahead = any(t.startswith("detect-cam") for t in det.threads)
+    assert ran_ahead == (ahead == "on")
+    assert max(len(r.detections) for r in got) == 2  # tracks were confirmed
+
+
+def test_run_reports_a_detector_error_after_earlier_frames() -> None:
+    p = CameraPipeline(
+        "cam",
+        PipelineSettings(density=False, describe=False, detect_ahead="on"),
+        detector=MovingDetector(fail_at=4),
+    )
+    seen: list[int] = []
+    with pytest.raises(RuntimeError, match="frame 4"):
+        for r in p.run(frames(8)):
+            seen.append(r.frame.index)
+    assert seen == [0, 1, 2, 3]
+
+
+def test_run_finishes_the_last_good_frame_when_the_source_fails() -> None:
+    def failing() -> Any:
+        yield from frames(3)
+        raise OSError("stream broke")
+
+    p = CameraPipeline(
+        "cam", PipelineSettings(density=False, describe=False), detector=MovingDetector()
+    )
+    seen: list[int] = []
+    with pytest.raises(OSError, match="stream broke"):
+        for r in p.run(failing()):
+            seen.append(r.frame.index)
+    assert seen == [0, 1, 2]
