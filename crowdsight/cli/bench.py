@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal, cast
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -88,7 +88,7 @@ def bench(
         str, typer.Option(help="auto|on|off: detect the next frame while this one is tracked.")
     ] = "auto",
     density_threads: Annotated[
-        int | None, typer.Option(min=1, help="Density inference threads (default: all cores).")
+        int | None, typer.Option(min=1, help="Density inference threads (default: 1, as `serve`).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
@@ -98,18 +98,22 @@ def bench(
     depend on the machine and on what else runs on it; nothing here is a pass/fail test.
     """
     from crowdsight.pipeline.bench import run_bench
-    from crowdsight.pipeline.settings import PipelineSettings
+    from crowdsight.pipeline.settings import PipelineSettings, live_defaults
 
     if detect_ahead not in ("auto", "on", "off"):
         raise ConfigError(f"--detect-ahead {detect_ahead!r}: use auto, on or off")
-    settings = PipelineSettings(
-        density=density,
-        density_every_s=density_every_s,
-        density_async=density_async,
-        detector=detector,
-        detector_threads=detector_threads,
-        density_threads=density_threads,
-        detect_ahead=cast(Literal["auto", "on", "off"], detect_ahead),
+    live = live_defaults()  # what `serve` runs; the options override it
+    settings = PipelineSettings.model_validate(
+        {
+            **live.model_dump(),
+            "density": density,
+            "density_every_s": density_every_s,
+            "density_async": density_async,
+            "detector": detector,
+            "detector_threads": detector_threads,
+            "density_threads": density_threads or live.density_threads,
+            "detect_ahead": detect_ahead,
+        }
     )
     with tempfile.TemporaryDirectory(prefix="crowdsight-bench-") as tmp:
         path = input_path or _default_input()

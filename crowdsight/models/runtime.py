@@ -20,6 +20,11 @@ def available_providers() -> list[str]:
     return [p for p in order if p in have] or ["CPUExecutionProvider"]
 
 
+def uses_accelerator() -> bool:
+    """Whether sessions run on a GPU provider (CUDA or TensorRT) rather than the CPU."""
+    return available_providers()[0] != "CPUExecutionProvider"
+
+
 def make_session(path: Path, *, threads: int | None = None) -> ort.InferenceSession:
     """An inference session for an ONNX file.
 

@@ -22,7 +22,7 @@ import numpy as np
 from crowdsight.core.errors import InputError
 from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame
-from crowdsight.pipeline.settings import PipelineSettings
+from crowdsight.pipeline.settings import PipelineSettings, live_defaults
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ def run_bench(
         n_frames: Frames to time (the first ``n_frames`` of the input).
         size: Resize frames to (width, height) as part of decoding (None: native size).
         fps: Frame rate assumed for a folder of frames (sets the density cadence in frames).
-        settings: Pipeline settings (default: `PipelineSettings` with density in a
-            background thread, as `serve` runs live cameras).
+        settings: Pipeline settings (default: `live_defaults`, as `serve` runs cameras).
         prefetch_depth: Frames decoded ahead in a thread (0: decode inline).
         chunk: Frames per interleaved round (pipeline, then detector alone).
         tracker_frames: Frames per synthetic tracker scene.
@@ -100,7 +99,7 @@ def run_bench(
     from crowdsight.sources.prefetch import prefetch
     from crowdsight.tracking.bench import tracker_ms_per_frame
 
-    s = settings or PipelineSettings(density_async=True)
+    s = settings or live_defaults()
     if not s.detect:
         raise InputError("bench compares the pipeline with the detector: detection must be on")
     warm = list(_frames(path, 2, size, fps))

@@ -7,7 +7,6 @@ annotator's, the runner's and the sinks' jobs.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -21,8 +20,6 @@ from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.pipeline.settings import PipelineSettings
 
-#: `detect_ahead: auto` overlaps detection with tracking from this many CPU cores up.
-AHEAD_MIN_CORES = 4
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP).
 AUTO_SLICE_PX = 1_000_000
 
@@ -248,7 +245,11 @@ class CameraPipeline:
     def detects_ahead(self) -> bool:
         """Whether `run` detects on the next frame while this one is tracked."""
         mode = self.settings.detect_ahead
-        return mode == "on" or (mode == "auto" and (os.cpu_count() or 1) >= AHEAD_MIN_CORES)
+        if mode != "auto":
+            return mode == "on"
+        from crowdsight.models.runtime import uses_accelerator
+
+        return uses_accelerator()
 
     def _process(self, frame: Frame, raw: Detections | None) -> FrameResult:
         """Every stage but detection; ``raw`` is this frame's detections (None: not due)."""

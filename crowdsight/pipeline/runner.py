@@ -57,7 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from crowdsight.core.errors import ConfigError, CrowdsightError
 from crowdsight.core.events import Event, event_from_dict
-from crowdsight.pipeline.settings import PipelineSettings
+from crowdsight.pipeline.settings import PipelineSettings, live_defaults
 from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec, run_worker
 from crowdsight.sources.stream import Backoff, StopFlag, is_replayable
 
@@ -98,7 +98,7 @@ class RunnerSettings(BaseModel):
         "clock, like cameras. Off: as fast as possible with video time (tests, batch).",
     )
     pipeline: PipelineSettings = Field(
-        default_factory=lambda: PipelineSettings(density_async=True, density_threads=1),
+        default_factory=live_defaults,
         description="Pipeline stages for every camera; a camera's detect_every and "
         "density_every_s override the cadences.",
     )
