@@ -186,8 +186,8 @@ def run_analysis(
     n = 0
     t0 = time.perf_counter()
     try:
-        # Decoding runs ahead in a thread and detection a frame ahead in another, so decode,
-        # inference and tracking overlap (`crowdsight bench` measures what that buys).
+        # Decoding runs ahead in a thread; with a GPU detector, detection also runs a frame
+        # ahead (`detect_ahead`). `crowdsight bench` measures what each buys.
         for r in pipeline.run(prefetch(source)):
             frame = r.frame
             counts.write(r)

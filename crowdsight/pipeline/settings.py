@@ -57,7 +57,7 @@ class PipelineSettings(BaseModel):
         ge=1,
         description="ONNX Runtime threads for the detector (None: all cores). With several "
         "cameras on one machine, cores / cameras avoids oversubscription; on 2 cores, 1 "
-        "leaves a core for decoding and tracking (bench ratio 0.93 vs 0.84, at lower fps).",
+        "leaves a core for decoding and tracking (higher bench ratio, lower fps).",
     )
     detect_ahead: Literal["auto", "on", "off"] = Field(
         "auto",
