@@ -45,9 +45,6 @@ def _register() -> None:
 
 def main() -> None:
     """Entry point of the `crowdsight` script."""
-    from crowdsight.core.threads import single_threaded_blas
-
-    single_threaded_blas()
     _register()
     try:
         # Standalone mode: Typer itself reports usage errors (exit 2) and Ctrl-C.

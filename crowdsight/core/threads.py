@@ -21,8 +21,10 @@ _done = False
 def single_threaded_blas() -> None:
     """Limit BLAS (OpenBLAS, MKL, BLIS) to one thread in this process; idempotent.
 
-    Call once where a process starts running pipelines (the CLI, a camera worker). The
-    limit stays until the process exits. ONNX Runtime and OpenCV keep their own pools.
+    Only libraries already loaded are limited, so call it after numpy is imported:
+    `CameraPipeline` does, so every process that runs the per-frame path (analyze, bench,
+    camera workers) is covered. The limit stays until the process exits. ONNX Runtime and
+    OpenCV keep their own pools.
     """
     global _done
     with _lock:

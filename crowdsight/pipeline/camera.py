@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from crowdsight.core.events import Event
+from crowdsight.core.threads import single_threaded_blas
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.pipeline.settings import PipelineSettings
@@ -98,6 +99,7 @@ class CameraPipeline:
         describer: Any = None,
         frame_rate: float = 25.0,
     ) -> None:
+        single_threaded_blas()  # numpy (imported above) has loaded OpenBLAS by now
         self.camera_id = camera_id
         self.settings = settings or PipelineSettings()
         self.scene = scene

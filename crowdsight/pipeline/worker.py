@@ -42,7 +42,6 @@ import cv2
 import numpy as np
 
 from crowdsight.core.events import Event, LineCrossed, Overcrowding
-from crowdsight.core.threads import single_threaded_blas
 from crowdsight.core.types import Detections, Frame, ImageRGB
 from crowdsight.pipeline.settings import PipelineSettings
 from crowdsight.sources.stream import Backoff, LiveSource, SourceStatus, StopFlag
@@ -385,7 +384,6 @@ class CameraWorker:
     def run(self) -> None:
         """Read, process and report until the source ends or ``stop`` is set."""
         spec = self.spec
-        single_threaded_blas()
         pipeline = self._pipeline = build_pipeline(spec)
         source = LiveSource(
             spec.camera_id,
