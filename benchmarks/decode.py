@@ -20,7 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from crowdsight.sources.files import IMAGE_EXTS, _decode_plain_jpeg
+from crowdsight.sources.files import IMAGE_EXTS, decode_plain_jpeg
 
 
 def _opencv(data: np.ndarray) -> np.ndarray:
@@ -48,14 +48,14 @@ def main() -> None:
     if not files:
         raise SystemExit(f"{args.frames}: no image files")
     blobs = [np.fromfile(str(p), dtype=np.uint8) for p in files]
-    fast = [_decode_plain_jpeg(b) for b in blobs[:20]]
+    fast = [decode_plain_jpeg(b) for b in blobs[:20]]
     identical = all(
         f is not None and np.array_equal(f, _opencv(b))
         for f, b in zip(fast, blobs[:20], strict=True)
     )
     h, w = _opencv(blobs[0]).shape[:2]
     opencv_ms = _best_ms(_opencv, blobs, args.repeats)
-    fast_ms = _best_ms(_decode_plain_jpeg, blobs, args.repeats)
+    fast_ms = _best_ms(decode_plain_jpeg, blobs, args.repeats)
     print(
         json.dumps(
             {

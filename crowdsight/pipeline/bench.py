@@ -94,7 +94,6 @@ def run_bench(
     Raises:
         InputError: the input is missing, unreadable or has no frames.
     """
-    from crowdsight.perception.detector import build_detector
     from crowdsight.pipeline.camera import CameraPipeline
     from crowdsight.sources.prefetch import prefetch
     from crowdsight.tracking.bench import tracker_ms_per_frame
@@ -107,10 +106,12 @@ def run_bench(
         raise InputError(f"{path}: no frames to benchmark")
     w, h = warm[0].resolution_wh
 
-    detector = build_detector(s.detector, conf_threshold=s.confidence, threads=s.detector_threads)
+    # The detector alone is the pipeline's own (same threads, slicing, class names).
+    pipeline = CameraPipeline(path.stem or "bench", s, None, frame_rate=fps)
+    detector = pipeline.detector
+    assert detector is not None  # s.detect
     for f in warm:  # allocations, kernel selection
         detector.detect(f)
-    pipeline = CameraPipeline(path.stem or "bench", s, None, detector=detector, frame_rate=fps)
     if pipeline.density_estimator is not None:
         pipeline.density_estimator.estimate(warm[0].image)
 

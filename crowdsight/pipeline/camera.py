@@ -24,6 +24,9 @@ from crowdsight.pipeline.settings import PipelineSettings
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP).
 AUTO_SLICE_PX = 1_000_000
 
+#: A frame handed to `CameraPipeline.run` and its detection in flight (None: not due).
+_Pending = tuple[Frame, Future[Detections] | None]
+
 
 class DetectorLike(Protocol):
     def detect(self, frame: Frame) -> Detections: ...
@@ -212,20 +215,26 @@ class CameraPipeline:
     def run(self, frames: Iterable[Frame]) -> Iterator[FrameResult]:
         """Process a stream of frames, detecting on the next frame while this one is tracked.
 
-        Same results, in the same order, as calling `process` on each frame. The detector
-        runs in one helper thread a frame ahead, so tracking, descriptions and analytics
-        (Python, one core) overlap with inference (ONNX Runtime, which releases the GIL)
+        Same results, in the same order, as calling `process` on each frame. When
+        `detects_ahead` (setting ``detect_ahead``; by default only with GPU inference),
+        the detector runs in one helper thread a frame ahead, so tracking, descriptions
+        and analytics (Python, one core) overlap with inference (which releases the GIL)
         instead of adding to it. An error raised by the detector surfaces at the frame it
-        happened on, after every earlier frame's result. Each result waits for the next
-        frame to arrive, so a live camera should call `process` per frame instead.
+        happened on, after every earlier frame's result. Each result then waits for the
+        next frame to arrive, so a live camera should call `process` per frame instead.
         """
         if self.detector is None or not self.detects_ahead:
             for frame in frames:
                 yield self.process(frame)
             return
         detector, source = self.detector, iter(frames)
+
+        def finish(pending: _Pending) -> FrameResult:
+            frame, ahead = pending
+            return self._process(frame, None if ahead is None else ahead.result())
+
         with ThreadPoolExecutor(1, thread_name_prefix=f"detect-{self.camera_id}") as pool:
-            pending: tuple[Frame, Future[Detections] | None] | None = None
+            pending: _Pending | None = None
             while True:
                 try:
                     frame = next(source)
@@ -234,14 +243,14 @@ class CameraPipeline:
                 except BaseException:
                     # The source failed (a corrupt video): the frame before still counts.
                     if pending is not None:
-                        yield self._process(pending[0], _result(pending[1]))
+                        yield finish(pending)
                     raise
                 ahead = pool.submit(detector.detect, frame) if self._detect_due(frame) else None
                 if pending is not None:
-                    yield self._process(pending[0], _result(pending[1]))
+                    yield finish(pending)
                 pending = (frame, ahead)
             if pending is not None:
-                yield self._process(pending[0], _result(pending[1]))
+                yield finish(pending)
 
     @property
     def detects_ahead(self) -> bool:
@@ -299,7 +308,3 @@ class CameraPipeline:
             return {}
         out: dict[str, Any] = self.analytics.summary()
         return out
-
-
-def _result(future: Future[Detections] | None) -> Detections | None:
-    return None if future is None else future.result()

@@ -74,7 +74,7 @@ def read_image(path: Path) -> ImageRGB:
     data = np.fromfile(str(path), dtype=np.uint8) if path.exists() else None
     if data is None:
         raise InputError(f"{path}: no such file")
-    rgb = _decode_plain_jpeg(data)
+    rgb = decode_plain_jpeg(data)
     if rgb is not None:
         return rgb
     img = cv2.imdecode(data, cv2.IMREAD_COLOR)
@@ -86,7 +86,7 @@ def read_image(path: Path) -> ImageRGB:
 _JPEG_SOI = b"\xff\xd8\xff"
 
 
-def _decode_plain_jpeg(data: npt.NDArray[np.uint8]) -> ImageRGB | None:
+def decode_plain_jpeg(data: npt.NDArray[np.uint8]) -> ImageRGB | None:
     """RGB pixels of a JPEG with no EXIF block, or None to let OpenCV decode it."""
     head = data[:65536].tobytes()
     if not head.startswith(_JPEG_SOI) or b"Exif\x00\x00" in head:

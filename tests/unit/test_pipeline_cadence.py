@@ -88,9 +88,14 @@ def test_reset_forgets_density() -> None:
 
 
 class StaticDetector:
+    """One person box, the same on every frame."""
+
+    def __init__(self, box: tuple[float, float, float, float] = (0, 0, 4, 8)) -> None:
+        self.box = box
+
     def detect(self, frame: Frame) -> Detections:
         return Detections(
-            xyxy=np.array([[0, 0, 4, 8]], np.float32),
+            xyxy=np.array([self.box], np.float32),
             confidence=np.array([0.9], np.float32),
             class_id=np.array([0]),
             data={"class_name": np.array(["person"])},
@@ -169,13 +174,7 @@ def test_describe_cadence_is_in_seconds_on_detected_frames(
     assert describer.frames == [0]  # reset restarts the cadence
 
 
-class OneBoxDetector:
-    def detect(self, frame: Frame) -> Detections:
-        return Detections(
-            xyxy=np.array([[40, 60, 80, 190]], np.float32),
-            class_id=np.zeros(1, int),
-            data={"class_name": np.array(["person"])},
-        )
+PERSON_BOX = (40, 60, 80, 190)
 
 
 class SilentTracker:
@@ -195,7 +194,7 @@ def test_unconfirmed_people_are_still_redacted() -> None:
     p = CameraPipeline(
         "cam",
         PipelineSettings(density=False, describe=False),
-        detector=OneBoxDetector(),
+        detector=StaticDetector(PERSON_BOX),
         tracker=SilentTracker(),
     )
     rng = np.random.default_rng(0)
@@ -215,7 +214,7 @@ def test_unconfirmed_people_are_still_redacted() -> None:
 def test_redaction_boxes_join_tracked_and_raw() -> None:
     from crowdsight.pipeline.camera import FrameResult
 
-    tracked = OneBoxDetector().detect(frames(1)[0])
+    tracked = StaticDetector(PERSON_BOX).detect(frames(1)[0])
     raw = Detections(
         xyxy=np.array([[1, 1, 5, 9]], np.float32),
         class_id=np.zeros(1, int),
