@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install (apt) and start PostgreSQL and mosquitto for the integration tests, then export
+# Install (apt) and start PostgreSQL and mosquitto for the integration tests (and install Debian's
+# Chromium + chromedriver for the browser tests), then export
 # CROWDSIGHT_TEST_PG_URL and CROWDSIGHT_TEST_MQTT.
 #
 # Meant for a fresh Debian machine (or container) where we are root and there is no systemd.
@@ -89,11 +90,19 @@ _cs_mosquitto() {
     export CROWDSIGHT_TEST_MQTT="127.0.0.1:1883"
 }
 
+_cs_chromium() {
+    # Debian's Chromium and its driver for the dashboard's browser tests (a browser build
+    # cannot be downloaded here; selenium finds /usr/bin/chromedriver).
+    _cs_apt_install chromium chromium-driver || return 1
+    command -v chromedriver >/dev/null || { _cs_log "chromedriver missing after install"; return 1; }
+}
+
 _cs_postgres || _cs_log "PostgreSQL unavailable: PostgreSQL tests will skip"
 _cs_mosquitto || _cs_log "mosquitto unavailable: MQTT tests will skip"
+_cs_chromium || _cs_log "Chromium unavailable: browser tests will skip"
 
 [ -n "${CROWDSIGHT_TEST_PG_URL:-}" ] && echo "export CROWDSIGHT_TEST_PG_URL=$CROWDSIGHT_TEST_PG_URL"
 [ -n "${CROWDSIGHT_TEST_MQTT:-}" ] && echo "export CROWDSIGHT_TEST_MQTT=$CROWDSIGHT_TEST_MQTT"
-unset -f _cs_log _cs_apt_install _cs_wait_port _cs_postgres _cs_mosquitto
+unset -f _cs_log _cs_apt_install _cs_wait_port _cs_postgres _cs_mosquitto _cs_chromium
 # `return` when sourced, plain exit 0 when executed.
 return 0 2>/dev/null || exit 0
