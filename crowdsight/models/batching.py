@@ -1,0 +1,215 @@
+"""Cross-camera batching: one model runtime shared by many cameras, called in batches.
+
+A GPU is fast per *batch*, not per call: one 300×300 detector pass costs about as much as
+sixteen. `BatchingRuntime` sits in front of any runtime with ``run({name: array}) ->
+[outputs]`` (ONNX Runtime or torch); camera threads call its `run` as if it were the model,
+and a service thread gathers the requests that arrive within ``max_wait_ms`` (up to
+``max_batch`` images), runs them as one batch and hands each caller its own rows back.
+
+Trade-off of the two knobs: ``max_wait_ms`` adds at most that much latency to a lone request
+and lets more cameras join a batch; ``max_batch`` caps GPU memory and the latency of the
+largest batch. Requests with different input shapes (e.g. density maps of cameras with
+different resolutions) are batched separately, in arrival order.
+
+Example:
+    >>> shared = BatchingRuntime(TorchRuntime(path), max_batch=32, max_wait_ms=4)   # doctest: +SKIP
+    >>> shared.run({"image": x})            # from any camera thread          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from crowdsight.core.errors import ModelError
+
+Array = npt.NDArray[Any]
+
+
+class RunsBatches(Protocol):
+    """A model runtime: named input arrays (batch on axis 0) → output arrays in graph order."""
+
+    def run(self, inputs: Mapping[str, Array]) -> list[Array]: ...
+
+
+@dataclass
+class _Request:
+    inputs: Mapping[str, Array]
+    rows: int
+    key: tuple[tuple[str, tuple[int, ...], str], ...]
+    future: Future[list[Array]] = field(default_factory=Future)
+    t_in: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class BatchStats:
+    """What the service did so far (read with `BatchingRuntime.stats`)."""
+
+    batches: int = 0
+    rows: int = 0
+    busy_s: float = 0.0
+    max_rows: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def mean_rows(self) -> float:
+        """Mean images per model call."""
+        return self.rows / self.batches if self.batches else 0.0
+
+    @property
+    def model_rows_per_s(self) -> float:
+        """Images per second of model time (the batched model-only throughput)."""
+        return self.rows / self.busy_s if self.busy_s > 0 else 0.0
+
+
+class BatchingRuntime:
+    """Batches concurrent `run` calls of many threads into few calls of one runtime.
+
+    Args:
+        runtime: The shared model (`crowdsight.models.torch_backend.TorchRuntime`, an ONNX
+            Runtime wrapper, ...). Only the service thread calls it.
+        max_batch: Most images per model call.
+        max_wait_ms: How long the first request of a batch waits for company.
+        name: Thread name (shows in profilers).
+    """
+
+    def __init__(
+        self,
+        runtime: RunsBatches,
+        *,
+        max_batch: int = 16,
+        max_wait_ms: float = 5.0,
+        name: str = "batching-runtime",
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be at least 1")
+        if max_wait_ms < 0:
+            raise ValueError("max_wait_ms must not be negative")
+        self.runtime = runtime
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_ms / 1000.0
+        self._queue: queue.Queue[_Request | None] = queue.Queue()
+        self._held: list[_Request] = []
+        self._stats = BatchStats()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def run(self, inputs: Mapping[str, Array]) -> list[Array]:
+        """The runtime's outputs for these inputs, computed in a batch with other callers.
+
+        Blocks until the batch ran. Errors of the model are raised in every caller of
+        that batch.
+        """
+        return self.submit(inputs).result()
+
+    def submit(self, inputs: Mapping[str, Array]) -> Future[list[Array]]:
+        """Queue one request; the future resolves to its outputs."""
+        if self._closed:
+            raise ModelError("the batching runtime is closed")
+        if not inputs:
+            raise ValueError("no inputs")
+        rows = {int(a.shape[0]) for a in inputs.values()}
+        if len(rows) != 1:
+            raise ValueError(f"inputs disagree on the batch size: {sorted(rows)}")
+        key = tuple(
+            sorted((k, tuple(int(d) for d in a.shape[1:]), a.dtype.str) for k, a in inputs.items())
+        )
+        req = _Request(inputs, rows.pop(), key)
+        self._queue.put(req)
+        return req.future
+
+    def stats(self) -> BatchStats:
+        """A copy of the counters (batches, images, model time, batch-size histogram)."""
+        with self._lock:
+            s = self._stats
+            return BatchStats(s.batches, s.rows, s.busy_s, s.max_rows, dict(s.sizes))
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the service thread."""
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> BatchingRuntime:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # service thread -----------------------------------------------------------------
+
+    def _next(self, timeout: float | None) -> _Request | None:
+        if self._held:
+            return self._held.pop(0)
+        return self._queue.get(timeout=timeout) if timeout != 0 else self._queue.get_nowait()
+
+    def _serve(self) -> None:
+        stopping = False
+        while not (stopping and not self._held and self._queue.empty()):
+            try:
+                first = self._next(None if not stopping else 0)
+            except queue.Empty:
+                break
+            if first is None:
+                stopping = True
+                continue
+            batch, rows = [first], first.rows
+            deadline = first.t_in + self.max_wait_s
+            while rows < self.max_batch:
+                wait = deadline - time.perf_counter()
+                try:
+                    nxt = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stopping = True
+                    break
+                if nxt.key != first.key or rows + nxt.rows > self.max_batch:
+                    self._held.append(nxt)  # another shape, or no room: next batch
+                    if nxt.key == first.key:
+                        break
+                    continue
+                batch.append(nxt)
+                rows += nxt.rows
+            self._run(batch, rows)
+
+    def _run(self, batch: list[_Request], rows: int) -> None:
+        names = list(batch[0].inputs)
+        stacked = {
+            n: (
+                batch[0].inputs[n]
+                if len(batch) == 1
+                else np.concatenate([r.inputs[n] for r in batch], axis=0)
+            )
+            for n in names
+        }
+        t0 = time.perf_counter()
+        try:
+            outs = self.runtime.run(stacked)
+        except Exception as exc:
+            for r in batch:
+                r.future.set_exception(exc)
+            return
+        dt = time.perf_counter() - t0
+        with self._lock:
+            s = self._stats
+            s.batches += 1
+            s.rows += rows
+            s.busy_s += dt
+            s.max_rows = max(s.max_rows, rows)
+            s.sizes[rows] = s.sizes.get(rows, 0) + 1
+        start = 0
+        for r in batch:
+            r.future.set_result([o[start : start + r.rows] for o in outs])
+            start += r.rows
