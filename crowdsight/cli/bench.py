@@ -91,12 +91,67 @@ def bench(
         int | None, typer.Option(min=1, help="Density inference threads (default: 1, as `serve`).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
+    cameras: Annotated[
+        str | None,
+        typer.Option(
+            help="Many-camera mode: comma-separated camera counts (e.g. 1,2,4). Each count "
+            "plays that many live-paced copies of the input through shared, batched models.",
+        ),
+    ] = None,
+    runner: Annotated[str, typer.Option(help="Many-camera mode: local | ray.")] = "local",
+    backend: Annotated[
+        str, typer.Option(help="Many-camera mode: onnxruntime | torch (same ONNX graphs).")
+    ] = "onnxruntime",
+    stream_fps: Annotated[
+        float, typer.Option(min=0.1, help="Many-camera mode: frames/s each camera delivers.")
+    ] = 5.0,
+    seconds: Annotated[
+        float, typer.Option(min=1, help="Many-camera mode: seconds the streams play.")
+    ] = 20.0,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Many-camera mode: worker processes/actors (default: cores)."),
+    ] = None,
+    max_batch: Annotated[int, typer.Option(min=1, help="Most images per model call.")] = 32,
+    max_wait_ms: Annotated[
+        float, typer.Option(min=0, help="How long a model call waits for more cameras.")
+    ] = 5.0,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start a local Ray).")
+    ] = None,
+    warmup_s: Annotated[
+        float, typer.Option(min=1, help="Many-camera mode: seconds to load models first.")
+    ] = 30.0,
 ) -> None:
     """Detector-only fps vs full pipeline fps on the same frames, tracker ms/frame, peak RSS.
 
     The pipeline is decode + detect + track + describe (+ density at its cadence). Figures
     depend on the machine and on what else runs on it; nothing here is a pass/fail test.
+
+    With ``--cameras N[,M...]``: N live-paced streams (``--stream-fps``) through the whole
+    pipeline with cross-camera batched models, on worker processes (``--runner local``) or
+    Ray actors (``--runner ray``); prints per-camera fps, dropped frames, p95 latency, events
+    stored/lost and the ratio of pipeline fps to the batched models' own fps.
     """
+    if cameras is not None:
+        _multi(
+            input_path,
+            cameras,
+            runner=runner,
+            backend=backend,
+            stream_fps=stream_fps,
+            seconds=seconds,
+            size=size,
+            workers=workers,
+            max_batch=max_batch,
+            max_wait_ms=max_wait_ms,
+            density=density,
+            density_every_s=density_every_s,
+            ray_address=ray_address,
+            warmup_s=warmup_s,
+            as_json=as_json,
+        )
+        return
     from crowdsight.pipeline.bench import run_bench
     from crowdsight.pipeline.settings import PipelineSettings, live_defaults
 
@@ -138,3 +193,66 @@ def bench(
     )
     if as_json:
         print(json.dumps(result.to_dict()))
+
+
+def _multi(
+    input_path: Path | None,
+    cameras: str,
+    *,
+    runner: str,
+    backend: str,
+    stream_fps: float,
+    seconds: float,
+    size: str,
+    workers: int | None,
+    max_batch: int,
+    max_wait_ms: float,
+    density: bool,
+    density_every_s: float,
+    ray_address: str | None,
+    warmup_s: float,
+    as_json: bool,
+) -> None:
+    from crowdsight.pipeline.multibench import MultiBenchConfig, result_line, run_multi_bench
+
+    try:
+        counts = [int(c) for c in cameras.split(",") if c.strip()]
+    except ValueError:
+        raise ConfigError(f"--cameras {cameras!r}: comma-separated whole numbers") from None
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"--cameras {cameras!r}: at least one camera")
+    if runner not in ("local", "ray"):
+        raise ConfigError(f"--runner {runner!r}: use local or ray")
+    if backend not in ("onnxruntime", "torch"):
+        raise ConfigError(f"--backend {backend!r}: use onnxruntime or torch")
+    with tempfile.TemporaryDirectory(prefix="crowdsight-bench-") as tmp:
+        path = input_path or _default_input()
+        if path is None:
+            console.print("no --input and no shared Mall frames: using a synthetic clip")
+            path = _synthetic_video(Path(tmp), 50, 25.0)
+        for n in counts:
+            cfg = MultiBenchConfig(
+                cameras=n,
+                fps=stream_fps,
+                seconds=seconds,
+                size=_parse_size(size),
+                backend=backend,  # type: ignore[arg-type]
+                runner=runner,  # type: ignore[arg-type]
+                workers=workers,
+                max_batch=max_batch,
+                max_wait_ms=max_wait_ms,
+                density_every_s=density_every_s if density else None,
+                ray_address=ray_address,
+                warmup_s=warmup_s,
+            )
+            with console.status(f"{n} camera(s), {runner} runner, {backend}: {seconds:.0f} s"):
+                r = run_multi_bench(path, cfg)
+            console.print(
+                f"{n} cameras ({r['workers']} workers, {runner}, {backend}, {r['resolution']} "
+                f"@ {stream_fps:g} fps): {r['aggregate_fps']:.1f} of {r['offered_fps']:.1f} "
+                f"frames/s, {r['dropped_frames']} dropped, p95 latency {r['p95_latency_ms']} ms, "
+                f"events {r['events_stored']} stored / {r['events_lost']} lost, model-only "
+                f"{r['model_fps']:.1f} fps → ratio {r['ratio']}"
+            )
+            if as_json:
+                print(json.dumps(result_line(r)))
