@@ -472,15 +472,34 @@ def _model_only_fps(
     return out
 
 
-def _gpu_util() -> float | None:
-    try:
-        import torch
+class _GpuSampler:
+    """Mean GPU utilisation (%) over the streaming phase, read through NVML (None: no GPU)."""
 
-        if torch.cuda.is_available():
-            return float(torch.cuda.utilization())
-    except Exception:
-        return None
-    return None
+    def __init__(self, t0: float, t_end: float) -> None:
+        self.samples: list[float] = []
+        self._handle: Any = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self._handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        except Exception:  # no NVML, no GPU: utilisation is reported as null
+            return
+        self._thread = threading.Thread(
+            target=self._run, args=(t0, t_end), name="bench-gpu-util", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, t0: float, t_end: float) -> None:
+        while time.time() < t_end:
+            if time.time() >= t0:
+                rates = self._nvml.nvmlDeviceGetUtilizationRates(self._handle)
+                self.samples.append(float(rates.gpu))
+            time.sleep(0.5)
+
+    def mean(self) -> float | None:
+        return round(statistics.mean(self.samples), 1) if self.samples else None
 
 
 def run_multi_bench(
@@ -497,6 +516,7 @@ def run_multi_bench(
     with tempfile.TemporaryDirectory(prefix="crowdsight-multibench-") as tmp:
         writer = _StoreWriter(Path(tmp))
         t0 = time.time() + cfg.warmup_s  # models load and warm up before t0
+        gpu = _GpuSampler(t0, t0 + cfg.seconds)
         if cfg.runner == "ray":
             stats = _run_ray(cfg, groups, jpegs, t0, writer)
         else:
@@ -532,7 +552,7 @@ def run_multi_bench(
         "detector_tiles_per_frame": tiles,
         "detector_batches": det_batches,
         "density_batches": [s.density for s in stats],
-        "gpu_util": _gpu_util(),
+        "gpu_util": gpu.mean(),
         **model,
         "ratio": round(aggregate / model["model_fps"], 3) if model["model_fps"] else None,
         "peak_rss_mb_parent": round(peak_rss_mb(), 1),
