@@ -168,6 +168,33 @@ def run(pack_dir: Path, cameras: list[int], args: argparse.Namespace) -> None:
         )
 
 
+def sweep(pack_dir: Path, seconds: float) -> None:
+    """Model-only throughput against batch size: detector tiles and 1080p density maps."""
+    import numpy as np
+
+    models = Path(os.environ.setdefault("CROWDSIGHT_MODELS", "/tmp/crowdsight-models"))
+    restore(pack_dir, models)
+    from crowdsight.models.torch_backend import TorchRuntime
+
+    rng = np.random.default_rng(0)
+    plans = [
+        ("people-ssdlite/ssdlite_people.onnx", (3, 300, 300), (1, 8, 32, 128, 256)),
+        ("csrnet/csrnet.onnx", (3, 1080, 1920), (1, 2, 4)),
+    ]
+    for rel, shape, batches in plans:
+        rt = TorchRuntime(models / rel)
+        for b in batches:
+            x = (rng.random((b, *shape)) * 255).astype(np.float32)
+            rt.run({"image": x})
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                rt.run({"image": x})
+                n += b
+            rate = n / (time.perf_counter() - t0)
+            row = {"model": rel.split("/")[0], "batch": b, "images_per_s": round(rate, 1)}
+            print(json.dumps(row), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -185,8 +212,13 @@ def main() -> None:
     r.add_argument("--max-wait-ms", type=float, default=5.0)
     r.add_argument("--density-every-s", type=float, default=1.0)
     r.add_argument("--warmup-s", type=float, default=45.0)
+    w = sub.add_parser("sweep")
+    w.add_argument("pack", type=Path)
+    w.add_argument("--seconds", type=float, default=2.0)
     a = ap.parse_args()
-    if a.cmd == "pack":
+    if a.cmd == "sweep":
+        sweep(a.pack, a.seconds)
+    elif a.cmd == "pack":
         pack(a.out, a.frames, a.n_frames)
     else:
         run(a.pack, [int(c) for c in a.cameras.split(",")], a)

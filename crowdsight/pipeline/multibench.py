@@ -294,7 +294,7 @@ def run_worker(
     dens_rt = (
         BatchingRuntime(
             _make_runtime(model_path("csrnet") / "csrnet.onnx", cfg, threads_per_model),
-            max_batch=max(1, cfg.max_batch // 4),
+            max_batch=min(4, cfg.max_batch),  # full frames: 4 × 1080p is ~11 GB of fp16
             max_wait_ms=cfg.max_wait_ms,
             name="bench-density",
         )
