@@ -43,7 +43,12 @@ class Slicing(StrEnum):
 @app.command()
 def analyze(
     input_path: Annotated[
-        Path, typer.Argument(metavar="INPUT", help="Image, folder of frames, or video file.")
+        Path,
+        typer.Argument(
+            metavar="INPUT",
+            help="Image, folder of frames, video file, or folder of videos (each analysed "
+            "into OUT/<name>/, with a combined OUT/summary.json).",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
     scene: Annotated[
@@ -85,8 +90,21 @@ def analyze(
             help="Blur heads/faces in outputs (default). --no-redact is recorded in summary.json.",
         ),
     ] = True,
+    ray: Annotated[
+        bool,
+        typer.Option(
+            "--ray",
+            help="Folder of videos: analyse them in parallel on Ray Data (one CPU per video).",
+        ),
+    ] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster for --ray (default: start a local Ray).")
+    ] = None,
 ) -> None:
     """Analyze an image, a folder of frames or a video: density heatmap, counts, tracks, events."""
+    params = dict(locals())
+    if _archive(params):
+        return
     from crowdsight.pipeline.analyze import run_analysis
     from crowdsight.pipeline.annotate import Annotator
     from crowdsight.pipeline.camera import CameraPipeline
@@ -159,3 +177,42 @@ def analyze(
         f"{d['mean_count']}, peak {d['peak_count']}; tracks {s['tracks']['total']}; "
         f"events {sum(s['events'].values())} → {out}"
     )
+
+
+def _archive(params: dict[str, Any]) -> bool:
+    """Analyse a folder of videos (sequentially, or on Ray Data with --ray); False otherwise."""
+    from functools import partial
+
+    from crowdsight.core.errors import InputError
+    from crowdsight.pipeline.archive import analyze_archive, video_files
+
+    input_path: Path = params["input_path"]
+    videos = video_files(input_path) if input_path.is_dir() else []
+    if not videos:
+        if params["ray"]:
+            raise InputError(f"{input_path}: --ray analyses a folder of video files; none here")
+        return False
+    one = {k: v for k, v in params.items() if k not in ("input_path", "out", "ray", "ray_address")}
+
+    def on_done(r: dict[str, Any]) -> None:
+        console.print(f"{r['video']}: " + ("done" if r["ok"] else f"[red]failed[/] ({r['error']})"))
+
+    mode = "on Ray Data" if params["ray"] else "one by one"
+    console.print(f"{len(videos)} videos in {input_path}, analysed {mode}")
+    combined = analyze_archive(
+        videos,
+        params["out"],
+        partial(_analyze_into, **one),
+        use_ray=params["ray"],
+        ray_address=params["ray_address"],
+        on_done=on_done,
+    )
+    console.print(
+        f"{combined['analysed']}/{combined['videos']} videos, {combined['frames']} frames, "
+        f"{combined['tracks']} tracks → {params['out'] / 'summary.json'}"
+    )
+    return True
+
+
+def _analyze_into(source: Path, folder: Path, **options: Any) -> None:
+    analyze(source, out=folder, **options)
