@@ -32,6 +32,7 @@ from crowdsight.server import (
     api_metrics,
     api_outbox,
     dashboard,
+    docs,
     live,
 )
 from crowdsight.server.api_cameras import RunnerProtocol
@@ -148,6 +149,8 @@ def create_app(
         openapi_tags=TAGS,
         lifespan=lifespan,
         dependencies=[Depends(api_errors.reject_nul)],
+        docs_url=None,  # served by `docs.mount` from packaged assets, not a CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.store = store
@@ -172,6 +175,7 @@ def create_app(
 
     for module in (api_auth, api_cameras, api_events, api_metrics, api_outbox, live):
         app.include_router(module.router)
+    docs.mount(app)
     dashboard.mount(app)  # last: the static mount at "/" matches every path
     return app
 

@@ -40,6 +40,9 @@ CHROME_FLAGS = (
     "--disable-sync",
     "--no-first-run",
     "--window-size=1400,1000",
+    # No outside network: every host but the test server fails to resolve, so a page that
+    # needs a CDN (fonts, scripts) breaks here as it would on an offline site.
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )
 
 

@@ -69,3 +69,14 @@ def test_unknown_api_path_is_a_json_404(client: TestClient) -> None:
 def test_no_file_loads_anything_from_another_origin(name: str) -> None:
     text = (STATIC_DIR / name).read_text(encoding="utf-8")
     assert EXTERNAL_REF.findall(text) == [], f"{name} references another origin"
+
+
+def test_api_docs_pages_use_only_packaged_assets(client: TestClient) -> None:
+    for page in ("/docs", "/redoc"):
+        res = client.get(page)
+        assert res.status_code == 200
+        assert not EXTERNAL_REF.search(res.text), f"{page} loads from another origin"
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"):
+        res = client.get(f"/docs-assets/{asset}")
+        assert res.status_code == 200
+        assert len(res.content) > 10_000
