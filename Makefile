@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: setup models run demo analyze test lint typecheck bench clean
+.PHONY: setup models run demo analyze check-input test lint typecheck bench clean
 
 $(BIN)/crowdsight: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,11 @@ run: models                        ## start the service (SQLite, no cameras) + d
 demo: models                       ## the service with a demo camera (needs ../shared/data)
 	$(BIN)/crowdsight serve --config examples/serve.yaml --host $(HOST) --port $(PORT)
 
-analyze: models                    ## make analyze INPUT=video.mp4 OUT=out/
+analyze: check-input models        ## make analyze INPUT=video.mp4 OUT=out/
 	$(BIN)/crowdsight analyze "$(INPUT)" --out "$(or $(OUT),out)"
+
+check-input:
+	@test -n "$(INPUT)" || { echo "make analyze needs INPUT: make analyze INPUT=video.mp4 [OUT=out/] (an image, video, folder of frames or folder of videos)" >&2; exit 2; }
 
 test:                              ## set up everything and run the whole test suite
 	bash scripts/test.sh
