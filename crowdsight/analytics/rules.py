@@ -1,6 +1,9 @@
 """Event rules: small classes, each with per-key state and a ``reset()``.
 
-Every rule reads one `FrameContext` per frame and returns the events it opens or closes.
+Every rule satisfies the `Rule` protocol: it reads one `FrameContext` per frame and returns
+the events it opens or closes. `build_rules` turns a scene's configuration into the list of
+rules that `SceneAnalytics` runs in order; adding a rule means one class here, one config
+model, one event type, and one line in `build_rules`.
 Duration events are emitted when they open (``end_ts_s`` None) and again when they close
 (same ``event_id``); `_OpenEvents` does that bookkeeping. Hysteresis (enter/exit thresholds
 and minimum durations) keeps noisy values from flapping.
@@ -10,8 +13,8 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -24,6 +27,7 @@ from crowdsight.config.scene import (
     LoiteringRule,
     OvercrowdingRule,
     RunningRule,
+    SceneConfig,
     WrongWayRule,
     ZoneKind,
 )
@@ -58,6 +62,8 @@ class FrameContext:
         zone_counts: Per-zone people estimate (density map or tracks).
         zone_area_m2: Per-zone ground area (None uncalibrated).
         zone_area_px: Per-zone image area in px².
+        dwell: (track, zone) of tracks currently in a zone → seconds so far.
+        exits: (track, zone) that left a zone on this frame → exit time.
     """
 
     camera_id: str
@@ -72,10 +78,22 @@ class FrameContext:
     zone_counts: dict[str, float]
     zone_area_m2: dict[str, float | None]
     zone_area_px: dict[str, float]
+    dwell: dict[tuple[int, str], float] = field(default_factory=dict)
+    exits: dict[tuple[int, str], float] = field(default_factory=dict)
 
     def zones_of(self, row: int) -> list[str]:
         """Zones containing this frame's track row."""
         return [z for j, z in enumerate(self.zone_ids) if self.inside[row, j]]
+
+
+class Rule(Protocol):
+    """One event rule: per-key state, fed one frame at a time."""
+
+    def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened, escalated or closed on it."""
 
 
 class _OpenEvents:
@@ -381,22 +399,11 @@ class LoiteringRules(_PerTrackRule):
         self.cfg = cfg
         self._hyst = Hysteresis(1.0, 0.5)
 
-    def update(
-        self,
-        ctx: FrameContext,
-        dwell: dict[tuple[int, str], float],
-        exits: dict[tuple[int, str], float] | None = None,
-    ) -> list[Event]:
-        """Feed current dwell times and this frame's zone exits.
-
-        Args:
-            ctx: This frame.
-            dwell: (track, zone) of tracks currently in a zone → seconds so far.
-            exits: (track, zone) that left on this frame → exit time.
-        """
+    def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame: its current dwell times (``ctx.dwell``) and zone exits."""
         if not self.cfg.enabled:
             return []
-        exits = exits or {}
+        dwell, exits = ctx.dwell, ctx.exits
         out: list[Event] = []
         classes = dict(zip(ctx.tracks.ids.tolist(), ctx.tracks.class_names, strict=True))
         for key in list(self._open.events):
@@ -602,6 +609,21 @@ class IntrusionRules(_PerTrackRule):
                 if done is not None:
                     out.append(done)
         return out
+
+
+def build_rules(scene: SceneConfig) -> list[Rule]:
+    """The rules of one scene, in the order they run on each frame."""
+    rules = scene.rules
+    directions = {z.id: z.allowed_direction for z in scene.zones if z.allowed_direction}
+    return [
+        OvercrowdingRules(rules.overcrowding),
+        RunningRules(rules.running),
+        DispersalRules(rules.dispersal),
+        LoiteringRules(rules.loitering),
+        WrongWayRules(rules.wrong_way, directions),
+        FallRules(rules.fall),
+        IntrusionRules(rules.intrusion, restricted_zones(scene.zones)),
+    ]
 
 
 def restricted_zones(zones: list[Any]) -> dict[str, list[str]]:

@@ -9,7 +9,7 @@ everything. Each rule is a small object with its own state (see `rules`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -27,17 +27,7 @@ from crowdsight.analytics.metrics import (
     level_of_service,
     los_index,
 )
-from crowdsight.analytics.rules import (
-    DispersalRules,
-    FallRules,
-    FrameContext,
-    IntrusionRules,
-    LoiteringRules,
-    OvercrowdingRules,
-    RunningRules,
-    WrongWayRules,
-    restricted_zones,
-)
+from crowdsight.analytics.rules import FrameContext, Rule, build_rules
 from crowdsight.analytics.tracks import FrameTracks, Track, TrackHistory
 from crowdsight.analytics.zones import Membership, SceneGeometry, ZoneMembership, scaled_homography
 from crowdsight.config.scene import SceneConfig
@@ -74,14 +64,7 @@ class SceneAnalytics:
         rules = scene.rules
         self.history = TrackHistory(keep_s=5.0, max_age_s=1.0)
         self.membership = ZoneMembership()
-        self.overcrowding = OvercrowdingRules(rules.overcrowding)
-        self.running = RunningRules(rules.running)
-        self.dispersal = DispersalRules(rules.dispersal)
-        self.loitering = LoiteringRules(rules.loitering)
-        directions = {z.id: z.allowed_direction for z in scene.zones if z.allowed_direction}
-        self.wrong_way = WrongWayRules(rules.wrong_way, directions)
-        self.fall = FallRules(rules.fall)
-        self.intrusion = IntrusionRules(rules.intrusion, restricted_zones(scene.zones))
+        self.rules: list[Rule] = build_rules(scene)
         self.anomaly = AnomalyEvents(rules.anomaly) if rules.anomaly.enabled else None
         self.reset()
 
@@ -95,18 +78,10 @@ class SceneAnalytics:
         self._last_dets: Detections | None = None
         self.history.reset()
         self.membership.reset()
-        for rule in (
-            self.overcrowding,
-            self.running,
-            self.dispersal,
-            self.loitering,
-            self.wrong_way,
-            self.fall,
-            self.intrusion,
-            self.anomaly,
-        ):
-            if rule is not None:
-                rule.reset()
+        for rule in self.rules:
+            rule.reset()
+        if self.anomaly is not None:
+            self.anomaly.reset()
         self.lines: dict[str, LineCounter] = {}
         self.occupancy = {z.id: OccupancyStats() for z in self.scene.zones}
         self.dwell = {z.id: DwellStats() for z in self.scene.zones}
@@ -228,13 +203,10 @@ class SceneAnalytics:
                 if seconds is not None:
                     dwell[(tid, zid)] = seconds
         exits = {(m.track_id, m.zone_id): m.ts_s for m in memberships if m.kind == "exit"}
-        events = self.overcrowding.update(ctx)
-        events += self.running.update(ctx)
-        events += self.dispersal.update(ctx)
-        events += self.loitering.update(ctx, dwell, exits)
-        events += self.wrong_way.update(ctx)
-        events += self.fall.update(ctx)
-        events += self.intrusion.update(ctx)
+        ctx = replace(ctx, dwell=dwell, exits=exits)
+        events: list[Event] = []
+        for rule in self.rules:
+            events += rule.update(ctx)
         return events
 
     def _zone_counts(
