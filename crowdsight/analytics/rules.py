@@ -21,6 +21,7 @@ import numpy as np
 from crowdsight.analytics.hysteresis import Hysteresis, Transition
 from crowdsight.analytics.tracks import FrameTracks, Track, TrackHistory
 from crowdsight.config.scene import (
+    CrowdSurgeRule,
     DispersalRule,
     FallRule,
     IntrusionRule,
@@ -32,6 +33,7 @@ from crowdsight.config.scene import (
     ZoneKind,
 )
 from crowdsight.core.events import (
+    CrowdSurge,
     Dispersal,
     Event,
     Fall,
@@ -201,6 +203,82 @@ class OvercrowdingRules:
                         out.append(updated)
                 if density > ev.peak:
                     self._open.update(zid, peak=density, count=count)
+        return out
+
+
+class CrowdSurgeRules:
+    """A zone whose crowd grows fast: density now minus its minimum over ``window_s``.
+
+    Crowd-safety practice (Fruin 1971, walkway levels of service; G. K. Still on crowd
+    dynamics, see /work/shared/REFERENCES.md) treats how fast a space fills as a warning sign
+    on its own: a surge toward level of service E-F leaves no time for the steady
+    overcrowding rule's dwell. The rule watches each zone's people estimate (density map or
+    tracks); with a calibration it compares persons/m², without one it compares people
+    (only when ``rise_count`` is set). The event ends once the rise fades, which happens at
+    the latest ``window_s`` after the zone stops filling.
+    """
+
+    def __init__(self, cfg: CrowdSurgeRule) -> None:
+        self.cfg = cfg
+        self._hyst = Hysteresis(1.0, cfg.exit_ratio, cfg.min_duration_s)
+        self._open = _OpenEvents()
+        self._recent: dict[str, deque[tuple[float, float]]] = {}
+
+    def reset(self) -> None:
+        """Forget all state (open events are dropped, not closed)."""
+        self._hyst.reset()
+        self._open.reset()
+        self._recent.clear()
+
+    def _rise(self, zid: str, ts_s: float, value: float) -> float:
+        """``value`` minus its minimum over the last ``window_s`` (this sample included)."""
+        recent = self._recent.setdefault(zid, deque())
+        recent.append((ts_s, value))
+        while recent[0][0] < ts_s - self.cfg.window_s - 1e-6:  # a sample window_s ago stays
+            recent.popleft()
+        return value - min(v for _, v in recent)
+
+    def update(self, ctx: FrameContext) -> list[Event]:
+        """Feed one frame; returns the events opened or closed on it."""
+        if not self.cfg.enabled:
+            return []
+        out: list[Event] = []
+        for zid, count in ctx.zone_counts.items():
+            area_m2 = ctx.zone_area_m2.get(zid)
+            if area_m2 is not None and area_m2 > 0:
+                per_m2 = count / area_m2
+                density: float | None = per_m2
+                rise = self._rise(zid, ctx.ts_s, per_m2)
+                dense = per_m2 >= self.cfg.min_density_per_m2
+                value = rise / self.cfg.rise_per_m2 if dense else 0.0
+                unit = "persons/m²"
+            elif self.cfg.rise_count is not None:
+                density = None
+                rise = self._rise(zid, ctx.ts_s, count)
+                value = rise / self.cfg.rise_count
+                unit = "persons"
+            else:
+                continue
+            tr = self._hyst.update(zid, value, ctx.ts_s)
+            if tr is not None and tr.kind == "open":
+                surge = CrowdSurge(
+                    **_base(ctx, tr.ts_s),
+                    severity=Severity.WARNING,
+                    zone_id=zid,
+                    count=count,
+                    rise=rise,
+                    rise_unit=unit,
+                    density_per_m2=density,
+                )
+                out.append(self._open.open(zid, surge))
+            elif tr is not None:
+                ev = self._open.close(zid, tr.ts_s)
+                if ev is not None:
+                    out.append(ev)
+            elif self._hyst.is_active(zid):
+                cur = self._open.events.get(zid)
+                if isinstance(cur, CrowdSurge) and rise > cur.rise:
+                    self._open.update(zid, rise=rise, count=count, density_per_m2=density)
         return out
 
 
@@ -617,6 +695,7 @@ def build_rules(scene: SceneConfig) -> list[Rule]:
     directions = {z.id: z.allowed_direction for z in scene.zones if z.allowed_direction}
     return [
         OvercrowdingRules(rules.overcrowding),
+        CrowdSurgeRules(rules.crowd_surge),
         RunningRules(rules.running),
         DispersalRules(rules.dispersal),
         LoiteringRules(rules.loitering),

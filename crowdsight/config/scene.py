@@ -206,6 +206,44 @@ class OvercrowdingRule(_Model):
         return self
 
 
+class CrowdSurgeRule(_Model):
+    """A fast rise of a zone's crowd: people pouring in within seconds, judged per zone.
+
+    The rise is the zone's density now minus its lowest density in the last ``window_s``.
+    Defaults are chosen a priori from Fruin's walkway levels of service (REFERENCES.md):
+    each level spans roughly 0.3-1.1 persons/m² (C 0.43-0.71, D 0.71-1.08, E 1.08-2.17),
+    so +1 person/m² within 10 s skips one to two levels in seconds, and the surge only
+    counts once the zone has reached level E (1.08 persons/m², 0.93 m² per person) where
+    free movement is lost. No figure was tuned on any data set.
+    """
+
+    enabled: bool = Field(True, description="Raise CrowdSurge events.")
+    window_s: float = Field(
+        10.0, gt=0, description="The rise is measured against the lowest density this long ago."
+    )
+    rise_per_m2: float = Field(
+        1.0, gt=0, description="Surge when density rose by this many persons/m² in the window."
+    )
+    min_density_per_m2: float = Field(
+        1.08, ge=0, description="...and the zone is at least this dense (Fruin LoS E)."
+    )
+    rise_count: float | None = Field(
+        None,
+        gt=0,
+        description="Uncalibrated fallback: surge when the zone gained this many people in "
+        "the window (None: no surge events without calibration).",
+    )
+    exit_ratio: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="Hysteresis: the event ends when the rise falls below exit_ratio × rise.",
+    )
+    min_duration_s: float = Field(
+        1.0, ge=0, description="The rise must hold this long before the event opens."
+    )
+
+
 class RunningRule(_Model):
     """A track moving much faster than walking, for a sustained time."""
 
@@ -361,6 +399,9 @@ class Rules(_Model):
 
     overcrowding: OvercrowdingRule = Field(
         default_factory=OvercrowdingRule, description="Overcrowding thresholds."
+    )
+    crowd_surge: CrowdSurgeRule = Field(
+        default_factory=CrowdSurgeRule, description="Crowd-surge thresholds."
     )
     running: RunningRule = Field(default_factory=RunningRule, description="Running thresholds.")
     dispersal: DispersalRule = Field(

@@ -92,6 +92,15 @@ class Overcrowding(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class CrowdSurge(Event):
+    kind: ClassVar[str] = "crowd_surge"
+    count: float = 0.0
+    rise: float = 0.0  # largest rise within the rule's window, in ``rise_unit``
+    rise_unit: str = "persons/m²"  # "persons/m²" with calibration, "persons" without
+    density_per_m2: float | None = None  # None without a ground-plane calibration
+
+
+@dataclass(frozen=True, kw_only=True)
 class Running(Event):
     kind: ClassVar[str] = "running"
     speed: float = 0.0
@@ -141,6 +150,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         ZoneEntered,
         ZoneExited,
         Overcrowding,
+        CrowdSurge,
         Running,
         Dispersal,
         Loitering,

@@ -11,6 +11,7 @@ import pytest
 from crowdsight.analytics import SceneAnalytics
 from crowdsight.config.scene import parse_scene
 from crowdsight.core.events import (
+    CrowdSurge,
     Dispersal,
     Event,
     Fall,
@@ -170,6 +171,49 @@ def test_overcrowding_needs_min_duration() -> None:
         return [person_at(k, 110 + 8 * k, 250) for k in range(n)]
 
     assert of(run(scene, 50, rows), Overcrowding) == []
+
+
+#: Zone 100×200 px = 1 m × 2 m = 2 m² under CAL.
+SURGE_ZONE = {"id": "z", "polygon": [[100, 100], [200, 100], [200, 300], [100, 300]]}
+
+
+def crowd(count: Callable[[float], int]) -> Callable[[float], list[Row]]:
+    return lambda t: [person_at(k, 110 + 8 * k, 250) for k in range(count(t))]
+
+
+def test_crowd_surge_opens_on_a_fast_rise_and_closes_when_the_window_forgets_it() -> None:
+    # 1 person (0.5/m²) until t=2, then 6 (3/m²): a 2.5/m² rise to above LoS E at once.
+    scene = {"calibration": CAL, "zones": [SURGE_ZONE]}
+    events = of(run(scene, 140, crowd(lambda t: 1 if t < 2.0 else 6)), CrowdSurge)
+    assert [(e.start_ts_s, e.end_ts_s) for e in events] == [
+        (pytest.approx(2.0), None),
+        (pytest.approx(2.0), pytest.approx(12.0)),  # the 0.5/m² sample leaves the 10 s window
+    ]
+    assert events[0].event_id == events[1].event_id
+    assert events[0].zone_id == "z"
+    assert events[1].rise == pytest.approx(2.5)  # type: ignore[attr-defined]
+    assert events[1].rise_unit == "persons/m²"  # type: ignore[attr-defined]
+    assert events[1].density_per_m2 == pytest.approx(3.0)  # type: ignore[attr-defined]
+
+
+def test_crowd_surge_ignores_slow_fills_steady_crowds_and_sparse_zones() -> None:
+    scene = {"calibration": CAL, "zones": [SURGE_ZONE]}
+    slow = crowd(lambda t: 1 + int(t // 12))  # +0.5/m² every 12 s: ≤ 0.5/m² per window
+    steady = crowd(lambda t: 9)  # overcrowded, but not rising
+    sparse = crowd(lambda t: 0 if t < 2.0 else 2)  # +1/m², but only 1/m² < LoS E
+    for rows in (slow, steady, sparse):
+        assert of(run(scene, 600, rows), CrowdSurge) == []
+
+
+def test_crowd_surge_uncalibrated_needs_rise_count() -> None:
+    scene: dict[str, Any] = {"zones": [SURGE_ZONE]}
+    rows = crowd(lambda t: 1 if t < 2.0 else 6)
+    assert of(run(scene, 60, rows), CrowdSurge) == []
+    scene["rules"] = {"crowd_surge": {"rise_count": 4}}
+    events = of(run(scene, 60, rows), CrowdSurge)
+    assert [(e.start_ts_s, e.end_ts_s) for e in events] == [(pytest.approx(2.0), None)]
+    assert (events[0].rise, events[0].rise_unit) == (5, "persons")  # type: ignore[attr-defined]
+    assert events[0].density_per_m2 is None  # type: ignore[attr-defined]
 
 
 def _runner(t: float) -> list[Row]:

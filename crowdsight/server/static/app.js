@@ -25,7 +25,8 @@ const SERIES = [
 // Instantaneous events: their end time may be missing, but they are never "ongoing".
 const POINT_TYPES = new Set(["line_crossed", "zone_entered", "zone_exited", "fall"]);
 const KNOWN_TYPES = [
-  "line_crossed", "zone_entered", "zone_exited", "overcrowding", "running", "dispersal",
+  "line_crossed", "zone_entered", "zone_exited", "overcrowding", "crowd_surge", "running",
+  "dispersal",
   "loitering", "wrong_way", "fall", "intrusion", "anomaly",
 ];
 
