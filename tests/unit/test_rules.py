@@ -24,6 +24,7 @@ from crowdsight.core.events import (
     WrongWay,
     ZoneEntered,
     ZoneExited,
+    event_from_dict,
 )
 from crowdsight.core.types import CLASS_NAME, Detections, Frame
 
@@ -194,6 +195,7 @@ def test_crowd_surge_opens_on_a_fast_rise_and_closes_when_the_window_forgets_it(
     assert events[1].rise == pytest.approx(2.5)  # type: ignore[attr-defined]
     assert events[1].rise_unit == "persons/m²"  # type: ignore[attr-defined]
     assert events[1].density_per_m2 == pytest.approx(3.0)  # type: ignore[attr-defined]
+    assert event_from_dict(events[1].to_dict()) == events[1]  # the store/API seam keeps it
 
 
 def test_crowd_surge_ignores_slow_fills_steady_crowds_and_sparse_zones() -> None:

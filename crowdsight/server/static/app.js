@@ -26,8 +26,7 @@ const SERIES = [
 const POINT_TYPES = new Set(["line_crossed", "zone_entered", "zone_exited", "fall"]);
 const KNOWN_TYPES = [
   "line_crossed", "zone_entered", "zone_exited", "overcrowding", "crowd_surge", "running",
-  "dispersal",
-  "loitering", "wrong_way", "fall", "intrusion", "anomaly",
+  "dispersal", "loitering", "wrong_way", "fall", "intrusion", "anomaly",
 ];
 
 const $ = (sel, root = document) => root.querySelector(sel);
