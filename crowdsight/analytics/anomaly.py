@@ -230,6 +230,8 @@ class MotionNormality:
         self.online.reset()
         #: Where the last scored frame was most anomalous, as (x, y) fractions of the frame.
         self.peak_xy: tuple[float, float] | None = None
+        #: Why, in words (learned mode only), e.g. "motion 3.1× normal for this area".
+        self.peak_reason: str | None = None
 
     def fit(self, images: Iterable[npt.NDArray[np.uint8]], fps: float = 10.0) -> CellBaseline:
         """Learn the baseline from normal footage and freeze it (learned mode)."""
@@ -244,12 +246,28 @@ class MotionNormality:
         cells = self.motion.update(image, ts_s)
         if cells is None:
             return 0.0
+        self.peak_reason = None
         if self.learned is not None:
             score, row, col = self.learned.peak(cells)
+            if score > 0:
+                self.peak_reason = motion_reason(cells[row, col], self.learned, row, col)
         else:
             score, row, col = self.online.update(cells, ts_s)
         self.peak_xy = self.motion.cell_centre(row, col) if score > 0 else None
         return score
+
+
+def motion_reason(value: float, base: CellBaseline, row: int, col: int) -> str:
+    """A cell's motion against its normal median, in words for an operator.
+
+    The ratio's denominator is the larger of the cell's median and the baseline floor, so a
+    cell that never moved in the normal footage reads "motion where normally still" rather
+    than an absurd ratio.
+    """
+    normal = float(base.median[row, col])
+    if normal < base.floor:
+        return "motion where this area is normally still"
+    return f"motion {value / normal:.1f}× normal for this area"
 
 
 class AnomalyEvents:
