@@ -31,6 +31,13 @@ def eval_tracking(
         typer.Option(help="Drop detections scored below this before tracking."),
     ] = None,
     fps: Annotated[float, typer.Option(help="Sequence frame rate (MOT15 TUD: 25).")] = 25.0,
+    stride: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Keep every Nth frame (1, 1+N, ...) of detections and gt: a camera at fps/N.",
+        ),
+    ] = 1,
     iou: Annotated[float, typer.Option(help="IoU for a match (MOTChallenge: 0.5).")] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
@@ -38,24 +45,27 @@ def eval_tracking(
 
     With --detections, crowdsight's tracker (default settings) runs on the detections and
     its output is scored; with --results, a given tracker output is scored as is.
-    Percentages are 0-100.
+    With --stride N only frames 1, 1+N, ... of both files are kept (a camera at fps/N);
+    the tracker sees the real timestamps of those frames. Percentages are 0-100.
     """
     from crowdsight.eval.mot import load_mot_txt, score_mot, track_mot_detections
     from crowdsight.tracking import Tracker
 
     if (detections is None) == (results is None):
         raise InputError("give exactly one of --detections (run the tracker) or --results")
-    truth = load_mot_txt(gt)
+    truth = load_mot_txt(gt).every_nth(stride)
     if results is not None:
-        output = load_mot_txt(results)
+        output = load_mot_txt(results).every_nth(stride)
         source = f"results {results.name}"
     else:
         assert detections is not None
-        dets = load_mot_txt(detections)
+        dets = load_mot_txt(detections).every_nth(stride)
         if min_score is not None:
             dets = dets.filter_scores(min_score)
-        output = track_mot_detections(dets, Tracker(frame_rate=fps), fps=fps)
-        source = f"crowdsight tracker on {detections.name}"
+        output = track_mot_detections(dets, Tracker(frame_rate=fps), fps=fps, stride=stride)
+        source = f"crowdsight tracker (online) on {detections.name}"
+    if stride > 1:
+        source += f", every {stride}th frame"
     scores = score_mot(truth, output, iou_threshold=iou)
     console.print(
         f"{source}: MOTA {scores.mota:.1f}  IDF1 {scores.idf1:.1f}  HOTA {scores.hota:.1f}  "

@@ -96,6 +96,17 @@ class MotSequence:
             kept[number] = MotFrame(fr.ids[keep], fr.xywh[keep], fr.scores[keep])
         return MotSequence(kept, self.num_frames)
 
+    def every_nth(self, stride: int) -> MotSequence:
+        """A copy keeping only frames 1, 1 + stride, 1 + 2·stride, … (numbers unchanged).
+
+        Simulates a camera running at ``fps / stride``: the kept frames keep their
+        numbers, so timestamps derived from them show the real gaps.
+        """
+        if stride < 1:
+            raise InputError(f"stride must be >= 1, got {stride}")
+        kept = {n: fr for n, fr in self.frames.items() if (n - 1) % stride == 0}
+        return MotSequence(kept, self.num_frames)
+
 
 _EMPTY = MotFrame(np.empty(0, np.int64), np.empty((0, 4), np.float64), np.empty(0, np.float64))
 
@@ -242,7 +253,7 @@ def _valid(fr: MotFrame, *, gt_rows: bool) -> MotFrame:
 
 
 def track_mot_detections(
-    detections: MotSequence, tracker: Tracker, fps: float = 25.0
+    detections: MotSequence, tracker: Tracker, fps: float = 25.0, stride: int = 1
 ) -> MotSequence:
     """Run ``tracker`` over MOT detections frame by frame and return its output as MOT rows.
 
@@ -250,12 +261,16 @@ def track_mot_detections(
         detections: Public detections (``frame, -1, x, y, w, h, score, ...``).
         tracker: A fresh (or reset) tracker.
         fps: Frame rate used to turn frame numbers into timestamps.
+        stride: Only frames 1, 1 + stride, … reach the tracker (pass the same
+            ``every_nth(stride)`` sequence); the others are skipped, not fed empty.
 
     Returns:
         The tracker output, one row per confirmed tracked box.
     """
     out: dict[int, MotFrame] = {}
     for number, frame in detections:
+        if number not in detections.frames and (number - 1) % stride:
+            continue  # a frame the subsampled camera never delivered
         tracked = tracker.update(frame.to_detections(), ts_s=(number - 1) / fps)
         rows = detections_to_mot_frame(tracked)
         if len(rows):

@@ -49,6 +49,17 @@ class ArrayByteTrack:
             a lost track is kept ``lost_track_buffer / 30`` seconds.
         track_activation_threshold, high_conf_det_threshold, minimum_iou_threshold,
         minimum_consecutive_frames: As ``trackers.ByteTrackTracker``.
+        recovery_iou: OC-SORT's observation-centric recovery (OCR): after both ByteTrack
+            stages, tracks still unmatched are matched once more to the confident boxes
+            left over, by IoU with the track's LAST OBSERVED box instead of its Kalman
+            prediction (a coasting prediction drifts; where the person was last seen is
+            often where they reappear after a short occlusion or a stop). None (the
+            default, plain ByteTrack) skips the stage.
+        observation_velocity: OC-SORT's observation-centric re-update (ORU), in closed
+            form: when a track is matched again after missing frames, its velocity is
+            reset to (new box − last observed box) / frames between them, i.e. the
+            velocity of the straight "virtual trajectory" OC-SORT re-filters along,
+            instead of the velocity the filter accumulated while coasting blind.
     """
 
     def __init__(
@@ -60,6 +71,8 @@ class ArrayByteTrack:
         high_conf_det_threshold: float,
         minimum_iou_threshold: float,
         minimum_consecutive_frames: int,
+        recovery_iou: float | None = None,
+        observation_velocity: bool = False,
     ) -> None:
         self.frame_rate = frame_rate
         self.max_lost_s = lost_track_buffer / 30.0
@@ -67,6 +80,8 @@ class ArrayByteTrack:
         self.high = high_conf_det_threshold
         self.min_iou = minimum_iou_threshold
         self.min_consecutive = minimum_consecutive_frames
+        self.recovery_iou = recovery_iou
+        self.observation_velocity = observation_velocity
         self.reset()
 
     def reset(self) -> None:
@@ -79,6 +94,7 @@ class ArrayByteTrack:
         self.consecutive: IntArray = np.zeros(0, np.int64)
         self.missed: IntArray = np.zeros(0, np.int64)  # frames since the last match
         self.missed_s: FloatArray = np.zeros(0)  # seconds since the last match
+        self.last_obs: FloatArray = np.zeros((0, 4))  # last matched box
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -132,7 +148,18 @@ class ArrayByteTrack:
         rows += low[unmatched_low].tolist()
         out_ids += [-1] * len(unmatched_low)
 
-        spawn = high[unmatched_high]
+        left = np.asarray(unmatched_high, np.int64)
+        if self.recovery_iou is not None and len(left):
+            lost = np.setdiff1d(rest, tracks2)
+            lost = lost[self.missed[lost] > 0] if len(lost) else lost
+            r_t, r_c, _, un_h = _associate(self.last_obs[lost], xyxy[high[left]], self.recovery_iou)
+            tracks3 = lost[r_t]
+            self._matched(tracks3, xyxy[high[left[r_c]]], next_id)
+            rows += high[left[r_c]].tolist()
+            out_ids += self.ids[tracks3].tolist()
+            left = left[np.asarray(un_h, np.int64)]
+
+        spawn = high[left]
         rows += spawn.tolist()
         out_ids += [-1] * len(spawn)
         self._spawn(xyxy[spawn[confidence[spawn] >= self.activation]])
@@ -180,6 +207,10 @@ class ArrayByteTrack:
         """Kalman update (Joseph form, as ``trackers``) of matched tracks; confirm ids."""
         if len(tracks) == 0:
             return
+        back = tracks[self.missed[tracks] > 1] if self.observation_velocity else tracks[:0]
+        if len(back):  # matched again after missing at least one frame
+            frames = np.maximum(self.missed_s[back] * self.frame_rate, 1.0)
+            seen = (boxes[self.missed[tracks] > 1] - self.last_obs[back]) / frames[:, None]
         a, b, c = self.cov[tracks, 0], self.cov[tracks, 1], self.cov[tracks, 2]
         s = a + _R
         k1, k2 = a / s, b / s
@@ -194,6 +225,9 @@ class ArrayByteTrack:
             ],
             axis=1,
         )
+        if len(back):  # the straight virtual trajectory's velocity replaces the blind one
+            self.vel[back] = seen
+        self.last_obs[tracks] = boxes
         self.missed[tracks] = 0
         self.missed_s[tracks] = 0.0
         self.consecutive[tracks] += 1
@@ -213,6 +247,7 @@ class ArrayByteTrack:
         self.consecutive = np.concatenate([self.consecutive, np.ones(m, np.int64)])
         self.missed = np.concatenate([self.missed, np.zeros(m, np.int64)])
         self.missed_s = np.concatenate([self.missed_s, np.zeros(m)])
+        self.last_obs = np.concatenate([self.last_obs, boxes.astype(np.float64)])
 
     def _keep(self, mask: npt.NDArray[np.bool_]) -> None:
         if mask.all():
@@ -220,6 +255,7 @@ class ArrayByteTrack:
         self.pos, self.vel, self.cov = self.pos[mask], self.vel[mask], self.cov[mask]
         self.ids, self.consecutive = self.ids[mask], self.consecutive[mask]
         self.missed, self.missed_s = self.missed[mask], self.missed_s[mask]
+        self.last_obs = self.last_obs[mask]
 
 
 def _associate(

@@ -33,7 +33,8 @@ class Reference:
 
 
 REFERENCES = {
-    # Measured 71.0 MOTA / 76.2 IDF1 / 52.9 HOTA / 12 IDs (SORT code: 71.7).
+    # Measured 70.8 MOTA / 76.1 IDF1 / 52.8 HOTA / 13 IDs with OCR+ORU (plain ByteTrack:
+    # 71.0 / 76.2 / 52.9 / 12; SORT code: 71.7).
     "TUD-Stadtmitte": Reference(56.4, 64.5, 7, 45, 452, tracker_mota_floor=70.0),
     # Not measured here (sequence absent when the defaults were set); SORT's published
     # MOTA on it is 62.7, so the floor sits a few points under that.

@@ -14,6 +14,7 @@ from crowdsight.core.errors import InputError
 from crowdsight.core.types import CLASS_NAME, Detections
 from crowdsight.eval.mot import MotFrame, MotSequence, load_mot_txt, score_mot
 from crowdsight.tracking import Tracker, TrackHistory
+from crowdsight.tracking.bytetrack import ArrayByteTrack
 
 FPS = 25.0
 
@@ -249,3 +250,59 @@ def test_cli_needs_exactly_one_input(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "--detections" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(("recovery_iou", "same_id"), [(0.3, True), (None, False)])
+def test_observation_centric_recovery_finds_a_stopped_walker(
+    recovery_iou: float | None, same_id: bool
+) -> None:
+    """Walk right 8 px/frame, vanish 6 frames while stopping, reappear where last seen.
+
+    The coasting prediction has drifted ~48 px (IoU with the real box < 0.3); only the
+    match on the last observed box (OC-SORT's OCR) gives the id back.
+    """
+    tracker = Tracker(frame_rate=FPS, recovery_iou=recovery_iou)
+    walk = [dets([box(100 + 8 * i, 50)]) for i in range(12)]
+    gap = [dets([]) for _ in range(6)]
+    back = [dets([box(100 + 8 * 11, 50)]) for _ in range(3)]
+    out = run(tracker, walk + gap + back)
+    first, last = out[11].tracker_id, out[-1].tracker_id
+    assert first is not None and last is not None and len(last) == 1
+    assert bool(first[0] == last[0]) is same_id
+
+
+def test_observation_velocity_replaces_blind_coasting() -> None:
+    """After a 4-frame miss, velocity = observed displacement / frames (OC-SORT ORU)."""
+    inner = ArrayByteTrack(
+        frame_rate=FPS,
+        lost_track_buffer=30,
+        track_activation_threshold=0.5,
+        high_conf_det_threshold=0.5,
+        minimum_iou_threshold=0.1,
+        minimum_consecutive_frames=1,
+        observation_velocity=True,
+    )
+    counter = [1]
+    still = np.asarray([box(100, 50)], np.float64)
+    for i in range(3):
+        inner.update(still, np.ones(1), i / FPS, counter)
+    for i in range(3, 7):
+        inner.update(np.zeros((0, 4)), np.zeros(0), i / FPS, counter)
+    inner.update(still + np.array([20.0, 0.0, 20.0, 0.0]), np.ones(1), 7 / FPS, counter)
+    assert inner.vel[0, 0] == pytest.approx(20.0 / 5.0)  # 5 frames since last seen
+    assert inner.vel[0, 1] == pytest.approx(0.0)
+
+
+def test_every_nth_keeps_frame_numbers() -> None:
+    frame = MotFrame(np.array([1]), np.array([[0.0, 0.0, 10.0, 10.0]]), np.ones(1))
+    seq = MotSequence({n: frame for n in range(1, 13)}, 12)
+    assert sorted(seq.every_nth(5).frames) == [1, 6, 11]
+    assert seq.every_nth(5).num_frames == 12
+    with pytest.raises(InputError, match="stride"):
+        seq.every_nth(0)
+
+
+def test_default_lost_buffer_is_one_second_but_at_least_six_frames() -> None:
+    assert Tracker(frame_rate=25.0).lost_track_buffer_s == pytest.approx(1.0)
+    assert Tracker(frame_rate=2.0).lost_track_buffer_s == pytest.approx(3.0)
+    assert Tracker(frame_rate=2.0, lost_track_buffer_s=0.5).lost_track_buffer_s == 0.5
