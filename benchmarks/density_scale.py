@@ -8,9 +8,10 @@
 scales 0.75 / 1 / 1.25 on the same frames (why scale 1 is Mall's right scale).
 
 ``--part edges`` prints the count that the outer ring of density cells (2 cells = 16 px on
-every side) contributes, with zero-padded edges (``border_px=0``, the old behaviour) and
-mirrored borders (the default), on blank frames (mean grey, black, white at 640×480 and
-1920×1080) and on the same Mall training frames, with the whole-frame counts.
+every side) contributes, with zero-padded edges (``border_px=0``, the default) and
+32 px mirrored borders (both without the noise floor), on blank frames (mean grey, black,
+white at 640×480 and 1920×1080) and on the same Mall training frames, with the whole-frame
+counts.
 
 One JSON line per part. CPU-heavy (CSRNet): run with ``nice``.
 """
@@ -47,7 +48,7 @@ def _mall(data: Path, step: int) -> tuple[list[ImageRGB], list[int]]:
 
 def part_scale(imgs: list[ImageRGB], gts: list[int]) -> dict[str, object]:
     det = build_detector("ssdlite", conf_threshold=0.4)
-    est = DensityEstimator()
+    est = DensityEstimator(floor=0.0)
     heights: list[float] = []
     for img in imgs:
         xyxy = det.detect(Frame("mall", 0, 0.0, img)).xyxy
@@ -77,7 +78,7 @@ def part_edges(imgs: list[ImageRGB], gts: list[int]) -> dict[str, object]:
         for w, h in ((640, 480), (1920, 1080))
     }
     for border in (0, 32):
-        est = DensityEstimator(border_px=border)
+        est = DensityEstimator(border_px=border, floor=0.0)
         res: dict[str, object] = {}
         for name, img in blanks.items():
             d = est.estimate(img).density

@@ -1,12 +1,10 @@
 """Crowd density estimation (CSRNet on ONNX Runtime).
 
 The estimator takes an RGB image of any size and returns a `DensityMap` at 1/8 resolution
-whose sum is the estimated count. Images get a mirrored border of ``border_px`` on every side
-(and on the right/bottom up to a multiple of 8) that is cropped off before summing: CSRNet's
-convolutions zero-pad at the image edge, which the network never saw in training and answers
-with hot bands of false density along the frame edges; with a mirrored border the edge cells
-see plausible context instead (outer-ring counts on blank and real frames, before/after,
-are printed by ``benchmarks/density_scale.py``). Frames larger than ``max_tile_px`` pixels
+whose sum is the estimated count. Images are padded (with the ImageNet mean colour, i.e. zero
+after normalisation) to a multiple of 8 on the right/bottom, plus an optional mirrored border
+of ``border_px`` on every side; the padded cells are cropped off before summing. Cells below
+``floor`` (a noise floor) are zeroed. Frames larger than ``max_tile_px`` pixels
 are processed in overlapping tiles so memory stays bounded: each output cell is taken from
 exactly one tile, the one in whose interior it lies (the overlap is split half-and-half
 between neighbours), so nothing is double counted.
@@ -86,9 +84,18 @@ class DensityEstimator:
             field's useful part, ~64–128 px) keeps tiled counts within ~1 % of untiled ones.
         threads: ONNX Runtime intra-op threads (None: all cores).
         border_px: Mirrored context added on every side and cropped off again (a multiple
-            of 8; 0 restores the old zero-padded edges). 32 px is a quarter of the
-            ~128 px useful receptive field, enough to remove the edge bands (measured)
-            at ~10 % more pixels on a 640×480 frame.
+            of 8). CSRNet answers zero padding with warmer edge cells: the outer 2-cell ring
+            of a blank grey 640×480 frame holds 14.3 of its 81.9 "people" with no border and
+            8.4 of 75.4 with 32 px mirrored (``benchmarks/density_scale.py --part edges``).
+            But on Mall *training* frames 1–800 the ring also holds real people cut by the
+            frame edge: mirroring lowered the mean count from 30.9 to 25.8 (truth 30.3) and
+            raised the MAE from 4.1 to 5.0, so the default stays 0 (no mirrored border).
+        floor: Cells with less density than this are zeroed. CSRNet leaves a faint haze
+            (~0.005 people per cell) over any texture, which on a 1080p frame adds up to
+            more than the people in it. 0.0025 was chosen by Mall *training* frames 1–800
+            (every 20th): among floors 0 / 0.0025 / 0.005 / 0.0075 / 0.01 / 0.015 / 0.02 /
+            0.03 (hard) and the same subtracted (soft) it gave the lowest MAE (3.94 vs 4.25
+            without; every larger floor loses real people there).
 
     Example:
         >>> est = DensityEstimator()                       # doctest: +SKIP
@@ -105,7 +112,8 @@ class DensityEstimator:
         tile_px: int = 1024,
         overlap_px: int = 128,
         threads: int | None = None,
-        border_px: int = 32,
+        border_px: int = 0,
+        floor: float = 0.0025,
     ) -> None:
         self.model_file = model_file or model_path("csrnet", ONNX_FILE)
         self._session: ort.InferenceSession = make_session(self.model_file, threads=threads)
@@ -113,6 +121,7 @@ class DensityEstimator:
         self.tile_cells = max(8, tile_px // STRIDE)
         self.overlap_cells = max(0, min(overlap_px // STRIDE, self.tile_cells // 2))
         self.border_cells = max(0, border_px // STRIDE)
+        self.floor = floor
 
     def _infer(self, padded: FloatArray) -> FloatArray:
         """Run the network on a padded H×W×3 float image (H, W multiples of 8)."""
@@ -154,6 +163,8 @@ class DensityEstimator:
                 kx0, kx1 = t.keep_x0 - t.x0, t.keep_x1 - t.x0
                 full[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = d[ky0:ky1, kx0:kx1]
         density = np.ascontiguousarray(full[bc : bc + hc, bc : bc + wc])
+        if self.floor > 0:
+            density[density < self.floor] = 0.0
         cell_mask = None
         if roi_mask is not None:
             if roi_mask.shape != (h, w):
@@ -164,9 +175,9 @@ class DensityEstimator:
 
 
 def _mirror_pad(image: ImageRGB, top: int, bottom: int, left: int, right: int) -> FloatArray:
-    """Float copy of ``image`` with mirrored borders (mean colour where the image is too small)."""
+    """Float copy of ``image`` padded: mirrored when a border is asked for, else mean colour."""
     h, w = image.shape[:2]
-    if top < h and bottom < h and left < w and right < w:
+    if top and left and top < h and bottom < h and left < w and right < w:
         out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REFLECT_101)
         return np.asarray(out, np.float32)
     padded = np.empty((h + top + bottom, w + left + right, 3), np.float32)
