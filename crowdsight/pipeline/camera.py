@@ -320,7 +320,9 @@ class CameraPipeline:
         metrics: dict[str, float] = {}
         if self._last_density is not None:
             metrics["count_density"] = self._last_density.count
-            metrics["density_scale"] = self._scale.scale
+            scale = self._scale.status
+            metrics["density_scale"] = scale.scale
+            metrics["density_scale_boxes"] = float(scale.n_boxes)
             counts = fuse_counts(self._last_density, detections if self.detector else None)
             metrics["count_fused"] = counts.fused
             if self.detector is not None:
