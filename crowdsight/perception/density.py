@@ -90,7 +90,8 @@ class DensityEstimator:
             But on Mall *training* frames 1–800 the ring also holds real people cut by the
             frame edge: mirroring lowered the mean count from 30.9 to 25.8 (truth 30.3) and
             raised the MAE from 4.1 to 5.0, so the default stays 0 (no mirrored border).
-        floor: Cells with less density than this are zeroed. CSRNet leaves a faint haze
+        floor: Cells with less density than this (including the network's small negative
+            outputs) are zeroed. CSRNet leaves a faint haze
             (~0.005 people per cell) over any texture, which on a 1080p frame adds up to
             more than the people in it. 0.0025 was chosen by Mall *training* frames 1–800
             (every 20th): among floors 0 / 0.0025 / 0.005 / 0.0075 / 0.01 / 0.015 / 0.02 /
