@@ -178,3 +178,28 @@ def test_mot_ground_truth_counts_considered_pedestrians(shared_data: Path) -> No
     assert len(items) == 12
     assert [i.gt for i in items[:4]] == [22, 22, 22, 22]
     assert items[4].image.name == "000001.jpg" and items[4].gt == 42
+
+
+def test_pipeline_seeds_scale_from_ground_calibration() -> None:
+    from crowdsight.config.scene import Calibration, SceneConfig
+
+    # Drawn at 1280×720 with 2 px per cm on the floor; the frames are 640×360, i.e. 1 px per
+    # cm: a 1.7 m person is 170 px tall there.
+    calib = Calibration(
+        image_px=[[0, 0], [1000, 0], [1000, 600], [0, 600]],
+        ground_m=[[0, 0], [5, 0], [5, 3], [0, 3]],
+    )
+    scene = SceneConfig(resolution_wh=(1280, 720), calibration=calib)
+    est = ShapeDensity()
+    p = CameraPipeline(
+        "cam",
+        PipelineSettings(detect=False, density_every_n=1),
+        scene=scene,
+        density_estimator=est,
+    )
+    r = p.process(Frame("cam", 0, 0.0, np.zeros((360, 640, 3), np.uint8)))
+    assert p.density_scale.source == "calibration"
+    assert r.metrics["density_scale"] == pytest.approx(TARGET_PERSON_PX / 170, abs=2e-3)
+    assert est.shapes == [
+        (round(360 * TARGET_PERSON_PX / 170), round(640 * TARGET_PERSON_PX / 170))
+    ]
