@@ -51,6 +51,12 @@ def eval_counting(
             "--range", help="1-based inclusive item range, e.g. 801-2000 for Mall's test split."
         ),
     ] = None,
+    step: Annotated[
+        int,
+        typer.Option(
+            "--step", min=1, help="Score every k-th item of the range (long sequences on a CPU)."
+        ),
+    ] = 1,
     auto_scale: Annotated[
         bool,
         typer.Option(
@@ -82,7 +88,7 @@ def eval_counting(
     from crowdsight.perception.density_scale import scale_for_heights
     from crowdsight.perception.fusion import fuse_counts, person_boxes
 
-    items = iter_items(images, points, fmt, rng)
+    items = iter_items(images, points, fmt, rng)[::step]
     est = DensityEstimator()
     detector: Any = None
     if auto_scale or fuse:
