@@ -77,7 +77,8 @@ def fuse_counts(
     """Detection, density and fused counts of one frame.
 
     Without a density map the fused count is the detection count; without detections it is
-    the density count.
+    the density count. When the map carries a region of interest, only reliable boxes whose
+    feet (bottom centre) stand inside it are counted, like the density.
     """
     boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
     n_det = float(len(boxes))
@@ -85,8 +86,20 @@ def fuse_counts(
         return FusedCount(n_det, float("nan"), n_det, int(n_det))
     total = density.count
     reliable = boxes[(boxes[:, 3] - boxes[:, 1]) >= reliable_height_px]
+    if density.roi_mask is not None and len(reliable):
+        reliable = reliable[_feet_inside(density, reliable)]
     if not len(reliable):
         return FusedCount(n_det, total, total, 0)
     mask = covered_cells(density, reliable)
     rest = float(density.density[~mask].sum(dtype=np.float64))
     return FusedCount(n_det, total, len(reliable) + rest, len(reliable))
+
+
+def _feet_inside(density: DensityMap, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Whether each box's bottom centre lies in a counted cell of the map's region of interest."""
+    assert density.roi_mask is not None
+    h, w = density.density.shape
+    sx, sy = density.scale_xy
+    col = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2 / sx).astype(int), 0, w - 1)
+    row = np.clip((boxes[:, 3] / sy - 1e-6).astype(int), 0, h - 1)
+    return np.asarray(density.roi_mask[row, col], bool)

@@ -140,6 +140,16 @@ def test_fusion_counts_large_people_once_and_small_ones_by_density() -> None:
     assert fuse_counts(None, dets(big + small)).fused == 2
 
 
+def test_fusion_counts_only_boxes_standing_in_the_region_of_interest() -> None:
+    d = np.zeros((20, 20), np.float32)
+    roi = np.zeros((20, 20), bool)
+    roi[:, :10] = True  # the left half of a 160×160 frame is counted
+    dm = DensityMap(d, (160, 160), roi_mask=roi)
+    tall = RELIABLE_HEIGHT_PX + 10
+    inside, outside = [0, 0, 60, tall], [100, 0, 150, tall]
+    assert fuse_counts(dm, dets([inside, outside])).fused == 1
+
+
 def test_covered_cells_uses_cell_centres_in_frame_pixels() -> None:
     dm = DensityMap(np.zeros((10, 10), np.float32), (160, 160))  # 16 px cells
     mask = covered_cells(dm, [[16, 16, 48, 32]])
