@@ -1,4 +1,4 @@
-"""Crowd-counting ground truth: ShanghaiTech, UCF (CC_50 / QNRF) and Mall.
+"""Crowd-counting ground truth: ShanghaiTech, UCF (CC_50 / QNRF), Mall and MOTChallenge.
 
 Each reader yields `CountingItem(image_path, gt_count, points)`; images are read later, one at
 a time, so a long evaluation never holds the dataset in memory.
@@ -24,6 +24,7 @@ class CountingFormat(StrEnum):
     SHANGHAITECH = "shanghaitech"
     UCF = "ucf"
     MALL = "mall"
+    MOT = "mot"
 
 
 @dataclass(frozen=True)
@@ -125,10 +126,72 @@ def iter_mall_items(images: Path, gt_mat: Path, rng: str | None) -> Iterator[Cou
         yield CountingItem(img, pts[i])
 
 
+#: MOTChallenge gt.txt columns: frame, id, x, y, w, h, flag (1: consider), class, visibility.
+MOT_PEDESTRIAN = 1
+
+
+def mot_points(gt_txt: Path) -> dict[int, npt.NDArray[np.float64]]:
+    """Per-frame head points (box top centre) of the pedestrians to count in a MOT ``gt.txt``.
+
+    Counted rows are class 1 (pedestrian) with flag 1 (to be considered), the rows
+    MOTChallenge scores; static people, reflections and vehicles are not counted.
+    """
+    try:
+        g = np.loadtxt(gt_txt, delimiter=",", ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{gt_txt}: not a MOTChallenge gt.txt ({exc})") from exc
+    if g.size and g.shape[1] < 8:
+        raise InputError(f"{gt_txt}: needs ≥ 8 comma-separated columns (MOTChallenge gt.txt)")
+    out: dict[int, npt.NDArray[np.float64]] = {}
+    keep = g[(g[:, 6] == 1) & (g[:, 7] == MOT_PEDESTRIAN)] if g.size else g
+    for f in np.unique(g[:, 0]).astype(int) if g.size else []:
+        rows = keep[keep[:, 0] == f]
+        out[int(f)] = np.stack([rows[:, 2] + rows[:, 4] / 2, rows[:, 3]], axis=1)
+    return out
+
+
+def _mot_sequences(images: Path) -> list[Path]:
+    if (images / "img1").is_dir():
+        return [images]
+    seqs = sorted(p for p in images.iterdir() if (p / "img1").is_dir()) if images.is_dir() else []
+    if not seqs:
+        raise InputError(f"{images}: neither a MOT sequence (img1/) nor a folder of sequences")
+    return seqs
+
+
+def iter_mot_items(images: Path, points: Path | None) -> Iterator[CountingItem]:
+    """Frames of one MOT sequence folder, or of every sequence in a folder, with head points.
+
+    ``points`` is the sequence's ``gt.txt`` (default: ``<sequence>/gt/gt.txt``; give it only
+    for a single sequence). Frames without a gt row count zero people.
+    """
+    seqs = _mot_sequences(images)
+    if points is not None and len(seqs) > 1:
+        raise InputError("--points names one gt.txt: give --images one MOT sequence folder")
+    for seq in seqs:
+        gt = points or seq / "gt" / "gt.txt"
+        if not gt.exists():
+            raise InputError(f"{gt}: no such file (MOT ground truth)")
+        per_frame = mot_points(gt)
+        for img in _images(seq / "img1"):
+            if not img.stem.isdigit():
+                raise InputError(f"{img}: MOT frames are named by number (000001.jpg)")
+            pts = per_frame.get(int(img.stem), np.zeros((0, 2), np.float64))
+            yield CountingItem(img, pts)
+
+
 def iter_items(
-    images: Path, points: Path, fmt: CountingFormat, rng: str | None = None
+    images: Path, points: Path | None, fmt: CountingFormat, rng: str | None = None
 ) -> list[CountingItem]:
-    """All items of a dataset in one of the supported formats."""
+    """All items of a dataset in one of the supported formats.
+
+    ``points`` may be None only for MOT (each sequence's ``gt/gt.txt``).
+    """
+    if fmt is CountingFormat.MOT:
+        mot = list(iter_mot_items(images, points))
+        return [mot[i] for i in parse_range(rng, len(mot))]
+    if points is None:
+        raise InputError(f"--points is required for --format {fmt.value}")
     if not points.exists():
         raise InputError(f"{points}: no such file or folder")
     if fmt is CountingFormat.MALL:

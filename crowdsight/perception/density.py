@@ -2,18 +2,22 @@
 
 The estimator takes an RGB image of any size and returns a `DensityMap` at 1/8 resolution
 whose sum is the estimated count. Images are padded (with the ImageNet mean colour, i.e. zero
-after normalisation) to a multiple of 8 on the right/bottom; the padded cells are cropped off
-before summing. Frames larger than ``max_tile_px`` pixels are processed in overlapping tiles so
-memory stays bounded: each output cell is taken from exactly one tile, the one in whose interior
-it lies (the overlap is split half-and-half between neighbours), so nothing is double counted.
+after normalisation) to a multiple of 8 on the right/bottom, plus an optional mirrored border
+of ``border_px`` on every side; the padded cells are cropped off before summing. Cells below
+``floor`` (a noise floor) are zeroed. Frames larger than ``max_tile_px`` pixels
+are processed in overlapping tiles so memory stays bounded: each output cell is taken from
+exactly one tile, the one in whose interior it lies (the overlap is split half-and-half
+between neighbours), so nothing is double counted.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import onnxruntime as ort
@@ -79,6 +83,20 @@ class DensityEstimator:
         overlap_px: Overlap between neighbouring tiles; enough context (≥ the receptive
             field's useful part, ~64–128 px) keeps tiled counts within ~1 % of untiled ones.
         threads: ONNX Runtime intra-op threads (None: all cores).
+        border_px: Mirrored context added on every side and cropped off again (a multiple
+            of 8). CSRNet answers zero padding with warmer edge cells: the outer 2-cell ring
+            of a blank grey 640×480 frame holds 14.3 of its 81.9 "people" with no border and
+            8.4 of 75.4 with 32 px mirrored (``benchmarks/density_scale.py --part edges``).
+            But on Mall *training* frames 1–800 the ring also holds real people cut by the
+            frame edge: mirroring lowered the mean count from 30.9 to 25.8 (truth 30.3) and
+            raised the MAE from 4.1 to 5.0, so the default stays 0 (no mirrored border).
+        floor: Cells with less density than this (including the network's small negative
+            outputs) are zeroed. CSRNet leaves a faint haze
+            (~0.005 people per cell) over any texture, which on a 1080p frame adds up to
+            more than the people in it. 0.0025 was chosen by Mall *training* frames 1–800
+            (every 20th): among floors 0 / 0.0025 / 0.005 / 0.0075 / 0.01 / 0.015 / 0.02 /
+            0.03 (hard) and the same subtracted (soft) it gave the lowest MAE (3.94 vs 4.25
+            without; every larger floor loses real people there).
 
     Example:
         >>> est = DensityEstimator()                       # doctest: +SKIP
@@ -95,12 +113,16 @@ class DensityEstimator:
         tile_px: int = 1024,
         overlap_px: int = 128,
         threads: int | None = None,
+        border_px: int = 0,
+        floor: float = 0.0025,
     ) -> None:
         self.model_file = model_file or model_path("csrnet", ONNX_FILE)
         self._session: ort.InferenceSession = make_session(self.model_file, threads=threads)
         self.max_tile_px = max_tile_px
         self.tile_cells = max(8, tile_px // STRIDE)
         self.overlap_cells = max(0, min(overlap_px // STRIDE, self.tile_cells // 2))
+        self.border_cells = max(0, border_px // STRIDE)
+        self.floor = floor
 
     def _infer(self, padded: FloatArray) -> FloatArray:
         """Run the network on a padded H×W×3 float image (H, W multiples of 8)."""
@@ -125,21 +147,25 @@ class DensityEstimator:
             raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
         h, w = image.shape[:2]
         hc, wc = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
-        padded = np.empty((hc * STRIDE, wc * STRIDE, 3), np.float32)
-        padded[...] = _MEAN255
-        padded[:h, :w] = image
-        if h * w <= self.max_tile_px:
-            density = self._infer(padded)
+        b = self.border_cells * STRIDE
+        padded = _mirror_pad(image, b, b + hc * STRIDE - h, b, b + wc * STRIDE - w)
+        bc = self.border_cells
+        ph, pw = hc + 2 * bc, wc + 2 * bc
+        if ph * pw * STRIDE * STRIDE <= self.max_tile_px:
+            full = self._infer(padded)
         else:
-            density = np.zeros((hc, wc), np.float32)
-            for t in plan_tiles(hc, wc, self.tile_cells, self.overlap_cells):
+            full = np.zeros((ph, pw), np.float32)
+            for t in plan_tiles(ph, pw, self.tile_cells, self.overlap_cells):
                 tile = padded[
                     t.y0 * STRIDE : (t.y0 + t.h) * STRIDE, t.x0 * STRIDE : (t.x0 + t.w) * STRIDE
                 ]
                 d = self._infer(tile)
                 ky0, ky1 = t.keep_y0 - t.y0, t.keep_y1 - t.y0
                 kx0, kx1 = t.keep_x0 - t.x0, t.keep_x1 - t.x0
-                density[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = d[ky0:ky1, kx0:kx1]
+                full[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = d[ky0:ky1, kx0:kx1]
+        density = np.ascontiguousarray(full[bc : bc + hc, bc : bc + wc])
+        if self.floor > 0:
+            density[density < self.floor] = 0.0
         cell_mask = None
         if roi_mask is not None:
             if roi_mask.shape != (h, w):
@@ -147,6 +173,50 @@ class DensityEstimator:
             cell_mask = _mask_to_cells(roi_mask, hc, wc)
             density = np.where(cell_mask, density, np.float32(0.0)).astype(np.float32)
         return DensityMap(density=density, resolution_wh=(w, h), roi_mask=cell_mask)
+
+
+def _mirror_pad(image: ImageRGB, top: int, bottom: int, left: int, right: int) -> FloatArray:
+    """Float copy of ``image`` padded: mirrored when a border is asked for, else mean colour."""
+    h, w = image.shape[:2]
+    if top and left and top < h and bottom < h and left < w and right < w:
+        out = cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REFLECT_101)
+        return np.asarray(out, np.float32)
+    padded = np.empty((h + top + bottom, w + left + right, 3), np.float32)
+    padded[...] = _MEAN255
+    padded[top : top + h, left : left + w] = image
+    return padded
+
+
+def estimate_at_scale(
+    estimator: Any,
+    image: ImageRGB,
+    scale: float,
+    roi_mask: npt.NDArray[np.bool_] | None = None,
+) -> DensityMap:
+    """Density of ``image`` resized by ``scale`` first, described in the original's pixels.
+
+    CSRNet counts people well only near the sizes it was trained on; `scale` (from
+    `crowdsight.perception.density_scale`) brings a camera's people to that size. The map
+    has ceil(scale·H/8)×ceil(scale·W/8) cells and ``resolution_wh`` of the original image, so
+    `DensityMap.scale_xy` maps cells back to frame pixels. ``estimator`` is anything with
+    ``estimate(image, roi_mask) -> DensityMap``.
+    """
+    if scale <= 0:
+        raise ValueError(f"density scale must be > 0, got {scale}")
+    h, w = image.shape[:2]
+    if abs(scale - 1.0) < 1e-3:
+        dm: DensityMap = estimator.estimate(image, roi_mask)
+        return dm
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    small = cv2.resize(image, (sw, sh), interpolation=interp)
+    small_roi = None
+    if roi_mask is not None:
+        small_roi = cv2.resize(
+            roi_mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST
+        ).astype(bool)
+    dm = estimator.estimate(small, small_roi)
+    return replace(dm, resolution_wh=(w, h))
 
 
 def _mask_to_cells(mask: npt.NDArray[np.bool_], hc: int, wc: int) -> npt.NDArray[np.bool_]:

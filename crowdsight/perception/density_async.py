@@ -34,20 +34,29 @@ class AsyncDensity:
         self._new = False
         self._error: BaseException | None = None
 
-    def submit(self, image: ImageRGB, roi_mask: npt.NDArray[np.bool_] | None = None) -> bool:
-        """Start an estimate of ``image`` unless one is running; True when started."""
+    def submit(
+        self,
+        image: ImageRGB,
+        roi_mask: npt.NDArray[np.bool_] | None = None,
+        scale: float = 1.0,
+    ) -> bool:
+        """Start an estimate of ``image`` (resized by ``scale``) unless one is running.
+
+        Returns True when started."""
         if self._busy.is_set():
             return False
         self._busy.set()
         img = image.copy()  # the caller may reuse its buffer
         threading.Thread(
-            target=self._run, args=(img, roi_mask), daemon=True, name="crowdsight-density"
+            target=self._run, args=(img, roi_mask, scale), daemon=True, name="crowdsight-density"
         ).start()
         return True
 
-    def _run(self, image: ImageRGB, roi_mask: npt.NDArray[np.bool_] | None) -> None:
+    def _run(self, image: ImageRGB, roi_mask: npt.NDArray[np.bool_] | None, scale: float) -> None:
+        from crowdsight.perception.density import estimate_at_scale
+
         try:
-            dm = self.estimator.estimate(image, roi_mask)
+            dm = estimate_at_scale(self.estimator, image, scale, roi_mask)
             with self._lock:
                 self._result, self._new = dm, True
         except BaseException as exc:  # re-raised on the caller's thread by poll()

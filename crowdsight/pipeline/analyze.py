@@ -41,12 +41,15 @@ class CountsWriter:
     def __init__(self, path: Path) -> None:
         self._fh: IO[str] = path.open("w", newline="")
         self._w = csv.writer(self._fh)
-        self._w.writerow(["frame", "ts_s", "count_density", "density_fresh", "count_tracked"])
+        self._w.writerow(
+            ["frame", "ts_s", "count_density", "density_fresh", "count_tracked", "count_fused"]
+        )
 
     def write(self, r: FrameResult) -> None:
         m = r.metrics
         dens = m.get("count_density")
         tracked = m.get("count_tracked")
+        fused = m.get("count_fused")
         self._w.writerow(
             [
                 r.frame.index,
@@ -54,6 +57,7 @@ class CountsWriter:
                 "" if dens is None else f"{dens:.2f}",
                 int(r.density_fresh),
                 "" if tracked is None else int(tracked),
+                "" if fused is None else f"{fused:.2f}",
             ]
         )
 

@@ -177,7 +177,8 @@ class Annotator:
                 if result.density is not None and result.density.roi_mask is not None
                 else ""
             )
-            parts.append(f"crowd count{where} ~ {m['count_density']:.0f}")
+            count = m.get("count_fused", m["count_density"])
+            parts.append(f"crowd count{where} ~ {count:.0f}")
         if "count_tracked" in m:
             parts.append(f"tracked {m['count_tracked']:.0f}")
         parts.append(_clock(result.frame.ts_s))

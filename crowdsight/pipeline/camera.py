@@ -19,6 +19,8 @@ from crowdsight.core.events import Event
 from crowdsight.core.threads import single_threaded_blas
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.density_async import AsyncDensity
+from crowdsight.perception.density_scale import DensityScale, ScaleStatus
+from crowdsight.perception.fusion import fuse_counts, person_boxes
 from crowdsight.pipeline.settings import PipelineSettings
 
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP).
@@ -157,6 +159,9 @@ class CameraPipeline:
         self._last_density_index: int | None = None
         self._last_describe_ts: float | None = None
         self._last_tracked: Detections = _empty()
+        fixed = self.settings.density_scale
+        self._scale = DensityScale(None if fixed == "auto" else fixed)
+        self._scale_resolution: tuple[int, int] | None = None
         if getattr(self, "_async_density", None) is not None:
             assert self._async_density is not None
             self._async_density.reset()
@@ -185,11 +190,39 @@ class CameraPipeline:
         roi = getattr(self.analytics, "roi_mask", None)
         return roi(frame.resolution_wh) if callable(roi) else None
 
+    @property
+    def density_scale(self) -> ScaleStatus:
+        """The density input scale in use and where it came from (for status displays)."""
+        return self._scale.status
+
+    def _calibrate_scale(self, frame: Frame) -> None:
+        """Seed the scale from the scene's ground-plane calibration, once per resolution."""
+        if self._scale_resolution == frame.resolution_wh:
+            return
+        self._scale_resolution = frame.resolution_wh
+        calibration = getattr(self.scene, "calibration", None)
+        if calibration is None or self._scale.fixed is not None:
+            return
+        from crowdsight.analytics.zones import scaled_homography
+        from crowdsight.core.geometry import scale_polygon
+        from crowdsight.perception.density_scale import heights_from_calibration
+
+        hom = scaled_homography(self.scene, frame.resolution_wh)
+        if hom is None:
+            return
+        src = self.scene.resolution_wh or frame.resolution_wh
+        feet = scale_polygon(calibration.image_px, src, frame.resolution_wh)
+        heights = heights_from_calibration(hom.matrix, feet)
+        self._scale.set_calibration(heights)
+
     def _update_density(self, frame: Frame) -> bool:
         """Run (or start) density when due; True when a new map is available now."""
         due = self._density_due(frame)
+        self._calibrate_scale(frame)
+        scale = self._scale.scale
         if self._async_density is not None:
-            if due and self._async_density.submit(frame.image, self._roi_mask(frame)):
+            roi = self._roi_mask(frame)
+            if due and self._async_density.submit(frame.image, roi, scale):
                 self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
             latest, new = self._async_density.poll()
             if new:
@@ -198,7 +231,11 @@ class CameraPipeline:
         if not due:
             return False
         assert self.density_estimator is not None
-        self._last_density = self.density_estimator.estimate(frame.image, self._roi_mask(frame))
+        from crowdsight.perception.density import estimate_at_scale
+
+        self._last_density = estimate_at_scale(
+            self.density_estimator, frame.image, scale, self._roi_mask(frame)
+        )
         self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
         return True
 
@@ -268,6 +305,8 @@ class CameraPipeline:
 
         detections = self._last_tracked
         if raw is not None:
+            boxes = person_boxes(raw)
+            self._scale.observe(boxes[:, 3] - boxes[:, 1], frame.ts_s)
             detections = self.tracker.update(raw, frame.ts_s) if self.tracker else raw
             self._last_tracked = detections
 
@@ -281,6 +320,13 @@ class CameraPipeline:
         metrics: dict[str, float] = {}
         if self._last_density is not None:
             metrics["count_density"] = self._last_density.count
+            scale = self._scale.status
+            metrics["density_scale"] = scale.scale
+            metrics["density_scale_boxes"] = float(scale.n_boxes)
+            counts = fuse_counts(self._last_density, detections if self.detector else None)
+            metrics["count_fused"] = counts.fused
+            if self.detector is not None:
+                metrics["count_detection"] = counts.detection
         if self.detector is not None:
             metrics["count_tracked"] = float(len(detections))
             names = detections.data.get(CLASS_NAME)

@@ -22,6 +22,12 @@ class PipelineSettings(BaseModel):
     density_every_n: int | None = Field(
         None, ge=1, description="Frames between density estimates; overrides density_every_s."
     )
+    density_scale: float | Literal["auto"] = Field(
+        "auto",
+        description="Input scale for the density model. 'auto': learned per camera from the "
+        "detector's person boxes over the first seconds (or the scene's ground-plane "
+        "calibration), re-estimated slowly; a number (e.g. 0.5) fixes it.",
+    )
     density_async: bool = Field(
         False,
         description="Estimate density in a background thread (live cameras): the frame "

@@ -1,0 +1,105 @@
+"""Fused crowd count: detection where people are large, density where they are small.
+
+DecideNet (Liu et al., CVPR 2018) observed that detectors count sparse, large people better
+than density maps, and density maps count small, packed people better than detectors, and
+fused the two per region. crowdsight does the same without learning the fusion:
+
+* a person box is *reliable* when it is at least `RELIABLE_HEIGHT_PX` tall (the detector
+  finds such people almost always and rarely twice) — each reliable box counts one person;
+* every density cell whose centre lies inside a reliable box is dropped, so the person the
+  box stands for is not counted again by the density map (no double counting at the seam);
+* the rest of the density map counts everybody else (small, far or packed people).
+
+``fused = reliable boxes + density outside them``. Both inputs are reported too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from crowdsight.core.types import CLASS_NAME, DensityMap, Detections
+
+#: Person boxes at least this tall (frame px) are counted by detection. Chosen a priori on
+#: Mall training frames 1–800 (``benchmarks/density_scale.py --part scale``): 143 px is the
+#: 90th percentile of the detector's person boxes there, i.e. people taller than nearly all
+#: those the density model was seen to count well (Mall MAE ≈ 3–4 at native scale); beyond
+#: it detection takes over. On Mall training frames the fused count's MAE for thresholds
+#: 64/96/128/160/192/never was 4.64/4.55/4.41/4.21/4.20/4.14 — Mall holds almost no people
+#: that tall, so it cannot favour fusion; it shows the threshold costs little there.
+RELIABLE_HEIGHT_PX = 144.0
+
+
+@dataclass(frozen=True)
+class FusedCount:
+    """Counts of one frame: detection, density and fused."""
+
+    detection: float
+    """All person boxes."""
+    density: float
+    """The whole density map."""
+    fused: float
+    """Reliable boxes plus density outside them."""
+    reliable: int
+    """How many boxes were counted by detection."""
+
+
+def person_boxes(detections: Detections) -> npt.NDArray[np.float32]:
+    """xyxy of the rows that are people (all rows when no class names are given)."""
+    names = detections.data.get(CLASS_NAME)
+    xyxy = np.asarray(detections.xyxy, np.float32).reshape(-1, 4)
+    if names is None:
+        return xyxy
+    return np.asarray(xyxy[np.asarray(names) == "person"], np.float32)
+
+
+def covered_cells(density: DensityMap, boxes_xyxy: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Cells of the density map whose centre lies inside any of the boxes (frame px)."""
+    h, w = density.density.shape
+    sx, sy = density.scale_xy
+    cx = (np.arange(w) + 0.5) * sx
+    cy = (np.arange(h) + 0.5) * sy
+    mask = np.zeros((h, w), bool)
+    for x0, y0, x1, y1 in np.asarray(boxes_xyxy, np.float64).reshape(-1, 4):
+        cols = (cx >= x0) & (cx < x1)
+        rows = (cy >= y0) & (cy < y1)
+        mask |= rows[:, None] & cols[None, :]
+    return mask
+
+
+def fuse_counts(
+    density: DensityMap | None,
+    detections: Detections | None,
+    reliable_height_px: float = RELIABLE_HEIGHT_PX,
+) -> FusedCount:
+    """Detection, density and fused counts of one frame.
+
+    Without a density map the fused count is the detection count; without detections it is
+    the density count. When the map carries a region of interest, only reliable boxes whose
+    feet (bottom centre) stand inside it are counted, like the density.
+    """
+    boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
+    n_det = float(len(boxes))
+    if density is None:
+        return FusedCount(n_det, float("nan"), n_det, int(n_det))
+    total = density.count
+    reliable = boxes[(boxes[:, 3] - boxes[:, 1]) >= reliable_height_px]
+    if density.roi_mask is not None and len(reliable):
+        reliable = reliable[_feet_inside(density, reliable)]
+    if not len(reliable):
+        return FusedCount(n_det, total, total, 0)
+    mask = covered_cells(density, reliable)
+    rest = float(density.density[~mask].sum(dtype=np.float64))
+    return FusedCount(n_det, total, len(reliable) + rest, len(reliable))
+
+
+def _feet_inside(density: DensityMap, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:
+    """Whether each box's bottom centre lies in a counted cell of the map's region of interest."""
+    assert density.roi_mask is not None
+    h, w = density.density.shape
+    sx, sy = density.scale_xy
+    col = np.clip(((boxes[:, 0] + boxes[:, 2]) / 2 / sx).astype(int), 0, w - 1)
+    row = np.clip((boxes[:, 3] / sy - 1e-6).astype(int), 0, h - 1)
+    return np.asarray(density.roi_mask[row, col], bool)
