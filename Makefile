@@ -16,6 +16,7 @@ $(BIN)/crowdsight: pyproject.toml
 setup: $(BIN)/crowdsight          ## create .venv and install crowdsight with test tools
 
 models: setup                      ## download, verify and convert the pinned models
+	bash scripts/ensure_npm.sh
 	$(BIN)/crowdsight models install
 
 run: models                        ## start the service (SQLite, no cameras) + dashboard

