@@ -293,6 +293,50 @@ class SSDLitePeopleDetector:
         """Nothing to forget: the detector keeps no per-stream state."""
 
 
+class CombinedDetector:
+    """Several detectors on the same frame, merged (``"nanodet+ssdlite"``).
+
+    Their boxes are pooled and duplicates merged class by class with non-maximum merging
+    (supervision's NMM: overlapping boxes above ``iou`` become one box spanning both, with
+    the higher confidence), so a person both models find counts once and a person only one
+    finds is kept. Costs the sum of the detectors' times.
+    """
+
+    def __init__(self, detectors: list[Detector], iou: float = 0.5) -> None:
+        self.detectors = detectors
+        self.iou = iou
+
+    def detect(self, frame: Frame) -> Detections:
+        """The union of every detector's objects, duplicates merged."""
+        parts = [d.detect(frame) for d in self.detectors]
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return make_detections(
+                np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), []
+            )
+        merged = Detections.merge([_names_only(p) for p in parts])
+        names = np.asarray(merged.data[CLASS_NAME])
+        vocab = sorted(set(names.tolist()))
+        merged.class_id = np.array([vocab.index(n) for n in names], int)
+        return merged.with_nmm(threshold=self.iou, class_agnostic=False)
+
+    def reset(self) -> None:
+        """Reset every detector that keeps state."""
+        for d in self.detectors:
+            if hasattr(d, "reset"):
+                d.reset()
+
+
+def _names_only(d: Detections) -> Detections:
+    """``d`` with only the class-name column (detectors may add others)."""
+    return Detections(
+        xyxy=d.xyxy,
+        confidence=d.confidence if d.confidence is not None else np.ones(len(d), np.float32),
+        class_id=np.zeros(len(d), int),
+        data={CLASS_NAME: np.asarray(d.data.get(CLASS_NAME, np.full(len(d), "person")))},
+    )
+
+
 def build_detector(spec: str | None = None, **kwargs: Any) -> Detector:
     """A detector from a short spec.
 
@@ -300,7 +344,8 @@ def build_detector(spec: str | None = None, **kwargs: Any) -> Detector:
         spec: ``None``, ``"ssdlite"`` or ``"people-ssdlite"`` for the bundled people
             detector; ``"nanodet"`` for the bundled people/vehicle/bag detector
             (`crowdsight.perception.nanodet.NanoDetDetector`); a path to an ``.onnx`` file
-            for a YOLO-family export (`crowdsight.perception.yolo.OnnxYoloDetector`).
+            for a YOLO-family export (`crowdsight.perception.yolo.OnnxYoloDetector`); several
+            joined by ``+`` (``"nanodet+ssdlite"``) for a `CombinedDetector`.
         **kwargs: Passed to the detector's constructor (e.g. ``conf_threshold``).
 
     Raises:
@@ -318,6 +363,9 @@ def build_detector(spec: str | None = None, **kwargs: Any) -> Detector:
         from crowdsight.perception.nanodet import NanoDetDetector
 
         return NanoDetDetector(**kwargs)
+    if "+" in spec:
+        parts = [p.strip() for p in spec.split("+") if p.strip()]
+        return CombinedDetector([build_detector(p, **kwargs) for p in parts])
     path = Path(spec).expanduser()
     if path.suffix.lower() == ".onnx":
         if not path.exists():

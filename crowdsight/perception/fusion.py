@@ -47,12 +47,20 @@ class FusedCount:
 
 
 def person_boxes(detections: Detections) -> npt.NDArray[np.float32]:
-    """xyxy of the rows that are people (all rows when no class names are given)."""
+    """xyxy of the rows the detector found as people (all rows when no class names are given).
+
+    Boxes made from density peaks (``data["origin"] == "density"``) are left out: they stand
+    for density mass already, and must not feed the density scale or the fused count back.
+    """
     names = detections.data.get(CLASS_NAME)
     xyxy = np.asarray(detections.xyxy, np.float32).reshape(-1, 4)
-    if names is None:
-        return xyxy
-    return np.asarray(xyxy[np.asarray(names) == "person"], np.float32)
+    keep = np.ones(len(xyxy), bool)
+    if names is not None:
+        keep &= np.asarray(names) == "person"
+    origin = detections.data.get("origin")
+    if origin is not None:
+        keep &= np.asarray(origin) != "density"
+    return np.asarray(xyxy[keep], np.float32)
 
 
 def covered_cells(density: DensityMap, boxes_xyxy: npt.ArrayLike) -> npt.NDArray[np.bool_]:

@@ -304,6 +304,10 @@ class CameraPipeline:
         fresh = self._update_density(frame)
 
         detections = self._last_tracked
+        if raw is not None and fresh and self.settings.density_people:
+            from crowdsight.perception.density_people import with_missed_people
+
+            raw = with_missed_people(self._last_density, raw)
         if raw is not None:
             boxes = person_boxes(raw)
             self._scale.observe(boxes[:, 3] - boxes[:, 1], frame.ts_s)

@@ -73,6 +73,13 @@ class PipelineSettings(BaseModel):
         "measured no gain (bench ratio 2 vCPUs: 0.81 on vs 0.87 off; 16 cores: 0.84-0.85 "
         "on vs 0.82-0.87 off): the cores it would overlap with are the detector's own.",
     )
+    density_people: bool = Field(
+        False,
+        description="On frames with a fresh density map, add a person box for every density "
+        "peak (a head) that no detected person box covers, sized by the perspective of the "
+        "boxes found, so packed crowds the detector cannot separate are tracked and counted "
+        "in zones too (boxes marked origin=density).",
+    )
     confidence: float = Field(0.4, ge=0, le=1, description="Minimum detection confidence.")
     slicing: Literal["auto", "on", "off"] = Field(
         "auto",
