@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterator
+from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
@@ -70,10 +70,6 @@ class Hysteresis:
         """True while ``key``'s condition is open (including while it is releasing)."""
         st = self._states.get(key)
         return st is not None and st.phase in (_Phase.ACTIVE, _Phase.RELEASING)
-
-    def active_keys(self) -> Iterator[Hashable]:
-        """Keys whose condition is open."""
-        return (k for k in list(self._states) if self.is_active(k))
 
     def update(self, key: Hashable, value: float, ts_s: float) -> Transition | None:
         """Feed one value; returns the transition it causes, if any."""

@@ -8,23 +8,12 @@ from __future__ import annotations
 
 import sys
 
-import typer
-from rich.console import Console
 from rich.markup import escape
 
+from crowdsight.cli.apps import app, err_console, eval_app
 from crowdsight.core.errors import CrowdsightError
 
-app = typer.Typer(
-    name="crowdsight",
-    help="Privacy-first video analytics for public spaces.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-eval_app = typer.Typer(help="Score crowdsight on labelled data.", no_args_is_help=True)
-app.add_typer(eval_app, name="eval")
-
-err_console = Console(stderr=True)
+__all__ = ["app", "err_console", "eval_app", "main"]
 
 
 def _register() -> None:

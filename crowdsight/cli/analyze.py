@@ -17,7 +17,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from crowdsight.cli import app
+from crowdsight.cli.apps import app
 from crowdsight.pipeline.settings import PipelineSettings
 
 console = Console(stderr=True)
@@ -38,6 +38,13 @@ class Slicing(StrEnum):
     auto = "auto"
     on = "on"
     off = "off"
+
+
+class BackendChoice(StrEnum):
+    """Model runtimes (see `crowdsight.models.runtime.RuntimeConfig.backend`)."""
+
+    onnxruntime = "onnxruntime"
+    torch = "torch"
 
 
 @app.command()
@@ -80,6 +87,13 @@ def analyze(
         bool,
         typer.Option(help="Describe tracks (clothing colours, carried bags, vehicle type/colour)."),
     ] = True,
+    backend: Annotated[
+        BackendChoice,
+        typer.Option(
+            help="Model runtime: onnxruntime, or torch (the same ONNX graphs through PyTorch, "
+            "fp16 on CUDA; needs `pip install 'crowdsight[gpu]'`)."
+        ),
+    ] = BackendChoice.onnxruntime,
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
     video: Annotated[bool, typer.Option(help="Write annotated.mp4 for sequences.")] = True,
@@ -105,6 +119,7 @@ def analyze(
     params = dict(locals())
     if _archive(params):
         return
+    from crowdsight.models.runtime import RuntimeConfig
     from crowdsight.pipeline.analyze import run_analysis
     from crowdsight.pipeline.annotate import Annotator
     from crowdsight.pipeline.camera import CameraPipeline
@@ -124,6 +139,7 @@ def analyze(
         slicing=slicing.value,
         describe=describe,
         redact=redact,
+        runtime=RuntimeConfig.from_env(backend=backend.value),
     )
     scene_cfg = build_scene(scene)
     pipeline = CameraPipeline(

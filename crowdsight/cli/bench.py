@@ -12,7 +12,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from crowdsight.cli import app
+from crowdsight.cli.apps import app
 from crowdsight.core.errors import ConfigError
 
 console = Console(stderr=True)

@@ -11,7 +11,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from crowdsight.cli import eval_app
+from crowdsight.cli.apps import eval_app
 from crowdsight.core.errors import InputError
 
 console = Console(stderr=True)

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from crowdsight.cli import eval_app
+from crowdsight.cli.apps import eval_app
 from crowdsight.core.errors import InputError
 from crowdsight.describe import peta
 from crowdsight.describe.colours import COLOUR_NAMES, DEFAULT_RULES, LEGS, TORSO

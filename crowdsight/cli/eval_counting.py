@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.progress import track
 
-from crowdsight.cli import eval_app
+from crowdsight.cli.apps import eval_app
 from crowdsight.datasets.counting import CountingFormat, iter_items
 from crowdsight.sources.files import read_image
 

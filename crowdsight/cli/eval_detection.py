@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 from rich.progress import track
 
-from crowdsight.cli import eval_app
+from crowdsight.cli.apps import eval_app
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Detections, FloatArray, Frame
 from crowdsight.datasets.counting import iter_mall_items

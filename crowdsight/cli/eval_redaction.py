@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import track
 
-from crowdsight.cli import eval_app
+from crowdsight.cli.apps import eval_app
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Frame, ImageRGB
 from crowdsight.privacy.redaction import BoolMask, RedactMode, Redactor

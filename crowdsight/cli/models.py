@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from crowdsight.cli import app
+from crowdsight.cli.apps import app
 from crowdsight.core.errors import ModelError
 from crowdsight.models.install import install_one, read_manifest, verify
 from crowdsight.models.registry import default_specs, get_spec, models_dir

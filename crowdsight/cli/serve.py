@@ -26,7 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
-from crowdsight.cli import app
+from crowdsight.cli.apps import app
 from crowdsight.core.errors import ConfigError
 from crowdsight.pipeline.runner import LocalRunner, RayRunner, RunnerSettings
 from crowdsight.server.settings import ServerSettings

@@ -24,20 +24,15 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from crowdsight.core.errors import ModelError
+from crowdsight.models.runtime import Runtime, TensorSpec
 
 Array = npt.NDArray[Any]
-
-
-class RunsBatches(Protocol):
-    """A model runtime: named input arrays (batch on axis 0) → output arrays in graph order."""
-
-    def run(self, inputs: Mapping[str, Array]) -> list[Array]: ...
 
 
 @dataclass
@@ -83,7 +78,7 @@ class BatchingRuntime:
 
     def __init__(
         self,
-        runtime: RunsBatches,
+        runtime: Runtime,
         *,
         max_batch: int = 16,
         max_wait_ms: float = 5.0,
@@ -103,6 +98,16 @@ class BatchingRuntime:
         self._closed = False
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """The shared runtime's inputs (a `BatchingRuntime` is itself a `Runtime`)."""
+        return self.runtime.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        """The shared runtime's outputs."""
+        return self.runtime.outputs
 
     def run(self, inputs: Mapping[str, Array]) -> list[Array]:
         """The runtime's outputs for these inputs, computed in a batch with other callers.

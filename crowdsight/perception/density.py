@@ -1,4 +1,4 @@
-"""Crowd density estimation (CSRNet on ONNX Runtime).
+"""Crowd density estimation (CSRNet on a `crowdsight.models.runtime.Runtime`).
 
 The estimator takes an RGB image of any size and returns a `DensityMap` at 1/8 resolution
 whose sum is the estimated count. Images are padded (with the ImageNet mean colour, i.e. zero
@@ -20,15 +20,15 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-import onnxruntime as ort
 
 from crowdsight.core.types import DensityMap, FloatArray, ImageRGB
-from crowdsight.models.converters.csrnet import IMAGENET_MEAN, ONNX_FILE
-from crowdsight.models.install import model_path
-from crowdsight.models.runtime import make_session
+from crowdsight.models.manifest import NORMALISATIONS, installed_model
+from crowdsight.models.runtime import RuntimeConfig, load_runtime
 
 STRIDE = 8
-_MEAN255 = np.array(IMAGENET_MEAN, np.float32) * 255.0
+#: The graph normalises with the ImageNet mean/std (manifest ``extra["normalisation"]``), so
+#: padding with the mean colour is zero after normalisation.
+_MEAN255 = np.array(NORMALISATIONS["imagenet"][0], np.float32) * 255.0
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,7 @@ class DensityEstimator:
         tile_px: Tile side in pixels when tiling (rounded to a multiple of 8).
         overlap_px: Overlap between neighbouring tiles; enough context (≥ the receptive
             field's useful part, ~64–128 px) keeps tiled counts within ~1 % of untiled ones.
-        threads: ONNX Runtime intra-op threads (None: all cores).
+        threads: Intra-op threads of the model (None: ``runtime``'s, by default all cores).
         border_px: Mirrored context added on every side and cropped off again (a multiple
             of 8). CSRNet answers zero padding with warmer edge cells: the outer 2-cell ring
             of a blank grey 640×480 frame holds 14.3 of its 81.9 "people" with no border and
@@ -97,6 +97,7 @@ class DensityEstimator:
             (every 20th): among floors 0 / 0.0025 / 0.005 / 0.0075 / 0.01 / 0.015 / 0.02 /
             0.03 (hard) and the same subtracted (soft) it gave the lowest MAE (3.94 vs 4.25
             without; every larger floor loses real people there).
+        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
 
     Example:
         >>> est = DensityEstimator()                       # doctest: +SKIP
@@ -115,9 +116,11 @@ class DensityEstimator:
         threads: int | None = None,
         border_px: int = 0,
         floor: float = 0.0025,
+        runtime: RuntimeConfig | None = None,
     ) -> None:
-        self.model_file = model_file or model_path("csrnet", ONNX_FILE)
-        self._session: ort.InferenceSession = make_session(self.model_file, threads=threads)
+        self.model_file = model_file or installed_model("csrnet").file(".onnx")
+        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        self.runtime = load_runtime(self.model_file, config)
         self.max_tile_px = max_tile_px
         self.tile_cells = max(8, tile_px // STRIDE)
         self.overlap_cells = max(0, min(overlap_px // STRIDE, self.tile_cells // 2))
@@ -127,7 +130,7 @@ class DensityEstimator:
     def _infer(self, padded: FloatArray) -> FloatArray:
         """Run the network on a padded H×W×3 float image (H, W multiples of 8)."""
         x = np.ascontiguousarray(padded.transpose(2, 0, 1)[None])
-        out = self._session.run(["density"], {"image": x})[0]
+        out = self.runtime.run({"image": x})[0]
         return np.asarray(out[0, 0], dtype=np.float32)
 
     def estimate(

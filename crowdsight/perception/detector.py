@@ -1,13 +1,14 @@
-"""Object detection: one `Detector` contract, the bundled people detector, and a factory.
+"""Object detection: the bundled people detector and a factory (`Detector` is in `base`).
 
 Every detector turns a `Frame` into `Detections` (xyxy in frame pixels, confidence,
 class_id, and the class name of each row in ``data["class_name"]``), so nothing downstream
 knows which model ran.
 
 * `SSDLitePeopleDetector` — the default: SSDLite-MobileNetV2 trained on pedestrians,
-  converted from TensorFlow by `crowdsight.models.converters.ssdlite` (``people-ssdlite``).
-  The network runs on ONNX Runtime; resizing, box decoding and NMS are numpy re-implementations
-  of the TF Object Detection API steps baked into the original graph.
+  converted from TensorFlow at install time (``people-ssdlite``). The network runs on a
+  `crowdsight.models.runtime.Runtime` (ONNX Runtime by default); resizing, box decoding and
+  NMS are numpy re-implementations of the TF Object Detection API steps baked into the
+  original graph.
 * `crowdsight.perception.yolo.OnnxYoloDetector` — bring-your-own YOLOv5/v8/11/YOLOX ONNX
   export (vehicles, bags, any COCO or custom class).
 
@@ -17,7 +18,7 @@ knows which model ran.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -25,30 +26,16 @@ import numpy.typing as npt
 import supervision as sv
 
 from crowdsight.core.errors import ConfigError, ModelError
-from crowdsight.core.types import CLASS_NAME, Detections, FloatArray, Frame, ImageRGB
-from crowdsight.models.converters.ssdlite import ANCHORS_FILE, ONNX_FILE
-from crowdsight.models.install import model_path, read_manifest
-from crowdsight.models.runtime import make_session
+from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
+from crowdsight.models.manifest import installed_model
+from crowdsight.models.runtime import RuntimeConfig, load_runtime
+from crowdsight.perception.base import Detector, make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 
 SSDLITE_MODEL = "people-ssdlite"
 
 #: TF OD API ``faster_rcnn_box_coder`` scale factors (y, x, h, w) used by SSD configs.
 DEFAULT_BOX_CODER_SCALES = (10.0, 10.0, 5.0, 5.0)
-
-
-@runtime_checkable
-class Detector(Protocol):
-    """Anything that finds objects in a frame.
-
-    Detectors keep no per-stream state, so one instance may serve several cameras in turn
-    (the bundled ones still offer a no-op ``reset()`` so pipelines can reset every stage
-    alike).
-    """
-
-    def detect(self, frame: Frame) -> Detections:
-        """Objects in ``frame``: boxes in frame pixels, class names in ``data["class_name"]``."""
-        ...
 
 
 # --------------------------------------------------------------------------------------
@@ -187,25 +174,8 @@ def ssd_postprocess(
     return boxes[area_ok][:max_detections], sc[area_ok][:max_detections]
 
 
-def make_detections(
-    xyxy: FloatArray, confidence: FloatArray, class_id: npt.NDArray[np.int_], names: list[str]
-) -> Detections:
-    """`Detections` with class names in ``data["class_name"]``."""
-    if len(xyxy) == 0:
-        empty = Detections.empty()
-        empty.data[CLASS_NAME] = np.array([], dtype=str)
-        return empty
-    labels = np.array([names[c] if 0 <= c < len(names) else str(c) for c in class_id])
-    return Detections(
-        xyxy=xyxy.astype(np.float32),
-        confidence=confidence.astype(np.float32),
-        class_id=class_id.astype(int),
-        data={CLASS_NAME: labels},
-    )
-
-
 class SSDLitePeopleDetector:
-    """The bundled people detector (SSDLite-MobileNetV2 pedestrian model, ONNX Runtime).
+    """The bundled people detector (SSDLite-MobileNetV2 pedestrian model).
 
     The whole frame is resized to 300×300, so people smaller than about 1/8 of the frame
     height are hard for it; enable ``slicing`` for wide, high-resolution views (each tile is
@@ -218,10 +188,11 @@ class SSDLitePeopleDetector:
         nms_iou: IoU above which overlapping boxes are merged (default: the graph's 0.6).
             Lower values split crowds less well; higher ones leave duplicates.
         max_detections: Cap per inference (default: the graph's 100).
-        model_dir: Folder with ``ssdlite_people.onnx`` and ``anchors.npy`` (default: the
-            installed ``people-ssdlite`` model).
-        threads: ONNX Runtime intra-op threads (None: its default).
+        model_dir: Folder with one ``.onnx`` model and one ``.npy`` anchors file (default:
+            the installed ``people-ssdlite`` model, files named by its manifest).
+        threads: Intra-op threads of the model (None: ``runtime``'s).
         slicing: Tile settings for sliced inference, or None for one pass per frame.
+        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
 
     Example:
         >>> det = SSDLitePeopleDetector(conf_threshold=0.4)  # doctest: +SKIP
@@ -239,11 +210,11 @@ class SSDLitePeopleDetector:
         model_dir: Path | None = None,
         threads: int | None = None,
         slicing: SliceSettings | None = None,
+        runtime: RuntimeConfig | None = None,
     ) -> None:
-        folder = model_dir or model_path(SSDLITE_MODEL)
-        extra = self._settings(model_dir)
-        self.session = make_session(folder / ONNX_FILE, threads=threads)
-        anchors_path = folder / ANCHORS_FILE
+        onnx_file, anchors_path, extra = self._files(model_dir)
+        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        self.runtime = load_runtime(onnx_file, config)
         if not anchors_path.exists():
             raise ModelError(f"{anchors_path} is missing; run `crowdsight models install --force`")
         self.anchors: FloatArray = np.load(anchors_path).astype(np.float32)
@@ -259,12 +230,15 @@ class SSDLitePeopleDetector:
         self.slicing = slicing
 
     @staticmethod
-    def _settings(model_dir: Path | None) -> dict[str, Any]:
-        if model_dir is not None:
-            return {}
-        entry = read_manifest().get(SSDLITE_MODEL, {})
-        extra: dict[str, Any] = entry.get("extra", {})
-        return extra
+    def _files(model_dir: Path | None) -> tuple[Path, Path, dict[str, Any]]:
+        """(ONNX file, anchors file, settings) from the manifest, or the one of each in a folder."""
+        if model_dir is None:
+            model = installed_model(SSDLITE_MODEL)
+            return model.file(".onnx"), model.file(".npy"), model.extra
+        onnx_files, npy_files = sorted(model_dir.glob("*.onnx")), sorted(model_dir.glob("*.npy"))
+        if len(onnx_files) != 1 or len(npy_files) != 1:
+            raise ModelError(f"{model_dir} must hold one .onnx model and one .npy anchors file")
+        return onnx_files[0], npy_files[0], {}
 
     def detect(self, frame: Frame) -> Detections:
         """People in the frame (class ``person``), boxes in frame pixels."""
@@ -276,7 +250,7 @@ class SSDLitePeopleDetector:
         """People in one RGB image (any size), boxes in its pixels."""
         h, w = image.shape[:2]
         x = tf1_resize_bilinear(image, self.input_hw).transpose(2, 0, 1)[None]
-        codes, scores = self.session.run(None, {"image": np.ascontiguousarray(x)})
+        codes, scores = self.runtime.run({"image": np.ascontiguousarray(x)})
         boxes, conf = ssd_postprocess(
             codes[0],
             scores[0, :, 1],

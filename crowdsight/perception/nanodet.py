@@ -24,14 +24,13 @@ import supervision as sv
 
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
-from crowdsight.models.install import model_path, read_manifest
-from crowdsight.models.runtime import make_session
-from crowdsight.perception.detector import make_detections
+from crowdsight.models.manifest import installed_model
+from crowdsight.models.runtime import RuntimeConfig, load_runtime
+from crowdsight.perception.base import make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 from crowdsight.perception.yolo import COCO_CLASSES
 
 NANODET_MODEL = "nanodet"
-ONNX_FILE = "nanodet.onnx"
 
 #: COCO classes crowdsight keeps: people, vehicles, carried bags (and umbrellas, which hide
 #: people from above and matter to crowd counts in the rain).
@@ -94,7 +93,7 @@ def gfl_decode(
 
 
 class NanoDetDetector:
-    """NanoDet-m on ONNX Runtime: people, vehicles and bags (see the module docstring).
+    """NanoDet-m on a model `Runtime`: people, vehicles and bags (see the module docstring).
 
     Args:
         conf_threshold: Minimum class score (NanoDet's sigmoid scores run lower than the
@@ -104,9 +103,11 @@ class NanoDetDetector:
         resize: ``letterbox`` keeps the aspect ratio (grey padding); ``stretch`` fills the
             416×416 input.
         max_detections: Cap per inference.
-        model_dir: Folder with ``nanodet.onnx`` (default: the installed ``nanodet`` model).
-        threads: ONNX Runtime intra-op threads.
+        model_dir: Folder with one ``.onnx`` file (default: the installed ``nanodet`` model,
+            file named by its manifest).
+        threads: Intra-op threads of the model (None: ``runtime``'s).
         slicing: Tile settings for sliced inference, or None.
+        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
     """
 
     def __init__(
@@ -120,12 +121,11 @@ class NanoDetDetector:
         model_dir: Path | None = None,
         threads: int | None = None,
         slicing: SliceSettings | None = None,
+        runtime: RuntimeConfig | None = None,
     ) -> None:
-        folder = model_dir or model_path(NANODET_MODEL)
-        extra: dict[str, Any] = (
-            {} if model_dir is not None else read_manifest().get(NANODET_MODEL, {}).get("extra", {})
-        )
-        self.session = make_session(folder / ONNX_FILE, threads=threads)
+        onnx_file, extra = self._files(model_dir)
+        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        self.runtime = load_runtime(onnx_file, config)
         self.size = int(extra.get("input_size", 416))
         self.strides = tuple(int(s) for s in extra.get("strides", (8, 16, 32)))
         self.mean = np.array(extra.get("mean_bgr", (103.53, 116.28, 123.675)), np.float32)
@@ -143,6 +143,17 @@ class NanoDetDetector:
         self.max_detections = max_detections
         self.slicing = slicing
         self._outputs = [f"cls_{s}" for s in self.strides] + [f"reg_{s}" for s in self.strides]
+
+    @staticmethod
+    def _files(model_dir: Path | None) -> tuple[Path, dict[str, Any]]:
+        """(ONNX file, settings) from the manifest, or the one ``.onnx`` file of a folder."""
+        if model_dir is None:
+            model = installed_model(NANODET_MODEL)
+            return model.file(".onnx"), model.extra
+        found = sorted(model_dir.glob("*.onnx"))
+        if len(found) != 1:
+            raise ModelError(f"{model_dir} must hold exactly one .onnx model")
+        return found[0], {}
 
     def detect(self, frame: Frame) -> Detections:
         """Objects of the kept classes, boxes in frame pixels."""
@@ -170,7 +181,10 @@ class NanoDetDetector:
     def detect_image(self, image: ImageRGB) -> Detections:
         """Objects in one RGB image, boxes in its pixels."""
         x, sx, sy = self._preprocess(image)
-        outs = self.session.run(self._outputs, {"image": x})
+        by_name = dict(
+            zip((o.name for o in self.runtime.outputs), self.runtime.run({"image": x}), strict=True)
+        )
+        outs = [by_name[name] for name in self._outputs]
         k = len(self.strides)
         parts = []
         for i, s in enumerate(self.strides):

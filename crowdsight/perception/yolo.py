@@ -33,8 +33,8 @@ import yaml
 
 from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
-from crowdsight.models.runtime import make_session
-from crowdsight.perception.detector import make_detections
+from crowdsight.models.runtime import RuntimeConfig, load_runtime
+from crowdsight.perception.base import make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 
 YoloStyle = Literal["auto", "yolov5", "yolov8", "yolox"]
@@ -211,8 +211,9 @@ class OnnxYoloDetector:
         style: Output layout, see the module docstring (``auto`` cannot detect YOLOX).
         yolox_decode: The YOLOX export outputs raw grid offsets (``decode_in_inference`` off).
         max_detections: Cap on boxes per frame after NMS.
-        threads: ONNX Runtime intra-op threads.
+        threads: Intra-op threads of the model (None: ``runtime``'s).
         slicing: Tile settings for sliced inference, or None.
+        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
 
     Example:
         >>> det = OnnxYoloDetector(Path("yolov8n.onnx"))  # doctest: +SKIP
@@ -232,11 +233,13 @@ class OnnxYoloDetector:
         max_detections: int = 300,
         threads: int | None = None,
         slicing: SliceSettings | None = None,
+        runtime: RuntimeConfig | None = None,
     ) -> None:
-        self.session = make_session(Path(path), threads=threads)
-        inp = self.session.get_inputs()[0]
+        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        self.runtime = load_runtime(Path(path), config)
+        inp = self.runtime.inputs[0]
         self.input_name: str = inp.name
-        self.input_dtype = np.float16 if "float16" in inp.type else np.float32
+        self.input_dtype = np.float16 if inp.dtype == "float16" else np.float32
         h, w = inp.shape[2], inp.shape[3]
         if isinstance(h, int) and isinstance(w, int):
             self.input_wh = (w, h)
@@ -268,7 +271,7 @@ class OnnxYoloDetector:
     def detect_image(self, image: ImageRGB) -> Detections:
         """Objects in one RGB image, boxes in its pixels."""
         x, lb = self._preprocess(image)
-        output = np.asarray(self.session.run(None, {self.input_name: x})[0], np.float32)
+        output = np.asarray(self.runtime.run({self.input_name: x})[0], np.float32)
         xyxy, conf, cls = decode_yolo_output(
             output,
             self.style,

@@ -18,6 +18,7 @@ import numpy as np
 from crowdsight.core.events import Event
 from crowdsight.core.threads import single_threaded_blas
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
+from crowdsight.perception.base import Detector
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.perception.density_scale import DensityScale, ScaleStatus
 from crowdsight.perception.fusion import fuse_counts, person_boxes
@@ -28,10 +29,6 @@ AUTO_SLICE_PX = 1_000_000
 
 #: A frame handed to `CameraPipeline.run` and its detection in flight (None: not due).
 _Pending = tuple[Frame, Future[Detections] | None]
-
-
-class DetectorLike(Protocol):
-    def detect(self, frame: Frame) -> Detections: ...
 
 
 class TrackerLike(Protocol):
@@ -98,7 +95,7 @@ class CameraPipeline:
         scene: Any = None,
         *,
         density_estimator: DensityLike | None = None,
-        detector: DetectorLike | None = None,
+        detector: Detector | None = None,
         tracker: TrackerLike | None = None,
         analytics: Any = None,
         describer: Any = None,
@@ -113,7 +110,7 @@ class CameraPipeline:
         if self.density_estimator is None and s.density:
             from crowdsight.perception.density import DensityEstimator
 
-            self.density_estimator = DensityEstimator(threads=s.density_threads)
+            self.density_estimator = DensityEstimator(threads=s.density_threads, runtime=s.runtime)
         self._async_density: AsyncDensity | None = None
         if self.density_estimator is not None and s.density_async:
             self._async_density = AsyncDensity(self.density_estimator)
@@ -141,7 +138,11 @@ class CameraPipeline:
 
     def _detector_kwargs(self) -> dict[str, Any]:
         s = self.settings
-        kwargs: dict[str, Any] = {"conf_threshold": s.confidence, "threads": s.detector_threads}
+        kwargs: dict[str, Any] = {
+            "conf_threshold": s.confidence,
+            "threads": s.detector_threads,
+            "runtime": s.runtime,
+        }
         if s.slicing != "off":
             from crowdsight.perception.slicing import SliceSettings
 
@@ -297,7 +298,7 @@ class CameraPipeline:
             return mode == "on"
         from crowdsight.models.runtime import uses_accelerator
 
-        return uses_accelerator()
+        return uses_accelerator(self.settings.runtime)
 
     def _process(self, frame: Frame, raw: Detections | None) -> FrameResult:
         """Every stage but detection; ``raw`` is this frame's detections (None: not due)."""

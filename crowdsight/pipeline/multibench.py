@@ -40,9 +40,10 @@ import numpy.typing as npt
 from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame, ImageRGB
-from crowdsight.models.batching import BatchingRuntime, BatchStats, RunsBatches
+from crowdsight.models.batching import BatchingRuntime, BatchStats
+from crowdsight.models.manifest import installed_model
+from crowdsight.models.runtime import Backend, Runtime, RuntimeConfig, TensorSpec, load_runtime
 
-Backend = Literal["onnxruntime", "torch"]
 RunnerKind = Literal["local", "ray"]
 
 
@@ -115,48 +116,14 @@ def _stats_dict(s: BatchStats) -> dict[str, float]:
     }
 
 
-class _OrtRuntime:
-    """ONNX Runtime session with a dynamic batch axis, behind ``run(inputs) -> outputs``."""
-
-    def __init__(self, path: Path, threads: int | None) -> None:
-        import onnx
-        import onnxruntime as ort
-
-        model = onnx.load(str(path))
-        for value in [*model.graph.input, *model.graph.output]:
-            dims = value.type.tensor_type.shape.dim
-            if dims:
-                dims[0].dim_param = "batch"  # the exporters fixed it to 1
-        opts = ort.SessionOptions()
-        if threads is not None:
-            opts.intra_op_num_threads = threads
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        from crowdsight.models.runtime import available_providers
-
-        self._session = ort.InferenceSession(
-            model.SerializeToString(), sess_options=opts, providers=available_providers()
-        )
-
-    def run(self, inputs: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
-        return list(self._session.run(None, dict(inputs)))
-
-
-class _SessionView:
-    """An ONNX-Runtime-session-shaped view (``run(names, feeds)``) of a shared runtime."""
-
-    def __init__(self, runtime: RunsBatches) -> None:
-        self.runtime = runtime
-
-    def run(self, names: Sequence[str] | None, feeds: Mapping[str, Any]) -> list[Any]:
-        return self.runtime.run(feeds)
-
-
-def _make_runtime(path: Path, cfg: MultiBenchConfig, threads: int | None) -> RunsBatches:
-    if cfg.backend == "torch":
-        from crowdsight.models.torch_backend import TorchRuntime
-
-        return TorchRuntime(path, device=cfg.device, threads=threads)
-    return _OrtRuntime(path, threads)
+def _make_runtime(path: Path, cfg: MultiBenchConfig, threads: int | None) -> Runtime:
+    """The bench's model runtime: `cfg.backend` with a free batch axis for cross-camera batches."""
+    return load_runtime(
+        path,
+        RuntimeConfig.from_env(
+            backend=cfg.backend, device=cfg.device, threads=threads, dynamic_batch=True
+        ),
+    )
 
 
 def _scene(w: int, h: int) -> Any:
@@ -252,15 +219,23 @@ def _camera_loop(
 
 
 class _TileCounter:
-    """Counts detector model calls per frame (sliced frames call it once per tile)."""
+    """A `Runtime` that counts detector model calls (sliced frames call it once per tile)."""
 
-    def __init__(self, inner: Any) -> None:
+    def __init__(self, inner: Runtime) -> None:
         self.inner = inner
         self.calls = 0
 
-    def run(self, names: Any, feeds: Mapping[str, Any]) -> Any:
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self.inner.inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self.inner.outputs
+
+    def run(self, inputs: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[Any]]:
         self.calls += 1
-        return self.inner.run(names, feeds)
+        return self.inner.run(inputs)
 
 
 def run_worker(
@@ -279,21 +254,20 @@ def run_worker(
         t0: Wall-clock start of the streams (warm-up happens before it).
         emit: Called with each frame's events (the central store's writer).
     """
-    from crowdsight.models.install import model_path
     from crowdsight.pipeline.camera import CameraPipeline
     from crowdsight.pipeline.settings import PipelineSettings
 
     stats = WorkerStats()
     threads_per_model = 1 if cfg.backend == "onnxruntime" else None
     det_rt = BatchingRuntime(
-        _make_runtime(model_path("people-ssdlite") / "ssdlite_people.onnx", cfg, threads_per_model),
+        _make_runtime(installed_model("people-ssdlite").file(".onnx"), cfg, threads_per_model),
         max_batch=cfg.max_batch,
         max_wait_ms=cfg.max_wait_ms,
         name="bench-detector",
     )
     dens_rt = (
         BatchingRuntime(
-            _make_runtime(model_path("csrnet") / "csrnet.onnx", cfg, threads_per_model),
+            _make_runtime(installed_model("csrnet").file(".onnx"), cfg, threads_per_model),
             max_batch=min(4, cfg.max_batch),  # full frames: 4 × 1080p is ~11 GB of fp16
             max_wait_ms=cfg.max_wait_ms,
             name="bench-density",
@@ -313,11 +287,11 @@ def run_worker(
     scene = _scene(w, h)
     shared = CameraPipeline("warmup", settings, scene, frame_rate=cfg.fps)
     detector, density = shared.detector, shared.density_estimator
-    counter = _TileCounter(_SessionView(det_rt))
+    counter = _TileCounter(det_rt)
     if detector is not None:
-        detector.session = counter  # type: ignore[attr-defined]
+        detector.runtime = counter  # type: ignore[attr-defined]
     if density is not None and dens_rt is not None:
-        density._session = _SessionView(dens_rt)  # type: ignore[attr-defined]
+        density.runtime = dens_rt  # type: ignore[attr-defined]
     warm = Frame("warmup", 0, 0.0, first)
     shared.process(warm)
     shared.wait_for_density()
@@ -439,10 +413,8 @@ def _model_only_fps(
     batches of full frames, back to back, in this process; combines them with the work per
     frame (``tiles`` detector calls + one density map every ``density_every_s``).
     """
-    from crowdsight.models.install import model_path
-
     rng = np.random.default_rng(0)
-    det = _make_runtime(model_path("people-ssdlite") / "ssdlite_people.onnx", cfg, None)
+    det = _make_runtime(installed_model("people-ssdlite").file(".onnx"), cfg, None)
     x = (rng.random((batch, 3, 300, 300)) * 255).astype(np.float32)
     det.run({"image": x})
     n = 0
@@ -458,7 +430,7 @@ def _model_only_fps(
         h8, w8 = (img.shape[0] + 7) // 8 * 8, (img.shape[1] + 7) // 8 * 8
         db = max(1, min(batch // 4, 8))
         dx = (rng.random((db, 3, h8, w8)) * 255).astype(np.float32)
-        dens = _make_runtime(model_path("csrnet") / "csrnet.onnx", cfg, None)
+        dens = _make_runtime(installed_model("csrnet").file(".onnx"), cfg, None)
         dens.run({"image": dx})
         m = 0
         t0 = time.perf_counter()

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from crowdsight.models.runtime import RuntimeConfig
+
 
 class PipelineSettings(BaseModel):
     """What a camera pipeline runs and how often."""
@@ -100,6 +102,12 @@ class PipelineSettings(BaseModel):
         description="Seconds between description updates (0: every detected frame). Each "
         "update adds one colour vote per tracked person; clothing does not change, so a few "
         "votes a second are enough, and the cost does not grow with the camera's fps.",
+    )
+    runtime: RuntimeConfig = Field(
+        default_factory=RuntimeConfig.from_env,
+        description="Model backend for the detector and density models (ONNX Runtime by "
+        "default). Built once here, where settings enter, from CROWDSIGHT_PROVIDERS / "
+        "CROWDSIGHT_ORT_SPIN; the per-model thread counts above override its threads.",
     )
     redact: bool = Field(
         True,

@@ -1,5 +1,8 @@
 """Face boxes for redaction with MediaPipe's BlazeFace (short- and full-range) on OpenCV DNN.
 
+The TFLite file and its anchor options are named by the installed model manifest
+(``crowdsight models install``); the network runs through `crowdsight.models.runtime`.
+
 Only boxes come out: no landmarks are kept, nothing describes *whose* face it is. The boxes
 exist to be blurred.
 
@@ -27,8 +30,8 @@ import numpy.typing as npt
 
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import FloatArray, ImageRGB
-from crowdsight.models.converters.blazeface import FULL_RANGE_FILE, SHORT_RANGE_FILE, SSD_OPTIONS
-from crowdsight.models.install import model_path
+from crowdsight.models.manifest import installed_model
+from crowdsight.models.runtime import load_runtime
 
 FaceRange = Literal["short", "full"]
 _RAW_SCORE_LIMIT = 80.0  # MediaPipe clips logits at ±100; 80 keeps float32 sigmoid finite
@@ -110,7 +113,8 @@ class FaceDetector:
         tile_px: Images larger than this (either side) are also scanned in square tiles of
             this size, because the whole image shrunk to 192 px loses faces under ~25 px.
             Tiling trades run time (one pass per tile) for small-face recall.
-        model_file: Override the installed TFLite file.
+        model_file: Override the installed TFLite file (anchor options still come from the
+            installed manifest's entry for ``model_range``).
     """
 
     def __init__(
@@ -122,21 +126,22 @@ class FaceDetector:
         tile_px: int = 512,
         model_file: Path | None = None,
     ) -> None:
-        fname = FULL_RANGE_FILE if model_range == "full" else SHORT_RANGE_FILE
-        opts = SSD_OPTIONS[fname]
-        path = model_file or model_path("blazeface", fname)
-        try:
-            self._net = cv2.dnn.readNetFromTFLite(str(path), cv2.dnn.ENGINE_CLASSIC)
-        except cv2.error as exc:
-            raise ModelError(f"OpenCV cannot load {path}: {exc}") from exc
-        self._out_names = list(self._net.getUnconnectedOutLayersNames())
-        self.input_size = int(opts["input_size"])  # type: ignore[call-overload]
-        strides = [int(s) for s in opts["strides"]]  # type: ignore[attr-defined]
+        model = installed_model("blazeface")
+        installed = model.file(".tflite", contains=f"{model_range}_range")
+        opts = model.extra.get("ssd_options", {}).get(installed.name)
+        if opts is None:
+            raise ModelError(
+                f"the blazeface manifest has no anchor options for {installed.name}; run "
+                "`crowdsight models install --force blazeface`"
+            )
+        # TFLite: runs on OpenCV DNN (classic engine), whatever the configured backend.
+        self.runtime = load_runtime(model_file or installed)
+        self.input_size = int(opts["input_size"])
         self._anchors = ssd_anchors(
             self.input_size,
-            strides,
-            float(opts["anchor_offset"]),  # type: ignore[arg-type]
-            float(opts["interpolated_scale_aspect_ratio"]),  # type: ignore[arg-type]
+            [int(s) for s in opts["strides"]],
+            float(opts["anchor_offset"]),
+            float(opts["interpolated_scale_aspect_ratio"]),
         )
         self.min_score = min_score
         self.iou_threshold = iou_threshold
@@ -147,8 +152,7 @@ class FaceDetector:
         s = self.input_size
         x = cv2.resize(square, (s, s), interpolation=cv2.INTER_AREA).astype(np.float32)
         x = x / 127.5 - 1.0
-        self._net.setInput(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
-        outs = self._net.forward(self._out_names)
+        outs = self.runtime.run({"input": np.ascontiguousarray(x.transpose(2, 0, 1)[None])})
         by_width = {int(o.shape[-1]): o for o in outs}
         logits = np.clip(by_width[1].reshape(-1), -_RAW_SCORE_LIMIT, _RAW_SCORE_LIMIT)
         scores = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)

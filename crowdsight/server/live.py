@@ -38,8 +38,11 @@ DEFAULT_LIVE_FPS = 5.0
 SNAPSHOT_AUDIT_EVERY_S = 60.0
 
 
-class LiveSource(Protocol):
-    """What the live view needs from the runner."""
+class LiveFrames(Protocol):
+    """What the live view needs from the runner: the latest JPEG of a camera.
+
+    (The stream reader is a different thing: `crowdsight.sources.stream.LiveSource`.)
+    """
 
     def latest_jpeg(self, camera_id: str) -> bytes | None: ...
 
@@ -85,10 +88,10 @@ def _limits(request: Request) -> LiveLimits:
     return limits
 
 
-def _runner(request: Request, camera_id: str) -> LiveSource:
+def _runner(request: Request, camera_id: str) -> LiveFrames:
     """The runner, after checking that the camera exists (404) and live video is on (503)."""
     store = getattr(request.app.state, "store", None)
-    runner: LiveSource | None = getattr(request.app.state, "runner", None)
+    runner: LiveFrames | None = getattr(request.app.state, "runner", None)
     known_to_runner = False
     if runner is not None:
         ids = getattr(runner, "camera_ids", None)
@@ -105,7 +108,7 @@ def _allows_unredacted(request: Request) -> bool:
     return getattr(settings, "live_allow_unredacted", False) is True
 
 
-def _servable_jpeg(runner: LiveSource, camera_id: str, allow_unredacted: bool) -> bytes | None:
+def _servable_jpeg(runner: LiveFrames, camera_id: str, allow_unredacted: bool) -> bytes | None:
     """The latest JPEG, or None when there is none or it must not leave the server.
 
     Raises:
@@ -159,7 +162,7 @@ def _part(jpeg: bytes) -> bytes:
 
 
 async def mjpeg_parts(
-    request: Request, runner: LiveSource, camera_id: str, fps: float, allow_unredacted: bool
+    request: Request, runner: LiveFrames, camera_id: str, fps: float, allow_unredacted: bool
 ) -> AsyncIterator[bytes]:
     """Yield one multipart part per new frame, at most ``fps`` a second, until disconnect.
 

