@@ -26,7 +26,7 @@ import numpy.typing as npt
 import supervision as sv
 
 from crowdsight.core.errors import ConfigError, ModelError
-from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
+from crowdsight.core.types import CLASS_NAME, Detections, FloatArray, Frame, ImageRGB
 from crowdsight.models.manifest import installed_model
 from crowdsight.models.runtime import RuntimeConfig, load_runtime
 from crowdsight.perception.base import Detector, make_detections
