@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, FloatArray
+from crowdsight.perception.fusion import covered_cells
 
 ORIGIN = "origin"
 
@@ -68,25 +69,34 @@ def fit_heights(person_xyxy: npt.ArrayLike, min_boxes: int = 3) -> HeightModel |
 
 
 def density_peaks(
-    density: DensityMap, min_mass: float | None = None
+    density: DensityMap,
+    min_mass: float | None = None,
+    exclude: npt.NDArray[np.bool_] | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Head points of the map: (N×2 frame-pixel x, y; N window masses), strongest first.
 
     Candidates are cells that are the maximum of their 3×3 neighbourhood, ranked by the mass
     of that neighbourhood. Without ``min_mass`` the ``round(count)`` strongest are kept (the
     default, see the module constants); with it, those whose window holds ``min_mass``.
+    With ``exclude`` (a cell mask), peaks in those cells are skipped and the count is that of
+    the cells left.
     """
     d = np.asarray(density.density, np.float32)
     if d.size == 0 or float(d.max()) <= 0:
         return np.zeros((0, 2), np.float32), np.zeros(0, np.float32)
     local_max = d >= cv2.dilate(d, np.ones((3, 3), np.uint8))
     mass = cv2.boxFilter(d, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-    rows, cols = np.nonzero(local_max & (d > 0))
+    candidates = local_max & (d > 0)
+    count = density.count
+    if exclude is not None:
+        candidates &= ~exclude
+        count = float(d[~exclude].sum(dtype=np.float64))
+    rows, cols = np.nonzero(candidates)
     m = mass[rows, cols].astype(np.float32)
     order = np.argsort(-m, kind="stable")
     rows, cols, m = rows[order], cols[order], m[order]
     if min_mass is None:
-        k = round(density.count)
+        k = round(count)
         rows, cols, m = rows[:k], cols[:k], m[:k]
     else:
         keep = m >= min_mass
@@ -103,7 +113,10 @@ def missed_people(
     min_mass: float | None = None,
     heights: HeightModel | None = None,
 ) -> Detections:
-    """Person boxes for density peaks no detected person box covers.
+    """Person boxes for the people the density map counts outside every detected person box.
+
+    The mass of the cells no person box covers says how many people the detector missed;
+    that many of the strongest peaks among those cells become boxes.
 
     Args:
         density: This frame's density map.
@@ -120,19 +133,11 @@ def missed_people(
     xyxy = np.asarray(detections.xyxy, np.float32).reshape(-1, 4)
     people = xyxy if names is None else xyxy[np.asarray(names) == "person"]
     model = heights or fit_heights(people)
-    pts, mass = density_peaks(density, min_mass)
-    if model is None or len(pts) == 0:
+    if model is None:
         return _empty()
-    if len(people):
-        px, py = pts[:, 0:1], pts[:, 1:2]
-        inside = (
-            (px >= people[:, 0])
-            & (px <= people[:, 2])
-            & (py >= people[:, 1])
-            & (py <= people[:, 3])
-        )
-        free = ~inside.any(axis=1)
-        pts, mass = pts[free], mass[free]
+    # Only the mass outside the found people is left to explain: as many peaks as it counts,
+    # taken outside their boxes (the same split as the fused count).
+    pts, mass = density_peaks(density, min_mass, exclude=covered_cells(density, people))
     if len(pts) == 0:
         return _empty()
     h = model.height_at(pts[:, 1])
