@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from crowdsight.cli.apps import app
-from crowdsight.pipeline.settings import PipelineSettings
+from crowdsight.pipeline.settings import DEFAULT_DETECTOR, PipelineSettings
 
 console = Console(stderr=True)
 
@@ -71,8 +71,12 @@ def analyze(
     ] = None,
     detect: Annotated[bool, typer.Option(help="Detect and track people/objects.")] = True,
     detector: Annotated[
-        str, typer.Option(help="'ssdlite' (bundled people detector) or a YOLO/YOLOX .onnx file.")
-    ] = "ssdlite",
+        str,
+        typer.Option(
+            help="'nanodet' (bundled: people, vehicles, bags), 'ssdlite' (bundled, people "
+            "only, faster), 'nanodet+ssdlite' (both, merged) or a YOLO/YOLOX .onnx file."
+        ),
+    ] = DEFAULT_DETECTOR,
     classes: Annotated[
         Path | None, typer.Option(help="Class names file for your own detector (default: COCO).")
     ] = None,

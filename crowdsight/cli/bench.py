@@ -14,6 +14,7 @@ from rich.console import Console
 
 from crowdsight.cli.apps import app
 from crowdsight.core.errors import ConfigError
+from crowdsight.pipeline.settings import DEFAULT_DETECTOR
 
 console = Console(stderr=True)
 
@@ -79,7 +80,9 @@ def bench(
     density_async: Annotated[
         bool, typer.Option(help="Density in a background thread (as `serve` runs it).")
     ] = True,
-    detector: Annotated[str, typer.Option(help="'ssdlite' or your own .onnx.")] = "ssdlite",
+    detector: Annotated[
+        str, typer.Option(help="'nanodet', 'ssdlite' or your own .onnx.")
+    ] = DEFAULT_DETECTOR,
     prefetch: Annotated[int, typer.Option(min=0, help="Frames decoded ahead (0: inline).")] = 4,
     detector_threads: Annotated[
         int | None, typer.Option(min=1, help="Detector inference threads (default: all cores).")

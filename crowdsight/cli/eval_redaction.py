@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -19,8 +19,8 @@ from crowdsight.core.types import Frame, ImageRGB
 from crowdsight.privacy.redaction import BoolMask, RedactMode, Redactor
 
 if TYPE_CHECKING:
+    from crowdsight.perception.base import Detector
     from crowdsight.perception.density import DensityEstimator
-    from crowdsight.perception.detector import SSDLitePeopleDetector
 
 console = Console(stderr=True)
 
@@ -77,6 +77,9 @@ def eval_redaction(
     mode: Annotated[str, typer.Option(help="blur | pixelate | mask")] = "blur",
     density: Annotated[bool, typer.Option(help="Use CSRNet density.")] = True,
     detector: Annotated[bool, typer.Option(help="Use the people detector's heads.")] = True,
+    detector_name: Annotated[
+        str, typer.Option("--detector-name", help="Bundled detector: ssdlite or nanodet.")
+    ] = "ssdlite",
     slicing: Annotated[
         bool, typer.Option(help="Tile the detector (finds small people; ~10x slower).")
     ] = False,
@@ -110,7 +113,7 @@ def eval_redaction(
         density_threshold=threshold,
     )
     est = _density_estimator() if density else None
-    det = _people_detector(slicing) if detector else None
+    det = _people_detector(slicing, detector_name) if detector else None
     score = RedactionScore()
     example_at = len(items) // 2
     for k, item in enumerate(track(items, description="redaction", console=console)):
@@ -155,16 +158,19 @@ def _density_estimator() -> DensityEstimator:
     return DensityEstimator()
 
 
-def _people_detector(slicing: bool) -> SSDLitePeopleDetector | None:
-    """The bundled people detector, sliced for small people; None if it is not installed."""
+def _people_detector(slicing: bool, name: str = "ssdlite") -> Detector | None:
+    """A bundled detector (people only), sliced for small people; None if not installed."""
     from crowdsight.core.errors import ModelError
 
     try:
-        from crowdsight.perception.detector import SSDLitePeopleDetector
+        from crowdsight.perception.detector import build_detector
         from crowdsight.perception.slicing import SliceSettings
 
         tiles = SliceSettings(slice_wh=(320, 240), min_frame_px=0) if slicing else None
-        return SSDLitePeopleDetector(conf_threshold=0.3, slicing=tiles)
+        kwargs: dict[str, Any] = {"conf_threshold": 0.3, "slicing": tiles}
+        if name == "nanodet":
+            kwargs["classes"] = ("person",)
+        return build_detector(name, **kwargs)
     except (ImportError, ModelError) as exc:
         console.print(f"people detector unavailable ({exc}); scoring without it")
         return None

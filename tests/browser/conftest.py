@@ -28,7 +28,7 @@ from crowdsight.models.install import read_manifest
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ADMIN_PASSWORD = "browser-test-password"
-PIPELINE_MODELS = ("csrnet", "people-ssdlite", "blazeface")
+PIPELINE_MODELS = ("csrnet", "nanodet", "blazeface")
 TICK_PIPELINE = "crowdsight.pipeline.worker:tick_pipeline"
 CHROME_FLAGS = (
     "--headless=new",

@@ -43,7 +43,7 @@ def _check(out: Path) -> None:
 
 @pytest.mark.models
 def test_folder_of_videos_one_by_one(shared_data: Path, tmp_path: Path) -> None:
-    require_model("people-ssdlite")
+    require_model("nanodet")
     videos = _archive(shared_data, tmp_path / "videos")
     out = tmp_path / "out"
     r = run_cli("analyze", str(videos), "--out", str(out), "--no-density", "--no-video")
@@ -54,7 +54,7 @@ def test_folder_of_videos_one_by_one(shared_data: Path, tmp_path: Path) -> None:
 @pytest.mark.models
 @pytest.mark.slow
 def test_folder_of_videos_on_ray_data(shared_data: Path, tmp_path: Path) -> None:
-    require_model("people-ssdlite")
+    require_model("nanodet")
     address = os.environ.get("CROWDSIGHT_TEST_RAY_ADDRESS")
     if not address:
         pytest.importorskip("ray.data", reason="Ray Data is optional: crowdsight[ray]")

@@ -33,7 +33,7 @@ def _bench(*args: str, cwd: Path, env_data: str) -> dict[str, object]:
 
 
 def test_bench_on_a_synthetic_clip(tmp_path: Path) -> None:
-    require_model("people-ssdlite")
+    require_model("nanodet")
     # No --input and no shared data: the command makes its own 640x480 clip.
     r = _bench("--frames", "30", "--no-density", cwd=tmp_path, env_data=str(tmp_path / "none"))
     assert r["frames"] == 30
@@ -41,14 +41,15 @@ def test_bench_on_a_synthetic_clip(tmp_path: Path) -> None:
     assert str(r["input"]).endswith("synthetic.mp4")
     model_fps, pipeline_fps = float(r["model_fps"]), float(r["pipeline_fps"])  # type: ignore[arg-type]
     assert model_fps > 0 and pipeline_fps > 0
-    assert float(r["ratio"]) == pytest.approx(pipeline_fps / model_fps, abs=2e-3)  # type: ignore[arg-type]
+    # fps are printed rounded to 0.1; the ratio comes from the unrounded values.
+    assert float(r["ratio"]) == pytest.approx(pipeline_fps / model_fps, rel=0.02)  # type: ignore[arg-type]
     assert r["density_maps"] == 0
     assert 0 < float(r["tracker_ms_50"]) < float(r["tracker_ms_500"])  # type: ignore[arg-type]
     assert float(r["peak_rss_mb"]) > 50  # type: ignore[arg-type]
 
 
 def test_bench_resizes_and_runs_density(tmp_path: Path, shared_data: Path) -> None:
-    require_model("people-ssdlite")
+    require_model("nanodet")
     require_model("csrnet")
     frames = tmp_path / "frames"
     frames.mkdir()

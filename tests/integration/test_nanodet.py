@@ -19,6 +19,9 @@ from tests.conftest import require_model
 
 pytestmark = [pytest.mark.data, pytest.mark.models]
 
+#: Person AP50 on mot17_mini, whole frame, measured 0.400 (SSDLite: 0.144); floor below it.
+NANODET_AP50_MIN = 0.36
+
 
 @pytest.fixture(scope="module")
 def mot_root(shared_data: Path) -> Path:
@@ -70,7 +73,3 @@ def test_unknown_class_is_a_clear_error() -> None:
     require_model("nanodet")
     with pytest.raises(ModelError, match="no class 'face'"):
         NanoDetDetector(classes=("face",))
-
-
-#: Measured 0.XXX on mot17_mini whole-frame; floor a few points below.
-NANODET_AP50_MIN = 0.0

@@ -225,11 +225,22 @@ def test_redaction_boxes_join_tracked_and_raw() -> None:
     assert len(FrameResult(frames(1)[0], tracked, None, False).redaction_boxes()) == 1
 
 
-@pytest.mark.parametrize(("slicing", "expected"), [("off", None), ("auto", 1_000_000), ("on", 0)])
-def test_slicing_setting_reaches_the_detector(slicing: str, expected: int | None) -> None:
+@pytest.mark.parametrize(
+    ("slicing", "detector", "expected"),
+    [
+        ("off", "nanodet", None),
+        ("auto", "ssdlite", 1_000_000),
+        ("auto", "nanodet", 300_000),
+        ("auto", "nanodet+ssdlite", 300_000),
+        ("on", "nanodet", 0),
+    ],
+)
+def test_slicing_setting_reaches_the_detector(
+    slicing: str, detector: str, expected: int | None
+) -> None:
     p = CameraPipeline(
         "cam",
-        PipelineSettings(detect=False, density=False, slicing=slicing),  # type: ignore[arg-type]
+        PipelineSettings(detect=False, density=False, slicing=slicing, detector=detector),  # type: ignore[arg-type]
     )
     sl = p._detector_kwargs().get("slicing")
     assert (sl.min_frame_px if sl is not None else None) == expected
