@@ -123,12 +123,14 @@ def analyze(
     params = dict(locals())
     if _archive(params):
         return
-    from crowdsight.models.runtime import RuntimeConfig
+    from crowdsight.models.runtime import RuntimeConfig, require_backend
     from crowdsight.pipeline.analyze import run_analysis
     from crowdsight.pipeline.annotate import Annotator
     from crowdsight.pipeline.camera import CameraPipeline
     from crowdsight.sources.files import open_source
 
+    runtime = RuntimeConfig.from_env(backend=backend.value)
+    require_backend(runtime)
     probe = open_source(input_path, fps=fps)  # a bad input fails before models load
     frame_rate = probe.fps
     probe.close()
@@ -143,7 +145,7 @@ def analyze(
         slicing=slicing.value,
         describe=describe,
         redact=redact,
-        runtime=RuntimeConfig.from_env(backend=backend.value),
+        runtime=runtime,
     )
     scene_cfg = build_scene(scene)
     pipeline = CameraPipeline(

@@ -28,7 +28,8 @@ from rich.console import Console
 
 from crowdsight.cli.apps import app
 from crowdsight.core.errors import ConfigError
-from crowdsight.pipeline.runner import LocalRunner, RayRunner, RunnerSettings
+from crowdsight.pipeline.ray_runner import RayRunner
+from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
 from crowdsight.server.settings import ServerSettings
 from crowdsight.store.records import Camera
 

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from crowdsight.core.errors import ModelError
+from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.models.spec import TensorSpec
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "TensorSpec",
     "available_providers",
     "load_runtime",
+    "require_backend",
     "uses_accelerator",
 ]
 
@@ -130,6 +131,22 @@ class Runtime(Protocol):
     def run(self, inputs: Mapping[str, Array]) -> list[Array]:
         """Outputs for one call; every graph input must be in ``inputs``."""
         ...
+
+
+def require_backend(config: RuntimeConfig) -> None:
+    """Fail early, with one actionable line, when the configured backend is not installed.
+
+    Raises:
+        ConfigError: ``torch`` was chosen and PyTorch cannot be imported.
+    """
+    if config.backend == "torch":
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                "the torch backend needs PyTorch: pip install 'crowdsight[gpu]' (or use the "
+                "onnxruntime backend)"
+            ) from exc
 
 
 def available_providers(config: RuntimeConfig) -> list[str]:

@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from crowdsight.core.backoff import Backoff
 from crowdsight.outputs.mqtt import MqttSink
 from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookSettings
 from crowdsight.outputs.sink import Sink
@@ -48,6 +49,9 @@ class OutboxDispatcher:
         self.sinks = {sink.name: sink for sink in sinks}
         self.policy = policy or DeliverySettings()
         self.batch = batch
+        self._backoff = Backoff(
+            initial_s=self.policy.backoff_base_s, max_s=self.policy.backoff_max_s, jitter=0.0
+        )
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -58,8 +62,7 @@ class OutboxDispatcher:
 
     def backoff_s(self, attempts: int) -> float:
         """Wait before the next try after ``attempts`` failed tries (1, 2, 4, ... capped)."""
-        exponent = min(max(attempts - 1, 0), 30)
-        return float(min(self.policy.backoff_base_s * 2**exponent, self.policy.backoff_max_s))
+        return self._backoff.delay_s(attempts - 1)
 
     def _deliver(self, item: OutboxItem) -> bool:
         sink = self.sinks[item.sink]

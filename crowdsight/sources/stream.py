@@ -38,9 +38,12 @@ import av
 import cv2
 import numpy as np
 
+from crowdsight.core.backoff import Backoff
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Frame, ImageRGB
 from crowdsight.sources.files import open_source
+
+__all__ = ["Backoff", "LiveSource", "SourceState", "SourceStatus", "StopFlag", "is_replayable"]
 
 log = logging.getLogger(__name__)
 
@@ -75,41 +78,6 @@ class SourceState(StrEnum):
     RECONNECTING = "reconnecting"
     FAILED = "failed"
     FINISHED = "finished"
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential back-off with jitter between reconnect attempts.
-
-    The n-th consecutive failed attempt waits ``min(max_s, initial_s * factor**n)`` seconds,
-    scaled by a random factor in ``[1 - jitter, 1 + jitter]`` so that many cameras behind one
-    failed switch do not all reconnect in the same instant.
-
-    Args:
-        initial_s: First wait. Short, because most drops are brief.
-        max_s: Longest wait. Bounds how long a camera stays dark after its stream returns.
-        factor: Growth per failed attempt.
-        jitter: Relative randomisation of each wait (0: none).
-        fail_after: Consecutive failed attempts after which the state reads ``failed``
-            (the source keeps retrying at ``max_s``).
-        max_attempts: Give up (raise `InputError`) after this many consecutive failures;
-            None retries forever, which is what a camera service wants.
-    """
-
-    initial_s: float = 0.5
-    max_s: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.2
-    fail_after: int = 5
-    max_attempts: int | None = None
-
-    def delay_s(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait before attempt number ``attempt`` (0-based) is retried."""
-        base = min(self.max_s, self.initial_s * self.factor ** max(attempt, 0))
-        if self.jitter <= 0:
-            return base
-        r = (rng or random).uniform(1.0 - self.jitter, 1.0 + self.jitter)
-        return float(min(self.max_s * (1.0 + self.jitter), base * r))
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from crowdsight.pipeline.runner import RayRunner
+from crowdsight.pipeline.ray_runner import RayRunner
 from crowdsight.store import Store
 from crowdsight.store.records import Camera
 from tests.integration.test_reliability import (

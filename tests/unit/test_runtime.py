@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
@@ -114,3 +115,24 @@ def test_run_time_code_never_imports_onnx_protobuf_or_converters(what: str) -> N
         timeout=120,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_analyze_backend_torch_without_pytorch_is_one_clear_line(tmp_path: Path) -> None:
+    image = tmp_path / "frame.png"
+    cv2.imwrite(str(image), np.zeros((48, 64, 3), np.uint8))
+    hide_torch = (
+        "import sys; sys.modules['torch'] = None; sys.argv = sys.argv[1:]; "
+        "from crowdsight.cli import main; main()"
+    )
+    args = ["crowdsight", "analyze", str(image), "--out", str(tmp_path / "out")]
+    proc = subprocess.run(
+        [sys.executable, "-c", hide_torch, *args, "--backend", "torch"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert len(errors) == 1 and "needs PyTorch: pip install 'crowdsight[gpu]'" in errors[0]
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,115 @@
+"""Report persistence: commit what camera workers report to the store, retrying until it holds.
+
+The runner's collector hands every `WorkerReport` to a `ReportWriter`. Events go first (the
+store queues their outbox rows in the same transaction), then metrics, then track
+descriptions. A failed write (database down or locked) is retried with the shared `Backoff`
+and blocks the collector: that is deliberate back-pressure — workers block on their full
+pipes and nothing is dropped. Only during shutdown does it give up, after a few tries.
+
+Example:
+    >>> writer = ReportWriter(store, retry_max_s=30.0, stopping=threading.Event())  # doctest: +SKIP
+    >>> writer.persist("entrance", report)                                          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from crowdsight.core.backoff import Backoff
+from crowdsight.core.errors import CrowdsightError
+from crowdsight.core.events import Event, event_from_dict
+from crowdsight.pipeline.worker import WorkerReport
+
+log = logging.getLogger(__name__)
+
+#: Store writes retried during shutdown before giving up.
+SHUTDOWN_TRIES = 3
+
+
+class StoreLike(Protocol):
+    """The part of `crowdsight.store.Store` the runner writes to."""
+
+    def record_events(
+        self, events: list[Event], snapshots: dict[str, bytes] | None = None
+    ) -> Any: ...
+
+    def record_metrics(self, camera_id: str, ts_s: float, metrics: dict[str, float]) -> Any: ...
+
+
+class ReportWriter:
+    """Writes worker reports (and closures of events left open) to the store.
+
+    Args:
+        store: Where events, metrics and descriptions are committed.
+        retry_max_s: Longest wait between retries of a failed write (from 0.2 s, doubling).
+        stopping: Set while the runner shuts down; writes then give up after a few tries.
+        sleep: How to wait between retries (tests pass a fake clock).
+    """
+
+    def __init__(
+        self,
+        store: StoreLike,
+        *,
+        retry_max_s: float,
+        stopping: threading.Event,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.store = store
+        self.backoff = Backoff(initial_s=0.2, max_s=retry_max_s, jitter=0.0)
+        self.stopping = stopping
+        self._sleep = sleep
+
+    def persist(self, camera_id: str, report: WorkerReport) -> None:
+        """Write a report's events, metrics and descriptions (events first: the outbox)."""
+        if report.events:
+            events = [event_from_dict(d) for d in report.events]
+            self.retry(lambda: self.store.record_events(events, report.snapshots or None))
+        if report.metrics and report.ts_s is not None:
+            metrics, ts_s = report.metrics, report.ts_s
+            self.retry(lambda: self.store.record_metrics(camera_id, ts_s, metrics))
+        record_descriptions = getattr(self.store, "record_descriptions", None)
+        if report.descriptions and callable(record_descriptions):
+            try:
+                self.retry(lambda: record_descriptions(camera_id, report.descriptions))
+            except CrowdsightError as exc:  # a description the store refuses: skip it
+                log.warning("camera %s: descriptions not stored: %s", camera_id, exc)
+
+    def close_events(self, open_events: dict[str, dict[str, Any]], end_ts_s: float | None) -> None:
+        """Close duration events a worker left open at ``end_ts_s`` (its last committed frame).
+
+        Events without an end time are closed at their own start. ``open_events`` is emptied.
+        """
+        if not open_events:
+            return
+        closed = [
+            event_from_dict(
+                {**d, "end_ts_s": end_ts_s if end_ts_s is not None else d["start_ts_s"]}
+            )
+            for d in open_events.values()
+        ]
+        self.retry(lambda: self.store.record_events(closed, None))
+        open_events.clear()
+
+    def retry(self, write: Callable[[], Any]) -> None:
+        """Run a store write until it succeeds (database down or locked: wait and retry).
+
+        A `CrowdsightError` (the store refuses the data) is raised at once: retrying would
+        not change the answer.
+        """
+        for attempt in itertools.count(1):
+            try:
+                write()
+                return
+            except CrowdsightError:
+                raise
+            except Exception as exc:
+                if self.stopping.is_set() and attempt >= SHUTDOWN_TRIES:
+                    log.error("store write failed during shutdown, giving up: %s", exc)
+                    return
+                log.warning("store write failed (attempt %d), retrying: %s", attempt, exc)
+                self._sleep(self.backoff.delay_s(attempt - 1))

@@ -1,0 +1,130 @@
+"""How the camera runner runs and supervises workers, and the worker spec of one camera.
+
+`RunnerSettings` is a boundary object (``serve``'s config file and flags); `spec_for` turns a
+camera record plus these settings into the `WorkerSpec` a worker process is started with.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from crowdsight.core.backoff import Backoff
+from crowdsight.pipeline.settings import PipelineSettings, live_defaults
+from crowdsight.pipeline.worker import WorkerSpec
+
+
+class CameraLike(Protocol):
+    """A camera record (`crowdsight.store.records.Camera` fits)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def source(self) -> str: ...
+
+    @property
+    def loop(self) -> bool: ...
+
+
+class RunnerSettings(BaseModel):
+    """How the local runner runs and supervises camera workers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    realtime: bool = Field(
+        True,
+        description="Play video files and folders at their frame rate, stamped with the wall "
+        "clock, like cameras. Off: as fast as possible with video time (tests, batch).",
+    )
+    pipeline: PipelineSettings = Field(
+        default_factory=live_defaults,
+        description="Pipeline stages for every camera; a camera's detect_every and "
+        "density_every_s override the cadences.",
+    )
+    start_method: Literal["spawn", "forkserver"] = Field(
+        "spawn",
+        description="How worker processes start: 'spawn' (a fresh interpreter each time; "
+        "safest) or 'forkserver' (forked from a clean server process that pre-imported the "
+        "pipeline; restarts in a fraction of the time). The server is started once per "
+        "process, so later changes to environment variables do not reach its workers.",
+    )
+    drop_late: bool = Field(
+        True,
+        description="When a camera's pipeline is slower than the camera, skip the frames it "
+        "cannot keep up with (newest frame first) instead of falling ever further behind.",
+    )
+    folder_fps: float = Field(
+        10.0, gt=0, description="Frame rate at which folders of frames are played."
+    )
+    pipeline_factory: str | None = Field(
+        None,
+        description="Advanced: 'module:callable' building each camera's pipeline instead of "
+        "the standard one, e.g. 'crowdsight.pipeline.worker:tick_pipeline' (model-free "
+        "events from a fixed rule, for smoke tests).",
+    )
+    stuck_after_s: float = Field(
+        30.0, gt=0, description="A worker without a heartbeat for this long is killed."
+    )
+    startup_grace_s: float = Field(
+        120.0, gt=0, description="Heartbeat allowance while a worker loads its models."
+    )
+    restart_initial_s: float = Field(
+        1.0, ge=0, description="Wait before restarting a worker that died (doubles per crash)."
+    )
+    restart_max_s: float = Field(60.0, ge=0, description="Longest wait between restarts.")
+    stable_after_s: float = Field(
+        60.0, gt=0, description="A worker alive this long resets the crash back-off."
+    )
+    stop_timeout_s: float = Field(
+        10.0, gt=0, description="On shutdown, workers get this long to finish before a kill."
+    )
+    reconnect_initial_s: float = Field(
+        0.5, gt=0, description="First wait before reconnecting a lost stream."
+    )
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between reconnects.")
+    jpeg_every_s: float = Field(
+        0.5, ge=0, description="Seconds between live (redacted) JPEGs per camera; 0: none."
+    )
+    store_retry_max_s: float = Field(
+        30.0, gt=0, description="Longest wait between retries of a failed database write."
+    )
+    descriptions_every_s: float = Field(
+        2.0, ge=0, description="Seconds between stored track descriptions per camera; 0: none."
+    )
+    snapshots: bool = Field(True, description="Store a redacted JPEG with each new event.")
+    metrics_every_s: float = Field(
+        1.0, ge=0, description="Seconds between stored metric samples per camera."
+    )
+
+
+def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerSpec:
+    """The worker spec of a camera record under the runner's settings."""
+    overrides: dict[str, Any] = {}
+    for name in ("detect_every", "density_every_s"):
+        value = getattr(camera, name, None)
+        if value is not None:
+            overrides[name] = value
+    pipeline = settings.pipeline.model_copy(update=overrides)
+    scene = getattr(camera, "scene", None)
+    if scene is not None and hasattr(scene, "model_dump"):
+        scene = scene.model_dump(mode="json")
+    scene = scene or None  # an empty scene means counts and density only
+    return WorkerSpec(
+        camera_id=camera.id,
+        source=str(camera.source),
+        loop=bool(camera.loop),
+        realtime=settings.realtime,
+        drop_late=settings.drop_late,
+        settings=pipeline,
+        scene=scene,
+        pipeline_factory=settings.pipeline_factory,
+        id_salt=salt,
+        jpeg_every_s=settings.jpeg_every_s,
+        descriptions_every_s=settings.descriptions_every_s,
+        folder_fps=settings.folder_fps,
+        snapshots=settings.snapshots,
+        metrics_every_s=settings.metrics_every_s,
+        backoff=Backoff(initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s),
+    )

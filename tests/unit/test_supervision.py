@@ -1,0 +1,149 @@
+"""Supervision policies, the shared back-off and report persistence, without processes."""
+
+from __future__ import annotations
+
+import random
+import threading
+from typing import Any
+
+import pytest
+
+from crowdsight.core.backoff import Backoff
+from crowdsight.core.errors import InputError
+from crowdsight.pipeline.persistence import ReportWriter
+from crowdsight.pipeline.runner_settings import RunnerSettings
+from crowdsight.pipeline.supervision import CameraState, after_exit, resume_spec
+from crowdsight.pipeline.worker import WorkerSpec
+
+
+@pytest.mark.parametrize(
+    ("backoff", "attempt", "expected"),
+    [
+        (Backoff(initial_s=1, max_s=60, jitter=0), 0, 1.0),
+        (Backoff(initial_s=1, max_s=60, jitter=0), 3, 8.0),
+        (Backoff(initial_s=1, max_s=60, jitter=0), 6, 60.0),
+        (Backoff(initial_s=0.2, max_s=30, jitter=0), -1, 0.2),
+        (Backoff(initial_s=0.5, max_s=30, factor=3, jitter=0), 2, 4.5),
+        (Backoff(initial_s=1, max_s=60, jitter=0), 10_000, 60.0),  # no float overflow
+        (Backoff(initial_s=0, max_s=60, jitter=0.2), 5, 0.0),
+    ],
+)
+def test_backoff_curve(backoff: Backoff, attempt: int, expected: float) -> None:
+    assert backoff.delay_s(attempt, random.Random(0)) == pytest.approx(expected)
+
+
+def test_backoff_jitter_stays_within_its_band() -> None:
+    b = Backoff(initial_s=1, max_s=10, jitter=0.2)
+    rng = random.Random(1)
+    delays = [b.delay_s(2, rng) for _ in range(500)]
+    assert 3.2 <= min(delays) < 3.4 and 4.6 < max(delays) <= 4.8
+    assert max(b.delay_s(50, rng) for _ in range(500)) <= 12.0
+
+
+def _cam(replayable: bool = True, **state: Any) -> CameraState:
+    cam = CameraState(WorkerSpec(camera_id="c", source="x.mp4"), replayable)
+    for k, v in state.items():
+        setattr(cam, k, v)
+    return cam
+
+
+SETTINGS = RunnerSettings(restart_initial_s=1.0, restart_max_s=8.0, stable_after_s=60.0)
+
+
+def test_crashes_restart_with_doubling_jittered_delays_then_read_failed() -> None:
+    cam, rng, delays = _cam(started_at=0.0), random.Random(0), []
+    for k in range(6):
+        now = 10.0 * (k + 1)
+        after_exit(cam, -9, now, SETTINGS, stopping=False, rng=rng)
+        delays.append(cam.next_start - now)
+        assert cam.state == ("failed" if k >= 4 else "restarting")
+    bases = [1, 2, 4, 8, 8, 8]
+    assert all(0.8 * b <= d <= 1.2 * b for d, b in zip(delays, bases, strict=True))
+    assert cam.restarts == 6 and cam.error == "worker exited with code -9"
+
+
+def test_a_stable_run_resets_the_crash_streak() -> None:
+    cam = _cam(started_at=0.0, crash_streak=4)
+    after_exit(cam, 1, 61.0, SETTINGS, stopping=False, rng=random.Random(0))
+    assert cam.crash_streak == 1 and cam.state == "restarting"
+    assert cam.next_start - 61.0 <= 1.2
+
+
+@pytest.mark.parametrize(
+    ("state", "code", "stopping", "expected"),
+    [
+        ({"done": True}, 0, False, "finished"),
+        ({"done": True}, 1, False, "restarting"),
+        ({"removing": True}, -9, False, "stopped"),
+        ({}, -9, True, "stopped"),
+        ({"restart_requested": True}, 0, False, "restarting"),
+    ],
+)
+def test_exit_outcomes(state: dict[str, Any], code: int, stopping: bool, expected: str) -> None:
+    cam = _cam(**state)
+    after_exit(cam, code, 5.0, SETTINGS, stopping=stopping, rng=random.Random(0))
+    assert cam.state == expected
+    if state.get("restart_requested"):
+        assert cam.next_start == 5.0 and not cam.restart_requested and cam.crash_streak == 0
+
+
+@pytest.mark.parametrize(
+    ("replayable", "checkpoint", "start_index", "skip_to"),
+    [(True, None, 0, None), (True, 41, 0, 42), (False, None, 0, None), (False, 41, 42, None)],
+)
+def test_resume_replays_files_and_continues_live_numbering(
+    replayable: bool, checkpoint: int | None, start_index: int, skip_to: int | None
+) -> None:
+    spec = resume_spec(_cam(replayable, checkpoint=checkpoint))
+    assert (spec.start_index, spec.skip_to) == (start_index, skip_to)
+
+
+class _FlakyStore:
+    def __init__(self, failures: int, exc: Exception) -> None:
+        self.failures, self.exc, self.calls = failures, exc, 0
+        self.events: list[Any] = []
+
+    def record_events(self, events: list[Any], snapshots: Any = None) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.exc
+        self.events.extend(events)
+
+    def record_metrics(self, camera_id: str, ts_s: float, metrics: dict[str, float]) -> None:
+        raise AssertionError("not used")
+
+
+def _writer(store: _FlakyStore, stopping: bool = False) -> tuple[ReportWriter, list[float]]:
+    slept: list[float] = []
+    flag = threading.Event()
+    if stopping:
+        flag.set()
+    return ReportWriter(store, retry_max_s=0.5, stopping=flag, sleep=slept.append), slept
+
+
+def test_store_writes_retry_with_the_shared_backoff() -> None:
+    store = _FlakyStore(4, ConnectionError("db down"))
+    writer, slept = _writer(store)
+    writer.retry(lambda: store.record_events([1]))
+    assert store.events == [1] and slept == [0.2, 0.4, 0.5, 0.5]
+
+
+def test_refused_data_is_not_retried_and_shutdown_gives_up() -> None:
+    store = _FlakyStore(1, InputError("bad row"))
+    writer, slept = _writer(store)
+    with pytest.raises(InputError):
+        writer.retry(lambda: store.record_events([1]))
+    assert slept == []
+    store = _FlakyStore(100, ConnectionError("db down"))
+    writer, slept = _writer(store, stopping=True)
+    writer.retry(lambda: store.record_events([1]))
+    assert store.calls == 3 and store.events == []
+
+
+def test_open_events_are_closed_at_the_last_committed_frame() -> None:
+    store = _FlakyStore(0, ConnectionError())
+    writer, _ = _writer(store)
+    start = {"event_id": "e1", "type": "overcrowding", "camera_id": "c", "start_ts_s": 1.0}
+    open_events = {"e1": {**start, "end_ts_s": None}}
+    writer.close_events(open_events, 7.5)
+    assert [e.end_ts_s for e in store.events] == [7.5] and open_events == {}
