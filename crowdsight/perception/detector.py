@@ -279,6 +279,9 @@ class CombinedDetector:
     def __init__(self, detectors: list[Detector], iou: float = 0.5) -> None:
         self.detectors = detectors
         self.iou = iou
+        # The most permissive of the parts' tracker thresholds, so none of them is starved.
+        parts = [getattr(d, "track_thresholds", (0.7, 0.6)) for d in detectors]
+        self.track_thresholds = (min(p[0] for p in parts), min(p[1] for p in parts))
 
     def detect(self, frame: Frame) -> Detections:
         """The union of every detector's objects, duplicates merged."""

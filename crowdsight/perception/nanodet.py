@@ -32,6 +32,15 @@ from crowdsight.perception.yolo import COCO_CLASSES
 
 NANODET_MODEL = "nanodet"
 
+#: Tracker score thresholds (new-track activation, high/low split) on NanoDet's score scale.
+#: ByteTrack's 0.7 / 0.6 suit the SSD, but NanoDet's sigmoid scores run lower (median 0.61 of
+#: its boxes on Mall), so with them the tracker kept only boxes covering 0.44 of Mall's heads
+#: while the detector covered 0.72. Chosen on Mall training frames 1–400 at 2 fps
+#: (`benchmarks/tracker_mall.py --detector nanodet`, sweep of 7 pairs): 0.5 / 0.35 took head
+#: coverage by confirmed tracks 0.34 → 0.51 with mean track duration 4.4 → 4.5 s; lower
+#: activation thresholds added ids faster than coverage.
+TRACK_THRESHOLDS = (0.5, 0.35)
+
 #: COCO classes crowdsight keeps: people, vehicles, carried bags (and umbrellas, which hide
 #: people from above and matter to crowd counts in the rain).
 KEPT_CLASSES: tuple[str, ...] = (
@@ -142,6 +151,7 @@ class NanoDetDetector:
         self.resize: Resize = resize
         self.max_detections = max_detections
         self.slicing = slicing
+        self.track_thresholds = TRACK_THRESHOLDS
         self._outputs = [f"cls_{s}" for s in self.strides] + [f"reg_{s}" for s in self.strides]
 
     @staticmethod

@@ -134,7 +134,10 @@ class CameraPipeline:
         if self.tracker is None and s.detect:
             from crowdsight.tracking import make_tracker
 
-            self.tracker = make_tracker(frame_rate=frame_rate)
+            self.tracker = make_tracker(
+                frame_rate=frame_rate,
+                score_thresholds=getattr(self.detector, "track_thresholds", None),
+            )
         self.analytics = analytics
         if self.analytics is None and scene is not None:
             from crowdsight.analytics import SceneAnalytics

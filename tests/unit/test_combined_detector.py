@@ -40,3 +40,24 @@ def test_same_person_once_and_each_ones_finds_kept() -> None:
 def test_nothing_found_is_empty_with_names() -> None:
     out = CombinedDetector([Fixed([], [], 0.5), Fixed([], [], 0.5)]).detect(FRAME)
     assert len(out) == 0 and CLASS_NAME in out.data
+
+
+def test_tracker_thresholds_are_the_most_permissive_parts() -> None:
+    a, b = Fixed([], [], 0.5), Fixed([], [], 0.5)
+    b.track_thresholds = (0.5, 0.35)  # type: ignore[attr-defined]
+    assert CombinedDetector([a, b]).track_thresholds == (0.5, 0.35)
+
+
+def test_pipeline_tracker_takes_the_detectors_score_scale() -> None:
+    from crowdsight.pipeline.camera import CameraPipeline
+    from crowdsight.pipeline.settings import PipelineSettings
+
+    det = Fixed([], [], 0.5)
+    det.track_thresholds = (0.5, 0.35)  # type: ignore[attr-defined]
+    p = CameraPipeline("cam", PipelineSettings(density=False, describe=False), detector=det)
+    assert p.tracker.track_activation_threshold == 0.5  # type: ignore[union-attr]
+    assert p.tracker.high_conf_det_threshold == 0.35  # type: ignore[union-attr]
+    plain = CameraPipeline(
+        "cam", PipelineSettings(density=False, describe=False), detector=Fixed([], [], 0.5)
+    )
+    assert plain.tracker.track_activation_threshold == 0.7  # type: ignore[union-attr]
