@@ -162,10 +162,12 @@ def test_training_chooses_by_grouped_cv_on_separable_toy_data() -> None:
                 )
             )  # fmt: skip
             rows.append(np.r_[float(hat), float(ident % 2), rng.normal(0, 0.3, 6)])
-    heads, report = train_heads(items, np.asarray(rows, np.float32), binary_names=("hat",))
+    heads, report = train_heads(
+        items, np.asarray(rows, np.float32), n_deep=4, binary_names=("hat",)
+    )
     assert report.n_identities == 60
     assert report.cv["hat"]["mA"] > 0.9
     assert report.cv["upper_colour"]["accuracy"] > 0.9
     assert heads.binary_w.shape == (1, 8)
     with pytest.raises(InputError):
-        train_heads(items, np.asarray(rows, np.float32), binary_names=("hairLong",))
+        train_heads(items, np.asarray(rows, np.float32), n_deep=4, binary_names=("hairLong",))
