@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from crowdsight.core.errors import InputError
+from crowdsight.describe.colours import COLOUR_NAMES
 from crowdsight.store.records import TrackDescription
 from crowdsight.store.tables import TrackDescriptionRow
 
@@ -143,6 +144,7 @@ def record_descriptions(
     return n
 
 
+_COLOURS = frozenset(COLOUR_NAMES)
 #: Query words → the learned labels they ask about (others match the text only).
 _WORD_LABELS: dict[str, tuple[str, ...]] = {
     "top": ("upper:",),
@@ -183,21 +185,22 @@ def match_score(words: list[str], text: str, fields: Mapping[str, Any]) -> float
     stated = [str(s) for s in fields.get("stated", [])]
     conf: Mapping[str, Any] = fields.get("confidences") or {}
     scores: list[float] = []
-    colour_words = [w for w in words if any(s.endswith(":" + w) for s in stated)]
     part_words = [w for w in words if w in ("top", "upper", "lower", "legwear", "bottoms")]
     for w in words:
-        hits = []
-        if w in colour_words:
+        if stated and w in _COLOURS:
             parts = [p for pw in part_words for p in _WORD_LABELS[pw]] or ["upper:", "lower:"]
             hits = [s for s in stated if s.endswith(":" + w) and s.startswith(tuple(parts))]
-        elif w in _WORD_LABELS and w not in part_words:
+        elif stated and w in _WORD_LABELS and w not in part_words:
             hits = [s for s in stated if s in _WORD_LABELS[w]]
-        if hits:
-            scores.append(max(float(conf.get(h, 1.0)) for h in hits))
-        elif w in part_words and stated:
+        elif stated and w in part_words:
             continue  # "top" in "red top": scored through the colour word
         elif re.search(r"\b" + re.escape(w), text_l) is None:
             return None
+        else:
+            continue
+        if not hits:
+            return None
+        scores.append(max(float(conf.get(h, 1.0)) for h in hits))
     return min(scores) if scores else 1.0
 
 

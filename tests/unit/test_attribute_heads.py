@@ -171,3 +171,40 @@ def test_training_chooses_by_grouped_cv_on_separable_toy_data() -> None:
     assert heads.binary_w.shape == (1, 8)
     with pytest.raises(InputError):
         train_heads(items, np.asarray(rows, np.float32), n_deep=4, binary_names=("hairLong",))
+
+
+def _learned(
+    track_id: int, text: str, stated: list[str], conf: dict[str, float]
+) -> dict[str, object]:
+    return {
+        "track_id": track_id,
+        "text": text,
+        "fields": {"stated": stated, "confidences": conf},
+        "ts_s": float(track_id),
+    }
+
+
+def test_description_search_uses_stated_labels_and_ranks_by_confidence(tmp_path: Path) -> None:
+    from crowdsight.store.descriptions import match_score
+    from tests.api.support import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'cs.db'}") as store:
+        store.record_descriptions(
+            "cam",
+            [
+                _learned(1, "person: red top (0.55), jeans (0.80)", ["upper:red", "jeans"],
+                         {"upper:red": 0.55, "jeans": 0.8}),
+                _learned(2, "person: red top (0.93), carrying a backpack (0.71)",
+                         ["upper:red", "backpack"], {"upper:red": 0.93, "backpack": 0.71}),
+                _learned(3, "person: black top (0.90), red legwear (0.88)",
+                         ["upper:black", "lower:red"], {"upper:black": 0.9, "lower:red": 0.88}),
+            ],
+        )  # fmt: skip
+        red_tops = store.query_descriptions(q="red top")
+        assert [d.track_id for d in red_tops] == [2, 1]  # most confident first; 3 is red below
+        assert [d.track_id for d in store.query_descriptions(q="bag")] == [2]
+        assert store.query_descriptions(q="red top", min_confidence=0.9)[0].track_id == 2
+        assert len(store.query_descriptions(q="red top", min_confidence=0.95)) == 0
+        assert [d.track_id for d in store.query_descriptions(q="red")] == [2, 3, 1]
+    assert match_score(["grey", "van"], "vehicle: grey van", {}) == 1.0
+    assert match_score(["bus"], "vehicle: grey van", {}) is None
