@@ -32,9 +32,9 @@ import onnx
 import onnxruntime as ort
 from onnx import helper
 
+from crowdsight.core.errors import ModelError
 from crowdsight.core.types import FloatArray, ImageRGB
 from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, region_pixels, region_votes
-from crowdsight.models.runtime import make_session
 
 #: Every crop is resized to this (w, h) before feature extraction, so all datasets and all
 #: camera resolutions look alike to the heads (PETA crops are mostly 48–64 px wide).
@@ -136,15 +136,19 @@ class CropFeatures:
 
     @staticmethod
     def _load(path: Path, threads: int | None) -> ort.InferenceSession:
-        make_session(path, threads=threads)  # same checks and errors as every model load
+        if not path.is_file():
+            raise ModelError(f"model file {path} not found; run `crowdsight models install`")
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads is not None:
             opts.intra_op_num_threads = threads
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return ort.InferenceSession(
-            _truncated_vgg(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        try:
+            return ort.InferenceSession(
+                _truncated_vgg(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnx / onnxruntime raise their own untyped errors
+            raise ModelError(f"cannot load {path}: {exc}") from exc
 
     def deep(self, crops: Sequence[ImageRGB]) -> FloatArray:
         """Band-pooled VGG features of crops already resized to `FEATURE_WH`."""
