@@ -29,6 +29,7 @@ def _register() -> None:
         eval_tracking,
         models,
         serve,
+        train_attributes,
     )
 
 

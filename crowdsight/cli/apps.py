@@ -18,5 +18,7 @@ app = typer.Typer(
 )
 eval_app = typer.Typer(help="Score crowdsight on labelled data.", no_args_is_help=True)
 app.add_typer(eval_app, name="eval")
+train_app = typer.Typer(help="Train crowdsight's small learned parts.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
 
 err_console = Console(stderr=True)

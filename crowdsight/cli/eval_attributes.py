@@ -1,6 +1,8 @@
-"""`crowdsight eval attributes`: clothing-colour accuracy on PETA crops, with a trivial baseline.
+"""`crowdsight eval attributes`: clothing and carried-object attributes on PETA crops.
 
-Only clothing-colour and carried-object labels are read (see `crowdsight.describe.peta`).
+Scores the learned heads (or the older colour rules) with the most-frequent-answer baseline
+beside every figure. Only clothing and carried-object labels are read
+(see `crowdsight.describe.peta`).
 PETA crops are whole-person crops, so the crop is the person box.
 """
 
@@ -8,10 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import numpy.typing as npt
 import typer
 from rich.console import Console
 
@@ -19,23 +23,33 @@ from crowdsight.cli.apps import eval_app
 from crowdsight.core.errors import InputError
 from crowdsight.describe import peta
 from crowdsight.describe.colours import COLOUR_NAMES, DEFAULT_RULES, LEGS, TORSO
+from crowdsight.describe.features import CropFeatures, cached_features
+from crowdsight.describe.heads import HEADS_FILE, AttributeHeads
 
 console = Console(stderr=True)
 
 
-def _subsets(text: str) -> tuple[str, ...]:
+def _subsets(text: str, root: Path) -> tuple[str, ...]:
+    """Subset folder names to score: ``held-out``, ``calibration``, ``all`` or a comma list.
+
+    ``held-out`` (the default) is GRID + CAVIAR4REID where the folder has them, otherwise every
+    subset folder in it (so any folder of the same layout can be scored as it is).
+    """
+    present = peta.subsets_in(root)
     if text == "all":
-        return peta.SUBSETS
-    if text == "held-out":
-        return peta.HELD_OUT_SUBSETS
-    if text == "calibration":
-        return peta.CALIBRATION_SUBSETS
-    names = tuple(s.strip() for s in text.split(",") if s.strip())
-    unknown = [s for s in names if s not in peta.SUBSETS]
+        names = present
+    elif text == "held-out":
+        held = tuple(s for s in peta.HELD_OUT_SUBSETS if s in present)
+        names = held or present
+    elif text == "calibration":
+        names = peta.CALIBRATION_SUBSETS
+    else:
+        names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [s for s in names if s not in present]
     if unknown or not names:
         raise InputError(
-            f"unknown PETA subset(s) {unknown}; use held-out, calibration, all or a comma "
-            f"list of {', '.join(peta.SUBSETS)}"
+            f"PETA subset(s) {unknown or names} not found in {root}; use held-out, calibration, "
+            f"all or a comma list of {', '.join(present) or '(no <subset>/archive/Label.txt)'}"
         )
     return names
 
@@ -44,13 +58,54 @@ def _r(x: float) -> float | None:
     return None if math.isnan(x) else round(x, 4)
 
 
-def _carrying_baseline(items: list[peta.PetaItem]) -> dict[str, float]:
-    """Most-frequent-answer accuracy of each carried-object yes/no attribute."""
-    out = {}
-    for name in peta.CARRIED_NAMES:
-        share = float(np.mean([name in it.carrying for it in items]))
-        out[name] = round(max(share, 1 - share), 4)
+def _colour_report(
+    key: str, pred: npt.NDArray[np.intp], labels: list[frozenset[str]]
+) -> dict[str, object]:
+    """Accuracy (prediction is one of the labelled colours) and the most-frequent baseline."""
+    truth = peta.truth_matrix(labels)
+    base_name = peta.most_frequent(labels)
+    base = np.full(len(pred), COLOUR_NAMES.index(base_name), np.intp)
+    per_colour = {
+        c: _r(float(truth[np.arange(len(pred)), pred][truth[:, i]].mean()))
+        for i, c in enumerate(COLOUR_NAMES)
+        if truth[:, i].any()
+    }
+    out: dict[str, object] = {
+        "accuracy": _r(peta.accuracy(pred, truth)),
+        "mean_class_accuracy": _r(peta.mean_class_accuracy(pred, truth)),
+        "n_labelled": int(truth.any(axis=1).sum()),
+        "per_colour_accuracy": per_colour,
+        "baseline_answer": base_name,
+        "baseline_accuracy": _r(peta.accuracy(base, truth)),
+        "baseline_mean_class_accuracy": _r(peta.mean_class_accuracy(base, truth)),
+    }
+    console.print(
+        f"{key:5s} colour: accuracy {out['accuracy']}, mean per-colour "
+        f"{out['mean_class_accuracy']} | baseline '{base_name}' {out['baseline_accuracy']}"
+    )
     return out
+
+
+def _binary_report(
+    pred: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]
+) -> tuple[dict[str, object], tuple[float, float, float]]:
+    """Report of one yes/no attribute, and its (mA, accuracy, baseline accuracy).
+
+    mA is PETA's: the mean of positive and negative recall. The baseline always gives the
+    scored set's most frequent answer, so its mA is 0.5.
+    """
+    share = float(truth.mean())
+    recalls = [float((pred == truth)[m].mean()) for m in (truth, ~truth) if m.any()]
+    ma, acc, base = float(np.mean(recalls)), float((pred == truth).mean()), max(share, 1 - share)
+    report: dict[str, object] = {
+        "accuracy": _r(acc),
+        "mA": _r(ma),
+        "positives": int(truth.sum()),
+        "baseline_answer": share >= 0.5,
+        "baseline_accuracy": _r(base),
+        "baseline_mA": 0.5,
+    }
+    return report, (ma, acc, base)
 
 
 @eval_app.command("attributes")
@@ -61,79 +116,99 @@ def eval_attributes(
     subsets: Annotated[
         str,
         typer.Option(
-            help="held-out (GRID, CAVIAR4REID; default), calibration (MIT, i-LID), all, or a "
-            "comma list. The colour rules were calibrated on MIT and i-LID."
+            help="held-out (GRID + CAVIAR4REID if present, else every subset folder in --peta; "
+            "default), all, calibration (MIT, i-LID), or a comma list of subset folder names."
         ),
     ] = "held-out",
-    calibrate: Annotated[
-        bool,
-        typer.Option(help="Re-run the calibration on MIT + i-LID first and score with it."),
-    ] = False,
+    method: Annotated[
+        str, typer.Option(help="heads (learned, default) or rules (the hand-tuned colour rules).")
+    ] = "heads",
+    heads_file: Annotated[
+        Path | None, typer.Option("--heads", help="Attribute heads .npz (default: shipped).")
+    ] = None,
+    cache_dir: Annotated[
+        Path | None, typer.Option(help="Feature cache folder (default: none).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
-    """Upper/lower clothing-colour accuracy against PETA labels, and a most-frequent baseline.
+    """Clothing colour, yes/no clothing and carried-object attributes against PETA labels.
 
-    A prediction is right when it is one of the identity's labelled colours for that body
-    part; crops without a colour label for a part are not scored for it. The baseline always
-    answers the colour labelled most often in the scored set (so it even knows the answer
-    distribution). Carried objects need a detector with bag classes; the bundled one is
-    people-only, so ``carrying_accuracy`` is null and only its baseline is shown.
+    Colours: a prediction is right when it is one of the identity's labelled colours for that
+    body part; crops without a colour label for a part are not scored for it. Yes/no attributes
+    (sleeves, legwear, hat, bags; learned heads only): accuracy and PETA's mA (mean of positive
+    and negative recall) at the threshold chosen on training data. Every figure sits next to
+    the most-frequent-answer baseline of the scored set itself (whose mA is 0.5).
+    ``carrying_accuracy`` is the mean accuracy of the four carried-object attributes.
     """
-    names = _subsets(subsets)
-    rules = DEFAULT_RULES
-    if calibrate:
-        cal_items = peta.load_items(peta_dir, peta.CALIBRATION_SUBSETS)
-        console.print(f"calibrating on {len(cal_items)} crops of {peta.CALIBRATION_SUBSETS}")
-        rules, objective = peta.calibrate(cal_items)
-        console.print(f"calibrated (objective {objective:.3f}): {rules}")
+    if method not in ("heads", "rules"):
+        raise InputError(f"--method must be heads or rules, not {method!r}")
+    names = _subsets(subsets, peta_dir)
     items = peta.load_items(peta_dir, names)
     if not items:
         raise InputError(f"no labelled crops found in {peta_dir} for {names}")
-    console.print(f"scoring {len(items)} crops from {', '.join(names)}")
-    crops = [peta.read_crop(it.image) for it in items]
-    result: dict[str, object] = {"subsets": list(names), "n": len(items)}
+    console.print(f"scoring {len(items)} crops from {', '.join(names)} with {method}")
+    result: dict[str, object] = {"subsets": list(names), "n": len(items), "method": method}
     per_attr: dict[str, dict[str, object]] = {}
-    for key, region in (("upper", TORSO), ("lower", LEGS)):
-        labels = [getattr(it, key) for it in items]
-        truth = peta.truth_matrix(labels)
-        pred = peta.RegionPixels.build(crops, region).predict(rules)
-        base_name = peta.most_frequent(labels)
-        base = np.full(len(items), COLOUR_NAMES.index(base_name), np.intp)
-        per_colour = {
-            c: _r(float(truth[np.arange(len(pred)), pred][truth[:, i]].mean()))
-            for i, c in enumerate(COLOUR_NAMES)
-            if truth[:, i].any()
+    t0 = time.perf_counter()
+    if method == "rules":
+        crops = [peta.read_crop(it.image) for it in items]
+        preds = {
+            key: peta.RegionPixels.build(crops, region).predict(DEFAULT_RULES)
+            for key, region in (("upper", TORSO), ("lower", LEGS))
         }
-        per_attr[key] = {
-            "accuracy": _r(peta.accuracy(pred, truth)),
-            "mean_class_accuracy": _r(peta.mean_class_accuracy(pred, truth)),
-            "n_labelled": int(truth.any(axis=1).sum()),
-            "per_colour_accuracy": per_colour,
-            "baseline_answer": base_name,
-            "baseline_accuracy": _r(peta.accuracy(base, truth)),
-            "baseline_mean_class_accuracy": _r(peta.mean_class_accuracy(base, truth)),
-        }
-        console.print(
-            f"{key:5s} colour: accuracy {per_attr[key]['accuracy']}, mean per-colour "
-            f"{per_attr[key]['mean_class_accuracy']} | baseline '{base_name}' "
-            f"{per_attr[key]['baseline_accuracy']}"
+        scores = None
+    else:
+        heads = AttributeHeads.load(heads_file or HEADS_FILE)
+        feats = np.concatenate(
+            [
+                cached_features(
+                    [it.image for it in items if it.subset == name],
+                    peta.read_crop,
+                    CropFeatures,
+                    cache_dir,
+                )
+                for name in names
+            ]
         )
+        scores = heads.predict(feats)
+        preds = {
+            "upper": np.asarray(scores.upper.argmax(axis=1), np.intp),
+            "lower": np.asarray(scores.lower.argmax(axis=1), np.intp),
+        }
+    seconds = time.perf_counter() - t0
+    for key in ("upper", "lower"):
+        per_attr[key] = _colour_report(key, preds[key], [getattr(it, key) for it in items])
+    mas: list[float] = []
+    acc: dict[str, float] = {}
+    base: dict[str, float] = {}
+    if scores is not None:
+        for j, name in enumerate(scores.binary_names):
+            truth = np.array([name in it.attributes for it in items])
+            pred = scores.binary[:, j] >= heads.decision[j]
+            per_attr[name], (ma, acc[name], base[name]) = _binary_report(pred, truth)
+            mas.append(ma)
+            console.print(f"{name:14s} {per_attr[name]}")
+    carried = [n for n in peta.CARRIED_BINARY if n in acc]
     up, low = per_attr["upper"], per_attr["lower"]
     result.update(
         {
             "upper_colour_accuracy": up["accuracy"],
             "lower_colour_accuracy": low["accuracy"],
             "mean_accuracy": _r((float(up["accuracy"]) + float(low["accuracy"])) / 2),  # type: ignore[arg-type]
-            "carrying_accuracy": None,
-            "carrying_note": "no carried-object source configured (people-only detector)",
+            "binary_mA": _r(float(np.mean(mas))) if mas else None,
+            "carrying_accuracy": _r(float(np.mean([acc[n] for n in carried]))) if carried else None,
             "baseline_upper_colour_accuracy": up["baseline_accuracy"],
             "baseline_lower_colour_accuracy": low["baseline_accuracy"],
             "baseline_mean_accuracy": _r(
                 (float(up["baseline_accuracy"]) + float(low["baseline_accuracy"])) / 2  # type: ignore[arg-type]
             ),
-            "baseline_carrying_accuracy": _carrying_baseline(items),
+            "baseline_binary_mA": 0.5 if mas else None,
+            "baseline_carrying_accuracy": _r(float(np.mean([base[n] for n in carried])))
+            if carried
+            else None,
             "attributes": per_attr,
-            "calibrated_here": calibrate,
+            "scoring_seconds": round(seconds, 1),
+            "ms_per_crop": round(1000 * seconds / len(items), 2),
         }
     )
     if as_json:
@@ -142,5 +217,5 @@ def eval_attributes(
         print(
             f"upper {result['upper_colour_accuracy']} lower {result['lower_colour_accuracy']} "
             f"(baseline {result['baseline_upper_colour_accuracy']} / "
-            f"{result['baseline_lower_colour_accuracy']}) n={len(items)}"
+            f"{result['baseline_lower_colour_accuracy']}) mA {result['binary_mA']} n={len(items)}"
         )

@@ -1,6 +1,8 @@
-"""PETA subsets for scoring (and calibrating) clothing colours, and nothing else.
+"""PETA subsets for training and scoring clothing and carried-object attributes, nothing else.
 
-Only three label families are read: upper-body colour, lower-body colour and carried objects.
+Only clothing and carried-object labels are read: upper-body colour, lower-body colour,
+carried objects, and the shipped yes/no attributes of `BINARY_LABELS` (sleeve length,
+legwear type, headwear, bags).
 Every other token of a ``Label.txt`` row is skipped as it is read: the reader keeps a token
 only if it is in `ALLOWED_LABELS`, an explicit whitelist, so labels about the person
 themselves (the dataset also has some) never reach memory. Image file names are used only
@@ -54,12 +56,33 @@ CARRY_LABELS: dict[str, str] = {
 }
 CARRIED_NAMES: tuple[str, ...] = ("backpack", "handbag", "suitcase", "umbrella")
 
+#: The learned yes/no attributes → the PETA tokens that mean "yes" (absent means "no", as in
+#: PETA's own evaluation). Clothing and carried objects only: never hair, body, face, age or
+#: gender, which PETA also labels.
+BINARY_LABELS: dict[str, tuple[str, ...]] = {
+    "short_sleeves": ("upperBodyShortSleeve", "upperBodyNoSleeve"),
+    "trousers": ("lowerBodyTrousers",),
+    "jeans": ("lowerBodyJeans",),
+    "shorts": ("lowerBodyShorts", "lowerBodyHotPants"),
+    "skirt": ("lowerBodyShortSkirt", "lowerBodyLongSkirt"),
+    "hat": ("accessoryHat",),
+    "backpack": ("carryingBackpack",),
+    "messenger_bag": ("carryingMessengerBag",),
+    "plastic_bag": ("carryingPlasticBags",),
+    "luggage": ("carryingLuggageCase", "carryingSuitcase"),
+}
+BINARY_NAMES: tuple[str, ...] = tuple(BINARY_LABELS)
+#: The carried-object attributes among `BINARY_NAMES` (``carrying_accuracy`` averages them).
+CARRIED_BINARY: tuple[str, ...] = ("backpack", "messenger_bag", "plastic_bag", "luggage")
+_TOKEN_TO_BINARY = {tok: name for name, toks in BINARY_LABELS.items() for tok in toks}
+
 #: The only Label.txt tokens the reader keeps.
 ALLOWED_LABELS: frozenset[str] = frozenset(
     [f"upperBody{_CAP[c]}" for c in COLOUR_NAMES]
     + [f"lowerBody{_CAP[c]}" for c in COLOUR_NAMES]
     + list(CARRY_LABELS)
     + ["carryingNothing", "carryingOther", "carryingFolder"]
+    + list(_TOKEN_TO_BINARY)
 )
 
 _IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp"}
@@ -78,6 +101,7 @@ class PetaItem:
         upper / lower: Colour names labelled for that body part (several are allowed; a
             prediction counts as right if it is any of them; empty when unlabelled).
         carrying: crowdsight carried-object names labelled for the identity.
+        attributes: Names of `BINARY_NAMES` labelled "yes" for the identity.
     """
 
     subset: str
@@ -86,26 +110,34 @@ class PetaItem:
     upper: frozenset[str]
     lower: frozenset[str]
     carrying: frozenset[str] = field(default_factory=frozenset)
+    attributes: frozenset[str] = field(default_factory=frozenset)
 
 
-def _row_labels(tokens: Iterable[str]) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """(upper colours, lower colours, carried names) from whitelisted tokens of one row."""
-    upper, lower, carry = set(), set(), set()
+Labels = tuple[frozenset[str], frozenset[str], frozenset[str], frozenset[str]]
+
+
+def _row_labels(tokens: Iterable[str]) -> Labels:
+    """(upper colours, lower colours, carried names, binary attributes) of one row."""
+    upper, lower, carry, binary = set(), set(), set(), set()
     for tok in tokens:
         if tok not in ALLOWED_LABELS:
-            continue  # not a clothing-colour or carrying label: skipped, never kept
-        if tok.startswith("upperBody"):
+            continue  # not a clothing or carrying label: skipped, never kept
+        if tok in _TOKEN_TO_BINARY:
+            binary.add(_TOKEN_TO_BINARY[tok])
+        if tok in CARRY_LABELS:
+            carry.add(CARRY_LABELS[tok])
+        elif tok in _TOKEN_TO_BINARY:
+            continue
+        elif tok.startswith("upperBody"):
             upper.add(tok[len("upperBody") :].lower())
         elif tok.startswith("lowerBody"):
             lower.add(tok[len("lowerBody") :].lower())
-        elif tok in CARRY_LABELS:
-            carry.add(CARRY_LABELS[tok])
-    return frozenset(upper), frozenset(lower), frozenset(carry)
+    return frozenset(upper), frozenset(lower), frozenset(carry), frozenset(binary)
 
 
-def read_labels(label_file: Path) -> dict[str, tuple[frozenset[str], ...]]:
-    """Whitelisted labels of a ``Label.txt`` by identity: (upper, lower, carrying)."""
-    out: dict[str, tuple[frozenset[str], ...]] = {}
+def read_labels(label_file: Path) -> dict[str, Labels]:
+    """Whitelisted labels of a ``Label.txt`` by identity: (upper, lower, carrying, binary)."""
+    out: dict[str, Labels] = {}
     for line in label_file.read_text(errors="replace").splitlines():
         parts = line.split()
         if parts:
@@ -131,8 +163,8 @@ def iter_subset(root: Path, subset: str) -> list[PetaItem]:
         ident = img.name.split("_", 1)[0]
         if ident not in labels:
             continue
-        upper, lower, carry = labels[ident]
-        items.append(PetaItem(subset, ident, img, upper, lower, carry))
+        upper, lower, carry, binary = labels[ident]
+        items.append(PetaItem(subset, ident, img, upper, lower, carry, binary))
     return items
 
 
@@ -269,3 +301,10 @@ def calibrate(
                 if score > best:
                     best, rules = score, trial
     return rules, best
+
+
+def subsets_in(root: Path) -> tuple[str, ...]:
+    """Folders under ``root`` laid out as PETA subsets (``<name>/archive/Label.txt``)."""
+    if not root.is_dir():
+        raise InputError(f"PETA folder {root} not found")
+    return tuple(sorted(p.name for p in root.iterdir() if (p / "archive" / "Label.txt").is_file()))

@@ -147,7 +147,7 @@ class CameraPipeline:
         if self.describer is None and s.detect and s.describe:
             from crowdsight.describe import TrackDescriber
 
-            self.describer = TrackDescriber()
+            self.describer = TrackDescriber.learned()
         self.reset()
 
     def _detector_kwargs(self) -> dict[str, Any]:

@@ -111,7 +111,18 @@ def descriptions(
     request: Request,
     camera_id: str | None = CAMERA_Q,
     limit: int = Query(100, ge=1, le=1000, description="At most this many, latest first."),
+    q: str | None = Query(
+        None,
+        max_length=200,
+        description="Description words, all required, e.g. 'red top' or 'backpack'; matches "
+        "are ordered by the confidence of the matched attributes.",
+    ),
+    min_confidence: float = Query(
+        0.0, ge=0.0, le=1.0, description="With q: drop matches less confident than this."
+    ),
     _: User = Depends(require_role("viewer")),
 ) -> list[TrackDescription]:
     """Clothing colours, carried objects, vehicle types: never identity or protected traits."""
-    return get_store(request).query_descriptions(camera_id, limit)
+    return get_store(request).query_descriptions(
+        camera_id, limit, q=q, min_confidence=min_confidence
+    )

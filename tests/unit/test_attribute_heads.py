@@ -1,0 +1,210 @@
+"""Learned attribute heads: never-list, save/load, training choices, track aggregation, text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import supervision as sv
+
+from crowdsight.core.errors import InputError
+from crowdsight.core.types import CLASS_NAME, Frame
+from crowdsight.describe import TrackDescriber, peta
+from crowdsight.describe.colours import COLOUR_NAMES, N_COLOURS
+from crowdsight.describe.describer import crop_quality
+from crowdsight.describe.heads import (
+    HEADS_FILE,
+    MANIFEST_FILE,
+    AttributeHeads,
+    check_labels,
+    read_manifest,
+)
+
+#: Words of labels about the person themselves (PETA has them; crowdsight never ships them).
+NEVER = {
+    "gender", "male", "female", "personal", "age", "less30", "hair", "bald", "face", "skin",
+    "body", "footwear", "sunglasses", "ethnicity", "race",
+}  # fmt: skip
+
+
+def test_shipped_heads_contain_no_personal_label() -> None:
+    heads = AttributeHeads.load()
+    assert set(heads.binary_names) <= set(peta.BINARY_NAMES)
+    for name in heads.binary_names:
+        words = set(name.lower().split("_"))
+        assert not words & NEVER, name
+    assert heads.upper_w.shape == (N_COLOURS, heads.mean.shape[0])
+    manifest = read_manifest()
+    assert manifest["labels"]["binary"] == list(heads.binary_names)
+    assert "GRID" not in manifest["data"] and "CAVIAR4REID" not in manifest["data"]
+    assert HEADS_FILE.stat().st_size < 2_000_000
+    assert MANIFEST_FILE.is_file()
+
+
+@pytest.mark.parametrize("bad", ["personalMale", "hairLong", "age_band", "face_shape"])
+def test_never_list_labels_are_refused(bad: str) -> None:
+    with pytest.raises(InputError, match="never-list"):
+        check_labels((bad,))
+
+
+def test_peta_reader_keeps_clothing_attributes_only(tmp_path: Path) -> None:
+    label = tmp_path / "X" / "archive" / "Label.txt"
+    label.parent.mkdir(parents=True)
+    label.write_text(
+        "7 upperBodyRed lowerBodyBlue personalFemale hairLong upperBodyShortSleeve "
+        "lowerBodyJeans accessoryHat carryingBackpack carryingSuitcase footwearBlack\n"
+    )
+    (label.parent / "7_a.png").write_bytes(b"")
+    (item,) = peta.iter_subset(tmp_path, "X")
+    assert item.attributes == {"short_sleeves", "jeans", "hat", "backpack", "luggage"}
+    assert (item.upper, item.lower) == ({"red"}, {"blue"})
+    assert peta.subsets_in(tmp_path) == ("X",)
+
+
+def _toy_heads(d: int, k: int = 2) -> AttributeHeads:
+    """Heads whose upper colour follows feature 0, lower colour feature 1, 'hat' feature 2."""
+    up = np.zeros((N_COLOURS, d), np.float32)
+    up[COLOUR_NAMES.index("red"), 0] = 8.0
+    low = np.zeros((N_COLOURS, d), np.float32)
+    low[COLOUR_NAMES.index("blue"), 1] = 8.0
+    bw = np.zeros((k, d), np.float32)
+    bw[0, 2] = 8.0
+    return AttributeHeads(
+        feature_version="toy",
+        mean=np.zeros(d, np.float32),
+        scale=np.ones(d, np.float32),
+        upper_w=up,
+        upper_b=np.zeros(N_COLOURS, np.float32),
+        lower_w=low,
+        lower_b=np.zeros(N_COLOURS, np.float32),
+        binary_names=("hat", "backpack")[:k],
+        binary_w=bw,
+        binary_b=np.full(k, -4.0, np.float32),
+        decision=np.full(k, 0.3, np.float32),
+        text=np.full(k, 0.6, np.float32),
+        colour_text=np.array([0.5, 0.5], np.float32),
+    )
+
+
+def test_save_load_round_trip_and_probabilities(tmp_path: Path) -> None:
+    heads = _toy_heads(4)
+    heads.save(tmp_path / "h.npz")
+    back = AttributeHeads.load(tmp_path / "h.npz")
+    x = np.array([[1, 0, 1, 0], [0, 1, 0, 0]], np.float32)
+    a, b = heads.predict(x), back.predict(x)
+    np.testing.assert_allclose(a.upper, b.upper, atol=1e-3)
+    np.testing.assert_allclose(a.upper.sum(axis=1), 1, atol=1e-5)
+    assert a.upper[0].argmax() == COLOUR_NAMES.index("red")
+    assert a.binary[0, 0] > 0.9 > 0.1 > a.binary[1, 0]
+    with pytest.raises(InputError, match="columns"):
+        heads.predict(np.zeros((1, 3), np.float32))
+
+
+class _FeatureStub:
+    """Stands in for the CNN: feature row = the mean RGB of the crop / 255, plus a 0."""
+
+    def extract(self, crops: list[np.ndarray]) -> np.ndarray:
+        return np.stack([np.r_[c.reshape(-1, 3).mean(axis=0) / 255, 0] for c in crops]).astype(
+            np.float32
+        )
+
+
+def _dets(box: list[float], conf: float) -> sv.Detections:
+    return sv.Detections(
+        xyxy=np.array([box], np.float32),
+        confidence=np.array([conf], np.float32),
+        class_id=np.zeros(1, int),
+        tracker_id=np.array([3]),
+        data={CLASS_NAME: np.array(["person"])},
+    )
+
+
+def test_track_vote_is_weighted_by_quality_and_text_states_only_confident_attributes() -> None:
+    d = TrackDescriber(heads=_toy_heads(4), features=_FeatureStub())
+    red = np.zeros((300, 300, 3), np.uint8)
+    red[...] = (255, 0, 255)  # feature 0 (R) and 2 (B) high: red top, hat
+    green = np.zeros_like(red)
+    green[...] = (0, 255, 0)  # feature 1 high: blue legwear
+    box = [50.0, 20.0, 110.0, 200.0]
+    # two confident, tall red frames outweigh one low-confidence green frame
+    for i, (img, conf) in enumerate([(red, 0.9), (red, 0.9), (green, 0.2)]):
+        d.describe(Frame("cam", i, i / 10, img), _dets(box, conf))
+    desc = d.descriptions()[3]
+    assert desc.upper_colour == "red"
+    assert desc.text.startswith("person: red top (0.")
+    assert "hat (0." in desc.text
+    assert "backpack" not in desc.text  # below its text threshold
+    assert 0.0 <= desc.confidences["backpack"] < 0.6
+    assert desc.frames == 3
+    assert desc.fields["stated"][0] == "upper:red"
+
+
+def test_crop_quality() -> None:
+    assert crop_quality(256, 1.0, False) == 1.0
+    assert crop_quality(64, 1.0, False) == pytest.approx(0.5)
+    assert crop_quality(256, 0.5, True) == pytest.approx(0.25)
+
+
+def test_training_chooses_by_grouped_cv_on_separable_toy_data() -> None:
+    from crowdsight.describe.training import train_heads
+
+    rng = np.random.default_rng(0)
+    items, rows = [], []
+    for ident in range(60):
+        hat = ident % 3 == 0
+        colour = COLOUR_NAMES[ident % 2]  # black / blue
+        for k in range(3):
+            items.append(
+                peta.PetaItem(
+                    "toy", str(ident), Path(f"{ident}_{k}.png"), frozenset({colour}),
+                    frozenset({colour}), attributes=frozenset({"hat"} if hat else set()),
+                )
+            )  # fmt: skip
+            rows.append(np.r_[float(hat), float(ident % 2), rng.normal(0, 0.3, 6)])
+    heads, report = train_heads(
+        items, np.asarray(rows, np.float32), n_deep=4, binary_names=("hat",)
+    )
+    assert report.n_identities == 60
+    assert report.cv["hat"]["mA"] > 0.9
+    assert report.cv["upper_colour"]["accuracy"] > 0.9
+    assert heads.binary_w.shape == (1, 8)
+    with pytest.raises(InputError):
+        train_heads(items, np.asarray(rows, np.float32), n_deep=4, binary_names=("hairLong",))
+
+
+def _learned(
+    track_id: int, text: str, stated: list[str], conf: dict[str, float]
+) -> dict[str, object]:
+    return {
+        "track_id": track_id,
+        "text": text,
+        "fields": {"stated": stated, "confidences": conf},
+        "ts_s": float(track_id),
+    }
+
+
+def test_description_search_uses_stated_labels_and_ranks_by_confidence(tmp_path: Path) -> None:
+    from crowdsight.store.descriptions import match_score
+    from tests.api.support import open_store
+
+    with open_store(f"sqlite:///{tmp_path / 'cs.db'}") as store:
+        store.record_descriptions(
+            "cam",
+            [
+                _learned(1, "person: red top (0.55), jeans (0.80)", ["upper:red", "jeans"],
+                         {"upper:red": 0.55, "jeans": 0.8}),
+                _learned(2, "person: red top (0.93), carrying a backpack (0.71)",
+                         ["upper:red", "backpack"], {"upper:red": 0.93, "backpack": 0.71}),
+                _learned(3, "person: black top (0.90), red legwear (0.88)",
+                         ["upper:black", "lower:red"], {"upper:black": 0.9, "lower:red": 0.88}),
+            ],
+        )  # fmt: skip
+        red_tops = store.query_descriptions(q="red top")
+        assert [d.track_id for d in red_tops] == [2, 1]  # most confident first; 3 is red below
+        assert [d.track_id for d in store.query_descriptions(q="bag")] == [2]
+        assert store.query_descriptions(q="red top", min_confidence=0.9)[0].track_id == 2
+        assert len(store.query_descriptions(q="red top", min_confidence=0.95)) == 0
+        assert [d.track_id for d in store.query_descriptions(q="red")] == [2, 3, 1]
+    assert match_score(["grey", "van"], "vehicle: grey van", {}) == 1.0
+    assert match_score(["bus"], "vehicle: grey van", {}) is None
