@@ -28,9 +28,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnx
-import onnxruntime as ort
-from onnx import helper
 
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import FloatArray, ImageRGB
@@ -40,6 +37,7 @@ from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, region_pixels, r
 #: camera resolutions look alike to the heads (PETA crops are mostly 48–64 px wide).
 FEATURE_WH = (64, 128)
 #: CSRNet graph tensors kept: VGG-16 ``conv3_3`` (256 ch, 1/4 res) and ``conv4_3`` (512 ch, 1/8).
+#: Output tensors of the installed VGG front end (conv3_3, conv4_3), as the converter names them.
 _VGG_TAPS = ("t8", "t12")
 #: Horizontal bands (fractions of the crop height) the deep features are pooled over.
 BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.25), (0.15, 0.55), (0.5, 0.9), (0.8, 1.0))
@@ -49,25 +47,6 @@ LAB_BINS = (4, 6, 6)
 #: Bumped whenever the feature layout changes (it is part of the cache key and of the heads).
 FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-v1"
 _BATCH = 32
-
-
-def _truncated_vgg(csrnet_onnx: Path) -> bytes:
-    """The CSRNet graph cut after ``conv4_3`` with a free batch dimension, serialised."""
-    model = onnx.load(str(csrnet_onnx))
-    graph = model.graph
-    last = max(i for i, n in enumerate(graph.node) if _VGG_TAPS[-1] in n.output)
-    keep = list(graph.node[: last + 1])
-    del graph.node[:]
-    graph.node.extend(keep)
-    del graph.output[:]
-    for tap in _VGG_TAPS:
-        graph.output.append(helper.make_tensor_value_info(tap, onnx.TensorProto.FLOAT, None))
-    graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
-    used = {name for n in keep for name in n.input}
-    inits = [t for t in graph.initializer if t.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(inits)
-    return bytes(model.SerializeToString())
 
 
 def _band_pool(fmap: FloatArray) -> FloatArray:
@@ -121,41 +100,33 @@ class CropFeatures:
     """Feature extractor: truncated CSRNet VGG front end + colour histograms.
 
     Args:
-        csrnet_onnx: The installed CSRNet ONNX file (default: the ``csrnet`` model).
-        threads: ONNX Runtime intra-op threads (None: its default).
+        vgg_onnx: CSRNet's VGG front end (default: ``vgg_front.onnx`` of the installed
+            ``csrnet`` model, cut by its converter).
+        threads: Intra-op threads (None: the backend's default).
     """
 
-    def __init__(self, csrnet_onnx: Path | None = None, *, threads: int | None = None) -> None:
-        if csrnet_onnx is None:
-            from crowdsight.models.converters.csrnet import ONNX_FILE
-            from crowdsight.models.install import model_path
+    def __init__(self, vgg_onnx: Path | None = None, *, threads: int | None = None) -> None:
+        if vgg_onnx is None:
+            from crowdsight.models.manifest import installed_model
 
-            csrnet_onnx = model_path("csrnet", ONNX_FILE)
-        self.source = csrnet_onnx
-        self._session = self._load(csrnet_onnx, threads)
+            try:
+                vgg_onnx = installed_model("csrnet").file("vgg_front.onnx")
+            except ModelError as exc:
+                raise ModelError(
+                    f"{exc} (models installed before the clothing heads lack the VGG front "
+                    "end: run `crowdsight models install --force csrnet`)"
+                ) from exc
+        from crowdsight.models.runtime import RuntimeConfig, load_runtime
 
-    @staticmethod
-    def _load(path: Path, threads: int | None) -> ort.InferenceSession:
-        if not path.is_file():
-            raise ModelError(f"model file {path} not found; run `crowdsight models install`")
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads is not None:
-            opts.intra_op_num_threads = threads
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            return ort.InferenceSession(
-                _truncated_vgg(path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # onnx / onnxruntime raise their own untyped errors
-            raise ModelError(f"cannot load {path}: {exc}") from exc
+        self.source = vgg_onnx
+        self._runtime = load_runtime(vgg_onnx, RuntimeConfig.from_env().with_threads(threads))
 
     def deep(self, crops: Sequence[ImageRGB]) -> FloatArray:
         """Band-pooled VGG features of crops already resized to `FEATURE_WH`."""
         out = []
         for i in range(0, len(crops), _BATCH):
             batch = np.stack(crops[i : i + _BATCH]).astype(np.float32).transpose(0, 3, 1, 2)
-            maps = self._session.run(list(_VGG_TAPS), {"image": batch})
+            maps = self._runtime.run({"image": batch})  # outputs in _VGG_TAPS order
             out.append(np.concatenate([_band_pool(np.asarray(m)) for m in maps], axis=1))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 

@@ -118,7 +118,7 @@ class DensityEstimator:
         floor: float = 0.0025,
         runtime: RuntimeConfig | None = None,
     ) -> None:
-        self.model_file = model_file or installed_model("csrnet").file(".onnx")
+        self.model_file = model_file or installed_model("csrnet").file("csrnet.onnx")
         config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
         self.runtime = load_runtime(self.model_file, config)
         self.max_tile_px = max_tile_px

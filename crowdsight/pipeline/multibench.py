@@ -267,7 +267,7 @@ def run_worker(
     )
     dens_rt = (
         BatchingRuntime(
-            _make_runtime(installed_model("csrnet").file(".onnx"), cfg, threads_per_model),
+            _make_runtime(installed_model("csrnet").file("csrnet.onnx"), cfg, threads_per_model),
             max_batch=min(4, cfg.max_batch),  # full frames: 4 × 1080p is ~11 GB of fp16
             max_wait_ms=cfg.max_wait_ms,
             name="bench-density",
@@ -433,7 +433,7 @@ def _model_only_fps(
         h8, w8 = (img.shape[0] + 7) // 8 * 8, (img.shape[1] + 7) // 8 * 8
         db = max(1, min(batch // 4, 8))
         dx = (rng.random((db, 3, h8, w8)) * 255).astype(np.float32)
-        dens = _make_runtime(installed_model("csrnet").file(".onnx"), cfg, None)
+        dens = _make_runtime(installed_model("csrnet").file("csrnet.onnx"), cfg, None)
         dens.run({"image": dx})
         m = 0
         t0 = time.perf_counter()

