@@ -182,6 +182,7 @@ def install_one(
         entry is not None
         and not force
         and entry.get("sha256") == spec.sha256
+        and set(spec.outputs) <= set(entry.get("files", {}))
         and not verify_entry(entry, root)
     ):
         return "present", entry

