@@ -11,7 +11,9 @@ from pydantic import ValidationError
 from crowdsight.core.errors import CrowdsightError, InputError
 from crowdsight.server.api_errors import unprocessable
 from crowdsight.server.auth import audit, get_store, require_role
-from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, User
+from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, Role, User
+from crowdsight.server.settings import ServerSettings
+from crowdsight.sources.policy import check_source, redact_source
 from crowdsight.store.records import SLUG_PATTERN
 
 router = APIRouter(tags=["cameras"])
@@ -54,6 +56,20 @@ def validate_scene(camera: Camera) -> None:
         raise RequestValidationError(errors) from exc
 
 
+def validate_source(request: Request, camera: Camera) -> None:
+    """Refuse a source the server's `SourcePolicy` does not allow (422 on ``source``)."""
+    settings: ServerSettings = request.app.state.settings
+    try:
+        check_source(camera.source, settings.sources)
+    except InputError as exc:
+        raise unprocessable(str(exc), ("body", "source")) from exc
+
+
+#: What a non-admin sees instead of a source error: the reason may name paths, hosts or
+#: whether a file exists, which only admins (who can read the server's log) may learn.
+HIDDEN_ERROR = "the source cannot be read (an admin can see why)"
+
+
 def _apply(request: Request, camera: Camera) -> None:
     runner = _runner(request)
     if runner is None:
@@ -80,6 +96,7 @@ def create_camera(
     camera: Camera, request: Request, user: User = Depends(require_role("operator"))
 ) -> Camera:
     """Store the camera and start it on the runner (when enabled and a runner is attached)."""
+    validate_source(request, camera)
     validate_scene(camera)
     store = get_store(request)
     try:
@@ -127,6 +144,7 @@ def update_camera(
             f"body id {camera.id!r} differs from the URL's {camera_id!r}; ids cannot change",
             ("body", "id"),
         )
+    validate_source(request, camera)
     validate_scene(camera)
     if get_store(request).update_camera(camera) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
@@ -160,7 +178,7 @@ def delete_camera(
     summary="Live status of a camera (from the runner)",
 )
 def camera_status(
-    request: Request, camera_id: str = CAMERA_ID, _: User = Depends(require_role("viewer"))
+    request: Request, camera_id: str = CAMERA_ID, user: User = Depends(require_role("viewer"))
 ) -> CameraStatus:
     """State, fps, last frame time, restarts and live counts; 503 when no runner runs."""
     if get_store(request).get_camera(camera_id) is None:
@@ -173,6 +191,10 @@ def camera_status(
     detail = runner.cameras_status().get(camera_id)
     if detail is None:
         return CameraStatus(camera_id=camera_id, running=False, state="stopped", detail={})
+    detail = dict(detail)
+    if detail.get("error"):
+        admin = user.role.allows(Role.ADMIN)
+        detail["error"] = redact_source(str(detail["error"])) if admin else HIDDEN_ERROR
     return CameraStatus(
         camera_id=camera_id,
         running=True,

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookSettings
+from crowdsight.sources.policy import SourcePolicy
 
 
 class ServerSettings(BaseModel):
@@ -60,6 +61,11 @@ class ServerSettings(BaseModel):
     )
     delivery: DeliverySettings = Field(
         default_factory=DeliverySettings, description="Retry policy of MQTT/webhook delivery."
+    )
+    sources: SourcePolicy = Field(
+        default_factory=SourcePolicy,
+        description="Camera sources the API accepts: URL schemes, media roots, host allow/deny "
+        "lists (loopback and link-local refused by default). Only this file widens them.",
     )
     live_fps: float = Field(
         default=5.0, gt=0, le=30, description="Highest frame rate of live MJPEG streams."
