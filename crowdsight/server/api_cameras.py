@@ -14,6 +14,7 @@ from crowdsight.server.auth import audit, get_store, require_role
 from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, Role, User
 from crowdsight.server.settings import ServerSettings
 from crowdsight.sources.policy import check_source, redact_source
+from crowdsight.store import Store
 from crowdsight.store.records import SLUG_PATTERN
 
 router = APIRouter(tags=["cameras"])
@@ -70,6 +71,31 @@ def validate_source(request: Request, camera: Camera) -> None:
 HIDDEN_ERROR = "the source cannot be read (an admin can see why)"
 
 
+def shown(camera: Camera) -> Camera:
+    """The camera as the API shows it: a stream URL's user and password replaced by ``***``.
+
+    Credentials are returned to nobody, whatever the role; they stay in the store for the
+    runner only.
+    """
+    redacted = redact_source(camera.source)
+    return camera if redacted == camera.source else camera.model_copy(update={"source": redacted})
+
+
+def keep_credentials(store: Store, camera: Camera) -> Camera:
+    """A PUT that sends back the redacted URL (``rtsp://***@host/...``) keeps the stored one.
+
+    So an operator can change a camera's name or scene without retyping its password.
+    """
+    stored = store.get_camera(camera.id)
+    if (
+        stored is not None
+        and "***@" in camera.source
+        and redact_source(stored.source) == camera.source
+    ):
+        return camera.model_copy(update={"source": stored.source})
+    return camera
+
+
 def _apply(request: Request, camera: Camera) -> None:
     runner = _runner(request)
     if runner is None:
@@ -82,8 +108,8 @@ def _apply(request: Request, camera: Camera) -> None:
 
 @router.get("/api/cameras", responses=_ERRORS, summary="List cameras")
 def list_cameras(request: Request, _: User = Depends(require_role("viewer"))) -> list[Camera]:
-    """Every configured camera."""
-    return get_store(request).list_cameras()
+    """Every configured camera (stream passwords hidden)."""
+    return [shown(c) for c in get_store(request).list_cameras()]
 
 
 @router.post(
@@ -109,7 +135,7 @@ def create_camera(
         store.delete_camera(camera.id)
         raise
     audit(request, user, "camera.create", camera.id)
-    return camera
+    return shown(camera)
 
 
 @router.get(
@@ -120,11 +146,11 @@ def create_camera(
 def get_camera(
     request: Request, camera_id: str = CAMERA_ID, _: User = Depends(require_role("viewer"))
 ) -> Camera:
-    """The camera's settings and scene."""
+    """The camera's settings and scene (stream passwords hidden)."""
     camera = get_store(request).get_camera(camera_id)
     if camera is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
-    return camera
+    return shown(camera)
 
 
 @router.put(
@@ -144,13 +170,14 @@ def update_camera(
             f"body id {camera.id!r} differs from the URL's {camera_id!r}; ids cannot change",
             ("body", "id"),
         )
+    camera = keep_credentials(get_store(request), camera)
     validate_source(request, camera)
     validate_scene(camera)
     if get_store(request).update_camera(camera) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
     _apply(request, camera)
     audit(request, user, "camera.update", camera_id)
-    return camera
+    return shown(camera)
 
 
 @router.delete(
