@@ -172,6 +172,30 @@ def attach_runner(app_: FastAPI, runner: LocalRunner, cameras: list[Camera]) -> 
     app_.router.lifespan_context = lifespan
 
 
+def uvicorn_config(http: Any, settings: ServerSettings, log_level: str = "info") -> Any:
+    """The uvicorn config for ``http``: bind address, TLS, and whom to believe about clients.
+
+    ``X-Forwarded-For``/``-Proto`` are honoured only from ``settings.trusted_proxies``
+    (uvicorn's own default trusts them from 127.0.0.1, which let any local process, or a
+    proxy that passes the header through, forge the client address the sign-in throttle and
+    the audit log use).
+    """
+    import uvicorn
+
+    trusted = settings.trusted_proxies
+    tls = settings.tls
+    return uvicorn.Config(
+        http,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=",".join(trusted) if trusted else "",
+        ssl_certfile=str(tls.certfile) if tls is not None else None,
+        ssl_keyfile=str(tls.keyfile) if tls is not None else None,
+    )
+
+
 @app.command()
 def serve(
     config: Annotated[
@@ -222,14 +246,13 @@ def serve(
     # killing the process (exit code 0 after a requested, clean shutdown).
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
+    scheme = "https" if settings.tls is not None else "http"
     console.print(
-        f"crowdsight: serving on http://{settings.host}:{settings.port} "
+        f"crowdsight: serving on {scheme}://{settings.host}:{settings.port} "
         f"({len(store.list_cameras())} camera(s); pid {os.getpid()})",
         highlight=False,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(http, host=settings.host, port=settings.port, log_level=log_level)
-    )
+    server = uvicorn.Server(uvicorn_config(http, settings, log_level))
     try:
         server.run()
     finally:

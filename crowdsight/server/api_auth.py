@@ -14,6 +14,7 @@ from crowdsight.server.auth import (
     get_store,
     require_role,
 )
+from crowdsight.server.limits import SignInGate
 from crowdsight.server.schemas import (
     ApiToken,
     AuditEntry,
@@ -40,7 +41,11 @@ USERNAME_PATH = Path(pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Login name
 
 @router.post(
     "/api/auth/login",
-    responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+    responses={
+        401: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        503: {"model": ErrorBody, "description": "Too many sign-ins at once."},
+    },
     summary="Sign in: returns a session token and sets the session cookie",
 )
 def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
@@ -56,9 +61,18 @@ def login(body: LoginRequest, request: Request, response: Response) -> LoginResp
             headers={"Retry-After": str(int(wait_s))},
         )
     store = get_store(request)
-    user = store.verify_password(body.username, body.password.get_secret_value())
+    gate: SignInGate = request.app.state.sign_in_gate
+    with gate.slot() as verifying:
+        if not verifying:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "too many sign-ins at once; try again in a second",
+                headers={"Retry-After": "1"},
+            )
+        user = store.verify_password(body.username, body.password.get_secret_value())
     if user is None:
         limiter.failed(body.username, client)
+        audit(request, body.username, "auth.login_failed", body.username)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     limiter.succeeded(body.username, client)
     secret, info = store.issue_token(user.id, "login", kind="session", ttl_s=settings.session_ttl_s)
@@ -68,7 +82,7 @@ def login(body: LoginRequest, request: Request, response: Response) -> LoginResp
         max_age=int(settings.session_ttl_s),
         httponly=True,
         samesite="lax",
-        secure=settings.cookie_secure,
+        secure=settings.cookie_secure or request.url.scheme == "https",
         path="/",
     )
     audit(request, user, "auth.login", user.username)

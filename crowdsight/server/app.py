@@ -38,6 +38,7 @@ from crowdsight.server import (
 from crowdsight.server.api_cameras import RunnerProtocol
 from crowdsight.server.api_metrics import Prometheus, PrometheusMiddleware
 from crowdsight.server.auth import LoginLimiter
+from crowdsight.server.limits import BodyLimitMiddleware, SignInGate
 from crowdsight.server.retention import RetentionWorker
 from crowdsight.server.schemas import Health
 from crowdsight.server.settings import ServerSettings
@@ -157,9 +158,16 @@ def create_app(
     app.state.runner = runner
     app.state.dispatcher = dispatcher
     app.state.retention = retention
-    app.state.login_limiter = LoginLimiter(settings.login_max_failures, settings.login_window_s)
+    app.state.login_limiter = LoginLimiter(
+        settings.login_max_failures,
+        settings.login_window_s,
+        max_failures_per_client=settings.login_max_failures_per_client,
+        max_failures_global=settings.login_max_failures_global,
+    )
+    app.state.sign_in_gate = SignInGate(settings.login_concurrency)
     app.state.prometheus = prometheus = Prometheus(store, runner)
     app.add_middleware(PrometheusMiddleware, prometheus=prometheus)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)  # outermost
     api_errors.install(app)
 
     @app.get("/api/health", tags=["health"], summary="Liveness (public)")

@@ -10,6 +10,15 @@ from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookS
 from crowdsight.sources.policy import SourcePolicy
 
 
+class TlsSettings(BaseModel):
+    """HTTPS for the API and dashboard (PEM files; keep the key readable by this user only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    certfile: Path = Field(description="Certificate chain (PEM).")
+    keyfile: Path = Field(description="Private key (PEM).")
+
+
 class ServerSettings(BaseModel):
     """Everything `crowdsight.server.app.create_app` needs; every field has a default.
 
@@ -47,13 +56,43 @@ class ServerSettings(BaseModel):
     )
     cookie_secure: bool = Field(
         default=False,
-        description="Mark the session cookie Secure (turn on when served over HTTPS).",
+        description="Mark the session cookie Secure (always on under `tls` or behind a trusted "
+        "proxy that says https; turn on when a proxy terminates TLS).",
+    )
+    tls: TlsSettings | None = Field(
+        default=None, description="Serve HTTPS with this certificate and key (else plain HTTP)."
     )
     login_max_failures: int = Field(
         default=5, ge=1, description="Failed logins per user name and client before 429."
     )
     login_window_s: float = Field(
         default=300.0, gt=0, description="Window over which failed logins are counted."
+    )
+    # A priori, not tuned on any data: 20 = a shared office NAT where four people mistype
+    # five times each; 300 per 5 min globally is far above any real sign-in rate yet stops a
+    # distributed guesser; 2 concurrent argon2 verifications (64 MiB each) = the 2 cores of
+    # the smallest supported box and 128 MiB, inside the 400 MB serving budget.
+    login_max_failures_per_client: int = Field(
+        default=20, ge=1, description="Failed logins per client (any user names) before 429."
+    )
+    login_max_failures_global: int = Field(
+        default=300, ge=1, description="Failed logins from all clients per window before 429."
+    )
+    login_concurrency: int = Field(
+        default=2,
+        ge=1,
+        description="Sign-ins verified at once (each argon2 check holds 64 MiB); more get 503.",
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Largest request body accepted (413 before reading it); API bodies are "
+        "small JSON.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed "
+        "(uvicorn forwarded_allow_ips); empty: the headers are ignored.",
     )
     mqtt: MqttSettings | None = Field(default=None, description="Publish events over MQTT.")
     webhooks: list[WebhookSettings] = Field(
