@@ -44,7 +44,7 @@ console = Console(stderr=True)
 class RayConfig(BaseModel):
     """Run camera workers as Ray actors (``pip install 'crowdsight[ray]'``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     address: str | None = Field(
         default=None,
@@ -70,7 +70,7 @@ class ServeConfig(BaseModel):
             loop: true
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     server: ServerSettings = Field(
         default_factory=ServerSettings,

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 class MqttSettings(BaseModel):
     """Where to publish events over MQTT."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = Field(default="127.0.0.1", description="Broker host name or address.")
     port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
@@ -28,7 +28,7 @@ class MqttSettings(BaseModel):
 class WebhookSettings(BaseModel):
     """One HTTP endpoint that receives each event state as signed JSON."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
@@ -45,7 +45,7 @@ class WebhookSettings(BaseModel):
 class DeliverySettings(BaseModel):
     """Retry policy of the outbox dispatcher."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_attempts: int = Field(
         default=10, ge=1, description="Tries before a delivery is dead-lettered."

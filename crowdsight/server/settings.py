@@ -13,7 +13,7 @@ from crowdsight.sources.policy import SourcePolicy
 class TlsSettings(BaseModel):
     """HTTPS for the API and dashboard (PEM files; keep the key readable by this user only)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     certfile: Path = Field(description="Certificate chain (PEM).")
     keyfile: Path = Field(description="Private key (PEM).")
@@ -27,7 +27,7 @@ class ServerSettings(BaseModel):
         8080
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     database_url: str | None = Field(
         default=None,

@@ -54,7 +54,7 @@ class SourcePolicy(BaseModel):
     the policy applies to cameras created or changed through the API.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     schemes: list[str] = Field(
         default_factory=lambda: ["rtsp", "rtsps", "http", "https"],
