@@ -196,7 +196,9 @@ def create_token(
     body: TokenCreate, request: Request, user: User = Depends(current_user)
 ) -> TokenCreated:
     """A random token with your role; only its hash is stored, so copy it now."""
-    secret, info = get_store(request).issue_token(user.id, body.name, kind="api", ttl_s=body.ttl_s)
+    settings: ServerSettings = request.app.state.settings
+    ttl_s = body.ttl_s if body.ttl_s is not None else settings.api_token_ttl_s
+    secret, info = get_store(request).issue_token(user.id, body.name, kind="api", ttl_s=ttl_s)
     audit(request, user, "token.create", body.name)
     return TokenCreated(token=secret, info=info)
 
@@ -217,6 +219,46 @@ def revoke_token(
     if not store.revoke_token(user.id, token_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have no token {token_id}")
     audit(request, user, "token.revoke", str(token_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _user_id(request: Request, username: str) -> int:
+    found = next((u for u in get_store(request).list_users() if u.username == username), None)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {username!r}")
+    return found.id
+
+
+@router.get(
+    "/api/users/{username}/tokens",
+    responses={**_ERRORS, 404: {"model": ErrorBody}},
+    summary="A user's API tokens (admin)",
+)
+def list_user_tokens(
+    request: Request,
+    username: str = USERNAME_PATH,
+    _: User = Depends(require_role("admin")),
+) -> list[ApiToken]:
+    """Another user's API tokens (metadata only)."""
+    return get_store(request).list_tokens(_user_id(request, username))
+
+
+@router.delete(
+    "/api/users/{username}/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_ERRORS, 404: {"model": ErrorBody}},
+    summary="Revoke a user's API token (admin)",
+)
+def revoke_user_token(
+    request: Request,
+    username: str = USERNAME_PATH,
+    token_id: int = Path(ge=1, le=2**31 - 1, description="Token id."),
+    admin: User = Depends(require_role("admin")),
+) -> Response:
+    """Delete another user's token (e.g. one that leaked); it answers 401 from now on."""
+    if not get_store(request).revoke_token(_user_id(request, username), token_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{username!r} has no token {token_id}")
+    audit(request, admin, "token.revoke", f"{username}:{token_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -114,7 +114,7 @@ class TokenCreate(Body):
         gt=0,
         le=10 * 365 * 86400,
         allow_inf_nan=False,
-        description="Lifetime in seconds; omit for a token that never expires.",
+        description="Lifetime in seconds; omitted: the server's api_token_ttl_s (90 days).",
     )
 
 

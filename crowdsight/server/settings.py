@@ -59,6 +59,13 @@ class ServerSettings(BaseModel):
         description="Mark the session cookie Secure (always on under `tls` or behind a trusted "
         "proxy that says https; turn on when a proxy terminates TLS).",
     )
+    api_token_ttl_s: float = Field(
+        default=90 * 86400.0,
+        gt=0,
+        le=10 * 365 * 86400,
+        description="Lifetime of an API token created without ttl_s (90 days: a leaked token "
+        "does not work forever).",
+    )
     tls: TlsSettings | None = Field(
         default=None, description="Serve HTTPS with this certificate and key (else plain HTTP)."
     )
