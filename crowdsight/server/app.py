@@ -118,6 +118,9 @@ def create_app(
         candidate = getattr(runner, "store", None)
         store = candidate if isinstance(candidate, Store) else open_store(settings)
     store.migrate()
+    db_problem = store.integrity_problem()
+    if db_problem is not None:
+        log.error("crowdsight: %s; serving degraded (restore a backup)", db_problem)
     bootstrap_admin(store, settings)
     sinks = build_sinks(settings.mqtt, settings.webhooks)
     dispatcher = OutboxDispatcher(store, sinks, settings.delivery) if sinks else None
@@ -158,6 +161,7 @@ def create_app(
     app.state.runner = runner
     app.state.dispatcher = dispatcher
     app.state.retention = retention
+    app.state.db_problem = db_problem
     app.state.login_limiter = LoginLimiter(
         settings.login_max_failures,
         settings.login_window_s,
@@ -172,13 +176,19 @@ def create_app(
 
     @app.get("/api/health", tags=["health"], summary="Liveness (public)")
     def health(request: Request) -> Health:
-        """'ok' when the database answers."""
-        db = request.app.state.store.ping()
+        """'ok' when the database answers a real read, passed its start-up check, and no
+        store write has failed for good; else 'degraded' with the problem."""
+        state = request.app.state
+        problem: str | None = state.db_problem or getattr(state.runner, "store_error", None)
+        db = state.store.ping()
+        if not db and problem is None:
+            problem = "the database does not answer"
         return Health(
-            status="ok" if db else "degraded",
+            status="ok" if problem is None else "degraded",
             version=__version__,
-            database=db,
-            runner=request.app.state.runner is not None,
+            database=db and state.db_problem is None,
+            runner=state.runner is not None,
+            problem=problem,
         )
 
     for module in (api_auth, api_cameras, api_events, api_metrics, api_outbox, live):

@@ -66,6 +66,9 @@ class Health(Body):
     version: str = Field(description="crowdsight version.")
     database: bool = Field(description="Whether the database answered.")
     runner: bool = Field(description="Whether a camera runner is attached.")
+    problem: str | None = Field(
+        default=None, description="Why the service is degraded (database check, failed writes)."
+    )
 
 
 class LoginRequest(Body):

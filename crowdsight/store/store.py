@@ -107,13 +107,36 @@ class Store:
         self.engine.dispose()
 
     def ping(self) -> bool:
-        """True when the database answers."""
+        """True when the database answers a real read (a table, not just ``SELECT 1``).
+
+        A SQLite file whose pages are damaged still answers ``SELECT 1``; reading the
+        users and audit tables touches real pages.
+        """
         try:
             with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+                conn.execute(text("SELECT count(*) FROM users")).scalar()
+                conn.execute(text("SELECT max(id) FROM audit_log")).scalar()
         except Exception:
             return False
         return True
+
+    def integrity_problem(self) -> str | None:
+        """SQLite's ``PRAGMA quick_check`` (None when fine, or on PostgreSQL).
+
+        Cheap enough for every start (it reads every page once, without the index
+        cross-checks of a full integrity_check); a corrupt file is reported, not served as
+        healthy.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return None
+        try:
+            with self.engine.connect() as conn:
+                rows = [str(r[0]) for r in conn.execute(text("PRAGMA quick_check")).all()]
+        except Exception as exc:
+            return f"database check failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        if rows == ["ok"]:
+            return None
+        return f"database is corrupt (quick_check: {rows[0][:200]})"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
