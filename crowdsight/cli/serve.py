@@ -109,6 +109,10 @@ def load_serve_config(path: Path | None) -> ServeConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     if data is None:
@@ -227,9 +231,9 @@ def serve(
     if data_dir is not None:
         updates["data_dir"] = data_dir.expanduser().resolve()
     settings = cfg.server.model_copy(update=updates)
-    if settings.data_dir is not None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-
+    # Everything this service creates (database, WAL, snapshots, folders) is private to its
+    # user: 0600 files, 0700 folders.
+    os.umask(0o077)
     store = open_store(settings)
     sync_cameras(store, cfg.cameras)
     runner = (

@@ -6,23 +6,29 @@ app's lifetime. OpenAPI docs are at ``/docs``.
 
 Example:
     >>> from crowdsight.server.settings import ServerSettings
+from crowdsight.sources.policy import redact_source
     >>> app = create_app(ServerSettings(database_url="sqlite://"))  # doctest: +SKIP
     >>> # uvicorn.run(app, host="127.0.0.1", port=8080)
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from crowdsight import __version__
+from crowdsight.core.errors import ConfigError
 from crowdsight.outputs import OutboxDispatcher, build_sinks
 from crowdsight.server import (
     api_auth,
@@ -42,6 +48,7 @@ from crowdsight.server.limits import BodyLimitMiddleware, SignInGate
 from crowdsight.server.retention import RetentionWorker
 from crowdsight.server.schemas import Health
 from crowdsight.server.settings import ServerSettings
+from crowdsight.sources.policy import redact_source
 from crowdsight.store import Role, Store
 from crowdsight.store.engine import data_dir as default_data_dir
 
@@ -59,16 +66,46 @@ TAGS = [
 ]
 
 
+def private_dir(folder: Path) -> Path:
+    """Create ``folder`` (0700) or check an existing one is a writable folder.
+
+    Raises:
+        ConfigError: one line naming the folder and what is wrong with it.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(f"data dir {folder}: cannot create it ({exc.strerror or exc})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"data dir {folder}: not writable by this user")
+    return folder
+
+
 def open_store(settings: ServerSettings) -> Store:
-    """The store the settings describe, migrated to the latest schema."""
-    folder = settings.data_dir or default_data_dir()
+    """The store the settings describe, migrated to the latest schema.
+
+    The data dir and snapshot folder are created private (0700) and a SQLite database file
+    made 0600: they hold password hashes, the audit log and event snapshots.
+
+    Raises:
+        ConfigError: the data dir cannot be used, or the database is not one.
+    """
+    folder = private_dir(settings.data_dir or default_data_dir())
     url = settings.database_url or f"sqlite:///{folder / 'crowdsight.db'}"
-    store = Store(
-        url,
-        snapshot_dir=None if settings.snapshots_in_database else folder / "snapshots",
-        metrics_bucket_s=settings.metrics_bucket_s,
-    )
-    store.migrate()
+    snapshots = None if settings.snapshots_in_database else private_dir(folder / "snapshots")
+    store = Store(url, snapshot_dir=snapshots, metrics_bucket_s=settings.metrics_bucket_s)
+    try:
+        store.migrate()
+    except SQLAlchemyError as exc:
+        store.close()
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        shown = redact_source(make_url(url).render_as_string(hide_password=True))
+        raise ConfigError(f"{shown}: not a usable database ({reason})") from None
+    database = make_url(url).database
+    if url.startswith("sqlite") and database and database != ":memory:":
+        with contextlib.suppress(OSError):
+            Path(database).chmod(0o600)
     return store
 
 
