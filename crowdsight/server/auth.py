@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -109,6 +110,31 @@ class LoginLimiter:
             self._failures.clear()
 
 
+#: Methods that change nothing: no Origin check needed.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_origin(request: Request) -> None:
+    """403 for a cookie-authenticated state-changing request from another site (CSRF).
+
+    Browsers send ``Origin`` with every cross-site POST/PUT/PATCH/DELETE; it must name this
+    server's host. SameSite=Lax already keeps the cookie off most cross-site requests; this
+    is the second lock. Requests without ``Origin`` (scripts, curl) are not from a browser
+    page and pass; bearer-token requests are not checked (a page cannot attach the token).
+    """
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = request.headers.get("host", "")
+    if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "cross-site request refused: Origin does not match this server",
+        )
+
+
 def client_address(request: Request) -> str:
     """The client's IP address ("unknown" when the server does not know it)."""
     return request.client.host if request.client is not None else "unknown"
@@ -136,6 +162,8 @@ def current_user(
     if cached is not None:
         return cached
     token = _token_from(bearer, cookie)
+    if cookie and (bearer is None or not bearer.credentials):
+        check_origin(request)
     found = get_store(request).resolve_token(token) if token and len(token) <= 512 else None
     if found is None:
         raise HTTPException(
