@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 
@@ -14,6 +16,18 @@ class MqttSettings(BaseModel):
     port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
     username: str | None = Field(default=None, description="Broker user name, if required.")
     password: str | None = Field(default=None, description="Broker password, if required.")
+    tls: bool = Field(
+        default=False, description="Connect over TLS (usually port 8883); verifies the broker."
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signed the broker's certificate (PEM); "
+        "default: the system's trusted CAs.",
+    )
+    certfile: Path | None = Field(
+        default=None, description="Client certificate (PEM), if the broker asks for one."
+    )
+    keyfile: Path | None = Field(default=None, description="Key of the client certificate.")
     topic_prefix: str = Field(
         default="crowdsight",
         description="Topics are <prefix>/<camera_id>/events/<type>.",

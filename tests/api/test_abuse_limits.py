@@ -4,7 +4,6 @@ limits, failed sign-ins audited, X-Forwarded-For believed only from configured p
 
 from __future__ import annotations
 
-import datetime
 import socket
 import threading
 import uuid
@@ -13,7 +12,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import pytest
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -23,6 +21,7 @@ from crowdsight.server.auth import LoginLimiter
 from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.conftest import ADMIN_PASSWORD, bearer, login, make_client
+from tests.api.support import self_signed_cert
 
 
 def _free_port() -> int:
@@ -129,40 +128,8 @@ def test_forwarded_for_is_ignored_unless_the_proxy_is_trusted(store: Store) -> N
         assert _audited_client(base, store, "203.0.113.9") == "203.0.113.9"
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    pytest.importorskip("cryptography", reason="cryptography makes the test certificate")
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(key, hashes.SHA256())
-    )
-    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
-    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    keyfile.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return certfile, keyfile
-
-
 def test_tls_serves_https_and_marks_the_cookie_secure(store: Store, tmp_path: Path) -> None:
-    certfile, keyfile = _self_signed(tmp_path)
+    certfile, keyfile = self_signed_cert(tmp_path)
     tls = {"certfile": str(certfile), "keyfile": str(keyfile)}
     with _serving(store, tls=tls) as (base, _):
         assert base.startswith("https://")
