@@ -51,6 +51,7 @@ from crowdsight.server.settings import ServerSettings
 from crowdsight.sources.policy import redact_source
 from crowdsight.store import Role, Store
 from crowdsight.store.engine import data_dir as default_data_dir
+from crowdsight.store.store import CredentialSeal
 
 log = logging.getLogger(__name__)
 ADMIN_ENV = "CROWDSIGHT_ADMIN_PASSWORD"
@@ -82,6 +83,25 @@ def private_dir(folder: Path) -> Path:
     return folder
 
 
+def secret_key(settings: ServerSettings, folder: Path) -> bytes:
+    """The key that encrypts stream credentials at rest.
+
+    ``server.secret_key`` when set (several servers sharing one PostgreSQL need the same
+    one), else ``secret.key`` in the data dir, created once with mode 0600.
+    """
+    if settings.secret_key is not None:
+        return settings.secret_key.get_secret_value().encode()
+    path = folder / "secret.key"
+    if not path.exists():
+        from cryptography.fernet import Fernet
+
+        with contextlib.suppress(FileExistsError):
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(Fernet.generate_key())
+    return path.read_bytes().strip()
+
+
 def open_store(settings: ServerSettings) -> Store:
     """The store the settings describe, migrated to the latest schema.
 
@@ -94,7 +114,12 @@ def open_store(settings: ServerSettings) -> Store:
     folder = private_dir(settings.data_dir or default_data_dir())
     url = settings.database_url or f"sqlite:///{folder / 'crowdsight.db'}"
     snapshots = None if settings.snapshots_in_database else private_dir(folder / "snapshots")
-    store = Store(url, snapshot_dir=snapshots, metrics_bucket_s=settings.metrics_bucket_s)
+    store = Store(
+        url,
+        snapshot_dir=snapshots,
+        metrics_bucket_s=settings.metrics_bucket_s,
+        seal=CredentialSeal(secret_key(settings, folder)),
+    )
     try:
         store.migrate()
     except SQLAlchemyError as exc:

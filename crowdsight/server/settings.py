@@ -51,6 +51,12 @@ class ServerSettings(BaseModel):
         description="Password of the 'admin' user created on first start when no user exists "
         "(else $CROWDSIGHT_ADMIN_PASSWORD, else a generated one printed once).",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key (Fernet.generate_key()) encrypting stream credentials in the "
+        "database; default: secret.key in the data dir, created once (0600). Servers sharing "
+        "one database need the same key.",
+    )
     session_ttl_s: float = Field(
         default=12 * 3600.0, gt=0, description="Lifetime of a login session (cookie/token)."
     )

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import logging
 import socket
+import sqlite3
+import stat
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -64,3 +67,28 @@ def test_stream_errors_and_logs_hide_the_password(caplog: pytest.LogCaptureFixtu
     assert PASSWORD not in str(info.value)
     assert source.status.last_error and PASSWORD not in source.status.last_error
     assert caplog.records and all(PASSWORD not in r.getMessage() for r in caplog.records)
+
+
+def test_credentials_are_encrypted_at_rest(tmp_path: Path) -> None:
+    from crowdsight.server.app import open_store
+    from crowdsight.server.settings import ServerSettings
+    from crowdsight.store.records import Camera
+
+    data = tmp_path / "data"
+    store = open_store(ServerSettings(data_dir=data))
+    store.create_camera(Camera(id="door", name="Door", source=URL))
+    store.create_camera(Camera(id="plain", name="Plain", source="rtsp://10.0.0.6/1"))
+    got = store.get_camera("door")
+    assert got is not None and got.source == URL  # the runner gets the real URL
+    store.close()
+    raw = sqlite3.connect(data / "crowdsight.db")
+    sources = dict(raw.execute("SELECT id, source FROM cameras").fetchall())
+    raw.close()
+    assert PASSWORD not in sources["door"] and sources["door"].startswith("sealed:v1:")
+    assert sources["plain"] == "rtsp://10.0.0.6/1"
+    assert stat.S_IMODE((data / "secret.key").stat().st_mode) == 0o600
+    # A reopened store (same key file) reads it back.
+    again = open_store(ServerSettings(data_dir=data))
+    reread = again.get_camera("door")
+    assert reread is not None and reread.source == URL
+    again.close()
