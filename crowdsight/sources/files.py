@@ -219,6 +219,13 @@ class VideoSource:
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 25.0
         self.resolution_wh = (int(stream.codec_context.width), int(stream.codec_context.height))
+        w, h = self.resolution_wh
+        if w * h > MAX_INPUT_PIXELS or (w and h and min(w, h) < MIN_INPUT_SIDE):
+            self._container.close()
+            raise InputError(
+                f"{path}: video frames of {w}x{h} are outside the accepted size "
+                f"({MIN_INPUT_SIDE} px per side to {MAX_INPUT_PIXELS / 1e6:.0f} MP)"
+            )
         declared = int(stream.frames or 0)
         if not declared and stream.duration and stream.time_base:
             declared = round(float(stream.duration * stream.time_base) * self.fps)

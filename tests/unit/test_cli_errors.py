@@ -196,3 +196,12 @@ def test_database_file_that_is_not_sqlite(tmp_path: Path) -> None:
     f = tmp_path / "serve.yaml"
     f.write_text(f"server: {{database_url: 'sqlite:///{db}', port: 1}}\n", encoding="utf-8")
     assert_one_line_error(run_cli("serve", "--config", str(f)), "not a usable database")
+
+
+def test_tiny_video_frames(tmp_path: Path) -> None:
+    f = tmp_path / "tiny.mp4"
+    with VideoWriter(f, fps=25) as w:
+        for _ in range(5):
+            w.write(np.zeros((16, 16, 3), np.uint8))
+    proc = run_cli("analyze", str(f), *NO_MODELS, "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "outside the accepted size")
