@@ -194,10 +194,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="lift the per-client and global failure limits (shows the argon2 gate alone)",
     )
+    parser.add_argument(
+        "--login-concurrency", type=int, default=None, help="server.login_concurrency to use"
+    )
     args = parser.parse_args(argv)
     overrides: dict[str, Any] = {}
+    if args.login_concurrency is not None:
+        overrides["login_concurrency"] = args.login_concurrency
     if args.no_client_limit:
-        overrides = {
+        overrides |= {
             "login_max_failures_per_client": 10**9,
             "login_max_failures_global": 10**9,
         }
@@ -219,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             server.terminate()
             server.join(10)
-    result["settings"] = {"no_client_limit": args.no_client_limit, "seconds": args.seconds}
+    result["settings"] = {
+        "no_client_limit": args.no_client_limit,
+        "login_concurrency": args.login_concurrency,
+        "seconds": args.seconds,
+    }
     ok = result["server_peak_mb"] <= 400 and result["health_abuse_p50_ms"] <= 50
     print(
         f"server peak {result['server_peak_mb']} MB (goal <= 400); health p50 during abuse "

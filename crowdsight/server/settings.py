@@ -83,8 +83,11 @@ class ServerSettings(BaseModel):
     )
     # A priori, not tuned on any data: 20 = a shared office NAT where four people mistype
     # five times each; 300 per 5 min globally is far above any real sign-in rate yet stops a
-    # distributed guesser; 2 concurrent argon2 verifications (64 MiB each) = the 2 cores of
-    # the smallest supported box and 128 MiB, inside the 400 MB serving budget.
+    # distributed guesser; 1 argon2 verification at a time (64 MiB) leaves the other core of
+    # the smallest supported box (2 vCPUs) to serving: with 2 at once a random-name flood
+    # from many addresses held /api/health p50 at 85 ms, with 1 at 34 ms
+    # (benchmarks/abuse.py --no-client-limit, 2 vCPUs); a sign-in that meets a busy gate is
+    # told to retry in 1 s.
     login_max_failures_per_client: int = Field(
         default=20, ge=1, description="Failed logins per client (any user names) before 429."
     )
@@ -92,7 +95,7 @@ class ServerSettings(BaseModel):
         default=300, ge=1, description="Failed logins from all clients per window before 429."
     )
     login_concurrency: int = Field(
-        default=2,
+        default=1,
         ge=1,
         description="Sign-ins verified at once (each argon2 check holds 64 MiB); more get 503.",
     )
