@@ -44,7 +44,7 @@ console = Console(stderr=True)
 class RayConfig(BaseModel):
     """Run camera workers as Ray actors (``pip install 'crowdsight[ray]'``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     address: str | None = Field(
         default=None,
@@ -70,7 +70,7 @@ class ServeConfig(BaseModel):
             loop: true
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     server: ServerSettings = Field(
         default_factory=ServerSettings,
@@ -109,6 +109,10 @@ def load_serve_config(path: Path | None) -> ServeConfig:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save the config as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
     if data is None:
@@ -172,6 +176,30 @@ def attach_runner(app_: FastAPI, runner: LocalRunner, cameras: list[Camera]) -> 
     app_.router.lifespan_context = lifespan
 
 
+def uvicorn_config(http: Any, settings: ServerSettings, log_level: str = "info") -> Any:
+    """The uvicorn config for ``http``: bind address, TLS, and whom to believe about clients.
+
+    ``X-Forwarded-For``/``-Proto`` are honoured only from ``settings.trusted_proxies``
+    (uvicorn's own default trusts them from 127.0.0.1, which let any local process, or a
+    proxy that passes the header through, forge the client address the sign-in throttle and
+    the audit log use).
+    """
+    import uvicorn
+
+    trusted = settings.trusted_proxies
+    tls = settings.tls
+    return uvicorn.Config(
+        http,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        proxy_headers=bool(trusted),
+        forwarded_allow_ips=",".join(trusted) if trusted else "",
+        ssl_certfile=str(tls.certfile) if tls is not None else None,
+        ssl_keyfile=str(tls.keyfile) if tls is not None else None,
+    )
+
+
 @app.command()
 def serve(
     config: Annotated[
@@ -203,9 +231,9 @@ def serve(
     if data_dir is not None:
         updates["data_dir"] = data_dir.expanduser().resolve()
     settings = cfg.server.model_copy(update=updates)
-    if settings.data_dir is not None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-
+    # Everything this service creates (database, WAL, snapshots, folders) is private to its
+    # user: 0600 files, 0700 folders.
+    os.umask(0o077)
     store = open_store(settings)
     sync_cameras(store, cfg.cameras)
     runner = (
@@ -222,14 +250,13 @@ def serve(
     # killing the process (exit code 0 after a requested, clean shutdown).
     signal.signal(signal.SIGTERM, lambda *_: None)
     signal.signal(signal.SIGINT, lambda *_: None)
+    scheme = "https" if settings.tls is not None else "http"
     console.print(
-        f"crowdsight: serving on http://{settings.host}:{settings.port} "
+        f"crowdsight: serving on {scheme}://{settings.host}:{settings.port} "
         f"({len(store.list_cameras())} camera(s); pid {os.getpid()})",
         highlight=False,
     )
-    server = uvicorn.Server(
-        uvicorn.Config(http, host=settings.host, port=settings.port, log_level=log_level)
-    )
+    server = uvicorn.Server(uvicorn_config(http, settings, log_level))
     try:
         server.run()
     finally:

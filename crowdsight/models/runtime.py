@@ -58,7 +58,7 @@ DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUE
 class RuntimeConfig(BaseModel):
     """Which backend runs the models and how (a boundary object; read once, passed down)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
     backend: Backend = Field(
         "onnxruntime",

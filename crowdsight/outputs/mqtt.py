@@ -41,6 +41,12 @@ class MqttSink:
         )
         if settings.username is not None:
             self._client.username_pw_set(settings.username, settings.password)
+        if settings.tls:
+            self._client.tls_set(
+                ca_certs=str(settings.ca_file) if settings.ca_file else None,
+                certfile=str(settings.certfile) if settings.certfile else None,
+                keyfile=str(settings.keyfile) if settings.keyfile else None,
+            )
         self._client.reconnect_delay_set(min_delay=1, max_delay=30)
         self._client.connect_async(settings.host, settings.port, keepalive=30)
         self._client.loop_start()

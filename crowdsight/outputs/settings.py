@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 
 class MqttSettings(BaseModel):
     """Where to publish events over MQTT."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = Field(default="127.0.0.1", description="Broker host name or address.")
     port: int = Field(default=1883, ge=1, le=65535, description="Broker TCP port.")
     username: str | None = Field(default=None, description="Broker user name, if required.")
     password: str | None = Field(default=None, description="Broker password, if required.")
+    tls: bool = Field(
+        default=False, description="Connect over TLS (usually port 8883); verifies the broker."
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="CA bundle that signed the broker's certificate (PEM); "
+        "default: the system's trusted CAs.",
+    )
+    certfile: Path | None = Field(
+        default=None, description="Client certificate (PEM), if the broker asks for one."
+    )
+    keyfile: Path | None = Field(default=None, description="Key of the client certificate.")
     topic_prefix: str = Field(
         default="crowdsight",
         description="Topics are <prefix>/<camera_id>/events/<type>.",
@@ -28,7 +42,7 @@ class MqttSettings(BaseModel):
 class WebhookSettings(BaseModel):
     """One HTTP endpoint that receives each event state as signed JSON."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
@@ -45,7 +59,7 @@ class WebhookSettings(BaseModel):
 class DeliverySettings(BaseModel):
     """Retry policy of the outbox dispatcher."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     max_attempts: int = Field(
         default=10, ge=1, description="Tries before a delivery is dead-lettered."

@@ -95,6 +95,8 @@ class HeatmapOverlay:
     def _legend(img: ImageRGB, vmax: float, w: int, h: int) -> None:
         bar_h, bar_w = max(60, h // 3), 14
         x0, y0 = w - bar_w - 58, 30
+        if x0 < 0 or y0 + bar_h + 32 > h:
+            return  # a frame too small for the legend keeps its heat map only
         grad = np.linspace(255, 0, bar_h).astype(np.uint8)[:, None].repeat(bar_w, 1)
         bar = cv2.cvtColor(cv2.applyColorMap(grad, cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
         img[y0 : y0 + bar_h, x0 : x0 + bar_w] = bar

@@ -41,6 +41,20 @@ class StoreLike(Protocol):
     def record_metrics(self, camera_id: str, ts_s: float, metrics: dict[str, float]) -> Any: ...
 
 
+def is_permanent_store_error(exc: BaseException) -> bool:
+    """Whether retrying a failed store write is pointless.
+
+    Connection trouble, timeouts and "database is locked" (SQLAlchemy ``OperationalError``,
+    ``InterfaceError``, pool ``TimeoutError``) pass; any other database error (a corrupt file,
+    a constraint the row breaks) fails the same way every time.
+    """
+    from sqlalchemy import exc as sa
+
+    if isinstance(exc, sa.OperationalError | sa.InterfaceError | sa.TimeoutError):
+        return False
+    return isinstance(exc, sa.SQLAlchemyError)
+
+
 class ReportWriter:
     """Writes worker reports (and closures of events left open) to the store.
 
@@ -63,6 +77,8 @@ class ReportWriter:
         self.backoff = Backoff(initial_s=0.2, max_s=retry_max_s, jitter=0.0)
         self.stopping = stopping
         self._sleep = sleep
+        #: Set when a write failed for good (e.g. a corrupt SQLite file); health shows it.
+        self.store_error: str | None = None
 
     def persist(self, camera_id: str, report: WorkerReport) -> None:
         """Write a report's events, metrics and descriptions (events first: the outbox)."""
@@ -110,6 +126,13 @@ class ReportWriter:
             except Exception as exc:
                 if self.stopping.is_set() and attempt >= SHUTDOWN_TRIES:
                     log.error("store write failed during shutdown, giving up: %s", exc)
+                    return
+                if is_permanent_store_error(exc) and attempt >= SHUTDOWN_TRIES:
+                    # A corrupt file or a refused row does not heal by waiting: say so (health
+                    # reports it) and drop this write instead of blocking the runner forever.
+                    first = str(exc).splitlines()[0][:300]
+                    self.store_error = f"store write failed permanently: {first}"
+                    log.error("%s; dropping this write", self.store_error)
                     return
                 log.warning("store write failed (attempt %d), retrying: %s", attempt, exc)
                 self._sleep(self.backoff.delay_s(attempt - 1))

@@ -128,6 +128,11 @@ class LocalRunner:
             self.store, retry_max_s=self.settings.store_retry_max_s, stopping=self._stopping
         )
 
+    @property
+    def store_error(self) -> str | None:
+        """Why store writes are failing for good (None while they succeed or may recover)."""
+        return self.writer.store_error
+
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
         """Start the collector thread (and every camera added so far)."""

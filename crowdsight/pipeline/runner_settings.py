@@ -31,7 +31,7 @@ class CameraLike(Protocol):
 class RunnerSettings(BaseModel):
     """How the local runner runs and supervises camera workers."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     realtime: bool = Field(
         True,

@@ -12,7 +12,7 @@ from crowdsight.models.runtime import RuntimeConfig
 class PipelineSettings(BaseModel):
     """What a camera pipeline runs and how often."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     density: bool = Field(True, description="Estimate crowd density (CSRNet) on a cadence.")
     density_every_s: float | None = Field(

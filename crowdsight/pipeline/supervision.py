@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from crowdsight.core.backoff import Backoff
 from crowdsight.pipeline.runner_settings import RunnerSettings
 from crowdsight.pipeline.worker import WorkerSpec, run_worker
+from crowdsight.sources.policy import redact_source
 from crowdsight.sources.stream import StopFlag
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,7 @@ class CameraState:
     def status(self) -> dict[str, Any]:
         """Live status: state, fps, last frame time, restarts, counts (JSON-ready)."""
         source = self.source or {}
+        error = self.error or source.get("last_error")  # may quote the URL: no password shown
         return {
             "state": self.state,
             "source_state": source.get("state"),
@@ -119,7 +121,7 @@ class CameraState:
             "dropped_frames": source.get("dropped_frames", 0),
             "pipeline_errors": self.pipeline_errors,
             "events_committed": self.events_committed,
-            "error": self.error or source.get("last_error"),
+            "error": redact_source(str(error)) if error else None,
             "counts": dict(self.live_metrics),
         }
 

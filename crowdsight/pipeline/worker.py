@@ -469,6 +469,54 @@ class CameraWorker:
             self.report("progress", **fields)
 
 
+class SignalStop:
+    """The worker's stop flag: the runner's shared flag, or a SIGTERM seen by this process.
+
+    A signal handler must never take a lock: ``multiprocessing.Event.set`` takes the
+    event's condition lock, which the interrupted main thread may be holding inside
+    ``Event.wait`` (a worker backing off from an offline camera waits in it most of the
+    time), so setting it from the handler deadlocks the worker and then the runner that
+    sets the same event. The handler only flips `requested` (a plain attribute); readers
+    see it at their next `is_set` or bounded `wait`.
+
+    Example:
+        >>> import threading
+        >>> flag = SignalStop(threading.Event())
+        >>> flag.on_signal(15, None); flag.is_set()
+        True
+    """
+
+    def __init__(self, shared: StopFlag, poll_s: float = 0.25) -> None:
+        self.shared = shared
+        self.poll_s = poll_s
+        self.requested = False
+
+    def on_signal(self, _signum: int, _frame: object) -> None:
+        """Signal handler: set the local flag only (no locks, no I/O)."""
+        self.requested = True
+
+    def is_set(self) -> bool:
+        """True once asked to stop by the runner or by a signal."""
+        return self.requested or self.shared.is_set()
+
+    def set(self) -> None:
+        """Ask this process to stop (local flag only)."""
+        self.requested = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait for either flag, in slices of ``poll_s`` so a signal is seen promptly."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.requested:
+            left = self.poll_s
+            if deadline is not None:
+                left = min(left, deadline - time.monotonic())
+            if left <= 0:
+                return self.is_set()
+            if self.shared.wait(left):
+                return True
+        return True
+
+
 class _Heartbeat:
     def __init__(self, value: Synchronized[float]) -> None:
         self.value = value
@@ -483,14 +531,16 @@ def run_worker(
     """Entry point of a worker process (``multiprocessing`` spawn target).
 
     Ctrl-C reaches every process of the terminal's group; workers ignore SIGINT and let the
-    runner stop them in order. SIGTERM sets the stop flag (a clean stop).
+    runner stop them in order. SIGTERM (e.g. ``timeout`` or systemd signalling the whole
+    group) asks for a clean stop through `SignalStop`, whose handler takes no lock.
     """
+    flag = SignalStop(stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, flag.on_signal)
     logging.basicConfig(level=logging.WARNING, format=f"[{spec.camera_id}] %(message)s")
     beat = _Heartbeat(heartbeat)
     beat()
-    worker = CameraWorker(spec, conn.send, stop, beat)
+    worker = CameraWorker(spec, conn.send, flag, beat)
     try:
         worker.run()
     except BrokenPipeError:

@@ -14,6 +14,7 @@ from crowdsight.server.auth import (
     get_store,
     require_role,
 )
+from crowdsight.server.limits import SignInGate
 from crowdsight.server.schemas import (
     ApiToken,
     AuditEntry,
@@ -40,7 +41,11 @@ USERNAME_PATH = Path(pattern=r"^[A-Za-z0-9_.@-]{1,64}$", description="Login name
 
 @router.post(
     "/api/auth/login",
-    responses={401: {"model": ErrorBody}, 429: {"model": ErrorBody}},
+    responses={
+        401: {"model": ErrorBody},
+        429: {"model": ErrorBody},
+        503: {"model": ErrorBody, "description": "Too many sign-ins at once."},
+    },
     summary="Sign in: returns a session token and sets the session cookie",
 )
 def login(body: LoginRequest, request: Request, response: Response) -> LoginResponse:
@@ -56,9 +61,18 @@ def login(body: LoginRequest, request: Request, response: Response) -> LoginResp
             headers={"Retry-After": str(int(wait_s))},
         )
     store = get_store(request)
-    user = store.verify_password(body.username, body.password.get_secret_value())
+    gate: SignInGate = request.app.state.sign_in_gate
+    with gate.slot() as verifying:
+        if not verifying:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "too many sign-ins at once; try again in a second",
+                headers={"Retry-After": "1"},
+            )
+        user = store.verify_password(body.username, body.password.get_secret_value())
     if user is None:
         limiter.failed(body.username, client)
+        audit(request, body.username, "auth.login_failed", body.username)
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
     limiter.succeeded(body.username, client)
     secret, info = store.issue_token(user.id, "login", kind="session", ttl_s=settings.session_ttl_s)
@@ -68,7 +82,7 @@ def login(body: LoginRequest, request: Request, response: Response) -> LoginResp
         max_age=int(settings.session_ttl_s),
         httponly=True,
         samesite="lax",
-        secure=settings.cookie_secure,
+        secure=settings.cookie_secure or request.url.scheme == "https",
         path="/",
     )
     audit(request, user, "auth.login", user.username)
@@ -182,7 +196,9 @@ def create_token(
     body: TokenCreate, request: Request, user: User = Depends(current_user)
 ) -> TokenCreated:
     """A random token with your role; only its hash is stored, so copy it now."""
-    secret, info = get_store(request).issue_token(user.id, body.name, kind="api", ttl_s=body.ttl_s)
+    settings: ServerSettings = request.app.state.settings
+    ttl_s = body.ttl_s if body.ttl_s is not None else settings.api_token_ttl_s
+    secret, info = get_store(request).issue_token(user.id, body.name, kind="api", ttl_s=ttl_s)
     audit(request, user, "token.create", body.name)
     return TokenCreated(token=secret, info=info)
 
@@ -203,6 +219,46 @@ def revoke_token(
     if not store.revoke_token(user.id, token_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"you have no token {token_id}")
     audit(request, user, "token.revoke", str(token_id))
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _user_id(request: Request, username: str) -> int:
+    found = next((u for u in get_store(request).list_users() if u.username == username), None)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no user {username!r}")
+    return found.id
+
+
+@router.get(
+    "/api/users/{username}/tokens",
+    responses={**_ERRORS, 404: {"model": ErrorBody}},
+    summary="A user's API tokens (admin)",
+)
+def list_user_tokens(
+    request: Request,
+    username: str = USERNAME_PATH,
+    _: User = Depends(require_role("admin")),
+) -> list[ApiToken]:
+    """Another user's API tokens (metadata only)."""
+    return get_store(request).list_tokens(_user_id(request, username))
+
+
+@router.delete(
+    "/api/users/{username}/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={**_ERRORS, 404: {"model": ErrorBody}},
+    summary="Revoke a user's API token (admin)",
+)
+def revoke_user_token(
+    request: Request,
+    username: str = USERNAME_PATH,
+    token_id: int = Path(ge=1, le=2**31 - 1, description="Token id."),
+    admin: User = Depends(require_role("admin")),
+) -> Response:
+    """Delete another user's token (e.g. one that leaked); it answers 401 from now on."""
+    if not get_store(request).revoke_token(_user_id(request, username), token_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"{username!r} has no token {token_id}")
+    audit(request, admin, "token.revoke", f"{username}:{token_id}")
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

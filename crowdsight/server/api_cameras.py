@@ -11,7 +11,10 @@ from pydantic import ValidationError
 from crowdsight.core.errors import CrowdsightError, InputError
 from crowdsight.server.api_errors import unprocessable
 from crowdsight.server.auth import audit, get_store, require_role
-from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, User
+from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, Role, User
+from crowdsight.server.settings import ServerSettings
+from crowdsight.sources.policy import check_source, redact_source
+from crowdsight.store import Store
 from crowdsight.store.records import SLUG_PATTERN
 
 router = APIRouter(tags=["cameras"])
@@ -54,6 +57,45 @@ def validate_scene(camera: Camera) -> None:
         raise RequestValidationError(errors) from exc
 
 
+def validate_source(request: Request, camera: Camera) -> None:
+    """Refuse a source the server's `SourcePolicy` does not allow (422 on ``source``)."""
+    settings: ServerSettings = request.app.state.settings
+    try:
+        check_source(camera.source, settings.sources)
+    except InputError as exc:
+        raise unprocessable(str(exc), ("body", "source")) from exc
+
+
+#: What a non-admin sees instead of a source error: the reason may name paths, hosts or
+#: whether a file exists, which only admins (who can read the server's log) may learn.
+HIDDEN_ERROR = "the source cannot be read (an admin can see why)"
+
+
+def shown(camera: Camera) -> Camera:
+    """The camera as the API shows it: a stream URL's user and password replaced by ``***``.
+
+    Credentials are returned to nobody, whatever the role; they stay in the store for the
+    runner only.
+    """
+    redacted = redact_source(camera.source)
+    return camera if redacted == camera.source else camera.model_copy(update={"source": redacted})
+
+
+def keep_credentials(store: Store, camera: Camera) -> Camera:
+    """A PUT that sends back the redacted URL (``rtsp://***@host/...``) keeps the stored one.
+
+    So an operator can change a camera's name or scene without retyping its password.
+    """
+    stored = store.get_camera(camera.id)
+    if (
+        stored is not None
+        and "***@" in camera.source
+        and redact_source(stored.source) == camera.source
+    ):
+        return camera.model_copy(update={"source": stored.source})
+    return camera
+
+
 def _apply(request: Request, camera: Camera) -> None:
     runner = _runner(request)
     if runner is None:
@@ -66,8 +108,8 @@ def _apply(request: Request, camera: Camera) -> None:
 
 @router.get("/api/cameras", responses=_ERRORS, summary="List cameras")
 def list_cameras(request: Request, _: User = Depends(require_role("viewer"))) -> list[Camera]:
-    """Every configured camera."""
-    return get_store(request).list_cameras()
+    """Every configured camera (stream passwords hidden)."""
+    return [shown(c) for c in get_store(request).list_cameras()]
 
 
 @router.post(
@@ -80,6 +122,7 @@ def create_camera(
     camera: Camera, request: Request, user: User = Depends(require_role("operator"))
 ) -> Camera:
     """Store the camera and start it on the runner (when enabled and a runner is attached)."""
+    validate_source(request, camera)
     validate_scene(camera)
     store = get_store(request)
     try:
@@ -92,7 +135,7 @@ def create_camera(
         store.delete_camera(camera.id)
         raise
     audit(request, user, "camera.create", camera.id)
-    return camera
+    return shown(camera)
 
 
 @router.get(
@@ -103,11 +146,11 @@ def create_camera(
 def get_camera(
     request: Request, camera_id: str = CAMERA_ID, _: User = Depends(require_role("viewer"))
 ) -> Camera:
-    """The camera's settings and scene."""
+    """The camera's settings and scene (stream passwords hidden)."""
     camera = get_store(request).get_camera(camera_id)
     if camera is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
-    return camera
+    return shown(camera)
 
 
 @router.put(
@@ -127,12 +170,14 @@ def update_camera(
             f"body id {camera.id!r} differs from the URL's {camera_id!r}; ids cannot change",
             ("body", "id"),
         )
+    camera = keep_credentials(get_store(request), camera)
+    validate_source(request, camera)
     validate_scene(camera)
     if get_store(request).update_camera(camera) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
     _apply(request, camera)
     audit(request, user, "camera.update", camera_id)
-    return camera
+    return shown(camera)
 
 
 @router.delete(
@@ -160,7 +205,7 @@ def delete_camera(
     summary="Live status of a camera (from the runner)",
 )
 def camera_status(
-    request: Request, camera_id: str = CAMERA_ID, _: User = Depends(require_role("viewer"))
+    request: Request, camera_id: str = CAMERA_ID, user: User = Depends(require_role("viewer"))
 ) -> CameraStatus:
     """State, fps, last frame time, restarts and live counts; 503 when no runner runs."""
     if get_store(request).get_camera(camera_id) is None:
@@ -173,6 +218,10 @@ def camera_status(
     detail = runner.cameras_status().get(camera_id)
     if detail is None:
         return CameraStatus(camera_id=camera_id, running=False, state="stopped", detail={})
+    detail = dict(detail)
+    if detail.get("error"):
+        admin = user.role.allows(Role.ADMIN)
+        detail["error"] = redact_source(str(detail["error"])) if admin else HIDDEN_ERROR
     return CameraStatus(
         camera_id=camera_id,
         running=True,

@@ -49,8 +49,15 @@ def _summary(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+#: The parts of a validation error a client gets back. The submitted value (``input``) and
+#: the validator's context are left out: they could echo a password, and a NaN or Infinity
+#: input cannot even be written as JSON.
+_SHOWN = ("loc", "msg", "type")
+
+
 def _error_response(errors: Sequence[Any]) -> JSONResponse:
-    detail = jsonable_encoder(list(errors), custom_encoder={Exception: str})
+    shown = [{k: err[k] for k in _SHOWN if k in err} for err in errors]
+    detail = jsonable_encoder(shown, custom_encoder={Exception: str})
     return JSONResponse(status_code=422, content={"detail": detail, "message": _summary(errors)})
 
 

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
@@ -39,11 +40,13 @@ cookie_scheme = APIKeyCookie(
 
 @dataclass
 class LoginLimiter:
-    """Counts failed logins per (user name, client) in a sliding window.
+    """Counts failed logins per (user name, client), per client and overall, in a window.
 
     After ``max_failures`` failures within ``window_s`` seconds, further attempts for that
     pair are refused (HTTP 429) until the oldest failure leaves the window. Keying on the
-    pair, not the user alone, stops one attacker from locking a user out everywhere.
+    pair, not the user alone, stops one attacker from locking a user out everywhere. A client
+    trying random user names meets ``max_failures_per_client``; many clients together meet
+    ``max_failures_global``.
 
     Attributes:
         max_failures: failures allowed per window.
@@ -53,6 +56,8 @@ class LoginLimiter:
 
     max_failures: int = 5
     window_s: float = 300.0
+    max_failures_per_client: int = 20
+    max_failures_global: int = 300
     clock: Callable[[], float] = time.monotonic
     _failures: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -63,21 +68,36 @@ class LoginLimiter:
             times.popleft()
         return times
 
+    def _keys(self, username: str, client: str) -> list[tuple[tuple[str, str], int]]:
+        return [
+            ((username.lower(), client), self.max_failures),
+            (("\0client", client), self.max_failures_per_client),
+            (("\0all", ""), self.max_failures_global),
+        ]
+
     def retry_after_s(self, username: str, client: str) -> float:
         """0 when a login may be tried now, else seconds until it may."""
-        key = (username.lower(), client)
+        wait_s = 0.0
         with self._lock:
             now = self.clock()
-            times = self._recent(key, now)
-            if len(times) < self.max_failures:
-                return 0.0
-            return max(self.window_s - (now - times[0]), 1.0)
+            for key, limit in self._keys(username, client):
+                times = self._recent(key, now)
+                if len(times) >= limit:
+                    wait_s = max(wait_s, self.window_s - (now - times[-limit]), 1.0)
+        return wait_s
 
     def failed(self, username: str, client: str) -> None:
         """Record one failed attempt."""
         with self._lock:
             now = self.clock()
-            self._recent((username.lower(), client), now).append(now)
+            for key, limit in self._keys(username, client):
+                times = self._recent(key, now)
+                times.append(now)
+                while len(times) > limit:  # memory stays bounded under a flood
+                    times.popleft()
+            if len(self._failures) > 10_000:  # pairs left by a random-name flood
+                for key in [k for k in self._failures if not self._recent(k, now)]:
+                    del self._failures[key]
 
     def succeeded(self, username: str, client: str) -> None:
         """Forget the failures of this pair."""
@@ -88,6 +108,31 @@ class LoginLimiter:
         """Forget every failure."""
         with self._lock:
             self._failures.clear()
+
+
+#: Methods that change nothing: no Origin check needed.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def check_origin(request: Request) -> None:
+    """403 for a cookie-authenticated state-changing request from another site (CSRF).
+
+    Browsers send ``Origin`` with every cross-site POST/PUT/PATCH/DELETE; it must name this
+    server's host. SameSite=Lax already keeps the cookie off most cross-site requests; this
+    is the second lock. Requests without ``Origin`` (scripts, curl) are not from a browser
+    page and pass; bearer-token requests are not checked (a page cannot attach the token).
+    """
+    if request.method in SAFE_METHODS:
+        return
+    origin = request.headers.get("origin")
+    if origin is None:
+        return
+    host = request.headers.get("host", "")
+    if origin == "null" or urlsplit(origin).netloc.lower() != host.lower():
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            "cross-site request refused: Origin does not match this server",
+        )
 
 
 def client_address(request: Request) -> str:
@@ -117,6 +162,8 @@ def current_user(
     if cached is not None:
         return cached
     token = _token_from(bearer, cookie)
+    if cookie and (bearer is None or not bearer.credentials):
+        check_origin(request)
     found = get_store(request).resolve_token(token) if token and len(token) <= 512 else None
     if found is None:
         raise HTTPException(

@@ -7,6 +7,16 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookSettings
+from crowdsight.sources.policy import SourcePolicy
+
+
+class TlsSettings(BaseModel):
+    """HTTPS for the API and dashboard (PEM files; keep the key readable by this user only)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    certfile: Path = Field(description="Certificate chain (PEM).")
+    keyfile: Path = Field(description="Private key (PEM).")
 
 
 class ServerSettings(BaseModel):
@@ -17,7 +27,7 @@ class ServerSettings(BaseModel):
         8080
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     database_url: str | None = Field(
         default=None,
@@ -41,12 +51,29 @@ class ServerSettings(BaseModel):
         description="Password of the 'admin' user created on first start when no user exists "
         "(else $CROWDSIGHT_ADMIN_PASSWORD, else a generated one printed once).",
     )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key (Fernet.generate_key()) encrypting stream credentials in the "
+        "database; default: secret.key in the data dir, created once (0600). Servers sharing "
+        "one database need the same key.",
+    )
     session_ttl_s: float = Field(
         default=12 * 3600.0, gt=0, description="Lifetime of a login session (cookie/token)."
     )
     cookie_secure: bool = Field(
         default=False,
-        description="Mark the session cookie Secure (turn on when served over HTTPS).",
+        description="Mark the session cookie Secure (always on under `tls` or behind a trusted "
+        "proxy that says https; turn on when a proxy terminates TLS).",
+    )
+    api_token_ttl_s: float = Field(
+        default=90 * 86400.0,
+        gt=0,
+        le=10 * 365 * 86400,
+        description="Lifetime of an API token created without ttl_s (90 days: a leaked token "
+        "does not work forever).",
+    )
+    tls: TlsSettings | None = Field(
+        default=None, description="Serve HTTPS with this certificate and key (else plain HTTP)."
     )
     login_max_failures: int = Field(
         default=5, ge=1, description="Failed logins per user name and client before 429."
@@ -54,12 +81,46 @@ class ServerSettings(BaseModel):
     login_window_s: float = Field(
         default=300.0, gt=0, description="Window over which failed logins are counted."
     )
+    # A priori, not tuned on any data: 20 = a shared office NAT where four people mistype
+    # five times each; 300 per 5 min globally is far above any real sign-in rate yet stops a
+    # distributed guesser; 1 argon2 verification at a time (64 MiB) leaves the other core of
+    # the smallest supported box (2 vCPUs) to serving: with 2 at once a random-name flood
+    # from many addresses held /api/health p50 at 85 ms, with 1 at 34 ms
+    # (benchmarks/abuse.py --no-client-limit, 2 vCPUs); a sign-in that meets a busy gate is
+    # told to retry in 1 s.
+    login_max_failures_per_client: int = Field(
+        default=20, ge=1, description="Failed logins per client (any user names) before 429."
+    )
+    login_max_failures_global: int = Field(
+        default=300, ge=1, description="Failed logins from all clients per window before 429."
+    )
+    login_concurrency: int = Field(
+        default=1,
+        ge=1,
+        description="Sign-ins verified at once (each argon2 check holds 64 MiB); more get 503.",
+    )
+    max_body_bytes: int = Field(
+        default=1 << 20,
+        ge=1024,
+        description="Largest request body accepted (413 before reading it); API bodies are "
+        "small JSON.",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses of reverse proxies whose X-Forwarded-For/-Proto are believed "
+        "(uvicorn forwarded_allow_ips); empty: the headers are ignored.",
+    )
     mqtt: MqttSettings | None = Field(default=None, description="Publish events over MQTT.")
     webhooks: list[WebhookSettings] = Field(
         default_factory=list, description="Signed HTTP endpoints receiving every event state."
     )
     delivery: DeliverySettings = Field(
         default_factory=DeliverySettings, description="Retry policy of MQTT/webhook delivery."
+    )
+    sources: SourcePolicy = Field(
+        default_factory=SourcePolicy,
+        description="Camera sources the API accepts: URL schemes, media roots, host allow/deny "
+        "lists (loopback and link-local refused by default). Only this file widens them.",
     )
     live_fps: float = Field(
         default=5.0, gt=0, le=30, description="Highest frame rate of live MJPEG streams."

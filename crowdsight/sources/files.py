@@ -8,6 +8,7 @@ were yielded, so a caller can keep and write partial results before reporting th
 
 from __future__ import annotations
 
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -45,6 +46,42 @@ VIDEO_EXTS = frozenset(
 )
 
 
+#: Largest image accepted, in pixels. A priori, from the largest camera frames in use: 8K UHD
+#: is 7680x4320 = 33.2 MP; 50 MP leaves room for panoramas. Decoding holds 3 bytes per pixel
+#: (150 MB at the limit); a 20000x20000 PNG would need 1.2 GB before any model ran.
+MAX_INPUT_PIXELS = 50_000_000
+#: Smallest image side accepted: below 32 px (the coarsest detector stride) nothing can be
+#: found, and parts of the pipeline assume a frame larger than their kernels.
+MIN_INPUT_SIDE = 32
+
+
+def check_image_size(path: Path, data: npt.NDArray[np.uint8]) -> None:
+    """Refuse empty, tiny and huge images from their header, before decoding any pixel.
+
+    Raises:
+        InputError: one line with the size found and the limit.
+    """
+    if data.size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    from PIL import Image, UnidentifiedImageError
+
+    limit_mp = MAX_INPUT_PIXELS / 1e6
+    too_large = f"{path}: image too large (the limit is {limit_mp:.0f} MP): downscale it first"
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:  # reads the header only
+            w, h = im.size
+    except Image.DecompressionBombError:
+        raise InputError(too_large) from None
+    except (UnidentifiedImageError, OSError, ValueError):
+        return  # not something Pillow knows: OpenCV decides below
+    if w * h > MAX_INPUT_PIXELS:
+        raise InputError(too_large.replace("too large", f"too large ({w}x{h})"))
+    if min(w, h) < MIN_INPUT_SIDE:
+        raise InputError(
+            f"{path}: image too small ({w}x{h}; each side must be {MIN_INPUT_SIDE} px or more)"
+        )
+
+
 def read_image(path: Path) -> ImageRGB:
     """Read an image file as RGB uint8 (grayscale and alpha are converted).
 
@@ -61,6 +98,7 @@ def read_image(path: Path) -> ImageRGB:
     data = np.fromfile(str(path), dtype=np.uint8) if path.exists() else None
     if data is None:
         raise InputError(f"{path}: no such file")
+    check_image_size(path, data)
     rgb = decode_plain_jpeg(data)
     if rgb is not None:
         return rgb
@@ -181,6 +219,13 @@ class VideoSource:
         rate = stream.average_rate or stream.guessed_rate
         self.fps = float(rate) if rate else 25.0
         self.resolution_wh = (int(stream.codec_context.width), int(stream.codec_context.height))
+        w, h = self.resolution_wh
+        if w * h > MAX_INPUT_PIXELS or (w and h and min(w, h) < MIN_INPUT_SIDE):
+            self._container.close()
+            raise InputError(
+                f"{path}: video frames of {w}x{h} are outside the accepted size "
+                f"({MIN_INPUT_SIDE} px per side to {MAX_INPUT_PIXELS / 1e6:.0f} MP)"
+            )
         declared = int(stream.frames or 0)
         if not declared and stream.duration and stream.time_base:
             declared = round(float(stream.duration * stream.time_base) * self.fps)

@@ -42,6 +42,7 @@ from crowdsight.core.backoff import Backoff
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Frame, ImageRGB
 from crowdsight.sources.files import open_source
+from crowdsight.sources.policy import redact_source
 
 __all__ = ["Backoff", "LiveSource", "SourceState", "SourceStatus", "StopFlag", "is_replayable"]
 
@@ -202,6 +203,8 @@ class LiveSource:
 
     # ----------------------------------------------------------------- state reporting
     def _set_state(self, state: SourceState, error: str | None = None) -> None:
+        # Errors quote the URL (FFmpeg, sockets): its password must not reach status or logs.
+        error = redact_source(error) if error is not None else None
         changed = state != self.status.state or error != self.status.last_error
         self.status.state = state
         if error is not None:
@@ -258,11 +261,15 @@ class LiveSource:
                 self.status.reconnects += 1
             if self.backoff.max_attempts is not None and failures > self.backoff.max_attempts:
                 self._set_state(SourceState.FAILED, error)
-                raise InputError(f"{self.source}: gave up after {failures - 1} retries ({error})")
+                raise InputError(
+                    redact_source(f"{self.source}: gave up after {failures - 1} retries ({error})")
+                )
             failed = failures >= self.backoff.fail_after
             state = SourceState.FAILED if failures and failed else SourceState.RECONNECTING
             self._set_state(state, error)
-            log.warning("%s: %s; retrying (attempt %d)", self.camera_id, error, failures)
+            log.warning(
+                "%s: %s; retrying (attempt %d)", self.camera_id, redact_source(error), failures
+            )
             if not self._wait(self.backoff.delay_s(failures - 1, self._rng)):
                 return
 
@@ -422,8 +429,8 @@ class LiveSource:
         except InputError as exc:
             # files.VideoSource raises after yielding what decoded: a corrupt or truncated
             # file still plays (and loops); the loss is counted, not fatal.
-            log.warning("%s: %s", self.camera_id, exc)
-            self.status.last_error = str(exc)
+            log.warning("%s: %s", self.camera_id, redact_source(str(exc)))
+            self.status.last_error = redact_source(str(exc))
         finally:
             self.status.corrupt_frames += int(getattr(src, "decode_errors", 0))
             self.status.corrupt_frames += int(getattr(src, "skipped", 0)) - skipped_before

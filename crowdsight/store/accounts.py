@@ -90,12 +90,9 @@ class Accounts:
             return None
         if password is not None:
             row.password_hash = self.hasher.hash(password)
-            # A new password ends every session (stolen cookies die with the old password).
-            s.execute(
-                delete(ApiTokenRow).where(
-                    ApiTokenRow.user_id == row.id, ApiTokenRow.kind == "session"
-                )
-            )
+            # A new password ends every session and API token: whatever was stolen with (or
+            # made from) the old password dies with it.
+            s.execute(delete(ApiTokenRow).where(ApiTokenRow.user_id == row.id))
         if role is not None:
             row.role = str(role)
         return _user(row)

@@ -33,7 +33,7 @@ def contains_nul(value: Any) -> bool:
 class Record(BaseModel):
     """Base of every stored record: strict about unknown fields, no NUL characters."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _no_nul(self) -> Self:

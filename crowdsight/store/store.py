@@ -43,11 +43,63 @@ from crowdsight.store.tables import CameraRow
 Clock = Callable[[], float]
 
 
-def _camera(row: CameraRow) -> Camera:
+#: Prefix of a camera source stored encrypted (Fernet: AES-128-CBC + HMAC-SHA256).
+SEALED = "sealed:v1:"
+
+
+class CredentialSeal:
+    """Encrypts camera sources that carry credentials before they reach the database.
+
+    A database dump or backup then holds ``sealed:v1:<token>`` instead of
+    ``rtsp://user:password@...``; the key lives apart from the database (a 0600 file in the
+    data dir, or the config), so one leaked without the other reveals no stream password.
+
+    Args:
+        key: a Fernet key (32 url-safe base64-encoded bytes), e.g. ``Fernet.generate_key()``.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        from cryptography.fernet import Fernet
+
+        self._fernet = Fernet(key)
+
+    def seal(self, source: str) -> str:
+        """``source`` encrypted when it holds a ``user:password@`` part, else unchanged."""
+        from crowdsight.sources.policy import has_credentials
+
+        if not has_credentials(source):
+            return source
+        return SEALED + self._fernet.encrypt(source.encode()).decode()
+
+    def unseal(self, stored: str) -> str:
+        """The original source of a stored value.
+
+        Raises:
+            InputError: the value was sealed with another key.
+        """
+        if not stored.startswith(SEALED):
+            return stored
+        from cryptography.fernet import InvalidToken
+
+        try:
+            return self._fernet.decrypt(stored[len(SEALED) :].encode()).decode()
+        except InvalidToken:
+            raise InputError(
+                "a camera source was encrypted with another key (server.secret_key or "
+                "secret.key in the data dir)"
+            ) from None
+
+
+def _camera(row: CameraRow, seal: CredentialSeal | None = None) -> Camera:
+    source = row.source
+    if source.startswith(SEALED):
+        if seal is None:
+            raise InputError("camera sources are encrypted but the store has no key")
+        source = seal.unseal(source)
     return Camera(
         id=row.id,
         name=row.name,
-        source=row.source,
+        source=source,
         loop=row.loop,
         enabled=row.enabled,
         detect_every=row.detect_every,
@@ -84,6 +136,7 @@ class Store:
         metrics_bucket_s: float = 5.0,
         hasher: PasswordHasher | None = None,
         clock: Clock = time.time,
+        seal: CredentialSeal | None = None,
     ) -> None:
         self.url = url or default_url()
         self.engine: Engine = make_engine(self.url)
@@ -93,6 +146,8 @@ class Store:
         self.metrics_bucket_s = metrics_bucket_s
         self.accounts = Accounts(hasher)
         self.clock = clock
+        #: Encrypts stream credentials in camera sources (None: stored as given).
+        self.seal = seal
         self._listeners: list[Callable[[], None]] = []
         self._lock = threading.Lock()
 
@@ -107,13 +162,36 @@ class Store:
         self.engine.dispose()
 
     def ping(self) -> bool:
-        """True when the database answers."""
+        """True when the database answers a real read (a table, not just ``SELECT 1``).
+
+        A SQLite file whose pages are damaged still answers ``SELECT 1``; reading the
+        users and audit tables touches real pages.
+        """
         try:
             with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
+                conn.execute(text("SELECT count(*) FROM users")).scalar()
+                conn.execute(text("SELECT max(id) FROM audit_log")).scalar()
         except Exception:
             return False
         return True
+
+    def integrity_problem(self) -> str | None:
+        """SQLite's ``PRAGMA quick_check`` (None when fine, or on PostgreSQL).
+
+        Cheap enough for every start (it reads every page once, without the index
+        cross-checks of a full integrity_check); a corrupt file is reported, not served as
+        healthy.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return None
+        try:
+            with self.engine.connect() as conn:
+                rows = [str(r[0]) for r in conn.execute(text("PRAGMA quick_check")).all()]
+        except Exception as exc:
+            return f"database check failed: {exc.__class__.__name__}: {str(exc).splitlines()[0]}"
+        if rows == ["ok"]:
+            return None
+        return f"database is corrupt (quick_check: {rows[0][:200]})"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -149,16 +227,24 @@ class Store:
 
     # -- cameras ---------------------------------------------------------------------------
 
+    def _stored(self, camera: Camera) -> dict[str, Any]:
+        """The camera's columns, its source sealed when a key is set."""
+        values = camera.model_dump()
+        if self.seal is not None:
+            values["source"] = self.seal.seal(camera.source)
+        return values
+
     def list_cameras(self) -> list[Camera]:
         """All cameras by id."""
         with self.session() as s:
-            return [_camera(r) for r in s.scalars(select(CameraRow).order_by(CameraRow.id))]
+            rows = s.scalars(select(CameraRow).order_by(CameraRow.id))
+            return [_camera(r, self.seal) for r in rows]
 
     def get_camera(self, camera_id: str) -> Camera | None:
         """One camera, or None."""
         with self.session() as s:
             row = s.get(CameraRow, camera_id)
-            return None if row is None else _camera(row)
+            return None if row is None else _camera(row, self.seal)
 
     def create_camera(self, camera: Camera) -> Camera:
         """Add a camera. Raises InputError when the id exists."""
@@ -166,7 +252,7 @@ class Store:
         with self.session() as s:
             if s.get(CameraRow, camera.id) is not None:
                 raise InputError(f"camera {camera.id!r} already exists")
-            s.add(CameraRow(**camera.model_dump(), created_at=now, updated_at=now))
+            s.add(CameraRow(**self._stored(camera), created_at=now, updated_at=now))
         return camera
 
     def update_camera(self, camera: Camera) -> Camera | None:
@@ -175,7 +261,7 @@ class Store:
             row = s.get(CameraRow, camera.id)
             if row is None:
                 return None
-            for key, value in camera.model_dump().items():
+            for key, value in self._stored(camera).items():
                 setattr(row, key, value)
             row.updated_at = self.clock()
         return camera

@@ -114,6 +114,11 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         database_url=f"sqlite:///{data_dir / 'crowdsight.db'}",
         admin_password=ADMIN_PASSWORD,
         port=port,
+        # The tests play frames from pytest's temporary folders and add a loopback camera.
+        sources={
+            "media_roots": [str(tmp_path_factory.getbasetemp())],
+            "allow_hosts": ["127.0.0.1"],
+        },
     )
     store = open_store(settings)
     factory = pipeline_factory()

@@ -127,3 +127,81 @@ def test_bad_range(tmp_path: Path) -> None:
         parse_range("0-10", 2000)
     with pytest.raises(InputError):
         parse_range("abc", 2000)
+
+
+# -- issue 18: hostile and degenerate inputs, one line each ------------------------------------
+
+
+def test_zero_byte_png(tmp_path: Path) -> None:
+    f = tmp_path / "empty.png"
+    f.write_bytes(b"")
+    proc = run_cli("analyze", str(f), *NO_MODELS, "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "empty file")
+
+
+def test_one_pixel_image(tmp_path: Path) -> None:
+    import cv2
+
+    f = tmp_path / "dot.png"
+    cv2.imwrite(str(f), np.zeros((1, 1, 3), np.uint8))
+    proc = run_cli("analyze", str(f), "--no-detect", "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "too small")
+
+
+def test_huge_png_is_refused_from_its_header(tmp_path: Path) -> None:
+    import resource
+
+    from PIL import Image
+
+    f = tmp_path / "huge.png"
+    # 20000x20000 one-bit PNG: ~50 kB on disk, 1.2 GB once decoded to RGB.
+    Image.new("1", (20000, 20000)).save(f, optimize=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crowdsight",
+            "analyze",
+            str(f),
+            "--no-density",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        # Fails fast (MemoryError) instead of paging if the pixels were decoded after all.
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (6 << 30, 6 << 30)),
+    )
+    assert_one_line_error(proc, "too large")
+
+
+def test_non_utf8_serve_config(tmp_path: Path) -> None:
+    f = tmp_path / "serve.yaml"
+    f.write_bytes(b"server: {host: \xff\xfe}\n")
+    assert_one_line_error(run_cli("serve", "--config", str(f)), "UTF-8")
+
+
+def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    proc = run_cli("serve", "--data-dir", str(blocker / "data"), "--port", "1")
+    assert_one_line_error(proc, "data dir")
+
+
+def test_database_file_that_is_not_sqlite(tmp_path: Path) -> None:
+    db = tmp_path / "crowdsight.db"
+    db.write_bytes(b"this is not a database " * 200)
+    f = tmp_path / "serve.yaml"
+    f.write_text(f"server: {{database_url: 'sqlite:///{db}', port: 1}}\n", encoding="utf-8")
+    assert_one_line_error(run_cli("serve", "--config", str(f)), "not a usable database")
+
+
+def test_tiny_video_frames(tmp_path: Path) -> None:
+    f = tmp_path / "tiny.mp4"
+    with VideoWriter(f, fps=25) as w:
+        for _ in range(5):
+            w.write(np.zeros((16, 16, 3), np.uint8))
+    proc = run_cli("analyze", str(f), *NO_MODELS, "--out", str(tmp_path / "o"))
+    assert_one_line_error(proc, "outside the accepted size")

@@ -56,6 +56,18 @@ export function asList(data, ...keys) {
 
 /** Sign in; tries a JSON body first and falls back to a form body (OAuth2 password style). */
 export async function login(username, password) {
+  // 503: another sign-in is being verified right now (the server checks one at a time).
+  for (let tries = 1; ; tries += 1) {
+    try {
+      return await loginOnce(username, password);
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 503) || tries >= 5) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 300 * tries));
+    }
+  }
+}
+
+async function loginOnce(username, password) {
   try {
     return await api("/api/auth/login", { method: "POST", body: { username, password } });
   } catch (err) {
