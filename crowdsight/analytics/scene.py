@@ -239,8 +239,6 @@ class SceneAnalytics:
                 los = level_of_service(per_m2, self.scene.metrics.los_standard)
                 metrics[f"zone:{zid}:density_per_m2"] = per_m2
                 metrics[f"zone:{zid}:los_index"] = float(los_index(los))
-            else:
-                metrics[f"zone:{zid}:density_per_mpx"] = count / (g.area_px / 1e6)
             self.occupancy[zid].add(count, per_m2, los)
         return counts
 
@@ -287,7 +285,7 @@ class SceneAnalytics:
             else:
                 self.dwell[m.zone_id].add(m.dwell_s)
                 ev = ZoneExited(**common, dwell_s=m.dwell_s)
-            if self.scene.rules.zone_events:
+            if self.scene.rules.occupancy_items and self.scene.rules.zone_events:
                 out.append(ev)
         return out
 
@@ -304,7 +302,10 @@ class SceneAnalytics:
             ]
             idx = np.asarray(keep, dtype=np.int64)
             names = [tracks.class_names[i] for i in keep]
-            for tid, direction, name in counter.update(tracks.ids[idx], tracks.anchors[idx], names):
+            crossed = counter.update(tracks.ids[idx], tracks.anchors[idx], names)
+            if not self.scene.rules.occupancy_items:
+                continue  # counted (line:<id>:in/out metrics), not a timeline item
+            for tid, direction, name in crossed:
                 out.append(
                     LineCrossed(
                         camera_id=self.camera_id,

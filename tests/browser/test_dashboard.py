@@ -41,6 +41,17 @@ def _wait_for(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
         time.sleep(0.25)
 
 
+#: Two uncalibrated zones and a counting line, as in examples/serve.yaml.
+MALL_SCENE = {
+    "resolution_wh": [640, 480],
+    "zones": [
+        {"id": "walkway", "polygon": [[0, 150], [640, 150], [640, 280], [0, 280]]},
+        {"id": "concourse", "polygon": [[0, 280], [640, 280], [640, 480], [0, 480]]},
+    ],
+    "lines": [{"id": "shopfront", "points": [[330, 140], [330, 480]], "in_direction": [1, 0]}],
+}
+
+
 @pytest.fixture(scope="module")
 def mall_camera(
     live_server: LiveServer, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
@@ -63,6 +74,7 @@ def mall_camera(
             "loop": True,
             "detect_every": 2,
             "density_every_s": 2.0,
+            "scene": MALL_SCENE,
         },
         timeout=10,
     )
@@ -162,6 +174,7 @@ def test_live_tile_and_new_events_show_up(
         zone_id="concourse",
         track_ids=(RED_TRACK,),
         count=42.0,
+        reason="42 people in concourse for 12 s, limit 20",
     )
     crossing = LineCrossed(
         camera_id=mall_camera, start_ts_s=now, end_ts_s=now, track_ids=(BLUE_TRACK,)
@@ -206,6 +219,16 @@ def test_live_tile_and_new_events_show_up(
     assert shown
     item = f"[data-testid=event][data-event-id='{crowd.event_id}']"
     assert "red top" in browser.find_element("css selector", item).text
+    assert "42 people in concourse for 12 s, limit 20" in _q(browser, "event-reason").text
+    assert _event_ids(browser)[0] == crowd.event_id  # the open critical event leads
+    # Uncalibrated zones read in people with a prompt to calibrate, never per megapixel.
+    _wait_for(
+        "the zone rows",
+        lambda: len(browser.find_elements("css selector", "[data-testid=calibrate-hint]")) == 2,
+        FIRST_FRAME_WAIT_S,
+    )
+    assert "people in zone" in _q(browser, "zone-occupancy", tile).text
+    assert "/Mpx" not in browser.find_element("tag name", "body").text
     if snapshot is not None:
         _wait_for(
             "the event snapshot to load",

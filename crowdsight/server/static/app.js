@@ -55,6 +55,13 @@ function swatch(color) {
   return el;
 }
 
+/** Safety events still going on come first (critical before warning), then the rest by time. */
+const SEVERITY_RANK = { critical: 0, warning: 1 };
+const openSafetyFirst = (events) => {
+  const rank = (ev) => (isOngoing(ev) && ev.severity in SEVERITY_RANK ? SEVERITY_RANK[ev.severity] : 2);
+  return events.map((ev, i) => [rank(ev), i, ev]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .map(([, , ev]) => ev);
+};
 const isOngoing = (ev) => (ev.end_ts_s === null || ev.end_ts_s === undefined)
   && !POINT_TYPES.has(ev.type);
 const humanize = (s) => (s ?? "").replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
@@ -199,15 +206,21 @@ class CameraTile {
     const zoneItems = byId(zones).map(([id, z]) => {
       const rawLos = z.los ?? z.los_index;
       const los = rawLos !== undefined && rawLos !== null ? losLetter(rawLos) : null;
-      const density = z.density_per_m2 !== undefined
-        ? ` · ${fmtNum(z.density_per_m2, 2)}/m²`
-        : z.density_per_mpx !== undefined ? ` · ${fmtNum(z.density_per_mpx, 1)}/Mpx` : "";
+      // Calibrated: persons/m² and level of service. Otherwise plain people in the zone and a
+      // prompt to calibrate (people per image area means nothing to an operator).
+      const calibrated = z.density_per_m2 !== undefined;
+      const density = calibrated ? ` · ${fmtNum(z.density_per_m2, 2)} persons/m²` : "";
       return h("li", { testid: "zone", "data-zone-id": id },
         h("span", {}, id),
         h("span", {},
           h("span", { class: "zone-count", testid: "zone-occupancy" },
-            `${fmtNum(z.occupancy, 0)} people${density}`),
+            `${fmtNum(z.occupancy, 0)} people in zone${density}`),
           " ",
+          calibrated ? null : h("span", {
+            class: "muted calibrate-hint", testid: "calibrate-hint",
+            title: "Add a floor calibration to the scene (four floor points and their distances "
+              + "in metres) to see persons/m² and the level of service.",
+          }, "calibrate for persons/m²"),
           los ? h("span", {
             class: `badge los los-${los}`, testid: "los-badge",
             title: `Level of service ${los} (A free flow … F jammed)`,
@@ -411,7 +424,7 @@ const app = {
       api(`/api/events${qs(query)}`),
       api(`/api/descriptions${qs({ limit: 500 })}`).catch(() => []),
     ]);
-    const list = asList(data, "events");
+    const list = openSafetyFirst(asList(data, "events"));
     this.descriptions = new Map(asList(descs).map((d) => [`${d.camera_id}#${d.track_id}`, d.text]));
     if (JSON.stringify(query) !== JSON.stringify(this.eventQuery())) return; // filters changed
     this.markOnline();
@@ -475,6 +488,8 @@ const app = {
         h("div", { class: "event-meta" },
           h("time", { datetime: new Date(ev.start_ts_s * 1000).toISOString() }, fmtTime(ev.start_ts_s)),
           ` · ${ev.severity} · ${where}`),
+        ev.payload?.reason
+          ? h("div", { class: "event-reason", testid: "event-reason" }, ev.payload.reason) : null,
         description ? h("div", { class: "event-desc", testid: "event-description" }, description) : null));
     return li;
   },
@@ -549,6 +564,21 @@ const app = {
         s.points.length ? ` (now ${fmtNum(s.points.at(-1).v, 0)})` : ""))));
   },
 
+  /** Why a camera has no flows yet, from its own scene (not a generic guess). */
+  noFlowsText(cameraId) {
+    const scene = this.cameras.find((c) => c.id === cameraId)?.scene ?? {};
+    const zones = (scene.zones ?? []).length;
+    if (zones < 2) {
+      return `Flows need at least two zones; this camera's scene has ${zones === 0 ? "none" : "one"}.`;
+    }
+    if (!scene.rules?.occupancy_items) {
+      return `This camera has ${zones} zones, but zone entries are not recorded (they are `
+        + "counts, not timeline items): set rules.occupancy_items: true in its scene to "
+        + "build zone-to-zone flows.";
+    }
+    return `No track has moved between this camera's ${zones} zones yet.`;
+  },
+
   async loadFlows() {
     const box = $("[data-testid=flows-view]");
     const camera = $("[data-testid=flow-camera]").value;
@@ -559,8 +589,7 @@ const app = {
     const flows = asList(await api(`/api/flows${qs({ camera_id: camera })}`), "flows")
       .filter((f) => f.count > 0);
     if (!flows.length) {
-      box.replaceChildren(h("p", { class: "muted", testid: "flows-empty" },
-        "No zone-to-zone movement recorded yet (it needs at least two zones)."));
+      box.replaceChildren(h("p", { class: "muted", testid: "flows-empty" }, this.noFlowsText(camera)));
       return;
     }
     const zonesFrom = [...new Set(flows.map((f) => f.from_zone))].sort();
