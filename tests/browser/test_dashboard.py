@@ -163,6 +163,33 @@ def test_live_tile_and_new_events_show_up(
         "the running state", lambda: _q(browser, "camera-state", tile).text == "running", UI_WAIT_S
     )
 
+    # The live view draws the scene: both zones, and the line with its in/out arrows and counts.
+    overlay = f"{tile_css} [data-testid=scene-overlay]"
+    _wait_for(
+        "the scene overlay", lambda: browser.find_elements("css selector", overlay), UI_WAIT_S
+    )
+    zone_ids = [
+        e.get_attribute("data-zone-id")
+        for e in browser.find_elements("css selector", f"{overlay} polygon.zone-shape")
+    ]
+    assert zone_ids == ["walkway", "concourse"]
+    assert (
+        browser.execute_script(
+            "return document.querySelector(arguments[0]).getAttribute('viewBox')", overlay
+        )
+        == "0 0 640 480"
+    )
+    line = f"{overlay} [data-line-id=shopfront]"
+    assert len(browser.find_elements("css selector", f"{line} line.arrow")) == 2
+    _wait_for(
+        "the line counts on the overlay",
+        lambda: (
+            browser.find_element("css selector", f"{line} text.in").text.startswith("in ")
+            and not browser.find_element("css selector", f"{line} text.in").text.endswith("–")
+        ),
+        UI_WAIT_S,
+    )
+
     # The timeline has polled at least once before the events happen.
     _wait_for("the first events poll", lambda: _q(browser, "events-updated").text, UI_WAIT_S)
     now = time.time()

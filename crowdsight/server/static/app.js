@@ -3,7 +3,7 @@
 // 2 s, so a new event shows within a few seconds); live video is an MJPEG <img> per camera.
 
 import { api, ApiError, asList, login, logout, qs, whoami } from "./api.js";
-import { lineChart, sankey } from "./charts.js";
+import { lineChart, sankey, svgEl } from "./charts.js";
 
 const POLL_EVENTS_MS = 2000;
 const POLL_STATUS_MS = 2000;
@@ -116,6 +116,67 @@ class Poller {
   }
 }
 
+// ----------------------------------------------------------------------------- scene overlay
+/**
+ * The scene drawn over the live JPEG: zone outlines with their names, and counting lines with
+ * an arrow to their "in" side and one to their "out" side, labelled with today's counts.
+ * Coordinates stay in the scene's own pixels (``resolution_wh``, else the JPEG's size): the
+ * SVG's viewBox maps them onto the image, whatever size the tile and the JPEG have.
+ */
+function sceneOverlay(scene, sizeWH) {
+  const [w, hh] = scene.resolution_wh ?? sizeWH;
+  const svg = svgEl("svg", {
+    class: "scene-overlay", "data-testid": "scene-overlay", viewBox: `0 0 ${w} ${hh}`,
+    preserveAspectRatio: "none", "aria-hidden": "true",
+  });
+  const u = Math.max(w, hh) / 100; // 1 % of the frame: stroke and text sizes
+  for (const z of scene.zones ?? []) {
+    const pts = z.polygon ?? [];
+    if (pts.length < 3) continue;
+    svg.append(svgEl("polygon", {
+      class: `zone-shape${z.kind === "restricted" ? " restricted" : ""}`, "data-zone-id": z.id,
+      points: pts.map((p) => p.join(",")).join(" "), "stroke-width": u * 0.4,
+    }));
+    const [x0, y0] = pts.reduce((a, p) => [Math.min(a[0], p[0]), Math.min(a[1], p[1])], [w, hh]);
+    svg.append(svgEl("text", { class: "zone-label", x: x0 + u, y: y0 + 3.5 * u, "font-size": 3 * u },
+      z.name || z.id));
+  }
+  for (const ln of scene.lines ?? []) {
+    const pts = ln.points ?? [];
+    if (pts.length < 2) continue;
+    const g = svgEl("g", { class: "line-shape", "data-line-id": ln.id });
+    g.append(svgEl("polyline", { points: pts.map((p) => p.join(",")).join(" "), "stroke-width": u * 0.6 }));
+    const [ax, ay] = pts[0];
+    const [bx, by] = pts[pts.length - 1];
+    const [mx, my] = [(ax + bx) / 2, (ay + by) / 2];
+    const [dx, dy] = ln.in_direction ?? [by - ay, ax - bx];
+    const n = Math.hypot(dx, dy) || 1;
+    const len = 8 * u;
+    for (const [sign, side] of [[1, "in"], [-1, "out"]]) {
+      const [ex, ey] = [mx + (sign * dx / n) * len, my + (sign * dy / n) * len];
+      g.append(svgEl("line", {
+        class: `arrow ${side}`, x1: mx, y1: my, x2: ex, y2: ey, "stroke-width": u * 0.5,
+        "marker-end": "url(#cs-arrow)",
+      }));
+      g.append(svgEl("text", {
+        class: `line-count ${side}`, "data-side": side, x: ex + (sign * dx / n) * u,
+        y: ey + (sign * dy / n) * u + u, "font-size": 3 * u,
+        "text-anchor": sign * dx >= 0 ? "start" : "end",
+      }, `${side} –`));
+    }
+    svg.append(g);
+  }
+  const defs = svgEl("defs");
+  const marker = svgEl("marker", {
+    id: "cs-arrow", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 5, markerHeight: 5,
+    orient: "auto-start-reverse",
+  });
+  marker.append(svgEl("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow-head" }));
+  defs.append(marker);
+  svg.prepend(defs);
+  return svg;
+}
+
 // ----------------------------------------------------------------------------- camera tiles
 class CameraTile {
   constructor(camera, index) {
@@ -172,6 +233,12 @@ class CameraTile {
   onFrame() {
     const { naturalWidth: w, naturalHeight: hh } = this.img;
     if (w > 0 && hh > 0) this.img.parentElement.style.aspectRatio = `${w} / ${hh}`;
+    const scene = this.camera.scene ?? {};
+    if (!this.overlay && w > 0 && ((scene.zones ?? []).length || (scene.lines ?? []).length)) {
+      this.overlay = sceneOverlay(scene, [w, hh]);
+      this.img.after(this.overlay);
+      this.drawLineCounts();
+    }
     this.placeholder.hidden = true;
     this.liveDot.hidden = false;
     this.retryMs = RETRY_MIN_MS;
@@ -198,7 +265,21 @@ class CameraTile {
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
     this.stats.fps.textContent = fmtNum(detail.fps, 1);
-    this.renderZones(groupCounts(counts, "zone"), groupCounts(counts, "line"));
+    this.lineCounts = groupCounts(counts, "line");
+    this.renderZones(groupCounts(counts, "zone"), this.lineCounts);
+    this.drawLineCounts();
+  }
+
+  /** Today's in/out counts next to each line's arrows on the overlay. */
+  drawLineCounts() {
+    if (!this.overlay || !this.lineCounts) return;
+    for (const [id, l] of this.lineCounts) {
+      for (const side of ["in", "out"]) {
+        const text = this.overlay.querySelector(
+          `[data-line-id="${CSS.escape(id)}"] text[data-side=${side}]`);
+        if (text) text.textContent = `${side} ${fmtNum(l[side], 0)}`;
+      }
+    }
   }
 
   renderZones(zones, lines) {
