@@ -354,6 +354,35 @@ def test_operator_adds_a_camera_from_the_form(browser: Any, live_server: LiveSer
 
 
 @pytest.mark.browser
+def test_a_camera_with_a_missing_file_shows_error_and_the_reason_on_its_card(
+    browser: Any, live_server: LiveServer, tmp_path: Path
+) -> None:
+    missing = tmp_path / "gone.mp4"
+    headers = {"Authorization": f"Bearer {live_server.token()}"}
+    res = httpx.post(
+        f"{live_server.url}/api/cameras",
+        headers=headers,
+        json={"id": "gone", "name": "Gone", "source": str(missing), "loop": True},
+        timeout=10,
+    )
+    assert res.status_code in (200, 201), res.text
+    try:
+        _sign_in(browser, live_server.url)
+        tile_css = "[data-testid=camera-tile][data-camera-id=gone]"
+        _wait_for("the tile", lambda: browser.find_elements("css selector", tile_css), UI_WAIT_S)
+        tile = browser.find_element("css selector", tile_css)
+        _wait_for("the error state", lambda: _q(browser, "camera-state", tile).text == "error", 120)
+        reason = _q(browser, "camera-error", tile).text
+        assert "no such file or folder; retrying with back-off (attempt" in reason
+        status = httpx.get(
+            f"{live_server.url}/api/cameras/gone/status", headers=headers, timeout=10
+        ).json()
+        assert status["state"] == "error" and "no such file" in status["detail"]["error"]
+    finally:
+        httpx.delete(f"{live_server.url}/api/cameras/gone", headers=headers, timeout=10)
+
+
+@pytest.mark.browser
 def test_viewer_sees_no_add_camera_button(browser: Any, live_server: LiveServer) -> None:
     live_server.store.create_user("watcher", "viewer password 1", "viewer")
     _sign_in(browser, live_server.url, password="viewer password 1", username="watcher")

@@ -199,6 +199,7 @@ class CameraTile {
       fps: h("div", { class: "v", testid: "camera-fps" }, "–"),
     };
     this.zones = h("ul", { class: "zones", testid: "zone-list", "aria-label": "Zones" });
+    this.errorLine = h("p", { class: "camera-error", testid: "camera-error", role: "status", hidden: true });
     this.el = h("article", {
       class: "camera-tile", testid: "camera-tile", "data-camera-id": camera.id,
       "aria-label": `Camera ${camera.name || camera.id}`,
@@ -207,6 +208,7 @@ class CameraTile {
         h("span", { class: "camera-name", title: camera.source }, camera.name || camera.id),
         this.stateBadge),
       h("div", { class: "camera-view" }, this.img, this.placeholder, this.liveDot),
+      this.errorLine,
       h("div", { class: "camera-stats" },
         h("div", { class: "stat" }, this.stats.people, h("div", { class: "k" }, "people (density)")),
         h("div", { class: "stat" }, this.stats.tracked, h("div", { class: "k" }, "tracked")),
@@ -261,6 +263,12 @@ class CameraTile {
     this.stateBadge.textContent = state;
     this.stateBadge.className = `badge state-${state}`;
     this.stateBadge.title = detail.error ?? "";
+    // The reason is on the card, not only in a tooltip: "…/gone.mp4: no such file or folder;
+    // retrying with back-off (attempt 3)".
+    const broken = (state === "error" || state === "failed") && detail.error;
+    this.errorLine.hidden = !broken;
+    this.errorLine.textContent = broken ? detail.error : "";
+    if (broken && this.img.naturalWidth === 0) this.placeholder.textContent = "No picture: see the reason below.";
     const counts = detail.counts ?? {};
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
