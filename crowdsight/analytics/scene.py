@@ -371,8 +371,8 @@ def resolution_warning(
     for another camera or stream profile.
 
     Example:
-        >>> resolution_warning((1280, 720), (360, 240))
-        'scene drawn at 1280×720 but frames are 360×240 (aspect 1.78 vs 1.50): zones and lines are stretched to fit; redraw the scene on a 360×240 frame'
+        >>> resolution_warning((1280, 720), (360, 240)).split(": ")[0]
+        'scene drawn at 1280×720 but frames are 360×240 (aspect 1.78 vs 1.50)'
     """
     if scene_wh is None or tuple(scene_wh) == tuple(frame_wh):
         return None

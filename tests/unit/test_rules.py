@@ -639,3 +639,16 @@ def test_repeated_detections_between_detector_runs_do_not_distort_speed() -> Non
     running = of(events, Running)
     assert len(running) == 2
     assert running[-1].speed == pytest.approx(4.0, rel=0.02)  # type: ignore[attr-defined]
+
+
+def test_learned_anomaly_event_says_why_in_words() -> None:
+    from crowdsight.analytics.anomaly import AnomalyEvents
+    from crowdsight.config.scene import AnomalyRule
+
+    rule = AnomalyEvents(AnomalyRule(enabled=True, work_width=90, cell_px=10, min_duration_s=0))
+    rule.model.fit(_texture_frames(99.0, 99.0, 40), fps=FPS)
+    events: list[Event] = []
+    for i, img in enumerate(_texture_frames(1.0, 2.0, 30)):
+        events += rule.update("cam", i, img, i / FPS)
+    assert events and events[0].reason.startswith("motion ")
+    assert "normal" in events[0].reason
