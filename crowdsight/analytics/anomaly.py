@@ -319,6 +319,7 @@ class AnomalyEvents:
                 severity=Severity.WARNING,
                 score=score,
                 zone_id=zone_at(*peak) if zone_at is not None and peak is not None else None,
+                reason=self.model.peak_reason or "",
             )
             return [self._open]
         if tr is not None and self._open is not None:

@@ -129,80 +129,112 @@ def _base(ctx: FrameContext, start_ts_s: float) -> dict[str, Any]:
 
 
 class OvercrowdingRules:
-    """Overcrowding per zone: persons/m² (calibrated) or per megapixel (fallback).
+    """Overcrowding per zone: persons/m² (calibrated) or people in the zone (fallback).
 
-    Severity is WARNING above ``warn`` and becomes CRITICAL (same event id, re-emitted)
-    once ``critical`` is reached. Zones with neither a ground area nor per-px thresholds
-    are skipped.
+    One event per zone: it opens once density has stayed at or above ``warn`` for
+    ``min_duration_s``, becomes CRITICAL (same event id, re-emitted) once ``critical`` is
+    reached, and closes when density falls below ``exit_ratio`` × ``warn`` (hysteresis) or
+    when the zone has had no people estimate for ``max_quiet_s`` (closed at the last one).
+    Without a calibration the per-megapixel thresholds are turned into a people limit for
+    the zone (threshold × zone area in Mpx), so the event text reads "24 people in
+    concourse, limit 20" instead of a unit nobody uses. Zones with neither a ground area
+    nor per-px thresholds are skipped.
     """
 
     def __init__(self, cfg: OvercrowdingRule) -> None:
         self.cfg = cfg
         self._hyst: dict[str, Hysteresis] = {}
         self._open = _OpenEvents()
+        self._last_seen: dict[str, float] = {}
 
     def reset(self) -> None:
         """Forget all state (open events are dropped, not closed)."""
         self._hyst.clear()
         self._open.reset()
+        self._last_seen.clear()
 
-    def _thresholds(self, calibrated: bool) -> tuple[float, float] | None:
-        if calibrated:
+    def _limits(self, area_m2: float | None, area_px: float) -> tuple[float, float] | None:
+        """(warn, critical) in persons/m² (calibrated) or people in the zone; None: no rule."""
+        if area_m2 is not None and area_m2 > 0:
             return self.cfg.warn_per_m2, self.cfg.critical_per_m2
         if self.cfg.warn_per_mpx is not None and self.cfg.critical_per_mpx is not None:
-            return self.cfg.warn_per_mpx, self.cfg.critical_per_mpx
+            mpx = area_px / 1e6
+            return self.cfg.warn_per_mpx * mpx, self.cfg.critical_per_mpx * mpx
         return None
+
+    @staticmethod
+    def reason(ev: Overcrowding, ts_s: float) -> str:
+        """Why, in the operator's units: "3.1 persons/m² in concourse for 40 s, limit 2.0"."""
+        zone, since = ev.zone_id or "the zone", max(0.0, ts_s - ev.start_ts_s)
+        if ev.density_per_m2 is not None:
+            what = f"{ev.peak:.1f} persons/m² in {zone}"
+            limit = f"limit {ev.limit:.1f}"
+        else:
+            what = f"{ev.peak:.0f} people in {zone}"
+            limit = f"limit {ev.limit:.0f}"
+        return f"{what} for {since:.0f} s, {limit}"
+
+    def _close(self, zid: str, ts_s: float) -> Event | None:
+        ev = self._open.events.get(zid)
+        if not isinstance(ev, Overcrowding):
+            return None
+        return self._open.close(zid, ts_s, reason=self.reason(ev, ts_s))
 
     def update(self, ctx: FrameContext) -> list[Event]:
         """Feed one frame; returns the events opened, escalated or closed on it."""
         if not self.cfg.enabled:
             return []
         out: list[Event] = []
+        for zid in [k for k in self._open.events if isinstance(k, str)]:
+            last = self._last_seen.get(zid, ctx.ts_s)
+            if zid not in ctx.zone_counts and ctx.ts_s - last >= self.cfg.max_quiet_s:
+                self._hyst.pop(zid, None)
+                closed = self._close(zid, last)
+                if closed is not None:
+                    out.append(closed)
         for zid, count in ctx.zone_counts.items():
             area_m2 = ctx.zone_area_m2.get(zid)
             calibrated = area_m2 is not None and area_m2 > 0
-            thr = self._thresholds(calibrated)
-            if thr is None:
+            limits = self._limits(area_m2, ctx.zone_area_px.get(zid, 0.0))
+            if limits is None or limits[0] <= 0:
                 continue
-            warn, critical = thr
-            if calibrated:
-                assert area_m2 is not None
-                density = count / area_m2
-            else:
-                density = count / (ctx.zone_area_px[zid] / 1e6)
+            self._last_seen[zid] = ctx.ts_s
+            warn, critical = limits
+            value = count / area_m2 if calibrated and area_m2 is not None else count
             hyst = self._hyst.setdefault(
                 zid, Hysteresis(warn, warn * self.cfg.exit_ratio, self.cfg.min_duration_s)
             )
-            tr = hyst.update(zid, density, ctx.ts_s)
-            severity = Severity.CRITICAL if density >= critical else Severity.WARNING
+            tr = hyst.update(zid, value, ctx.ts_s)
+            severity = Severity.CRITICAL if value >= critical else Severity.WARNING
             if tr is not None and tr.kind == "open":
-                out.append(
-                    self._open.open(
-                        zid,
-                        Overcrowding(
-                            **_base(ctx, tr.ts_s),
-                            zone_id=zid,
-                            severity=severity,
-                            count=count,
-                            peak=density,
-                            density_per_m2=density if calibrated else None,
-                            density_per_mpx=None if calibrated else density,
-                        ),
-                    )
+                ev = Overcrowding(
+                    **_base(ctx, tr.ts_s),
+                    zone_id=zid,
+                    severity=severity,
+                    count=count,
+                    peak=value,
+                    limit=warn,
+                    density_per_m2=value if calibrated else None,
+                    density_per_mpx=None,
                 )
+                out.append(self._open.open(zid, replace(ev, reason=self.reason(ev, ctx.ts_s))))
             elif tr is not None:
-                ev = self._open.close(zid, tr.ts_s)
-                if ev is not None:
-                    out.append(ev)
+                closed = self._close(zid, tr.ts_s)
+                if closed is not None:
+                    out.append(closed)
             elif hyst.is_active(zid):
-                ev = self._open.events[zid]
-                assert isinstance(ev, Overcrowding)
-                if severity is Severity.CRITICAL and ev.severity is not Severity.CRITICAL:
-                    updated = self._open.update(zid, severity=severity)
-                    if updated is not None:
-                        out.append(updated)
-                if density > ev.peak:
-                    self._open.update(zid, peak=density, count=count)
+                cur = self._open.events[zid]
+                assert isinstance(cur, Overcrowding)
+                if value > cur.peak:
+                    cur = replace(cur, peak=value, count=count)
+                    if calibrated:
+                        cur = replace(cur, density_per_m2=value)
+                escalate = severity is Severity.CRITICAL and cur.severity is not Severity.CRITICAL
+                if escalate:
+                    cur = replace(cur, severity=severity)
+                cur = self._open.open(zid, replace(cur, reason=self.reason(cur, ctx.ts_s)))
+                if escalate:
+                    out.append(cur)
         return out
 
 

@@ -8,6 +8,7 @@ everything. Each rule is a small object with its own state (see `rules`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -34,6 +35,8 @@ from crowdsight.config.scene import SceneConfig
 from crowdsight.core.events import Event, LineCrossed, Severity, ZoneEntered, ZoneExited
 from crowdsight.core.geometry import Homography
 from crowdsight.core.types import DensityMap, Detections, Frame, ImageRGB
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,8 +94,15 @@ class SceneAnalytics:
 
     # --- geometry at the frame's resolution -------------------------------------------
 
+    #: Set when the frames' size differs from the scene's reference size (see
+    #: `resolution_warning`); None while they match.
+    scale_warning: str | None = None
+
     def _geometry_for(self, resolution_wh: tuple[int, int]) -> SceneGeometry:
         if self._geometry is None or self._geometry.resolution_wh != resolution_wh:
+            self.scale_warning = resolution_warning(self.scene.resolution_wh, resolution_wh)
+            if self.scale_warning is not None:
+                log.warning("%s: %s", self.camera_id, self.scale_warning)
             self._homography = scaled_homography(self.scene, resolution_wh)
             self._geometry = SceneGeometry(self.scene, resolution_wh, self._homography)
             self.lines = {
@@ -239,8 +249,6 @@ class SceneAnalytics:
                 los = level_of_service(per_m2, self.scene.metrics.los_standard)
                 metrics[f"zone:{zid}:density_per_m2"] = per_m2
                 metrics[f"zone:{zid}:los_index"] = float(los_index(los))
-            else:
-                metrics[f"zone:{zid}:density_per_mpx"] = count / (g.area_px / 1e6)
             self.occupancy[zid].add(count, per_m2, los)
         return counts
 
@@ -287,7 +295,7 @@ class SceneAnalytics:
             else:
                 self.dwell[m.zone_id].add(m.dwell_s)
                 ev = ZoneExited(**common, dwell_s=m.dwell_s)
-            if self.scene.rules.zone_events:
+            if self.scene.rules.occupancy_items and self.scene.rules.zone_events:
                 out.append(ev)
         return out
 
@@ -304,7 +312,10 @@ class SceneAnalytics:
             ]
             idx = np.asarray(keep, dtype=np.int64)
             names = [tracks.class_names[i] for i in keep]
-            for tid, direction, name in counter.update(tracks.ids[idx], tracks.anchors[idx], names):
+            crossed = counter.update(tracks.ids[idx], tracks.anchors[idx], names)
+            if not self.scene.rules.occupancy_items:
+                continue  # counted (line:<id>:in/out metrics), not a timeline item
+            for tid, direction, name in crossed:
                 out.append(
                     LineCrossed(
                         camera_id=self.camera_id,
@@ -347,3 +358,30 @@ class SceneAnalytics:
             "flows": self.flows.as_dict(),
             "series": self.series.rows(),
         }
+
+
+def resolution_warning(
+    scene_wh: tuple[int, int] | None, frame_wh: tuple[int, int], aspect_tolerance: float = 0.02
+) -> str | None:
+    """Why a scene drawn at ``scene_wh`` may not fit frames of ``frame_wh`` (None: it fits).
+
+    Zones and lines are rescaled to the frame either way. The same aspect ratio (within
+    ``aspect_tolerance``, 2 %: a few pixels of cropping by an encoder) only changes the
+    scale; a different one stretches every zone, which usually means the scene was drawn
+    for another camera or stream profile.
+
+    Example:
+        >>> resolution_warning((1280, 720), (360, 240)).split(": ")[0]
+        'scene drawn at 1280×720 but frames are 360×240 (aspect 1.78 vs 1.50)'
+    """
+    if scene_wh is None or tuple(scene_wh) == tuple(frame_wh):
+        return None
+    (sw, sh), (fw, fh) = scene_wh, frame_wh
+    a, b = sw / sh, fw / fh
+    where = f"scene drawn at {sw}×{sh} but frames are {fw}×{fh}"
+    if abs(a - b) / a > aspect_tolerance:
+        return (
+            f"{where} (aspect {a:.2f} vs {b:.2f}): zones and lines are stretched to fit; "
+            f"redraw the scene on a {fw}×{fh} frame"
+        )
+    return f"{where}: zones and lines are rescaled by {fw / sw:.2f}"

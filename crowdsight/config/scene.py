@@ -190,6 +190,12 @@ class OvercrowdingRule(_Model):
     min_duration_s: float = Field(
         5.0, ge=0, description="Density must stay above warn this long before the event opens."
     )
+    max_quiet_s: float = Field(
+        30.0,
+        gt=0,
+        description="An open event whose zone has had no people estimate for this long "
+        "closes at the last estimate (a stalled density model or a zone that vanished).",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -418,7 +424,15 @@ class Rules(_Model):
         default_factory=IntrusionRule, description="Intrusion thresholds."
     )
     anomaly: AnomalyRule = Field(default_factory=AnomalyRule, description="Anomaly model.")
-    zone_events: bool = Field(True, description="Emit ZoneEntered / ZoneExited events.")
+    zone_events: bool = Field(
+        True, description="With occupancy_items: emit ZoneEntered / ZoneExited events."
+    )
+    occupancy_items: bool = Field(
+        False,
+        description="Emit zone entered/exited and line crossed as timeline events. Off by "
+        "default: they are counts and metrics (occupancy, line in/out), and one item per "
+        "person would drown the safety events.",
+    )
 
 
 class MetricsSettings(_Model):

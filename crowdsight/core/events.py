@@ -42,6 +42,7 @@ class Event:
     track_ids: tuple[int, ...] = ()
     snapshot: str | None = None
     frame_index: int | None = None
+    reason: str = ""  # why, in the operator's units ("24 people in concourse, limit 20")
     event_id: str = field(default_factory=new_event_id)
 
     @property
@@ -89,6 +90,7 @@ class Overcrowding(Event):
     density_per_m2: float | None = None  # None without a ground-plane calibration
     density_per_mpx: float | None = None  # people per megapixel (uncalibrated cameras)
     peak: float = 0.0
+    limit: float = 0.0  # the warning limit, persons/m² (calibrated) or people in the zone
 
 
 @dataclass(frozen=True, kw_only=True)

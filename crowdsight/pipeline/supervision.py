@@ -105,12 +105,29 @@ class CameraState:
     events_committed: int = 0
     open_events: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def health(self) -> tuple[str, str | None]:
+        """(state, error) as the operator should see them.
+
+        A worker that is up but whose source keeps failing (a missing file, a camera that
+        refuses the connection) is in ``error`` with the source's reason and the retry it is
+        on, not "starting" forever: the source retries with back-off meanwhile and the state
+        returns to ``running`` with the next frame.
+        """
+        source = self.source or {}
+        reason = source.get("last_error")
+        failing = source.get("state") in ("reconnecting", "failed") and reason
+        if not failing or self.state not in ("starting", "restarting", "running"):
+            return self.state, self.error or reason
+        if source.get("state") == "failed":
+            return "error", f"{reason}; gave up retrying"
+        return "error", f"{reason}; retrying with back-off (attempt {source.get('attempt', 1)})"
+
     def status(self) -> dict[str, Any]:
         """Live status: state, fps, last frame time, restarts, counts (JSON-ready)."""
         source = self.source or {}
-        error = self.error or source.get("last_error")  # may quote the URL: no password shown
+        state, error = self.health()  # the reason may quote the URL: no password shown
         return {
-            "state": self.state,
+            "state": state,
             "source_state": source.get("state"),
             "fps": round(self.fps, 2),
             "last_frame_ts": self.last_ts,

@@ -441,6 +441,16 @@ class CameraWorker:
             self._fps = self._fps_frames / elapsed
             self._t_last_frame, self._fps_frames = now, 0
 
+    def _boxes_fresh(self, result: Any) -> bool:
+        """Whether ``result``'s boxes were found on its own frame (one frame, one truth).
+
+        With ``detect_every`` > 1 the frames between detector runs carry the previous
+        frame's tracked boxes; drawn on the new picture they sit beside the people who have
+        moved on. The live JPEG is therefore taken only from frames the detector ran on (or
+        any frame when there is no detector).
+        """
+        return getattr(self._pipeline, "detector", None) is None or result.raw is not None
+
     def _emit(self, result: Any, frame: Frame) -> None:
         spec, now = self.spec, time.monotonic()
         self._live_metrics = dict(result.metrics)
@@ -462,7 +472,7 @@ class CameraWorker:
             items = description_items(describe(), frame.ts_s)
             if items:
                 fields["descriptions"] = items
-        if spec.jpeg_every_s > 0 and now >= self._next_jpeg:
+        if spec.jpeg_every_s > 0 and now >= self._next_jpeg and self._boxes_fresh(result):
             self._next_jpeg = now + spec.jpeg_every_s
             fields["jpeg"] = self.images.jpeg(result)
         if fields or now >= self._next_progress:

@@ -132,3 +132,41 @@ def test_prometheus_metrics(client: TestClient, tokens: dict[str, str], store: S
     assert "crowdsight_outbox_pending 0.0" in text
     assert 'crowdsight_camera_fps{camera="cam-1"} 9.5' in text
     assert 'crowdsight_camera_value{camera="cam-1",name="count_tracked"} 3.0' in text
+
+
+def test_overcrowding_from_scene_analytics_gets_its_end_ts_through_the_store_and_api(
+    client: TestClient, tokens: dict[str, str], store: Store
+) -> None:
+    import numpy as np
+
+    from crowdsight.analytics import SceneAnalytics
+    from crowdsight.config.scene import parse_scene
+    from crowdsight.core.types import Detections, Frame
+
+    scene = parse_scene(
+        {
+            "zones": [{"id": "hall", "polygon": [[0, 0], [200, 0], [200, 400], [0, 400]]}],
+            "rules": {
+                "overcrowding": {"warn_per_mpx": 60, "critical_per_mpx": 90, "min_duration_s": 1}
+            },
+        }
+    )
+    analytics, image = SceneAnalytics(scene, "cam-1"), np.zeros((400, 400, 3), np.uint8)
+    for i in range(60):  # 6 people in the hall (limit 4.8) from 1 s to 4 s, then 2
+        n = 6 if 10 <= i < 40 else 2
+        xyxy = np.array([[10 + 20 * k, 190, 30 + 20 * k, 250] for k in range(n)], np.float32)
+        dets = Detections(
+            xyxy=xyxy,
+            confidence=np.ones(n, np.float32),
+            class_id=np.zeros(n, int),
+            tracker_id=np.arange(n),
+        )
+        frame = Frame("cam-1", i, 1000.0 + i / 10, image)
+        store.record_events(analytics.update(frame, dets, None, False).events)
+    viewer = bearer(tokens["viewer"])
+    rows = client.get("/api/events?type=overcrowding", headers=viewer).json()
+    assert len(rows) == 1
+    assert rows[0]["end_ts_s"] == pytest.approx(1004.0)
+    assert rows[0]["payload"]["reason"] == "6 people in hall for 3 s, limit 5"
+    assert "Mpx" not in str(rows[0]["payload"]["reason"])
+    assert client.get("/api/events?type=zone_entered", headers=viewer).json() == []

@@ -41,6 +41,17 @@ def _wait_for(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
         time.sleep(0.25)
 
 
+#: Two uncalibrated zones and a counting line, as in examples/serve.yaml.
+MALL_SCENE = {
+    "resolution_wh": [640, 480],
+    "zones": [
+        {"id": "walkway", "polygon": [[0, 150], [640, 150], [640, 280], [0, 280]]},
+        {"id": "concourse", "polygon": [[0, 280], [640, 280], [640, 480], [0, 480]]},
+    ],
+    "lines": [{"id": "shopfront", "points": [[330, 140], [330, 480]], "in_direction": [1, 0]}],
+}
+
+
 @pytest.fixture(scope="module")
 def mall_camera(
     live_server: LiveServer, shared_data: Path, tmp_path_factory: pytest.TempPathFactory
@@ -63,6 +74,7 @@ def mall_camera(
             "loop": True,
             "detect_every": 2,
             "density_every_s": 2.0,
+            "scene": MALL_SCENE,
         },
         timeout=10,
     )
@@ -151,6 +163,33 @@ def test_live_tile_and_new_events_show_up(
         "the running state", lambda: _q(browser, "camera-state", tile).text == "running", UI_WAIT_S
     )
 
+    # The live view draws the scene: both zones, and the line with its in/out arrows and counts.
+    overlay = f"{tile_css} [data-testid=scene-overlay]"
+    _wait_for(
+        "the scene overlay", lambda: browser.find_elements("css selector", overlay), UI_WAIT_S
+    )
+    zone_ids = [
+        e.get_attribute("data-zone-id")
+        for e in browser.find_elements("css selector", f"{overlay} polygon.zone-shape")
+    ]
+    assert zone_ids == ["walkway", "concourse"]
+    assert (
+        browser.execute_script(
+            "return document.querySelector(arguments[0]).getAttribute('viewBox')", overlay
+        )
+        == "0 0 640 480"
+    )
+    line = f"{overlay} [data-line-id=shopfront]"
+    assert len(browser.find_elements("css selector", f"{line} line.arrow")) == 2
+    _wait_for(
+        "the line counts on the overlay",
+        lambda: (
+            browser.find_element("css selector", f"{line} text.in").text.startswith("in ")
+            and not browser.find_element("css selector", f"{line} text.in").text.endswith("–")
+        ),
+        UI_WAIT_S,
+    )
+
     # The timeline has polled at least once before the events happen.
     _wait_for("the first events poll", lambda: _q(browser, "events-updated").text, UI_WAIT_S)
     now = time.time()
@@ -162,6 +201,7 @@ def test_live_tile_and_new_events_show_up(
         zone_id="concourse",
         track_ids=(RED_TRACK,),
         count=42.0,
+        reason="42 people in concourse for 12 s, limit 20",
     )
     crossing = LineCrossed(
         camera_id=mall_camera, start_ts_s=now, end_ts_s=now, track_ids=(BLUE_TRACK,)
@@ -206,6 +246,16 @@ def test_live_tile_and_new_events_show_up(
     assert shown
     item = f"[data-testid=event][data-event-id='{crowd.event_id}']"
     assert "red top" in browser.find_element("css selector", item).text
+    assert "42 people in concourse for 12 s, limit 20" in _q(browser, "event-reason").text
+    assert _event_ids(browser)[0] == crowd.event_id  # the open critical event leads
+    # Uncalibrated zones read in people with a prompt to calibrate, never per megapixel.
+    _wait_for(
+        "the zone rows",
+        lambda: len(browser.find_elements("css selector", "[data-testid=calibrate-hint]")) == 2,
+        FIRST_FRAME_WAIT_S,
+    )
+    assert "people in zone" in _q(browser, "zone-occupancy", tile).text
+    assert "/Mpx" not in browser.find_element("tag name", "body").text
     if snapshot is not None:
         _wait_for(
             "the event snapshot to load",
@@ -301,6 +351,35 @@ def test_operator_adds_a_camera_from_the_form(browser: Any, live_server: LiveSer
     assert stored is not None
     assert stored.name == "Side door"
     assert stored.enabled is False
+
+
+@pytest.mark.browser
+def test_a_camera_with_a_missing_file_shows_error_and_the_reason_on_its_card(
+    browser: Any, live_server: LiveServer, tmp_path: Path
+) -> None:
+    missing = tmp_path / "gone.mp4"
+    headers = {"Authorization": f"Bearer {live_server.token()}"}
+    res = httpx.post(
+        f"{live_server.url}/api/cameras",
+        headers=headers,
+        json={"id": "gone", "name": "Gone", "source": str(missing), "loop": True},
+        timeout=10,
+    )
+    assert res.status_code in (200, 201), res.text
+    try:
+        _sign_in(browser, live_server.url)
+        tile_css = "[data-testid=camera-tile][data-camera-id=gone]"
+        _wait_for("the tile", lambda: browser.find_elements("css selector", tile_css), UI_WAIT_S)
+        tile = browser.find_element("css selector", tile_css)
+        _wait_for("the error state", lambda: _q(browser, "camera-state", tile).text == "error", 120)
+        reason = _q(browser, "camera-error", tile).text
+        assert "no such file or folder; retrying with back-off (attempt" in reason
+        status = httpx.get(
+            f"{live_server.url}/api/cameras/gone/status", headers=headers, timeout=10
+        ).json()
+        assert status["state"] == "error" and "no such file" in status["detail"]["error"]
+    finally:
+        httpx.delete(f"{live_server.url}/api/cameras/gone", headers=headers, timeout=10)
 
 
 @pytest.mark.browser

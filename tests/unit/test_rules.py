@@ -71,7 +71,10 @@ def of(events: list[Event], kind: type[Event]) -> list[Event]:
 
 
 def test_line_crossing_counts_once_despite_jitter_on_the_line() -> None:
-    scene = {"lines": [{"id": "l", "points": [[0, 200], [400, 200]], "in_direction": [0, 1]}]}
+    scene = {
+        "lines": [{"id": "l", "points": [[0, 200], [400, 200]], "in_direction": [0, 1]}],
+        "rules": {"occupancy_items": True},
+    }
     rng = np.random.default_rng(1)
 
     def rows(t: float) -> list[Row]:
@@ -97,7 +100,8 @@ def test_line_crossing_out_and_class_filter() -> None:
                 "in_direction": [0, 1],
                 "classes": ["person"],
             }
-        ]
+        ],
+        "rules": {"occupancy_items": True},
     }
 
     def rows(t: float) -> list[Row]:
@@ -109,7 +113,10 @@ def test_line_crossing_out_and_class_filter() -> None:
 
 
 def test_zone_enter_exit_with_border_jitter_does_not_flap() -> None:
-    scene = {"zones": [{"id": "z", "polygon": [[100, 100], [300, 100], [300, 300], [100, 300]]}]}
+    scene = {
+        "zones": [{"id": "z", "polygon": [[100, 100], [300, 100], [300, 300], [100, 300]]}],
+        "rules": {"occupancy_items": True},
+    }
 
     def rows(t: float) -> list[Row]:
         i = round(t * FPS)
@@ -158,6 +165,86 @@ def test_overcrowding_opens_once_escalates_and_closes() -> None:
     ]
     assert all(e.start_ts_s == pytest.approx(1.1) for e in events)  # first frame at 4/m²
     assert events[-1].peak == pytest.approx(5.5)  # type: ignore[attr-defined]
+
+
+def test_occupancy_changes_are_counts_not_timeline_items_by_default() -> None:
+    scene = {
+        "zones": [{"id": "z", "polygon": [[0, 0], [200, 0], [200, 400], [0, 400]]}],
+        "lines": [{"id": "l", "points": [[100, 0], [100, 400]], "in_direction": [1, 0]}],
+    }
+    sa = SceneAnalytics(parse_scene(scene), "cam")
+    events: list[Event] = []
+    for i in range(60):  # walks right: into the zone, over the line, out of the zone
+        frame = Frame("cam", i, i / FPS, IMAGE)
+        events += sa.update(frame, detections([person_at(1, 20 + 6 * i, 200)]), None, False).events
+    assert events == []
+    s = sa.summary()
+    assert s["lines"]["l"]["in"] == 1 and s["zones"]["z"]["dwell"]["count"] == 1
+
+
+def test_overcrowding_closes_when_the_zone_count_falls_below_its_limit_uncalibrated() -> None:
+    # No calibration: 60 people/Mpx over a 200×400 px zone (0.08 Mpx) is a limit of 4.8 people.
+    scene = {
+        "zones": [{"id": "concourse", "polygon": [[0, 0], [200, 0], [200, 400], [0, 400]]}],
+        "rules": {
+            "overcrowding": {"warn_per_mpx": 60, "critical_per_mpx": 90, "min_duration_s": 1.0}
+        },
+    }
+
+    def rows(t: float) -> list[Row]:
+        n = 6 if 1.0 <= t < 4.0 else 2  # above the limit for 3 s, then back to 2 people
+        return [person_at(k, 20 + 20 * k, 250) for k in range(n)]
+
+    events = of(run(scene, 60, rows), Overcrowding)
+    assert [(e.start_ts_s, e.end_ts_s) for e in events] == [
+        (pytest.approx(1.0), None),
+        (pytest.approx(1.0), pytest.approx(4.0)),
+    ]
+    assert events[0].event_id == events[1].event_id
+    assert events[0].reason == "6 people in concourse for 1 s, limit 5"
+    assert events[1].reason == "6 people in concourse for 3 s, limit 5"
+    assert events[1].density_per_mpx is None  # type: ignore[attr-defined]
+
+
+def test_overcrowding_reason_is_in_persons_per_m2_when_calibrated() -> None:
+    scene = {
+        "calibration": CAL,
+        "zones": [{"id": "z", "polygon": [[100, 100], [200, 100], [200, 300], [100, 300]]}],
+        "rules": {"overcrowding": {"min_duration_s": 0.0}},
+    }
+    events = of(
+        run(scene, 20, lambda t: [person_at(k, 110 + 8 * k, 250) for k in range(9)]), Overcrowding
+    )
+    assert events[0].reason == "4.5 persons/m² in z for 0 s, limit 4.0"
+
+
+def test_overcrowding_closes_after_max_quiet_time_without_estimates() -> None:
+    from crowdsight.analytics.rules import FrameContext, OvercrowdingRules
+    from crowdsight.analytics.tracks import FrameTracks, TrackHistory
+    from crowdsight.config.scene import OvercrowdingRule
+
+    rule = OvercrowdingRules(OvercrowdingRule(min_duration_s=0.0, max_quiet_s=10.0))
+    empty = FrameTracks.from_detections(Detections.empty())
+
+    def ctx(ts: float, counts: dict[str, float]) -> FrameContext:
+        return FrameContext(
+            "cam",
+            int(ts),
+            ts,
+            empty,
+            TrackHistory(),
+            [],
+            np.zeros((0, 0), bool),
+            None,
+            [],
+            counts,
+            {"z": 2.0},
+            {"z": 1e4},
+        )
+
+    assert [e.end_ts_s for e in rule.update(ctx(0.0, {"z": 10.0}))] == [None]
+    assert rule.update(ctx(5.0, {})) == []  # quiet, not yet for long
+    assert [e.end_ts_s for e in rule.update(ctx(12.0, {}))] == [0.0]  # closed at the last one
 
 
 def test_overcrowding_needs_min_duration() -> None:
@@ -552,3 +639,16 @@ def test_repeated_detections_between_detector_runs_do_not_distort_speed() -> Non
     running = of(events, Running)
     assert len(running) == 2
     assert running[-1].speed == pytest.approx(4.0, rel=0.02)  # type: ignore[attr-defined]
+
+
+def test_learned_anomaly_event_says_why_in_words() -> None:
+    from crowdsight.analytics.anomaly import AnomalyEvents
+    from crowdsight.config.scene import AnomalyRule
+
+    rule = AnomalyEvents(AnomalyRule(enabled=True, work_width=90, cell_px=10, min_duration_s=0))
+    rule.model.fit(_texture_frames(99.0, 99.0, 40), fps=FPS)
+    events: list[Event] = []
+    for i, img in enumerate(_texture_frames(1.0, 2.0, 30)):
+        events += rule.update("cam", i, img, i / FPS)
+    assert events and events[0].reason.startswith("motion ")
+    assert "normal" in events[0].reason

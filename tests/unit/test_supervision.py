@@ -147,3 +147,46 @@ def test_open_events_are_closed_at_the_last_committed_frame() -> None:
     open_events = {"e1": {**start, "end_ts_s": None}}
     writer.close_events(open_events, 7.5)
     assert [e.end_ts_s for e in store.events] == [7.5] and open_events == {}
+
+
+def test_a_missing_source_reads_error_with_its_reason_and_retries_with_backoff(
+    tmp_path: Any,
+) -> None:
+    from crowdsight.sources.stream import LiveSource
+
+    missing = tmp_path / "gone.mp4"
+    cam, seen, stop = _cam(), [], threading.Event()
+
+    def on_status(status: Any) -> None:
+        cam.source = status.as_dict()  # what the worker's "status" report carries
+        seen.append(cam.status())
+        if len(seen) >= 3:
+            stop.set()
+
+    source = LiveSource(
+        "c",
+        str(missing),
+        loop=True,
+        realtime=False,
+        stop=stop,
+        on_status=on_status,
+        backoff=Backoff(initial_s=0.05, max_s=0.2, jitter=0),
+    )
+    assert list(source) == []
+    assert [s["state"] for s in seen] == ["error"] * len(seen)
+    assert seen[-1]["error"].startswith(f"{missing}: no such file or folder; retrying")
+    assert seen[-1]["source_state"] == "reconnecting"
+    attempts = [int(s["error"].rsplit(" ", 1)[-1].rstrip(")")) for s in seen]
+    assert attempts == sorted(attempts) and attempts[-1] >= 2  # it keeps retrying
+    cam.source = {"state": "connected", "last_error": str(missing) + ": gone"}
+    assert cam.status()["state"] == "starting"  # frames flow again: no longer an error
+
+
+def test_a_source_that_gave_up_reads_error_and_says_so() -> None:
+    cam = _cam(source={"state": "failed", "last_error": "rtsp://cam: refused"})
+    assert (cam.status()["state"], cam.status()["error"]) == (
+        "error",
+        "rtsp://cam: refused; gave up retrying",
+    )
+    stopped = _cam(state="stopped", source={"state": "failed", "last_error": "x"})
+    assert stopped.status()["state"] == "stopped"

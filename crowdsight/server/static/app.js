@@ -3,7 +3,7 @@
 // 2 s, so a new event shows within a few seconds); live video is an MJPEG <img> per camera.
 
 import { api, ApiError, asList, login, logout, qs, whoami } from "./api.js";
-import { lineChart, sankey } from "./charts.js";
+import { lineChart, sankey, svgEl } from "./charts.js";
 
 const POLL_EVENTS_MS = 2000;
 const POLL_STATUS_MS = 2000;
@@ -55,6 +55,13 @@ function swatch(color) {
   return el;
 }
 
+/** Safety events still going on come first (critical before warning), then the rest by time. */
+const SEVERITY_RANK = { critical: 0, warning: 1 };
+const openSafetyFirst = (events) => {
+  const rank = (ev) => (isOngoing(ev) && ev.severity in SEVERITY_RANK ? SEVERITY_RANK[ev.severity] : 2);
+  return events.map((ev, i) => [rank(ev), i, ev]).sort((a, b) => a[0] - b[0] || a[1] - b[1])
+    .map(([, , ev]) => ev);
+};
 const isOngoing = (ev) => (ev.end_ts_s === null || ev.end_ts_s === undefined)
   && !POINT_TYPES.has(ev.type);
 const humanize = (s) => (s ?? "").replaceAll("_", " ").replace(/^./, (c) => c.toUpperCase());
@@ -109,6 +116,67 @@ class Poller {
   }
 }
 
+// ----------------------------------------------------------------------------- scene overlay
+/**
+ * The scene drawn over the live JPEG: zone outlines with their names, and counting lines with
+ * an arrow to their "in" side and one to their "out" side, labelled with today's counts.
+ * Coordinates stay in the scene's own pixels (``resolution_wh``, else the JPEG's size): the
+ * SVG's viewBox maps them onto the image, whatever size the tile and the JPEG have.
+ */
+function sceneOverlay(scene, sizeWH) {
+  const [w, hh] = scene.resolution_wh ?? sizeWH;
+  const svg = svgEl("svg", {
+    class: "scene-overlay", "data-testid": "scene-overlay", viewBox: `0 0 ${w} ${hh}`,
+    preserveAspectRatio: "none", "aria-hidden": "true",
+  });
+  const u = Math.max(w, hh) / 100; // 1 % of the frame: stroke and text sizes
+  for (const z of scene.zones ?? []) {
+    const pts = z.polygon ?? [];
+    if (pts.length < 3) continue;
+    svg.append(svgEl("polygon", {
+      class: `zone-shape${z.kind === "restricted" ? " restricted" : ""}`, "data-zone-id": z.id,
+      points: pts.map((p) => p.join(",")).join(" "), "stroke-width": u * 0.4,
+    }));
+    const [x0, y0] = pts.reduce((a, p) => [Math.min(a[0], p[0]), Math.min(a[1], p[1])], [w, hh]);
+    svg.append(svgEl("text", { class: "zone-label", x: x0 + u, y: y0 + 3.5 * u, "font-size": 3 * u },
+      z.name || z.id));
+  }
+  for (const ln of scene.lines ?? []) {
+    const pts = ln.points ?? [];
+    if (pts.length < 2) continue;
+    const g = svgEl("g", { class: "line-shape", "data-line-id": ln.id });
+    g.append(svgEl("polyline", { points: pts.map((p) => p.join(",")).join(" "), "stroke-width": u * 0.6 }));
+    const [ax, ay] = pts[0];
+    const [bx, by] = pts[pts.length - 1];
+    const [mx, my] = [(ax + bx) / 2, (ay + by) / 2];
+    const [dx, dy] = ln.in_direction ?? [by - ay, ax - bx];
+    const n = Math.hypot(dx, dy) || 1;
+    const len = 8 * u;
+    for (const [sign, side] of [[1, "in"], [-1, "out"]]) {
+      const [ex, ey] = [mx + (sign * dx / n) * len, my + (sign * dy / n) * len];
+      g.append(svgEl("line", {
+        class: `arrow ${side}`, x1: mx, y1: my, x2: ex, y2: ey, "stroke-width": u * 0.5,
+        "marker-end": "url(#cs-arrow)",
+      }));
+      g.append(svgEl("text", {
+        class: `line-count ${side}`, "data-side": side, x: ex + (sign * dx / n) * u,
+        y: ey + (sign * dy / n) * u + u, "font-size": 3 * u,
+        "text-anchor": sign * dx >= 0 ? "start" : "end",
+      }, `${side} –`));
+    }
+    svg.append(g);
+  }
+  const defs = svgEl("defs");
+  const marker = svgEl("marker", {
+    id: "cs-arrow", viewBox: "0 0 10 10", refX: 8, refY: 5, markerWidth: 5, markerHeight: 5,
+    orient: "auto-start-reverse",
+  });
+  marker.append(svgEl("path", { d: "M 0 0 L 10 5 L 0 10 z", class: "arrow-head" }));
+  defs.append(marker);
+  svg.prepend(defs);
+  return svg;
+}
+
 // ----------------------------------------------------------------------------- camera tiles
 class CameraTile {
   constructor(camera, index) {
@@ -131,6 +199,7 @@ class CameraTile {
       fps: h("div", { class: "v", testid: "camera-fps" }, "–"),
     };
     this.zones = h("ul", { class: "zones", testid: "zone-list", "aria-label": "Zones" });
+    this.errorLine = h("p", { class: "camera-error", testid: "camera-error", role: "status", hidden: true });
     this.el = h("article", {
       class: "camera-tile", testid: "camera-tile", "data-camera-id": camera.id,
       "aria-label": `Camera ${camera.name || camera.id}`,
@@ -139,6 +208,7 @@ class CameraTile {
         h("span", { class: "camera-name", title: camera.source }, camera.name || camera.id),
         this.stateBadge),
       h("div", { class: "camera-view" }, this.img, this.placeholder, this.liveDot),
+      this.errorLine,
       h("div", { class: "camera-stats" },
         h("div", { class: "stat" }, this.stats.people, h("div", { class: "k" }, "people (density)")),
         h("div", { class: "stat" }, this.stats.tracked, h("div", { class: "k" }, "tracked")),
@@ -165,6 +235,12 @@ class CameraTile {
   onFrame() {
     const { naturalWidth: w, naturalHeight: hh } = this.img;
     if (w > 0 && hh > 0) this.img.parentElement.style.aspectRatio = `${w} / ${hh}`;
+    const scene = this.camera.scene ?? {};
+    if (!this.overlay && w > 0 && ((scene.zones ?? []).length || (scene.lines ?? []).length)) {
+      this.overlay = sceneOverlay(scene, [w, hh]);
+      this.img.after(this.overlay);
+      this.drawLineCounts();
+    }
     this.placeholder.hidden = true;
     this.liveDot.hidden = false;
     this.retryMs = RETRY_MIN_MS;
@@ -187,11 +263,31 @@ class CameraTile {
     this.stateBadge.textContent = state;
     this.stateBadge.className = `badge state-${state}`;
     this.stateBadge.title = detail.error ?? "";
+    // The reason is on the card, not only in a tooltip: "…/gone.mp4: no such file or folder;
+    // retrying with back-off (attempt 3)".
+    const broken = (state === "error" || state === "failed") && detail.error;
+    this.errorLine.hidden = !broken;
+    this.errorLine.textContent = broken ? detail.error : "";
+    if (broken && this.img.naturalWidth === 0) this.placeholder.textContent = "No picture: see the reason below.";
     const counts = detail.counts ?? {};
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
     this.stats.fps.textContent = fmtNum(detail.fps, 1);
-    this.renderZones(groupCounts(counts, "zone"), groupCounts(counts, "line"));
+    this.lineCounts = groupCounts(counts, "line");
+    this.renderZones(groupCounts(counts, "zone"), this.lineCounts);
+    this.drawLineCounts();
+  }
+
+  /** Today's in/out counts next to each line's arrows on the overlay. */
+  drawLineCounts() {
+    if (!this.overlay || !this.lineCounts) return;
+    for (const [id, l] of this.lineCounts) {
+      for (const side of ["in", "out"]) {
+        const text = this.overlay.querySelector(
+          `[data-line-id="${CSS.escape(id)}"] text[data-side=${side}]`);
+        if (text) text.textContent = `${side} ${fmtNum(l[side], 0)}`;
+      }
+    }
   }
 
   renderZones(zones, lines) {
@@ -199,15 +295,21 @@ class CameraTile {
     const zoneItems = byId(zones).map(([id, z]) => {
       const rawLos = z.los ?? z.los_index;
       const los = rawLos !== undefined && rawLos !== null ? losLetter(rawLos) : null;
-      const density = z.density_per_m2 !== undefined
-        ? ` · ${fmtNum(z.density_per_m2, 2)}/m²`
-        : z.density_per_mpx !== undefined ? ` · ${fmtNum(z.density_per_mpx, 1)}/Mpx` : "";
+      // Calibrated: persons/m² and level of service. Otherwise plain people in the zone and a
+      // prompt to calibrate (people per image area means nothing to an operator).
+      const calibrated = z.density_per_m2 !== undefined;
+      const density = calibrated ? ` · ${fmtNum(z.density_per_m2, 2)} persons/m²` : "";
       return h("li", { testid: "zone", "data-zone-id": id },
         h("span", {}, id),
         h("span", {},
           h("span", { class: "zone-count", testid: "zone-occupancy" },
-            `${fmtNum(z.occupancy, 0)} people${density}`),
+            `${fmtNum(z.occupancy, 0)} people in zone${density}`),
           " ",
+          calibrated ? null : h("span", {
+            class: "muted calibrate-hint", testid: "calibrate-hint",
+            title: "Add a floor calibration to the scene (four floor points and their distances "
+              + "in metres) to see persons/m² and the level of service.",
+          }, "calibrate for persons/m²"),
           los ? h("span", {
             class: `badge los los-${los}`, testid: "los-badge",
             title: `Level of service ${los} (A free flow … F jammed)`,
@@ -411,7 +513,7 @@ const app = {
       api(`/api/events${qs(query)}`),
       api(`/api/descriptions${qs({ limit: 500 })}`).catch(() => []),
     ]);
-    const list = asList(data, "events");
+    const list = openSafetyFirst(asList(data, "events"));
     this.descriptions = new Map(asList(descs).map((d) => [`${d.camera_id}#${d.track_id}`, d.text]));
     if (JSON.stringify(query) !== JSON.stringify(this.eventQuery())) return; // filters changed
     this.markOnline();
@@ -475,6 +577,8 @@ const app = {
         h("div", { class: "event-meta" },
           h("time", { datetime: new Date(ev.start_ts_s * 1000).toISOString() }, fmtTime(ev.start_ts_s)),
           ` · ${ev.severity} · ${where}`),
+        ev.payload?.reason
+          ? h("div", { class: "event-reason", testid: "event-reason" }, ev.payload.reason) : null,
         description ? h("div", { class: "event-desc", testid: "event-description" }, description) : null));
     return li;
   },
@@ -549,6 +653,21 @@ const app = {
         s.points.length ? ` (now ${fmtNum(s.points.at(-1).v, 0)})` : ""))));
   },
 
+  /** Why a camera has no flows yet, from its own scene (not a generic guess). */
+  noFlowsText(cameraId) {
+    const scene = this.cameras.find((c) => c.id === cameraId)?.scene ?? {};
+    const zones = (scene.zones ?? []).length;
+    if (zones < 2) {
+      return `Flows need at least two zones; this camera's scene has ${zones === 0 ? "none" : "one"}.`;
+    }
+    if (!scene.rules?.occupancy_items) {
+      return `This camera has ${zones} zones, but zone entries are not recorded (they are `
+        + "counts, not timeline items): set rules.occupancy_items: true in its scene to "
+        + "build zone-to-zone flows.";
+    }
+    return `No track has moved between this camera's ${zones} zones yet.`;
+  },
+
   async loadFlows() {
     const box = $("[data-testid=flows-view]");
     const camera = $("[data-testid=flow-camera]").value;
@@ -559,8 +678,7 @@ const app = {
     const flows = asList(await api(`/api/flows${qs({ camera_id: camera })}`), "flows")
       .filter((f) => f.count > 0);
     if (!flows.length) {
-      box.replaceChildren(h("p", { class: "muted", testid: "flows-empty" },
-        "No zone-to-zone movement recorded yet (it needs at least two zones)."));
+      box.replaceChildren(h("p", { class: "muted", testid: "flows-empty" }, this.noFlowsText(camera)));
       return;
     }
     const zonesFrom = [...new Set(flows.map((f) => f.from_zone))].sort();
