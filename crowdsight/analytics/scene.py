@@ -32,7 +32,14 @@ from crowdsight.analytics.rules import FrameContext, Rule, build_rules
 from crowdsight.analytics.tracks import FrameTracks, Track, TrackHistory
 from crowdsight.analytics.zones import Membership, SceneGeometry, ZoneMembership, scaled_homography
 from crowdsight.config.scene import SceneConfig
-from crowdsight.core.events import Event, LineCrossed, Severity, ZoneEntered, ZoneExited
+from crowdsight.core.events import (
+    FLOW_METRIC_PREFIX,
+    Event,
+    LineCrossed,
+    Severity,
+    ZoneEntered,
+    ZoneExited,
+)
 from crowdsight.core.geometry import Homography
 from crowdsight.core.types import DensityMap, Detections, Frame, ImageRGB
 
@@ -182,8 +189,15 @@ class SceneAnalytics:
         for lid, counter in self.lines.items():
             metrics[f"line:{lid}:in"] = float(counter.count_in)
             metrics[f"line:{lid}:out"] = float(counter.count_out)
+        # Zone-to-zone transitions so far, as counters like the line counts: the store sums
+        # their increases, so flows exist without storing a zone_entered event per track.
+        for (src, dst), n in self.flows.counts.items():
+            metrics[f"{FLOW_METRIC_PREFIX}{src}>{dst}"] = float(n)
         self.heatmap.add(tracks.anchors, frame.resolution_wh)
-        self.series.add(ts, {k: v for k, v in metrics.items() if not k.startswith("line:")})
+        self.series.add(
+            ts,
+            {k: v for k, v in metrics.items() if not k.startswith(("line:", FLOW_METRIC_PREFIX))},
+        )
         return AnalyticsResult(events, metrics)
 
     def _update_membership(

@@ -171,3 +171,9 @@ def event_from_dict(d: dict[str, Any]) -> Event:
     d["severity"] = Severity(d.get("severity", "info"))
     d["track_ids"] = tuple(d.get("track_ids", ()))
     return cls(**d)
+
+
+#: Metric-name prefix of the zone-to-zone transition counters (``flow:<from>><to>``): cumulative
+#: counts since the camera's pipeline started, reported like line counts; the store turns their
+#: increases into flows (`crowdsight.store.events.zone_flows`).
+FLOW_METRIC_PREFIX = "flow:"

@@ -12,9 +12,15 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from crowdsight.core.events import Event
+from crowdsight.core.events import FLOW_METRIC_PREFIX, Event
 from crowdsight.store.records import EventRecord, Flow
-from crowdsight.store.tables import EventRow, EventTrackRow, OutboxRow, TrackDescriptionRow
+from crowdsight.store.tables import (
+    EventRow,
+    EventTrackRow,
+    MetricRow,
+    OutboxRow,
+    TrackDescriptionRow,
+)
 
 
 @dataclass(frozen=True)
@@ -260,9 +266,12 @@ def zone_flows(
         stmt = stmt.where(EventRow.start_ts_s >= since)
     if until is not None:
         stmt = stmt.where(EventRow.start_ts_s <= until)
-    counts: Counter[tuple[str, str, str]] = Counter()
+    counts = _metric_flows(session, camera_id, since, until)
+    measured = {cam for cam, _, _ in counts}
     previous: dict[tuple[str, int], str] = {}
     for cam, track_id, zone in session.execute(stmt).all():
+        if cam in measured:
+            continue  # this camera reports its flows as counters (below); don't count twice
         if zone is None:
             continue
         key = (cam, track_id)
@@ -274,6 +283,36 @@ def zone_flows(
         Flow(camera_id=cam, from_zone=a, to_zone=b, count=n)
         for (cam, a, b), n in sorted(counts.items())
     ]
+
+
+def _metric_flows(
+    session: Session, camera_id: str | None, since: float | None, until: float | None
+) -> Counter[tuple[str, str, str]]:
+    """Transitions counted by the cameras' ``flow:<a>><b>`` counters within the window.
+
+    Each stored bucket holds the counter's last value; the flows of a bucket are its rise over
+    the bucket before (a drop means the pipeline restarted from zero: the new value counts).
+    Buckets before ``since`` are read only to know where the counter stood.
+    """
+    stmt = (
+        select(MetricRow.camera_id, MetricRow.name, MetricRow.bucket_ts_s, MetricRow.last)
+        .where(MetricRow.name.startswith(FLOW_METRIC_PREFIX))
+        .order_by(MetricRow.camera_id, MetricRow.name, MetricRow.bucket_ts_s)
+    )
+    if camera_id is not None:
+        stmt = stmt.where(MetricRow.camera_id == camera_id)
+    if until is not None:
+        stmt = stmt.where(MetricRow.bucket_ts_s <= until)
+    counts: Counter[tuple[str, str, str]] = Counter()
+    last: dict[tuple[str, str], float] = {}
+    for cam, name, ts, value in session.execute(stmt).all():
+        before = last.get((cam, name))
+        rise = value if before is None or value < before else value - before
+        last[(cam, name)] = value
+        src, sep, dst = name[len(FLOW_METRIC_PREFIX) :].partition(">")
+        if sep and rise > 0 and (since is None or ts >= since):
+            counts[(cam, src, dst)] += round(rise)
+    return counts
 
 
 def delete_before(session: Session, cutoff_s: float) -> tuple[int, list[str]]:

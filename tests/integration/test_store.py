@@ -143,6 +143,21 @@ def test_flows_count_zone_to_zone_moves(store: Store) -> None:
     assert [(f.from_zone, f.to_zone, f.count) for f in flows] == [("gate", "hall", 1)]
 
 
+def test_flows_from_counters_sum_their_rises_across_restarts(store: Store) -> None:
+    """Cameras report flows as cumulative ``flow:a>b`` counters (sampled once a second)."""
+    samples = [(10.0, 1.0), (70.0, 3.0), (130.0, 3.0), (190.0, 1.0), (250.0, 2.0)]
+    for ts, value in samples:  # the drop at 190 s is a restart: its 1 counts
+        store.record_metrics("cam-9", ts, {"flow:gate>hall": value, "count": 5.0})
+    store.record_metrics("cam-9", 250.0, {"flow:hall>gate": 4.0})
+    flows = store.flows(camera_id="cam-9")
+    assert [(f.from_zone, f.to_zone, f.count) for f in flows] == [
+        ("gate", "hall", 5),
+        ("hall", "gate", 4),
+    ]
+    window = store.flows(camera_id="cam-9", since=60.0, until=200.0)
+    assert [(f.from_zone, f.to_zone, f.count) for f in window] == [("gate", "hall", 3)]
+
+
 def test_metrics_are_bucketed(store: Store) -> None:
     for ts, value in [(0.0, 1.0), (1.0, 3.0), (61.0, 10.0), (62.0, float("nan")), (125.0, 4.0)]:
         store.record_metrics("cam-1", ts, {"count": value})

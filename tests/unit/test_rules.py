@@ -519,9 +519,12 @@ def test_reset_forgets_state_and_summary_has_zones_lines_flows() -> None:
     sa = SceneAnalytics(scene, "cam")
     for i in range(60):
         ts = i / FPS
-        sa.update(
+        res = sa.update(
             Frame("cam", i, ts, IMAGE), detections([person_at(1, 20 + 6 * i, 200)]), None, False
         )
+    # Flows travel to the store as counters, without zone_entered events (the default).
+    assert res.metrics["flow:a>b"] == 1.0
+    assert not [e for e in res.events if e.type == "zone_entered"]
     s = sa.summary()
     assert s["lines"]["mid"]["in"] == 1
     assert s["flows"]["links"] == [{"source": "a", "target": "b", "value": 1}]

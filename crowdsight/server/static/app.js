@@ -660,11 +660,6 @@ const app = {
     if (zones < 2) {
       return `Flows need at least two zones; this camera's scene has ${zones === 0 ? "none" : "one"}.`;
     }
-    if (!scene.rules?.occupancy_items) {
-      return `This camera has ${zones} zones, but zone entries are not recorded (they are `
-        + "counts, not timeline items): set rules.occupancy_items: true in its scene to "
-        + "build zone-to-zone flows.";
-    }
     return `No track has moved between this camera's ${zones} zones yet.`;
   },
 
