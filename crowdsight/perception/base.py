@@ -12,6 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
+import supervision as sv
 
 from crowdsight.core.types import CLASS_NAME, Detections, FloatArray, Frame
 
@@ -51,3 +52,28 @@ def make_detections(
         class_id=class_id.astype(int),
         data={CLASS_NAME: labels},
     )
+
+
+def classwise_nms(
+    xyxy: FloatArray,
+    conf: FloatArray,
+    cls: npt.NDArray[np.int_],
+    iou: float,
+    max_detections: int,
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.int_]]:
+    """Per-class greedy NMS (supervision's), best first, at most ``max_detections`` rows.
+
+    Example:
+        >>> b = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [1, 1, 10, 10]], np.float32)
+        >>> _, c, k = classwise_nms(b, np.array([0.9, 0.8, 0.7]), np.array([0, 0, 1]), 0.5, 9)
+        >>> c.tolist(), k.tolist()
+        ([0.9, 0.7], [0, 1])
+    """
+    if len(conf) == 0:
+        return xyxy, conf, cls
+    keep = sv.box_non_max_suppression(
+        np.concatenate([xyxy, conf[:, None], cls[:, None]], axis=1), iou_threshold=iou
+    )
+    idx = np.flatnonzero(keep)
+    idx = idx[np.argsort(-conf[idx], kind="stable")][:max_detections]
+    return xyxy[idx], conf[idx], cls[idx]

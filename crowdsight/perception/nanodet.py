@@ -20,13 +20,12 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-import supervision as sv
 
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
 from crowdsight.models.manifest import installed_model
 from crowdsight.models.runtime import RuntimeConfig, load_runtime
-from crowdsight.perception.base import make_detections
+from crowdsight.perception.base import classwise_nms, make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 from crowdsight.perception.yolo import COCO_CLASSES
 
@@ -213,14 +212,7 @@ class NanoDetDetector:
         xyxy = np.concatenate([p[0] for p in parts])
         conf = np.concatenate([p[1] for p in parts])
         cls = self.class_ids[np.concatenate([p[2] for p in parts])]
-        if len(conf):
-            keep = sv.box_non_max_suppression(
-                np.concatenate([xyxy, conf[:, None], cls[:, None]], axis=1),
-                iou_threshold=self.nms_iou,
-            )
-            idx = np.flatnonzero(keep)
-            idx = idx[np.argsort(-conf[idx], kind="stable")][: self.max_detections]
-            xyxy, conf, cls = xyxy[idx], conf[idx], cls[idx]
+        xyxy, conf, cls = classwise_nms(xyxy, conf, cls, self.nms_iou, self.max_detections)
         h, w = image.shape[:2]
         xyxy = xyxy * np.array([sx, sy, sx, sy], np.float32)
         xyxy = np.clip(xyxy, 0, [w, h, w, h]).astype(np.float32)

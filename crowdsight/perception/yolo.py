@@ -28,13 +28,12 @@ from typing import Literal
 import cv2
 import numpy as np
 import numpy.typing as npt
-import supervision as sv
 import yaml
 
 from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
 from crowdsight.models.runtime import RuntimeConfig, load_runtime
-from crowdsight.perception.base import make_detections
+from crowdsight.perception.base import classwise_nms, make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 
 YoloStyle = Literal["auto", "yolov5", "yolov8", "yolox"]
@@ -279,14 +278,7 @@ class OnnxYoloDetector:
             input_hw=(self.input_wh[1], self.input_wh[0]),
             yolox_decode=self.yolox_decode,
         )
-        if len(conf):
-            keep = sv.box_non_max_suppression(
-                np.concatenate([xyxy, conf[:, None], cls[:, None]], axis=1),
-                iou_threshold=self.nms_iou,
-            )
-            idx = np.flatnonzero(keep)
-            idx = idx[np.argsort(-conf[idx], kind="stable")][: self.max_detections]
-            xyxy, conf, cls = xyxy[idx], conf[idx], cls[idx]
+        xyxy, conf, cls = classwise_nms(xyxy, conf, cls, self.nms_iou, self.max_detections)
         h, w = image.shape[:2]
         return make_detections(lb.to_image(xyxy, (w, h)), conf, cls, self.class_names)
 
