@@ -48,6 +48,12 @@ _NO_CLASS = -1
 # chosen on Mall frames 1-800 (`benchmarks/tracker_mall.py`): 1 s → 3 s took mean track
 # duration 3.0 → 4.2 s and tracks per person-minute 1.62 → 1.45. No effect at >= 6 fps.
 _MIN_LOST_FRAMES = 6.0
+#: Below this frame rate (fps) the match IoU drops from 0.3 to 0.1: both are published
+#: defaults; the switch was checked on Mall training frames 1–400 at 2 fps with NanoDet
+#: (`benchmarks/tracker_mall.py --detector nanodet`): head coverage by tracks 0.512 → 0.587,
+#: mean track 4.45 → 5.45 s, tracks per person-minute 8.62 → 7.89. Video-rate sequences
+#: (TUD at 25 fps, or 5 fps with ``--stride 5``) keep 0.3.
+LOW_FRAME_RATE = 5.0
 
 
 class Tracker:
@@ -80,7 +86,9 @@ class Tracker:
             makes association more conservative (more weak boxes only used for recovery).
         minimum_iou_threshold: Minimum IoU between a track's predicted box and a detection
             for them to be matched. Lower tolerates fast motion and low frame rates but
-            risks swapping ids between people walking close together.
+            risks swapping ids between people walking close together. None (default): 0.3
+            (SORT's value) at `LOW_FRAME_RATE` fps and above, 0.1 (``trackers``' ByteTrack
+            default) below it, where a walker moves about a body width between frames.
         minimum_consecutive_frames: Consecutive matched frames before a track is
             confirmed and gets an id. 1 reports everyone at once (flicker-prone false
             tracks); 2-3 suppresses one-frame false alarms at the cost of reporting new
@@ -107,7 +115,7 @@ class Tracker:
         lost_track_buffer_s: float | None = None,
         track_activation_threshold: float = 0.7,
         high_conf_det_threshold: float = 0.6,
-        minimum_iou_threshold: float = 0.3,
+        minimum_iou_threshold: float | None = None,
         minimum_consecutive_frames: int = 2,
         keep_unconfirmed: bool = False,
         recovery_iou: float | None = 0.3,
@@ -125,6 +133,8 @@ class Tracker:
         self.lost_track_buffer_s = lost_track_buffer_s
         self.track_activation_threshold = track_activation_threshold
         self.high_conf_det_threshold = high_conf_det_threshold
+        if minimum_iou_threshold is None:
+            minimum_iou_threshold = 0.3 if frame_rate >= LOW_FRAME_RATE else 0.1
         self.minimum_iou_threshold = minimum_iou_threshold
         self.minimum_consecutive_frames = minimum_consecutive_frames
         self.keep_unconfirmed = keep_unconfirmed

@@ -306,3 +306,12 @@ def test_default_lost_buffer_is_one_second_but_at_least_six_frames() -> None:
     assert Tracker(frame_rate=25.0).lost_track_buffer_s == pytest.approx(1.0)
     assert Tracker(frame_rate=2.0).lost_track_buffer_s == pytest.approx(3.0)
     assert Tracker(frame_rate=2.0, lost_track_buffer_s=0.5).lost_track_buffer_s == 0.5
+
+
+def test_match_iou_is_looser_at_low_frame_rates() -> None:
+    from crowdsight.tracking.tracker import LOW_FRAME_RATE
+
+    assert Tracker(frame_rate=25.0).minimum_iou_threshold == 0.3
+    assert Tracker(frame_rate=LOW_FRAME_RATE).minimum_iou_threshold == 0.3
+    assert Tracker(frame_rate=2.0).minimum_iou_threshold == 0.1
+    assert Tracker(frame_rate=2.0, minimum_iou_threshold=0.4).minimum_iou_threshold == 0.4
