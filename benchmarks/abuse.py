@@ -52,8 +52,8 @@ def serve(url: str, port: int, overrides: dict[str, Any]) -> None:
     import uvicorn
 
     from crowdsight.cli.serve import uvicorn_config
+    from crowdsight.config.server import ServerSettings
     from crowdsight.server.app import create_app
-    from crowdsight.server.settings import ServerSettings
 
     settings = ServerSettings(
         database_url=url,

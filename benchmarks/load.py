@@ -93,8 +93,8 @@ def serve(url: str, port: int) -> None:
     """Child process: run the app under uvicorn on loopback."""
     import uvicorn
 
+    from crowdsight.config.server import ServerSettings
     from crowdsight.server.app import create_app
-    from crowdsight.server.settings import ServerSettings
 
     app = create_app(ServerSettings(database_url=url, snapshots_in_database=True))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -37,7 +37,8 @@ from typing import Any
 import av
 import numpy as np
 
-from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
+from crowdsight.config.runner import RunnerSettings
+from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec
 from crowdsight.store import Store
 from crowdsight.store.records import Camera

@@ -18,7 +18,7 @@ from rich.progress import (
 )
 
 from crowdsight.cli.apps import app
-from crowdsight.pipeline.settings import DEFAULT_DETECTOR, PipelineSettings
+from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings
 
 console = Console(stderr=True)
 

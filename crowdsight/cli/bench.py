@@ -13,8 +13,8 @@ import typer
 from rich.console import Console
 
 from crowdsight.cli.apps import app
+from crowdsight.config.pipeline import DEFAULT_DETECTOR
 from crowdsight.core.errors import ConfigError
-from crowdsight.pipeline.settings import DEFAULT_DETECTOR
 
 console = Console(stderr=True)
 
@@ -155,8 +155,8 @@ def bench(
             as_json=as_json,
         )
         return
+    from crowdsight.config.pipeline import PipelineSettings, live_defaults
     from crowdsight.pipeline.bench import run_bench
-    from crowdsight.pipeline.settings import PipelineSettings, live_defaults
 
     if detect_ahead not in ("auto", "on", "off"):
         raise ConfigError(f"--detect-ahead {detect_ahead!r}: use auto, on or off")

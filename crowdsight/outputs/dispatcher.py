@@ -14,9 +14,9 @@ import logging
 import threading
 from collections.abc import Sequence
 
+from crowdsight.config.outputs import DeliverySettings, MqttSettings, WebhookSettings
 from crowdsight.core.backoff import Backoff
 from crowdsight.outputs.mqtt import MqttSink
-from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookSettings
 from crowdsight.outputs.sink import Sink
 from crowdsight.outputs.webhook import WebhookSink
 from crowdsight.store import OutboxItem, Store

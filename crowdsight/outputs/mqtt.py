@@ -9,7 +9,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from crowdsight.outputs.settings import MqttSettings
+from crowdsight.config.outputs import MqttSettings
 
 _TOPIC_UNSAFE = re.compile(r"[+#/\x00]")
 

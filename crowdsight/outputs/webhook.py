@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from crowdsight.outputs.settings import WebhookSettings
+from crowdsight.config.outputs import WebhookSettings
 
 SIGNATURE_HEADER = "X-Crowdsight-Signature"
 TIMESTAMP_HEADER = "X-Crowdsight-Timestamp"

@@ -19,10 +19,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from crowdsight.config.pipeline import PipelineSettings, live_defaults
 from crowdsight.core.errors import InputError
 from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame
-from crowdsight.pipeline.settings import PipelineSettings, live_defaults
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.events import Event
 from crowdsight.core.threads import single_threaded_blas
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
@@ -22,7 +23,6 @@ from crowdsight.perception.base import Detector
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.perception.density_scale import DensityScale, ScaleStatus
 from crowdsight.perception.fusion import fuse_counts, person_boxes
-from crowdsight.pipeline.settings import PipelineSettings
 
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP): the
 #: SSD's 300×300 input shrinks a 1080p frame 6×; tiles cost ~10× its time.

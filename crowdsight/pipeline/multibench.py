@@ -254,8 +254,8 @@ def run_worker(
         t0: Wall-clock start of the streams (warm-up happens before it).
         emit: Called with each frame's events (the central store's writer).
     """
+    from crowdsight.config.pipeline import PipelineSettings
     from crowdsight.pipeline.camera import CameraPipeline
-    from crowdsight.pipeline.settings import PipelineSettings
 
     stats = WorkerStats()
     threads_per_model = 1 if cfg.backend == "onnxruntime" else None

@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from crowdsight.config.runner import RunnerSettings
 from crowdsight.core.errors import ConfigError
 from crowdsight.pipeline.persistence import StoreLike
 from crowdsight.pipeline.runner import LocalRunner
-from crowdsight.pipeline.runner_settings import RunnerSettings
 from crowdsight.pipeline.supervision import ConnLike, HeartbeatLike, ProcessLike
 from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec
 from crowdsight.sources.stream import StopFlag

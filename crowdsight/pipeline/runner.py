@@ -29,9 +29,8 @@ Delivery guarantee (within one runner session):
 
 The runner is split by concern: `crowdsight.pipeline.supervision` (camera state and the
 restart/watchdog policies), `crowdsight.pipeline.persistence` (committing reports, with
-retries), `crowdsight.pipeline.runner_settings` (settings and worker specs) and
-`crowdsight.pipeline.ray_runner` (the same supervision over Ray actors). This module is the
-collector thread that ties them together.
+retries), `crowdsight.pipeline.specs` (worker specs) and `crowdsight.pipeline.ray_runner`
+(the same supervision over Ray actors). This module is the collector thread tying them.
 
 Example:
     >>> runner = LocalRunner(store, RunnerSettings())  # doctest: +SKIP
@@ -57,8 +56,9 @@ from multiprocessing.connection import wait
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Any, cast
 
+from crowdsight.config.runner import RunnerSettings
 from crowdsight.pipeline.persistence import ReportWriter, StoreLike
-from crowdsight.pipeline.runner_settings import CameraLike, RunnerSettings, spec_for
+from crowdsight.pipeline.specs import CameraLike, spec_for
 from crowdsight.pipeline.supervision import (
     CameraState,
     ConnLike,
@@ -71,7 +71,7 @@ from crowdsight.pipeline.supervision import (
 from crowdsight.pipeline.worker import WorkerReport, WorkerSpec
 from crowdsight.sources.stream import is_replayable
 
-__all__ = ["CameraLike", "LocalRunner", "RunnerSettings", "StoreLike", "spec_for"]
+__all__ = ["CameraLike", "LocalRunner", "StoreLike", "spec_for"]
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.context import ForkServerContext, SpawnContext
 from typing import Any, Protocol
 
+from crowdsight.config.runner import RunnerSettings
 from crowdsight.core.backoff import Backoff
-from crowdsight.pipeline.runner_settings import RunnerSettings
 from crowdsight.pipeline.worker import WorkerSpec, run_worker
 from crowdsight.sources.policy import redact_source
 from crowdsight.sources.stream import StopFlag

@@ -41,9 +41,9 @@ from typing import Any, Literal, Protocol
 import cv2
 import numpy as np
 
+from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.events import Event, LineCrossed, Overcrowding
 from crowdsight.core.types import Detections, Frame, ImageRGB
-from crowdsight.pipeline.settings import PipelineSettings
 from crowdsight.sources.stream import Backoff, LiveSource, SourceStatus, StopFlag
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, Response, status
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import InputError
 from crowdsight.server.auth import (
     COOKIE_NAME,
@@ -27,7 +28,6 @@ from crowdsight.server.schemas import (
     UserCreate,
     UserUpdate,
 )
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 
 router = APIRouter(tags=["auth"])

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import CrowdsightError, InputError
 from crowdsight.server.api_errors import unprocessable
 from crowdsight.server.auth import audit, get_store, require_role
 from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, Role, User
-from crowdsight.server.settings import ServerSettings
 from crowdsight.sources.policy import check_source, redact_source
 from crowdsight.store import Store
 from crowdsight.store.records import SLUG_PATTERN

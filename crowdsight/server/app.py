@@ -5,7 +5,7 @@
 app's lifetime. OpenAPI docs are at ``/docs``.
 
 Example:
-    >>> from crowdsight.server.settings import ServerSettings
+    >>> from crowdsight.config.server import ServerSettings
 from crowdsight.sources.policy import redact_source
     >>> app = create_app(ServerSettings(database_url="sqlite://"))  # doctest: +SKIP
     >>> # uvicorn.run(app, host="127.0.0.1", port=8080)
@@ -28,6 +28,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from crowdsight import __version__
+from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import ConfigError
 from crowdsight.outputs import OutboxDispatcher, build_sinks
 from crowdsight.server import (
@@ -47,7 +48,6 @@ from crowdsight.server.auth import LoginLimiter
 from crowdsight.server.limits import BodyLimitMiddleware, SignInGate
 from crowdsight.server.retention import RetentionWorker
 from crowdsight.server.schemas import Health
-from crowdsight.server.settings import ServerSettings
 from crowdsight.sources.policy import redact_source
 from crowdsight.store import Role, Store
 from crowdsight.store.engine import data_dir as default_data_dir

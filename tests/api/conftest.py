@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.server.app import create_app
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.support import CHEAP_HASHER
 

@@ -16,9 +16,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from crowdsight.cli.serve import uvicorn_config
+from crowdsight.config.server import ServerSettings
 from crowdsight.server.app import create_app
 from crowdsight.server.auth import LoginLimiter
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.conftest import ADMIN_PASSWORD, bearer, login, make_client
 from tests.api.support import self_signed_cert

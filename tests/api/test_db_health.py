@@ -11,10 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import exc as sa
 
+from crowdsight.config.runner import RunnerSettings
+from crowdsight.config.server import ServerSettings
 from crowdsight.pipeline.persistence import is_permanent_store_error
-from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
+from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.server.app import create_app
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.support import CHEAP_HASHER
 

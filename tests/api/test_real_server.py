@@ -14,11 +14,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import uvicorn
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.core.events import Fall
 from crowdsight.outputs import WebhookSettings
 from crowdsight.outputs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from crowdsight.server.app import create_app
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.conftest import ADMIN_PASSWORD
 

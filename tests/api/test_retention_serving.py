@@ -8,9 +8,9 @@ from pathlib import Path
 
 from fastapi.testclient import TestClient
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.core.events import Overcrowding, ZoneEntered
 from crowdsight.server.app import create_app
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.support import CHEAP_HASHER
 

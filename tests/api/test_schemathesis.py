@@ -22,9 +22,9 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.core.events import Overcrowding
 from crowdsight.server.app import create_app
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 from tests.api.conftest import ADMIN_PASSWORD, FakeRunner
 from tests.api.support import CHEAP_HASHER, store_url

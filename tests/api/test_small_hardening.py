@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.server.app import open_store
-from crowdsight.server.settings import ServerSettings
 from tests.api.conftest import ADMIN_PASSWORD, bearer
 
 CAM = {"id": "c1", "name": "C", "source": "rtsp://10.0.0.5/1", "enabled": False}

@@ -70,8 +70,8 @@ def test_stream_errors_and_logs_hide_the_password(caplog: pytest.LogCaptureFixtu
 
 
 def test_credentials_are_encrypted_at_rest(tmp_path: Path) -> None:
+    from crowdsight.config.server import ServerSettings
     from crowdsight.server.app import open_store
-    from crowdsight.server.settings import ServerSettings
     from crowdsight.store.records import Camera
 
     data = tmp_path / "data"

@@ -103,9 +103,10 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     import uvicorn
 
     from crowdsight.cli.serve import attach_runner
-    from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
+    from crowdsight.config.runner import RunnerSettings
+    from crowdsight.config.server import ServerSettings
+    from crowdsight.pipeline.runner import LocalRunner
     from crowdsight.server.app import create_app, open_store
-    from crowdsight.server.settings import ServerSettings
 
     data_dir = tmp_path_factory.mktemp("crowdsight-data")
     port = _free_port()

@@ -18,8 +18,8 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.server import live
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Camera, Store
 
 

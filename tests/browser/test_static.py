@@ -9,9 +9,9 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
+from crowdsight.config.server import ServerSettings
 from crowdsight.server.app import create_app
 from crowdsight.server.dashboard import STATIC_DIR
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 
 # A reference to another origin in markup, CSS or a module import.

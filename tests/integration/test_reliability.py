@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from crowdsight.pipeline.runner import LocalRunner, RunnerSettings
+from crowdsight.config.runner import RunnerSettings
+from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec
 from crowdsight.sources.files import open_source
 from crowdsight.sources.stream import Backoff, LiveSource, SourceState

@@ -19,9 +19,9 @@ import httpx
 import numpy as np
 import pytest
 
+from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.types import Frame
 from crowdsight.pipeline.runner import LocalRunner
-from crowdsight.pipeline.settings import PipelineSettings
 from crowdsight.pipeline.worker import RedactedImages, StableIds, TickPipeline, description_items
 from crowdsight.sources.stream import Backoff, LiveSource
 from crowdsight.store import Store
@@ -248,7 +248,7 @@ def test_restart_replace_and_remove_close_open_events(tmp_path: Path, store: Sto
 
 
 def test_serve_config_defaults_and_errors(tmp_path: Path) -> None:
-    from crowdsight.cli.serve import load_serve_config
+    from crowdsight.config.serve import load_serve_config
     from crowdsight.core.errors import ConfigError
 
     assert load_serve_config(None).cameras == []

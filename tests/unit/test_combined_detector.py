@@ -49,8 +49,8 @@ def test_tracker_thresholds_are_the_most_permissive_parts() -> None:
 
 
 def test_pipeline_tracker_takes_the_detectors_score_scale() -> None:
+    from crowdsight.config.pipeline import PipelineSettings
     from crowdsight.pipeline.camera import CameraPipeline
-    from crowdsight.pipeline.settings import PipelineSettings
 
     det = Fixed([], [], 0.5)
     det.track_thresholds = (0.5, 0.35)  # type: ignore[attr-defined]

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.datasets.counting import CountingFormat, iter_items, mot_points
 from crowdsight.perception.density import estimate_at_scale
@@ -21,7 +22,6 @@ from crowdsight.perception.density_scale import (
 )
 from crowdsight.perception.fusion import RELIABLE_HEIGHT_PX, covered_cells, fuse_counts
 from crowdsight.pipeline.camera import CameraPipeline
-from crowdsight.pipeline.settings import PipelineSettings
 
 
 class ShapeDensity:

@@ -77,7 +77,7 @@ def reachable(graph: dict[str, set[str]], starts: list[str]) -> set[str]:
 def test_the_graph_sees_known_edges() -> None:
     graph = import_graph()
     assert len(graph) > 100
-    assert "crowdsight.pipeline.settings" in graph["crowdsight.pipeline.camera"]
+    assert "crowdsight.config.pipeline" in graph["crowdsight.pipeline.camera"]
     # a lazy import inside a function counts
     assert "crowdsight.perception.detector" in graph["crowdsight.pipeline.camera"]
 

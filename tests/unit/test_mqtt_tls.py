@@ -6,8 +6,8 @@ import socket
 import threading
 from pathlib import Path
 
+from crowdsight.config.outputs import MqttSettings
 from crowdsight.outputs.mqtt import MqttSink
-from crowdsight.outputs.settings import MqttSettings
 from tests.api.support import self_signed_cert
 
 

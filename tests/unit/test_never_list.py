@@ -118,8 +118,8 @@ def test_no_template_or_embedding_storage_names_in_source() -> None:
 
 def test_no_template_or_trait_routes_in_the_api(tmp_path: Path) -> None:
     try:
+        from crowdsight.config.server import ServerSettings
         from crowdsight.server.app import create_app
-        from crowdsight.server.settings import ServerSettings
     except ImportError:
         pytest.skip("no FastAPI app in this build")
     app = create_app(ServerSettings(database_url=f"sqlite:///{tmp_path / 'cs.db'}"))

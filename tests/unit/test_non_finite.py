@@ -11,12 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from crowdsight.cli.serve import load_serve_config
+from crowdsight.config.runner import RunnerSettings
 from crowdsight.config.scene import parse_scene
+from crowdsight.config.serve import load_serve_config
+from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import ConfigError
-from crowdsight.pipeline.runner import RunnerSettings
 from crowdsight.server.app import create_app
-from crowdsight.server.settings import ServerSettings
 from crowdsight.store import Store
 
 ZONE_WITH = "zones: [{{id: z, polygon: [[0, 0], [{x}, 0], [10, 10]]}}]"

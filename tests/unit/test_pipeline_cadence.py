@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.types import DensityMap, Detections, Frame
 from crowdsight.pipeline.camera import CameraPipeline
-from crowdsight.pipeline.settings import PipelineSettings
 
 
 class FakeDensity:

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from crowdsight.config.runner import RunnerSettings
 from crowdsight.core.backoff import Backoff
 from crowdsight.core.errors import InputError
 from crowdsight.pipeline.persistence import ReportWriter
-from crowdsight.pipeline.runner_settings import RunnerSettings
 from crowdsight.pipeline.supervision import CameraState, after_exit, resume_spec
 from crowdsight.pipeline.worker import WorkerSpec
 

@@ -38,7 +38,7 @@ def test_a_pipeline_process_runs_blas_single_threaded() -> None:
     # As the CLI does: crowdsight is imported before numpy, then a pipeline is built.
     code = (
         "from crowdsight.pipeline.camera import CameraPipeline\n"
-        "from crowdsight.pipeline.settings import PipelineSettings\n"
+        "from crowdsight.config.pipeline import PipelineSettings\n"
         "CameraPipeline('cam', PipelineSettings(density=False, detect=False))\n"
         "print(sorted(set(blas())))\n"
     )

@@ -1,31 +1,16 @@
-"""How the camera runner runs and supervises workers, and the worker spec of one camera.
+"""How the camera runner runs and supervises workers (``serve``'s config file and flags).
 
-`RunnerSettings` is a boundary object (``serve``'s config file and flags); `spec_for` turns a
-camera record plus these settings into the `WorkerSpec` a worker process is started with.
+`crowdsight.pipeline.specs.spec_for` turns a camera record plus these settings into the
+`WorkerSpec` a worker process is started with.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from crowdsight.core.backoff import Backoff
-from crowdsight.pipeline.settings import PipelineSettings, live_defaults
-from crowdsight.pipeline.worker import WorkerSpec
-
-
-class CameraLike(Protocol):
-    """A camera record (`crowdsight.store.records.Camera` fits)."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def source(self) -> str: ...
-
-    @property
-    def loop(self) -> bool: ...
+from crowdsight.config.pipeline import PipelineSettings, live_defaults
 
 
 class RunnerSettings(BaseModel):
@@ -96,35 +81,4 @@ class RunnerSettings(BaseModel):
     snapshots: bool = Field(True, description="Store a redacted JPEG with each new event.")
     metrics_every_s: float = Field(
         1.0, ge=0, description="Seconds between stored metric samples per camera."
-    )
-
-
-def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerSpec:
-    """The worker spec of a camera record under the runner's settings."""
-    overrides: dict[str, Any] = {}
-    for name in ("detect_every", "density_every_s"):
-        value = getattr(camera, name, None)
-        if value is not None:
-            overrides[name] = value
-    pipeline = settings.pipeline.model_copy(update=overrides)
-    scene = getattr(camera, "scene", None)
-    if scene is not None and hasattr(scene, "model_dump"):
-        scene = scene.model_dump(mode="json")
-    scene = scene or None  # an empty scene means counts and density only
-    return WorkerSpec(
-        camera_id=camera.id,
-        source=str(camera.source),
-        loop=bool(camera.loop),
-        realtime=settings.realtime,
-        drop_late=settings.drop_late,
-        settings=pipeline,
-        scene=scene,
-        pipeline_factory=settings.pipeline_factory,
-        id_salt=salt,
-        jpeg_every_s=settings.jpeg_every_s,
-        descriptions_every_s=settings.descriptions_every_s,
-        folder_fps=settings.folder_fps,
-        snapshots=settings.snapshots,
-        metrics_every_s=settings.metrics_every_s,
-        backoff=Backoff(initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s),
     )

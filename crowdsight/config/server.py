@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from crowdsight.outputs.settings import DeliverySettings, MqttSettings, WebhookSettings
+from crowdsight.config.outputs import DeliverySettings, MqttSettings, WebhookSettings
 from crowdsight.sources.policy import SourcePolicy
 
 
