@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
@@ -18,7 +17,14 @@ from rich.progress import (
 )
 
 from crowdsight.cli.apps import app
-from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings
+from crowdsight.cli.options import setting_default, setting_option
+from crowdsight.config.pipeline import (
+    DEFAULT_DETECTOR,
+    OnnxDetector,
+    PipelineSettings,
+)
+from crowdsight.core.errors import ConfigError
+from crowdsight.models.runtime import Backend, RuntimeConfig
 
 console = Console(stderr=True)
 
@@ -32,19 +38,8 @@ def build_scene(scene_file: Path | None) -> Any:
     return load_scene(scene_file)
 
 
-class Slicing(StrEnum):
-    """Sliced inference choices (see `PipelineSettings.slicing`)."""
-
-    auto = "auto"
-    on = "on"
-    off = "off"
-
-
-class BackendChoice(StrEnum):
-    """Model runtimes (see `crowdsight.models.runtime.RuntimeConfig.backend`)."""
-
-    onnxruntime = "onnxruntime"
-    torch = "torch"
+P = PipelineSettings
+Slicing = Literal["auto", "on", "off"]
 
 
 @app.command()
@@ -61,53 +56,31 @@ def analyze(
     scene: Annotated[
         Path | None, typer.Option(help="Scene YAML: zones, lines, calibration, rules.")
     ] = None,
-    density: Annotated[bool, typer.Option(help="Estimate crowd density (CSRNet).")] = True,
-    density_every_s: Annotated[
-        float, typer.Option(help="Seconds between density estimates (0: every frame).")
-    ] = 1.0,
-    density_every_n: Annotated[
-        int | None,
-        typer.Option(help="Frames between density estimates (overrides --density-every-s)."),
-    ] = None,
-    detect: Annotated[bool, typer.Option(help="Detect and track people/objects.")] = True,
+    density: Annotated[bool, setting_option(P, "density")] = setting_default(P, "density"),
+    density_every_s: Annotated[float, setting_option(P, "density_every_s")] = setting_default(
+        P, "density_every_s"
+    ),
+    density_every_n: Annotated[int | None, setting_option(P, "density_every_n")] = None,
+    detect: Annotated[bool, setting_option(P, "detect")] = setting_default(P, "detect"),
     detector: Annotated[
-        str,
-        typer.Option(
-            help="'nanodet' (bundled: people, vehicles, bags), 'ssdlite' (bundled, people "
-            "only, faster), 'nanodet+ssdlite' (both, merged) or a YOLO/YOLOX .onnx file."
-        ),
+        str, setting_option(P, "detector", help="Here: a name or a .onnx path.")
     ] = DEFAULT_DETECTOR,
-    classes: Annotated[
-        Path | None, typer.Option(help="Class names file for your own detector (default: COCO).")
-    ] = None,
-    detect_every: Annotated[int, typer.Option(help="Detect on every k-th frame.")] = 1,
-    slicing: Annotated[
-        Slicing,
-        typer.Option(
-            help="Tile large frames to find small people: auto (frames >= 1 MP), on, off."
-        ),
-    ] = Slicing.auto,
-    describe: Annotated[
-        bool,
-        typer.Option(help="Describe tracks (clothing colours, carried bags, vehicle type/colour)."),
-    ] = True,
-    backend: Annotated[
-        BackendChoice,
-        typer.Option(
-            help="Model runtime: onnxruntime, or torch (the same ONNX graphs through PyTorch, "
-            "fp16 on CUDA; needs `pip install 'crowdsight[gpu]'`)."
-        ),
-    ] = BackendChoice.onnxruntime,
+    classes: Annotated[Path | None, setting_option(OnnxDetector, "classes", "--classes")] = None,
+    detect_every: Annotated[int, setting_option(P, "detect_every")] = setting_default(
+        P, "detect_every"
+    ),
+    slicing: Annotated[Slicing, setting_option(P, "slicing")] = setting_default(P, "slicing"),
+    describe: Annotated[bool, setting_option(P, "describe")] = setting_default(P, "describe"),
+    backend: Annotated[Backend, setting_option(RuntimeConfig, "backend")] = setting_default(
+        RuntimeConfig, "backend"
+    ),
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
     max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
     video: Annotated[bool, typer.Option(help="Write annotated.mp4 for sequences.")] = True,
     redact: Annotated[
         bool,
-        typer.Option(
-            "--redact/--no-redact",
-            help="Blur heads/faces in outputs (default). --no-redact is recorded in summary.json.",
-        ),
-    ] = True,
+        setting_option(P, "redact", "--redact/--no-redact"),
+    ] = setting_default(P, "redact"),
     ray: Annotated[
         bool,
         typer.Option(
@@ -123,14 +96,14 @@ def analyze(
     params = dict(locals())
     if _archive(params):
         return
-    from crowdsight.models.runtime import RuntimeConfig, require_backend
+    from crowdsight.models.runtime import require_backend
     from crowdsight.pipeline.analyze import run_analysis
     from crowdsight.pipeline.annotate import Annotator
     from crowdsight.pipeline.camera import CameraPipeline
     from crowdsight.sources.files import open_source
 
-    runtime = RuntimeConfig.from_env(backend=backend.value)
-    require_backend(runtime)
+    if classes is not None and not detector.lower().endswith(".onnx"):
+        raise ConfigError(f"--classes is for a detector you bring (.onnx), not {detector!r}")
     probe = open_source(input_path, fps=fps)  # a bad input fails before models load
     frame_rate = probe.fps
     probe.close()
@@ -139,14 +112,16 @@ def analyze(
         density_every_s=density_every_s,
         density_every_n=density_every_n,
         detect=detect,
-        detector=detector,
-        detector_classes=str(classes) if classes else None,
+        detector=detector
+        if classes is None
+        else OnnxDetector(path=Path(detector), classes=classes),
         detect_every=detect_every,
-        slicing=slicing.value,
+        slicing=slicing,
         describe=describe,
         redact=redact,
-        runtime=runtime,
+        runtime=RuntimeConfig.from_env(backend=backend),  # the edge: environment read here
     )
+    require_backend(settings.runtime)
     scene_cfg = build_scene(scene)
     pipeline = CameraPipeline(
         input_path.stem or "input", settings, scene_cfg, frame_rate=frame_rate

@@ -6,17 +6,23 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 import typer
 from rich.console import Console
 
 from crowdsight.cli.apps import app
-from crowdsight.config.pipeline import DEFAULT_DETECTOR
+from crowdsight.cli.options import setting_default, setting_option
+from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings, live_defaults
 from crowdsight.core.errors import ConfigError
+from crowdsight.models.runtime import Backend, RuntimeConfig
 
 console = Console(stderr=True)
+
+P = PipelineSettings
+#: What `serve` runs; the bench measures it by default and its options override it.
+LIVE = live_defaults()
 
 
 def _default_input() -> Path | None:
@@ -75,24 +81,26 @@ def bench(
     frames: Annotated[int, typer.Option(min=5, help="Frames to time (25 per round).")] = 300,
     size: Annotated[str, typer.Option(help="Resize to WIDTHxHEIGHT, or 'native'.")] = "640x480",
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
-    density: Annotated[bool, typer.Option(help="Run density at its cadence.")] = True,
-    density_every_s: Annotated[float, typer.Option(min=0.1, help="Seconds between maps.")] = 1.0,
-    density_async: Annotated[
-        bool, typer.Option(help="Density in a background thread (as `serve` runs it).")
-    ] = True,
+    density: Annotated[bool, setting_option(P, "density")] = setting_default(LIVE, "density"),
+    density_every_s: Annotated[float, setting_option(P, "density_every_s")] = setting_default(
+        LIVE, "density_every_s"
+    ),
+    density_async: Annotated[bool, setting_option(P, "density_async")] = setting_default(
+        LIVE, "density_async"
+    ),
     detector: Annotated[
-        str, typer.Option(help="'nanodet', 'ssdlite' or your own .onnx.")
+        str, setting_option(P, "detector", help="Here: a name or a .onnx path.")
     ] = DEFAULT_DETECTOR,
     prefetch: Annotated[int, typer.Option(min=0, help="Frames decoded ahead (0: inline).")] = 4,
     detector_threads: Annotated[
-        int | None, typer.Option(min=1, help="Detector inference threads (default: all cores).")
-    ] = None,
+        int | None, setting_option(P, "detector_threads")
+    ] = setting_default(LIVE, "detector_threads"),
     detect_ahead: Annotated[
-        str, typer.Option(help="auto|on|off: detect the next frame while this one is tracked.")
-    ] = "auto",
+        Literal["auto", "on", "off"], setting_option(P, "detect_ahead")
+    ] = setting_default(LIVE, "detect_ahead"),
     density_threads: Annotated[
-        int | None, typer.Option(min=1, help="Density inference threads (default: 1, as `serve`).")
-    ] = None,
+        int | None, setting_option(P, "density_threads", help="Here: 1 by default, as `serve`.")
+    ] = setting_default(LIVE, "density_threads"),
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
     cameras: Annotated[
         str | None,
@@ -103,8 +111,8 @@ def bench(
     ] = None,
     runner: Annotated[str, typer.Option(help="Many-camera mode: local | ray.")] = "local",
     backend: Annotated[
-        str, typer.Option(help="Many-camera mode: onnxruntime | torch (same ONNX graphs).")
-    ] = "onnxruntime",
+        Backend, setting_option(RuntimeConfig, "backend", help="(Many-camera mode.)")
+    ] = setting_default(RuntimeConfig, "backend"),
     stream_fps: Annotated[
         float, typer.Option(min=0.1, help="Many-camera mode: frames/s each camera delivers.")
     ] = 5.0,
@@ -203,7 +211,7 @@ def _multi(
     cameras: str,
     *,
     runner: str,
-    backend: str,
+    backend: Backend,
     stream_fps: float,
     seconds: float,
     size: str,
@@ -226,8 +234,6 @@ def _multi(
         raise ConfigError(f"--cameras {cameras!r}: at least one camera")
     if runner not in ("local", "ray"):
         raise ConfigError(f"--runner {runner!r}: use local or ray")
-    if backend not in ("onnxruntime", "torch"):
-        raise ConfigError(f"--backend {backend!r}: use onnxruntime or torch")
     with tempfile.TemporaryDirectory(prefix="crowdsight-bench-") as tmp:
         path = input_path or _default_input()
         if path is None:
@@ -239,7 +245,7 @@ def _multi(
                 fps=stream_fps,
                 seconds=seconds,
                 size=_parse_size(size),
-                backend=backend,  # type: ignore[arg-type]
+                backend=backend,
                 runner=runner,  # type: ignore[arg-type]
                 workers=workers,
                 max_batch=max_batch,

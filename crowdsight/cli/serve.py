@@ -25,6 +25,7 @@ import typer
 from rich.console import Console
 
 from crowdsight.cli.apps import app
+from crowdsight.cli.options import setting_option
 from crowdsight.config.serve import load_serve_config
 from crowdsight.config.server import ServerSettings
 from crowdsight.pipeline.ray_runner import RayRunner
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from crowdsight.store import Store
 
 console = Console(stderr=True)
+S = ServerSettings
 
 
 def sync_cameras(store: Store, cameras: list[Camera]) -> None:
@@ -103,15 +105,12 @@ def serve(
         Path | None, typer.Option("--config", "-c", help="Serve config YAML (server, cameras).")
     ] = None,
     host: Annotated[
-        str | None, typer.Option(help="Address to bind (default 127.0.0.1; 0.0.0.0 exposes it).")
+        str | None, setting_option(S, "host", help="(Default 127.0.0.1 or the config's.)")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (default 8080).")] = None,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Database and snapshots folder (default $CROWDSIGHT_DATA or the user data dir)."
-        ),
+    port: Annotated[
+        int | None, setting_option(S, "port", help="(Default 8080 or the config's.)")
     ] = None,
+    data_dir: Annotated[Path | None, setting_option(S, "data_dir")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Run the live service: cameras, REST API, dashboard, MQTT/webhooks."""

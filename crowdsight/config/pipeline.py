@@ -1,12 +1,83 @@
-"""Per-camera pipeline settings (a boundary object: loaded from CLI flags or config files)."""
+"""Per-camera pipeline settings (a boundary object: loaded from CLI flags or config files).
+
+The detector is a typed choice (`DetectorConfig`): a `BundledDetector` named by ``type``, or
+an `OnnxDetector` (``type: onnx``) with the path of a YOLO-family export and its class names.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from crowdsight.config.camera import (
+    DENSITY_EVERY_S_DEFAULT,
+    DETECT_EVERY_DEFAULT,
+    DensityEverySeconds,
+    DetectEvery,
+)
 from crowdsight.models.runtime import RuntimeConfig
+
+#: Detectors shipped with crowdsight, by name ("a+b": both, their boxes merged).
+BundledName = Literal["nanodet", "ssdlite", "nanodet+ssdlite"]
+
+
+class BundledDetector(BaseModel):
+    """A detector shipped with crowdsight (installed by `crowdsight models install`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: BundledName = Field(
+        description="'nanodet' (people, vehicles, bags), 'ssdlite' (people only, faster) or "
+        "'nanodet+ssdlite' (both, merged)."
+    )
+
+    @property
+    def spec(self) -> str:
+        """The `crowdsight.perception.detector.build_detector` spec."""
+        return self.type
+
+    @property
+    def classes(self) -> Path | None:
+        """Bundled detectors know their class names."""
+        return None
+
+
+class OnnxDetector(BaseModel):
+    """A YOLO / YOLOX ONNX export you bring (class names: COCO unless ``classes`` is given)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["onnx"] = Field("onnx", description="A detector you bring as an ONNX file.")
+    path: Path = Field(description="The .onnx file (YOLOv5/v8/v11 or YOLOX export).")
+    classes: Path | None = Field(
+        None, description="Class-names file, one name per line (default: the COCO names)."
+    )
+
+    @property
+    def spec(self) -> str:
+        """The `crowdsight.perception.detector.build_detector` spec."""
+        return str(self.path)
+
+
+def _detector_shorthand(value: Any) -> Any:
+    """``"nanodet"`` → ``{"type": "nanodet"}``; ``"x.onnx"`` → ``{"type": "onnx", "path": ...}``."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.lower().endswith(".onnx"):
+        return {"type": "onnx", "path": text}
+    return {"type": text.lower()}
+
+
+#: The detector setting: a bundled detector by name, or an ONNX file you bring.
+DetectorConfig = Annotated[
+    BundledDetector | OnnxDetector,
+    BeforeValidator(_detector_shorthand),
+    Field(discriminator="type"),
+]
 
 
 class PipelineSettings(BaseModel):
@@ -15,12 +86,7 @@ class PipelineSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     density: bool = Field(True, description="Estimate crowd density (CSRNet) on a cadence.")
-    density_every_s: float | None = Field(
-        1.0,
-        ge=0,
-        description="Seconds of video between density estimates (0: every frame). "
-        "Density is the costliest stage; counts change slowly, so 0.5–2 s keeps long videos fast.",
-    )
+    density_every_s: DensityEverySeconds = DENSITY_EVERY_S_DEFAULT
     density_every_n: int | None = Field(
         None, ge=1, description="Frames between density estimates; overrides density_every_s."
     )
@@ -45,22 +111,15 @@ class PipelineSettings(BaseModel):
     detect: bool = Field(
         True, description="Detect and track people (and other classes the detector knows)."
     )
-    detector: str = Field(
-        "nanodet",
-        description="'nanodet' (bundled: people, vehicles, bags; chosen as the default by "
-        "measurement, see README 'Detectors'), 'ssdlite' (bundled, people only, faster), "
-        "several joined by '+' (merged), or the path to a YOLO/YOLOX ONNX file you bring.",
+    detector: DetectorConfig = Field(
+        default_factory=lambda: BundledDetector(type="nanodet"),
+        description="Which detector finds people and objects: a bundled one by name "
+        "('nanodet', the default by measurement, see README 'Detectors'; 'ssdlite', people "
+        "only, faster; 'nanodet+ssdlite', both merged) or {type: onnx, path, classes} for a "
+        "YOLO/YOLOX ONNX file you bring. A bare name or a path ending in .onnx is accepted "
+        "as a shorthand.",
     )
-    detector_classes: str | None = Field(
-        None,
-        description="Class-names file for a detector "
-        "you bring (one name per line; COCO by default).",
-    )
-    detect_every: int = Field(
-        1,
-        ge=1,
-        description="Run the detector on every k-th frame; tracks coast on the frames between.",
-    )
+    detect_every: DetectEvery = DETECT_EVERY_DEFAULT
     detector_threads: int | None = Field(
         None,
         ge=1,
@@ -113,10 +172,12 @@ class PipelineSettings(BaseModel):
         "walking person's track, and the cost does not grow with the camera's fps.",
     )
     runtime: RuntimeConfig = Field(
-        default_factory=RuntimeConfig.from_env,
-        description="Model backend for the detector and density models (ONNX Runtime by "
-        "default). Built once here, where settings enter, from CROWDSIGHT_PROVIDERS / "
-        "CROWDSIGHT_ORT_SPIN; the per-model thread counts above override its threads.",
+        default_factory=RuntimeConfig,
+        description="Model backend for the detector, density and description models (ONNX "
+        "Runtime by default). Validation reads no environment: the edges (CLI commands, "
+        "`crowdsight.config.serve.load_serve_config`) apply CROWDSIGHT_PROVIDERS / "
+        "CROWDSIGHT_ORT_SPIN with `with_runtime_env`. The per-model thread counts above "
+        "override its threads.",
     )
     redact: bool = Field(
         True,
@@ -125,8 +186,27 @@ class PipelineSettings(BaseModel):
     )
 
 
-#: The default detector spec, for CLI options that mirror the setting.
-DEFAULT_DETECTOR: str = PipelineSettings.model_fields["detector"].default
+#: The default detector, as the shorthand CLI options take.
+DEFAULT_DETECTOR: str = PipelineSettings().detector.spec
+
+
+def with_runtime_env(
+    settings: PipelineSettings, environ: Mapping[str, str] | None = None
+) -> PipelineSettings:
+    """``settings`` with ``CROWDSIGHT_PROVIDERS`` / ``CROWDSIGHT_ORT_SPIN`` applied to the runtime.
+
+    Called once where settings enter (CLI commands, the serve config loader); a runtime the
+    user configured explicitly (``runtime`` set in the file) is kept as given.
+
+    Example:
+        >>> env = {"CROWDSIGHT_PROVIDERS": "CPUExecutionProvider"}
+        >>> with_runtime_env(PipelineSettings(), env).runtime.providers
+        ('CPUExecutionProvider',)
+    """
+    if "runtime" in settings.model_fields_set:
+        return settings
+    given = settings.runtime.model_dump(exclude_defaults=True)
+    return settings.model_copy(update={"runtime": RuntimeConfig.from_env(environ, **given)})
 
 
 def live_defaults() -> PipelineSettings:

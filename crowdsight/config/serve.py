@@ -13,6 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from crowdsight.config.pipeline import with_runtime_env
 from crowdsight.config.runner import RunnerSettings
 from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import ConfigError
@@ -82,7 +83,7 @@ def load_serve_config(path: Path | None) -> ServeConfig:
         ConfigError: one line naming the file, the field and the problem.
     """
     if path is None:
-        return ServeConfig()
+        return _with_env(ServeConfig())
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -102,7 +103,14 @@ def load_serve_config(path: Path | None) -> ServeConfig:
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc)) from None
     _check_cameras(cfg, path)
-    return cfg
+    return _with_env(cfg)
+
+
+def _with_env(cfg: ServeConfig) -> ServeConfig:
+    """The config with the environment's model runtime (unless the file sets ``runtime``)."""
+    pipeline = with_runtime_env(cfg.runner.pipeline)
+    runner = cfg.runner.model_copy(update={"pipeline": pipeline})
+    return cfg.model_copy(update={"runner": runner})
 
 
 def _check_cameras(cfg: ServeConfig, path: Path) -> None:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -45,6 +45,9 @@ from crowdsight.describe.colours import (
     winner,
 )
 from crowdsight.describe.heads import AttributeHeads
+
+if TYPE_CHECKING:
+    from crowdsight.models.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +202,7 @@ class TrackDescriber:
             between person and bag displacements for them to count as moving together.
         heads: Learned attribute heads; None describes colours with the pixel ``rules``.
         features: Feature extractor for the heads (default: `CropFeatures` when ``heads``).
+        runtime: Model backend of the default `CropFeatures` (None: ONNX Runtime defaults).
     """
 
     def __init__(
@@ -212,13 +216,14 @@ class TrackDescriber:
         motion_tolerance: float = 0.25,
         heads: AttributeHeads | None = None,
         features: Any = None,
+        runtime: RuntimeConfig | None = None,
     ) -> None:
         self.rules = rules
         self.heads = heads
         if heads is not None and features is None:
             from crowdsight.describe.features import CropFeatures
 
-            features = CropFeatures(threads=1)
+            features = CropFeatures(threads=1, runtime=runtime)
         self.features = features
         self.carried_source = carried_source
         self.min_box_px = min_box_px

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -32,6 +33,9 @@ import numpy as np
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import FloatArray, ImageRGB
 from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, region_pixels, region_votes
+
+if TYPE_CHECKING:
+    from crowdsight.models.runtime import RuntimeConfig
 
 #: Every crop is resized to this (w, h) before feature extraction, so all datasets and all
 #: camera resolutions look alike to the heads (PETA crops are mostly 48–64 px wide).
@@ -103,9 +107,17 @@ class CropFeatures:
         vgg_onnx: CSRNet's VGG front end (default: ``vgg_front.onnx`` of the installed
             ``csrnet`` model, cut by its converter).
         threads: Intra-op threads (None: the backend's default).
+        runtime: Model backend (None: ONNX Runtime with its defaults; the CLI and serve
+            edges pass the one built from the environment).
     """
 
-    def __init__(self, vgg_onnx: Path | None = None, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        vgg_onnx: Path | None = None,
+        *,
+        threads: int | None = None,
+        runtime: RuntimeConfig | None = None,
+    ) -> None:
         if vgg_onnx is None:
             from crowdsight.models.manifest import installed_model
 
@@ -119,7 +131,7 @@ class CropFeatures:
         from crowdsight.models.runtime import RuntimeConfig, load_runtime
 
         self.source = vgg_onnx
-        self._runtime = load_runtime(vgg_onnx, RuntimeConfig.from_env().with_threads(threads))
+        self._runtime = load_runtime(vgg_onnx, (runtime or RuntimeConfig()).with_threads(threads))
 
     def deep(self, crops: Sequence[ImageRGB]) -> FloatArray:
         """Band-pooled VGG features of crops already resized to `FEATURE_WH`."""

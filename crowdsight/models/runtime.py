@@ -10,7 +10,9 @@ neither ONNX Runtime nor torch reads them.
 
 The environment variables ``CROWDSIGHT_PROVIDERS`` (comma-separated execution providers, best
 first) and ``CROWDSIGHT_ORT_SPIN`` (``1``: let idle ONNX Runtime threads spin) are read in one
-place, `RuntimeConfig.from_env`, which the settings objects at the boundary call.
+place, `RuntimeConfig.from_env`, which only the edges call (CLI commands and the serve config
+loader, through `crowdsight.config.pipeline.with_runtime_env`); a model built without a config
+gets ONNX Runtime's defaults, whatever the environment says.
 
 Example:
     >>> cfg = RuntimeConfig.from_env({"CROWDSIGHT_PROVIDERS": "CPUExecutionProvider"})
@@ -277,13 +279,13 @@ def load_runtime(path: Path, config: RuntimeConfig | None = None) -> Runtime:
 
     Args:
         path: An ONNX file (any backend) or a TFLite file (always OpenCV DNN).
-        config: Backend and its knobs (None: `RuntimeConfig.from_env()`).
+        config: Backend and its knobs (None: `RuntimeConfig()`, ONNX Runtime defaults).
 
     Raises:
         ModelError: the file is missing or the backend cannot load it.
         ConfigError: the torch backend was asked for and PyTorch is not installed.
     """
-    config = RuntimeConfig.from_env() if config is None else config
+    config = RuntimeConfig() if config is None else config
     if path.suffix.lower() == ".tflite":
         return OpenCvDnnRuntime(path)
     if config.backend == "torch":

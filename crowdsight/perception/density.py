@@ -97,7 +97,7 @@ class DensityEstimator:
             (every 20th): among floors 0 / 0.0025 / 0.005 / 0.0075 / 0.01 / 0.015 / 0.02 /
             0.03 (hard) and the same subtracted (soft) it gave the lowest MAE (3.94 vs 4.25
             without; every larger floor loses real people there).
-        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
+        runtime: Model backend (None: ONNX Runtime with its defaults).
 
     Example:
         >>> est = DensityEstimator()                       # doctest: +SKIP
@@ -119,7 +119,7 @@ class DensityEstimator:
         runtime: RuntimeConfig | None = None,
     ) -> None:
         self.model_file = model_file or installed_model("csrnet").file("csrnet.onnx")
-        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        config = (runtime or RuntimeConfig()).with_threads(threads)
         self.runtime = load_runtime(self.model_file, config)
         self.max_tile_px = max_tile_px
         self.tile_cells = max(8, tile_px // STRIDE)

@@ -192,7 +192,7 @@ class SSDLitePeopleDetector:
             the installed ``people-ssdlite`` model, files named by its manifest).
         threads: Intra-op threads of the model (None: ``runtime``'s).
         slicing: Tile settings for sliced inference, or None for one pass per frame.
-        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
+        runtime: Model backend (None: ONNX Runtime with its defaults).
 
     Example:
         >>> det = SSDLitePeopleDetector(conf_threshold=0.4)  # doctest: +SKIP
@@ -213,7 +213,7 @@ class SSDLitePeopleDetector:
         runtime: RuntimeConfig | None = None,
     ) -> None:
         onnx_file, anchors_path, extra = self._files(model_dir)
-        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        config = (runtime or RuntimeConfig()).with_threads(threads)
         self.runtime = load_runtime(onnx_file, config)
         if not anchors_path.exists():
             raise ModelError(f"{anchors_path} is missing; run `crowdsight models install --force`")

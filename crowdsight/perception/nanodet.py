@@ -115,7 +115,7 @@ class NanoDetDetector:
             file named by its manifest).
         threads: Intra-op threads of the model (None: ``runtime``'s).
         slicing: Tile settings for sliced inference, or None.
-        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
+        runtime: Model backend (None: ONNX Runtime with its defaults).
     """
 
     def __init__(
@@ -132,7 +132,7 @@ class NanoDetDetector:
         runtime: RuntimeConfig | None = None,
     ) -> None:
         onnx_file, extra = self._files(model_dir)
-        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        config = (runtime or RuntimeConfig()).with_threads(threads)
         self.runtime = load_runtime(onnx_file, config)
         self.size = int(extra.get("input_size", 416))
         self.strides = tuple(int(s) for s in extra.get("strides", (8, 16, 32)))

@@ -212,7 +212,7 @@ class OnnxYoloDetector:
         max_detections: Cap on boxes per frame after NMS.
         threads: Intra-op threads of the model (None: ``runtime``'s).
         slicing: Tile settings for sliced inference, or None.
-        runtime: Model backend (None: `RuntimeConfig.from_env()`, ONNX Runtime).
+        runtime: Model backend (None: ONNX Runtime with its defaults).
 
     Example:
         >>> det = OnnxYoloDetector(Path("yolov8n.onnx"))  # doctest: +SKIP
@@ -234,7 +234,7 @@ class OnnxYoloDetector:
         slicing: SliceSettings | None = None,
         runtime: RuntimeConfig | None = None,
     ) -> None:
-        config = (runtime or RuntimeConfig.from_env()).with_threads(threads)
+        config = (runtime or RuntimeConfig()).with_threads(threads)
         self.runtime = load_runtime(Path(path), config)
         inp = self.runtime.inputs[0]
         self.input_name: str = inp.name

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -129,7 +128,7 @@ class CameraPipeline:
         if self.detector is None and s.detect:
             from crowdsight.perception.detector import build_detector
 
-            self.detector = build_detector(s.detector, **self._detector_kwargs())
+            self.detector = build_detector(s.detector.spec, **self._detector_kwargs())
         self.tracker = tracker
         if self.tracker is None and s.detect:
             from crowdsight.tracking import make_tracker
@@ -147,7 +146,7 @@ class CameraPipeline:
         if self.describer is None and s.detect and s.describe:
             from crowdsight.describe import TrackDescriber
 
-            self.describer = TrackDescriber.learned()
+            self.describer = TrackDescriber.learned(runtime=s.runtime)
         self.reset()
 
     def _detector_kwargs(self) -> dict[str, Any]:
@@ -159,10 +158,10 @@ class CameraPipeline:
             from crowdsight.perception.slicing import SliceSettings
 
             kwargs["slicing"] = SliceSettings(
-                min_frame_px=auto_slice_px(s.detector) if s.slicing == "auto" else 0
+                min_frame_px=auto_slice_px(s.detector.spec) if s.slicing == "auto" else 0
             )
-        if s.detector_classes and s.detector.lower().endswith(".onnx"):
-            kwargs["class_names_file"] = Path(s.detector_classes)
+        if s.detector.classes is not None:
+            kwargs["class_names_file"] = s.detector.classes
         return kwargs
 
     def reset(self) -> None:

@@ -277,7 +277,7 @@ def run_worker(
     )
     settings = PipelineSettings(
         density=cfg.density_every_s is not None,
-        density_every_s=cfg.density_every_s,
+        density_every_s=cfg.density_every_s or 0.0,
         density_async=True,
         slicing=cfg.slicing,
         describe=True,

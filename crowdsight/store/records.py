@@ -12,6 +12,13 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from crowdsight.config.camera import (
+    DENSITY_EVERY_S_DEFAULT,
+    DETECT_EVERY_DEFAULT,
+    DensityEverySeconds,
+    DetectEvery,
+)
+
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -79,19 +86,8 @@ class Camera(Record):
     )
     loop: bool = Field(default=False, description="Restart a file source when it ends.")
     enabled: bool = Field(default=True, description="Whether the runner processes this camera.")
-    detect_every: int = Field(
-        default=1,
-        ge=1,
-        le=1000,
-        description="Run the detector on every N-th frame; higher saves CPU, tracks coarser.",
-    )
-    density_every_s: float = Field(
-        default=1.0,
-        gt=0,
-        le=3600,
-        allow_inf_nan=False,
-        description="Seconds between crowd-density estimates (the costly model).",
-    )
+    detect_every: DetectEvery = DETECT_EVERY_DEFAULT
+    density_every_s: DensityEverySeconds = DENSITY_EVERY_S_DEFAULT
     scene: dict[str, Any] = Field(
         default_factory=dict,
         description="Scene configuration as JSON: zones, lines, calibration and event rules.",
