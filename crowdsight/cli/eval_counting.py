@@ -84,12 +84,14 @@ def eval_counting(
     density and fused counts are all reported.
     """
     from crowdsight.core.types import Frame
+    from crowdsight.models.runtime import RuntimeConfig
     from crowdsight.perception.density import DensityEstimator, estimate_at_scale
     from crowdsight.perception.density_scale import scale_for_heights
     from crowdsight.perception.fusion import fuse_counts, person_boxes
 
+    runtime = RuntimeConfig.from_env()  # the edge: CROWDSIGHT_PROVIDERS read here
     items = iter_items(images, points, fmt, rng)[::step]
-    est = DensityEstimator()
+    est = DensityEstimator(runtime=runtime)
     detector: Any = None
     if auto_scale or fuse:
         from crowdsight.perception.detector import build_detector
@@ -97,7 +99,10 @@ def eval_counting(
 
         # The pipeline's defaults: confidence 0.4, slicing frames of 1 MP and more.
         detector = build_detector(
-            "ssdlite", conf_threshold=0.4, slicing=SliceSettings(min_frame_px=1_000_000)
+            "ssdlite",
+            conf_threshold=0.4,
+            slicing=SliceSettings(min_frame_px=1_000_000),
+            runtime=runtime,
         )
     rows: list[dict[str, str | float]] = []
     errs: dict[str, list[float]] = {"fused": [], "density": [], "detection": []}

@@ -277,12 +277,14 @@ def eval_detection(
 ) -> None:
     """AP50 per class (person, car, bicycle, motorcycle) on MOTChallenge frames and,
     optionally, Mall head-point recall."""
+    from crowdsight.models.runtime import RuntimeConfig
     from crowdsight.perception.detector import build_detector
     from crowdsight.perception.slicing import SliceSettings
 
     slicing = SliceSettings() if slice_frames else None
+    runtime = RuntimeConfig.from_env()  # the edge: CROWDSIGHT_PROVIDERS read here
     accs, n_images = evaluate_mot_classes(
-        build_detector(detector, conf_threshold=conf, slicing=slicing).detect,
+        build_detector(detector, conf_threshold=conf, slicing=slicing, runtime=runtime).detect,
         mot,
         tuple(MOT_CLASSES),
     )
@@ -297,7 +299,7 @@ def eval_detection(
         console.print(f"  {c:<10} AP50 {row['ap50']:.3f}  ({row['n_gt']} boxes)")
     recall: float | None = None
     if mall_frames is not None and mall_gt is not None:
-        det = build_detector(detector, conf_threshold=mall_conf, slicing=slicing)
+        det = build_detector(detector, conf_threshold=mall_conf, slicing=slicing, runtime=runtime)
         recall = evaluate_mall(det.detect, mall_frames, mall_gt, rng)
         console.print(f"Mall: head recall {recall:.3f} at score ≥ {mall_conf}")
     result = {

@@ -153,9 +153,10 @@ def eval_redaction(
 
 
 def _density_estimator() -> DensityEstimator:
+    from crowdsight.models.runtime import RuntimeConfig
     from crowdsight.perception.density import DensityEstimator
 
-    return DensityEstimator()
+    return DensityEstimator(runtime=RuntimeConfig.from_env())  # the edge: env read here
 
 
 def _people_detector(slicing: bool, name: str = "ssdlite") -> Detector | None:
@@ -167,7 +168,13 @@ def _people_detector(slicing: bool, name: str = "ssdlite") -> Detector | None:
         from crowdsight.perception.slicing import SliceSettings
 
         tiles = SliceSettings(slice_wh=(320, 240), min_frame_px=0) if slicing else None
-        kwargs: dict[str, Any] = {"conf_threshold": 0.3, "slicing": tiles}
+        from crowdsight.models.runtime import RuntimeConfig
+
+        kwargs: dict[str, Any] = {
+            "conf_threshold": 0.3,
+            "slicing": tiles,
+            "runtime": RuntimeConfig.from_env(),  # the edge: env read here
+        }
         if name == "nanodet":
             kwargs["classes"] = ("person",)
         return build_detector(name, **kwargs)

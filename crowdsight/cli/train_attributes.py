@@ -66,7 +66,9 @@ def load_features(
 
     def make() -> CropFeatures:
         if not extractor:
-            extractor.append(CropFeatures(threads=threads))
+            from crowdsight.models.runtime import RuntimeConfig
+
+            extractor.append(CropFeatures(threads=threads, runtime=RuntimeConfig.from_env()))
         return extractor[0]
 
     items: list[peta.PetaItem] = []
