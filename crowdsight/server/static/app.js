@@ -55,6 +55,26 @@ function swatch(color) {
   return el;
 }
 
+/**
+ * Bounds, default and help of the camera form's number inputs, read from the API's own
+ * schema (the `Camera` model in /openapi.json), so the form never disagrees with the server:
+ * each setting is declared once, in crowdsight.config.camera.
+ */
+async function applyCameraSchema(form) {
+  const spec = await api("/openapi.json");
+  const props = spec?.components?.schemas?.Camera?.properties ?? {};
+  for (const input of form.querySelectorAll("input[type=number][name]")) {
+    const field = props[input.name];
+    if (!field) continue;
+    for (const [attr, key] of [["min", "minimum"], ["max", "maximum"]]) {
+      if (typeof field[key] === "number") input.setAttribute(attr, String(field[key]));
+    }
+    if (field.default !== undefined) input.defaultValue = String(field.default);
+    if (field.description) input.title = field.description;
+  }
+  form.dataset.schema = "loaded";
+}
+
 /** Safety events still going on come first (critical before warning), then the rest by time. */
 const SEVERITY_RANK = { critical: 0, warning: 1 };
 const openSafetyFirst = (events) => {
@@ -695,6 +715,7 @@ const app = {
     const dlg = $("[data-testid=add-camera-dialog]");
     const form = $("[data-testid=add-camera-form]");
     const err = $("[data-testid=add-camera-error]");
+    applyCameraSchema(form).catch(() => {}); // without the schema the server still validates
     $("[data-testid=add-camera-open]").addEventListener("click", () => {
       err.textContent = "";
       dlg.showModal();
@@ -711,9 +732,10 @@ const app = {
         source: f("source").value.trim(),
         loop: f("loop").checked,
         enabled: f("enabled").checked,
-        detect_every: Number(f("detect_every").value || 1),
-        density_every_s: Number(f("density_every_s").value || 1),
       };
+      for (const name of ["detect_every", "density_every_s"]) {
+        if (f(name).value !== "") body[name] = Number(f(name).value); // empty: server default
+      }
       try {
         await api("/api/cameras", { method: "POST", body });
         dlg.close();
