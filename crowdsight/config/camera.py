@@ -3,7 +3,8 @@
 Each setting is declared here once, as an ``Annotated`` type that carries its bounds and its
 description, with its default beside it. `crowdsight.config.pipeline.PipelineSettings`, the
 stored `crowdsight.store.records.Camera` (hence the API's camera schema and the dashboard
-form, which reads the bounds from that schema), the database table and the CLI options
+form, which reads the bounds from that schema), the database table's CHECK constraints and
+the CLI options
 (`crowdsight.cli.options`) all use these, so a bound cannot drift between them.
 
 Example:
@@ -22,15 +23,18 @@ from typing import Annotated
 
 from pydantic import Field
 
-#: Highest ``detect_every``: beyond 1000 frames (40 s at 25 fps) tracks cannot coast.
+# Bounds chosen a priori, not on data: 1 = every frame; beyond 1000 frames (40 s at 25 fps)
+# a track cannot coast between detections. 0 s = a density map on every frame; one map an
+# hour is a snapshot, not a series. The database's CHECK constraints use the same numbers.
+DETECT_EVERY_MIN = 1
 DETECT_EVERY_MAX = 1000
-#: Highest ``density_every_s``: one density map an hour is already a snapshot, not a series.
+DENSITY_EVERY_S_MIN = 0.0
 DENSITY_EVERY_S_MAX = 3600.0
 
 DetectEvery = Annotated[
     int,
     Field(
-        ge=1,
+        ge=DETECT_EVERY_MIN,
         le=DETECT_EVERY_MAX,
         description="Run the detector on every N-th frame; tracks coast on the frames between. "
         "Higher saves CPU; tracks get coarser.",
@@ -41,7 +45,7 @@ DETECT_EVERY_DEFAULT = 1
 DensityEverySeconds = Annotated[
     float,
     Field(
-        ge=0,
+        ge=DENSITY_EVERY_S_MIN,
         le=DENSITY_EVERY_S_MAX,
         allow_inf_nan=False,
         description="Seconds of video between crowd-density estimates (0: every frame). "

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Float,
     ForeignKey,
     Index,
@@ -26,6 +27,13 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column
+
+from crowdsight.config.camera import (
+    DENSITY_EVERY_S_MAX,
+    DENSITY_EVERY_S_MIN,
+    DETECT_EVERY_MAX,
+    DETECT_EVERY_MIN,
+)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -46,6 +54,17 @@ class CameraRow(Base):
     """A configured camera; ``scene`` is the scene config (zones, lines, rules) as JSON."""
 
     __tablename__ = "cameras"
+    __table_args__ = (
+        CheckConstraint(
+            f"detect_every >= {DETECT_EVERY_MIN} AND detect_every <= {DETECT_EVERY_MAX}",
+            name="detect_every_range",
+        ),
+        CheckConstraint(
+            f"density_every_s >= {DENSITY_EVERY_S_MIN} "
+            f"AND density_every_s <= {DENSITY_EVERY_S_MAX}",
+            name="density_every_s_range",
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))

@@ -261,3 +261,58 @@ def test_retention_deletes_old_rows_and_snapshot_files(url: str, tmp_path: Path)
         assert not snapshot.exists()
         assert [p.ts_s for p in s.query_metrics("c", "n", bucket_s=5.0)] == [5_000.0]
         assert [d.track_id for d in s.query_descriptions()] == [2]
+
+
+_CAMERA_ROW = {
+    "id": "cam",
+    "name": "Cam",
+    "source": "0",
+    "loop": False,
+    "enabled": True,
+    "detect_every": 1,
+    "density_every_s": 1.0,
+    "scene": {},
+    "created_at": 0.0,
+    "updated_at": 0.0,
+}
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("detect_every", 0),
+        ("detect_every", 1001),
+        ("density_every_s", -0.5),
+        ("density_every_s", 3601.0),
+    ],
+)
+def test_database_refuses_cadences_outside_the_config_bounds(
+    url: str, column: str, value: float
+) -> None:
+    """The CHECK constraints hold the bounds of `crowdsight.config.camera`, past pydantic."""
+    from sqlalchemy.exc import IntegrityError
+
+    from crowdsight.store.tables import CameraRow
+
+    with open_store(url) as s:
+        with pytest.raises(IntegrityError), s.engine.begin() as conn:
+            conn.execute(CameraRow.__table__.insert().values(**{**_CAMERA_ROW, column: value}))
+        with s.engine.begin() as conn:  # the bounds themselves are allowed
+            conn.execute(
+                CameraRow.__table__.insert().values(
+                    **{**_CAMERA_ROW, "detect_every": 1000, "density_every_s": 0.0}
+                )
+            )
+        assert s.get_camera("cam") is not None
+
+
+def test_cadence_checks_migrate_an_existing_database(url: str) -> None:
+    from crowdsight.store.tables import CameraRow
+
+    with open_store(url) as s:
+        store_migrate.downgrade(s.engine, "0002")
+        with s.engine.begin() as conn:
+            conn.execute(CameraRow.__table__.insert().values(**_CAMERA_ROW))
+        s.migrate()
+        camera = s.get_camera("cam")
+        assert camera is not None and camera.detect_every == 1
