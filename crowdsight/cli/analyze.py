@@ -23,8 +23,8 @@ from crowdsight.config.pipeline import (
     OnnxDetector,
     PipelineSettings,
 )
+from crowdsight.config.runtime import Backend, RuntimeConfig
 from crowdsight.core.errors import ConfigError
-from crowdsight.models.runtime import Backend, RuntimeConfig
 
 console = Console(stderr=True)
 

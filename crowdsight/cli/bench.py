@@ -15,8 +15,8 @@ from rich.console import Console
 from crowdsight.cli.apps import app
 from crowdsight.cli.options import setting_default, setting_option
 from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings, live_defaults
+from crowdsight.config.runtime import Backend, RuntimeConfig
 from crowdsight.core.errors import ConfigError
-from crowdsight.models.runtime import Backend, RuntimeConfig
 
 console = Console(stderr=True)
 

@@ -83,8 +83,8 @@ def eval_counting(
     person boxes are counted one each and the density under them dropped; the detection,
     density and fused counts are all reported.
     """
+    from crowdsight.config.runtime import RuntimeConfig
     from crowdsight.core.types import Frame
-    from crowdsight.models.runtime import RuntimeConfig
     from crowdsight.perception.density import DensityEstimator, estimate_at_scale
     from crowdsight.perception.density_scale import scale_for_heights
     from crowdsight.perception.fusion import fuse_counts, person_boxes

@@ -277,7 +277,7 @@ def eval_detection(
 ) -> None:
     """AP50 per class (person, car, bicycle, motorcycle) on MOTChallenge frames and,
     optionally, Mall head-point recall."""
-    from crowdsight.models.runtime import RuntimeConfig
+    from crowdsight.config.runtime import RuntimeConfig
     from crowdsight.perception.detector import build_detector
     from crowdsight.perception.slicing import SliceSettings
 

@@ -153,7 +153,7 @@ def eval_redaction(
 
 
 def _density_estimator() -> DensityEstimator:
-    from crowdsight.models.runtime import RuntimeConfig
+    from crowdsight.config.runtime import RuntimeConfig
     from crowdsight.perception.density import DensityEstimator
 
     return DensityEstimator(runtime=RuntimeConfig.from_env())  # the edge: env read here
@@ -168,7 +168,7 @@ def _people_detector(slicing: bool, name: str = "ssdlite") -> Detector | None:
         from crowdsight.perception.slicing import SliceSettings
 
         tiles = SliceSettings(slice_wh=(320, 240), min_frame_px=0) if slicing else None
-        from crowdsight.models.runtime import RuntimeConfig
+        from crowdsight.config.runtime import RuntimeConfig
 
         kwargs: dict[str, Any] = {
             "conf_threshold": 0.3,

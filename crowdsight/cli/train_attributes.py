@@ -66,7 +66,7 @@ def load_features(
 
     def make() -> CropFeatures:
         if not extractor:
-            from crowdsight.models.runtime import RuntimeConfig
+            from crowdsight.config.runtime import RuntimeConfig
 
             extractor.append(CropFeatures(threads=threads, runtime=RuntimeConfig.from_env()))
         return extractor[0]

@@ -18,7 +18,7 @@ from crowdsight.config.camera import (
     DensityEverySeconds,
     DetectEvery,
 )
-from crowdsight.models.runtime import RuntimeConfig
+from crowdsight.config.runtime import RuntimeConfig
 
 #: Detectors shipped with crowdsight, by name ("a+b": both, their boxes merged).
 BundledName = Literal["nanodet", "ssdlite", "nanodet+ssdlite"]

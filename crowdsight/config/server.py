@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from crowdsight.config.outputs import DeliverySettings, MqttSettings, WebhookSettings
-from crowdsight.sources.policy import SourcePolicy
+from crowdsight.config.sources import SourcePolicy
 
 
 class TlsSettings(BaseModel):

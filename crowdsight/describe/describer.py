@@ -47,7 +47,7 @@ from crowdsight.describe.colours import (
 from crowdsight.describe.heads import AttributeHeads
 
 if TYPE_CHECKING:
-    from crowdsight.models.runtime import RuntimeConfig
+    from crowdsight.config.runtime import RuntimeConfig
 
 log = logging.getLogger(__name__)
 

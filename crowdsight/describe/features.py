@@ -35,7 +35,7 @@ from crowdsight.core.types import FloatArray, ImageRGB
 from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, region_pixels, region_votes
 
 if TYPE_CHECKING:
-    from crowdsight.models.runtime import RuntimeConfig
+    from crowdsight.config.runtime import RuntimeConfig
 
 #: Every crop is resized to this (w, h) before feature extraction, so all datasets and all
 #: camera resolutions look alike to the heads (PETA crops are mostly 48–64 px wide).
@@ -128,7 +128,8 @@ class CropFeatures:
                     f"{exc} (models installed before the clothing heads lack the VGG front "
                     "end: run `crowdsight models install --force csrnet`)"
                 ) from exc
-        from crowdsight.models.runtime import RuntimeConfig, load_runtime
+        from crowdsight.config.runtime import RuntimeConfig
+        from crowdsight.models.runtime import load_runtime
 
         self.source = vgg_onnx
         self._runtime = load_runtime(vgg_onnx, (runtime or RuntimeConfig()).with_threads(threads))

@@ -1,23 +1,20 @@
 """One `Runtime` under every model: ``run({input name: array}) -> [outputs in graph order]``.
 
-The backend is a typed choice (`RuntimeConfig.backend`): ``onnxruntime`` (CPU, or CUDA /
-TensorRT execution providers when the installed onnxruntime has them) or ``torch``
-(`crowdsight.models.torch_backend.TorchRuntime`, the same ONNX files through PyTorch, fp16
-on CUDA). Models never talk to a backend directly: they call `load_runtime` and then only
-``run``, ``inputs`` and ``outputs``, so adding a backend is one class here and one word in
-`Backend`. TFLite files (BlazeFace) run on OpenCV's DNN module whatever the backend, since
-neither ONNX Runtime nor torch reads them.
+The backend is a typed choice (`crowdsight.config.runtime.RuntimeConfig.backend`):
+``onnxruntime`` (CPU, or CUDA / TensorRT execution providers when the installed onnxruntime
+has them) or ``torch`` (`crowdsight.models.torch_backend.TorchRuntime`, the same ONNX files
+through PyTorch, fp16 on CUDA). Models never talk to a backend directly: they call
+`load_runtime` and then only ``run``, ``inputs`` and ``outputs``, so adding a backend is one
+class here and one word in `crowdsight.config.runtime.Backend`. TFLite files (BlazeFace) run
+on OpenCV's DNN module whatever the backend, since neither ONNX Runtime nor torch reads them.
 
-The environment variables ``CROWDSIGHT_PROVIDERS`` (comma-separated execution providers, best
-first) and ``CROWDSIGHT_ORT_SPIN`` (``1``: let idle ONNX Runtime threads spin) are read in one
-place, `RuntimeConfig.from_env`, which only the edges call (CLI commands and the serve config
-loader, through `crowdsight.config.pipeline.with_runtime_env`); a model built without a config
-gets ONNX Runtime's defaults, whatever the environment says.
+The environment variables ``CROWDSIGHT_PROVIDERS`` / ``CROWDSIGHT_ORT_SPIN`` are read only by
+`RuntimeConfig.from_env`, which only the edges call (CLI commands and the serve config
+loader); a model built without a config gets ONNX Runtime's defaults, whatever the
+environment says.
 
 Example:
-    >>> cfg = RuntimeConfig.from_env({"CROWDSIGHT_PROVIDERS": "CPUExecutionProvider"})
-    >>> cfg.backend, cfg.providers
-    ('onnxruntime', ('CPUExecutionProvider',))
+    >>> cfg = RuntimeConfig(providers=("CPUExecutionProvider",))
     >>> rt = load_runtime(Path("csrnet.onnx"), cfg)          # doctest: +SKIP
     >>> rt.run({"image": x})[0].shape                         # doctest: +SKIP
     (1, 1, 60, 80)
@@ -25,24 +22,21 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
 
+from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.models.spec import TensorSpec
 
 __all__ = [
-    "Backend",
     "OpenCvDnnRuntime",
     "OrtRuntime",
     "Runtime",
-    "RuntimeConfig",
     "TensorSpec",
     "available_providers",
     "load_runtime",
@@ -51,69 +45,6 @@ __all__ = [
 ]
 
 Array = npt.NDArray[Any]
-Backend = Literal["onnxruntime", "torch"]
-
-#: ONNX Runtime execution providers tried by default, best first (those missing are skipped).
-DEFAULT_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-
-
-class RuntimeConfig(BaseModel):
-    """Which backend runs the models and how (a boundary object; read once, passed down)."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
-
-    backend: Backend = Field(
-        "onnxruntime",
-        description="Model runtime: 'onnxruntime' (default; CPU, or CUDA/TensorRT providers "
-        "when installed) or 'torch' (the same ONNX graphs through PyTorch, fp16 on CUDA; "
-        "needs the 'gpu' extra).",
-    )
-    device: str = Field(
-        "auto",
-        description="torch device: 'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'. "
-        "ONNX Runtime picks its device through `providers`.",
-    )
-    threads: int | None = Field(
-        None,
-        ge=1,
-        description="Intra-op threads of one model (None: the backend's default, all cores).",
-    )
-    providers: tuple[str, ...] = Field(
-        DEFAULT_PROVIDERS,
-        description="ONNX Runtime execution providers to try, best first; those the "
-        "installed onnxruntime lacks are skipped (CPU when none is left).",
-    )
-    spin: bool = Field(
-        False,
-        description="Let idle ONNX Runtime threads spin. Off: they sleep between inferences, "
-        "so decoding, tracking and other cameras' sessions get the cores.",
-    )
-    dynamic_batch: bool = Field(
-        False,
-        description="Free the first axis of ONNX inputs/outputs so batches of any size run "
-        "(cross-camera batching; the exporters fix it to 1). Reads the graph with onnx.",
-    )
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **fields: Any) -> RuntimeConfig:
-        """The config with ``CROWDSIGHT_PROVIDERS`` / ``CROWDSIGHT_ORT_SPIN`` applied.
-
-        Args:
-            environ: Variables to read (default: the process environment).
-            **fields: Other fields to set (``backend``, ``threads``, ...).
-        """
-        env = os.environ if environ is None else environ
-        wanted = env.get("CROWDSIGHT_PROVIDERS", "")
-        providers = tuple(p.strip() for p in wanted.split(",") if p.strip())
-        if providers:
-            fields.setdefault("providers", providers)
-        if env.get("CROWDSIGHT_ORT_SPIN", "0") == "1":
-            fields.setdefault("spin", True)
-        return cls(**fields)
-
-    def with_threads(self, threads: int | None) -> RuntimeConfig:
-        """This config with another thread count (None keeps this one's)."""
-        return self if threads is None else self.model_copy(update={"threads": threads})
 
 
 @runtime_checkable

@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.types import DensityMap, FloatArray, ImageRGB
 from crowdsight.models.manifest import NORMALISATIONS, installed_model
-from crowdsight.models.runtime import RuntimeConfig, load_runtime
+from crowdsight.models.runtime import load_runtime
 
 STRIDE = 8
 #: The graph normalises with the ImageNet mean/std (manifest ``extra["normalisation"]``), so

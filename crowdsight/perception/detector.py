@@ -25,10 +25,11 @@ import numpy as np
 import numpy.typing as npt
 import supervision as sv
 
+from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.core.types import CLASS_NAME, Detections, FloatArray, Frame, ImageRGB
 from crowdsight.models.manifest import installed_model
-from crowdsight.models.runtime import RuntimeConfig, load_runtime
+from crowdsight.models.runtime import load_runtime
 from crowdsight.perception.base import Detector, make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 

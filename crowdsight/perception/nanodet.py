@@ -21,10 +21,11 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
 from crowdsight.models.manifest import installed_model
-from crowdsight.models.runtime import RuntimeConfig, load_runtime
+from crowdsight.models.runtime import load_runtime
 from crowdsight.perception.base import classwise_nms, make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 from crowdsight.perception.yolo import COCO_CLASSES

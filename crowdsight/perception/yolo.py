@@ -30,9 +30,10 @@ import numpy as np
 import numpy.typing as npt
 import yaml
 
+from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.core.types import Detections, FloatArray, Frame, ImageRGB
-from crowdsight.models.runtime import RuntimeConfig, load_runtime
+from crowdsight.models.runtime import load_runtime
 from crowdsight.perception.base import classwise_nms, make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 

@@ -37,12 +37,13 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from crowdsight.config.runtime import Backend, RuntimeConfig
 from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame, ImageRGB
 from crowdsight.models.batching import BatchingRuntime, BatchStats
 from crowdsight.models.manifest import installed_model
-from crowdsight.models.runtime import Backend, Runtime, RuntimeConfig, TensorSpec, load_runtime
+from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime
 
 RunnerKind = Literal["local", "ray"]
 

@@ -2,8 +2,8 @@
 
 A camera source is an address the server will open on an operator's behalf: a file path makes
 it read local files (and show them to viewers as snapshots), a URL makes it connect somewhere
-every few seconds. `SourcePolicy` bounds both, from the server's configuration file, which only
-whoever administers the host can change:
+every few seconds. `SourcePolicy` (`crowdsight.config.sources`) bounds both, from the server's
+configuration file, which only whoever administers the host can change:
 
 - URLs: only the listed ``schemes``; hosts that are (or resolve to) loopback, link-local,
   unspecified, multicast or reserved addresses are refused unless listed in ``allow_hosts``
@@ -38,43 +38,12 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from crowdsight.config.sources import SourcePolicy
 from crowdsight.core.errors import InputError
 
 _CREDENTIALS = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]*@")
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-class SourcePolicy(BaseModel):
-    """Camera sources the API accepts (``server.sources`` in the serve config).
-
-    Cameras listed in the serve config file itself are trusted (the file is the admin's);
-    the policy applies to cameras created or changed through the API.
-    """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    schemes: list[str] = Field(
-        default_factory=lambda: ["rtsp", "rtsps", "http", "https"],
-        description="URL schemes a camera source may use.",
-    )
-    media_roots: list[Path] = Field(
-        default_factory=list,
-        description="Folders whose files and sub-folders may be camera sources (none by "
-        "default: local files are refused).",
-    )
-    webcams: bool = Field(default=True, description="Allow webcam indices ('0', '1', ...).")
-    allow_hosts: list[str] = Field(
-        default_factory=list,
-        description="Host names, IP addresses or networks (CIDR) allowed even when they are "
-        "loopback or link-local, e.g. '127.0.0.1' for a local RTSP relay.",
-    )
-    deny_hosts: list[str] = Field(
-        default_factory=list,
-        description="Host names, IP addresses or networks (CIDR) always refused.",
-    )
 
 
 def redact_source(source: str) -> str:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from crowdsight.config.sources import SourcePolicy
 from crowdsight.core.errors import InputError
-from crowdsight.sources.policy import SourcePolicy, check_source
+from crowdsight.sources.policy import check_source
 from crowdsight.store import Store
 from tests.api.conftest import FakeRunner, bearer, login, make_client
 

@@ -27,8 +27,8 @@ from crowdsight.config.pipeline import (
     live_defaults,
     with_runtime_env,
 )
+from crowdsight.config.runtime import DEFAULT_PROVIDERS, RuntimeConfig
 from crowdsight.config.server import ServerSettings
-from crowdsight.models.runtime import DEFAULT_PROVIDERS, RuntimeConfig
 from crowdsight.store.records import Camera
 
 LIVE = live_defaults()
@@ -176,3 +176,21 @@ def test_serve_config_applies_the_environment(
     loaded = load_serve_config(cfg).runner.pipeline
     assert loaded.detector == BundledDetector(type="ssdlite") and loaded.detect_every == 2
     assert loaded.runtime.providers == ("CPUExecutionProvider",)
+
+
+def test_config_sits_below_everything_but_core() -> None:
+    """`crowdsight.config` imports only itself and `core` (the serve root also lists cameras)."""
+    from tests.unit.test_import_graph import import_graph
+
+    allowed_extra = {"crowdsight.config.serve": {"crowdsight.store.records"}}
+    graph = import_graph()
+    bad = {
+        module: sorted(
+            dep
+            for dep in deps - allowed_extra.get(module, set())
+            if not dep.startswith(("crowdsight.config", "crowdsight.core"))
+        )
+        for module, deps in graph.items()
+        if module.startswith("crowdsight.config")
+    }
+    assert {m: d for m, d in bad.items() if d} == {}

@@ -12,14 +12,9 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper
 
+from crowdsight.config.runtime import DEFAULT_PROVIDERS, RuntimeConfig
 from crowdsight.core.errors import ModelError
-from crowdsight.models.runtime import (
-    DEFAULT_PROVIDERS,
-    OrtRuntime,
-    Runtime,
-    RuntimeConfig,
-    load_runtime,
-)
+from crowdsight.models.runtime import OrtRuntime, Runtime, load_runtime
 from tests.conftest import require_model
 
 
