@@ -13,7 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from crowdsight.config.pipeline import with_runtime_env
+from crowdsight.config.pipeline import OnnxDetector, with_runtime_env
 from crowdsight.config.runner import RunnerSettings
 from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import ConfigError
@@ -103,7 +103,22 @@ def load_serve_config(path: Path | None) -> ServeConfig:
     except ValidationError as exc:
         raise ConfigError(_format_error(path, exc)) from None
     _check_cameras(cfg, path)
-    return _with_env(cfg)
+    return _with_env(_resolve_detector(cfg, path.parent))
+
+
+def _resolve_detector(cfg: ServeConfig, folder: Path) -> ServeConfig:
+    """A detector file (and its class names) given relative to the config: from its folder."""
+    detector = cfg.runner.pipeline.detector
+    if not isinstance(detector, OnnxDetector):
+        return cfg
+
+    def resolve(p: Path | None) -> Path | None:
+        return None if p is None or p.expanduser().is_absolute() else (folder / p).resolve()
+
+    files = {"path": resolve(detector.path), "classes": resolve(detector.classes)}
+    detector = detector.model_copy(update={k: v for k, v in files.items() if v is not None})
+    pipeline = cfg.runner.pipeline.model_copy(update={"detector": detector})
+    return cfg.model_copy(update={"runner": cfg.runner.model_copy(update={"pipeline": pipeline})})
 
 
 def _with_env(cfg: ServeConfig) -> ServeConfig:

@@ -176,6 +176,9 @@ def test_serve_config_applies_the_environment(
     loaded = load_serve_config(cfg).runner.pipeline
     assert loaded.detector == BundledDetector(type="ssdlite") and loaded.detect_every == 2
     assert loaded.runtime.providers == ("CPUExecutionProvider",)
+    cfg.write_text("runner: {pipeline: {detector: {type: onnx, path: m/y.onnx, classes: c.txt}}}")
+    onnx = load_serve_config(cfg).runner.pipeline.detector
+    assert onnx == OnnxDetector(path=tmp_path / "m/y.onnx", classes=tmp_path / "c.txt")
 
 
 def test_config_sits_below_everything_but_core() -> None:
