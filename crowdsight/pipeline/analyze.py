@@ -266,7 +266,7 @@ def _summary(
         "tracks": {"unique_by_class": tracks.unique_by_class(), "total": len(tracks.tracks)},
         "events": events.by_type,
         "scene": pipeline.summary(),
-        "settings": pipeline.settings.model_dump(),
+        "settings": pipeline.settings.model_dump(mode="json"),
         "privacy": {"redaction": "on" if redact else "OFF (explicitly disabled by --no-redact)"},
         "error": str(error) if error is not None else None,
     }
