@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -20,6 +20,7 @@ from crowdsight.cli.apps import app
 from crowdsight.cli.options import setting_default, setting_option
 from crowdsight.config.pipeline import (
     DEFAULT_DETECTOR,
+    Mode,
     OnnxDetector,
     PipelineSettings,
 )
@@ -39,7 +40,6 @@ def build_scene(scene_file: Path | None) -> Any:
 
 
 P = PipelineSettings
-Slicing = Literal["auto", "on", "off"]
 
 
 @app.command()
@@ -69,7 +69,7 @@ def analyze(
     detect_every: Annotated[int, setting_option(P, "detect_every")] = setting_default(
         P, "detect_every"
     ),
-    slicing: Annotated[Slicing, setting_option(P, "slicing")] = setting_default(P, "slicing"),
+    slicing: Annotated[Mode, setting_option(P, "slicing")] = setting_default(P, "slicing"),
     describe: Annotated[bool, setting_option(P, "describe")] = setting_default(P, "describe"),
     backend: Annotated[Backend, setting_option(RuntimeConfig, "backend")] = setting_default(
         RuntimeConfig, "backend"

@@ -6,7 +6,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -14,7 +14,7 @@ from rich.console import Console
 
 from crowdsight.cli.apps import app
 from crowdsight.cli.options import setting_default, setting_option
-from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings, live_defaults
+from crowdsight.config.pipeline import DEFAULT_DETECTOR, Mode, PipelineSettings, live_defaults
 from crowdsight.config.runtime import Backend, RuntimeConfig
 from crowdsight.core.errors import ConfigError
 
@@ -95,9 +95,9 @@ def bench(
     detector_threads: Annotated[
         int | None, setting_option(P, "detector_threads")
     ] = setting_default(LIVE, "detector_threads"),
-    detect_ahead: Annotated[
-        Literal["auto", "on", "off"], setting_option(P, "detect_ahead")
-    ] = setting_default(LIVE, "detect_ahead"),
+    detect_ahead: Annotated[Mode, setting_option(P, "detect_ahead")] = setting_default(
+        LIVE, "detect_ahead"
+    ),
     density_threads: Annotated[
         int | None, setting_option(P, "density_threads", help="Here: 1 by default, as `serve`.")
     ] = setting_default(LIVE, "density_threads"),

@@ -5,9 +5,9 @@ A setting is declared once, on its pydantic model (`crowdsight.config`): type, b
 a typer option with the same help text and bounds, and `setting_default` gives its default,
 so ``--density-every-s`` cannot drift from `PipelineSettings.density_every_s`.
 
-Exclusive bounds (``gt``/``lt``) have no click range type; they are shown as the closed range
-and enforced by validating the value against the field itself (a callback), so the CLI
-refuses exactly what the model refuses, with pydantic's reason in one line.
+Every value is also validated as the model's field (a callback), so the CLI refuses exactly
+what the model refuses (exclusive bounds, which click ranges cannot show, an unknown detector),
+with pydantic's reason in one line instead of a traceback.
 
 Example:
     >>> from crowdsight.config.pipeline import PipelineSettings
@@ -18,10 +18,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import typer
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 __all__ = ["field_bounds", "setting_default", "setting_option"]
@@ -54,15 +54,14 @@ def setting_default(model: type[BaseModel] | BaseModel, name: str) -> Any:
     return model.model_fields[name].get_default(call_default_factory=True)
 
 
-def _validator(field: FieldInfo, flag: str) -> Any:
-    """A typer callback checking a value against the field (None passes: 'not given')."""
-    adapter: TypeAdapter[Any] = TypeAdapter(Annotated[Any, *field.metadata])
+def _validator(model: type[BaseModel], name: str, flag: str) -> Any:
+    """A typer callback validating a value as ``model``'s field ``name`` (None: not given)."""
 
     def check(value: Any) -> Any:
         if value is None:
             return value
         try:
-            adapter.validate_python(value)
+            model.__pydantic_validator__.validate_assignment(model.model_construct(), name, value)
         except ValidationError as exc:
             raise typer.BadParameter(exc.errors()[0]["msg"], param_hint=flag) from None
         return value
@@ -98,5 +97,5 @@ def setting_option(
         help=text,
         min=low,
         max=high,
-        callback=_validator(field, flag) if ("gt" in bounds or "lt" in bounds) else None,
+        callback=_validator(model, name, flag),
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -19,6 +19,9 @@ from crowdsight.config.camera import (
     DetectEvery,
 )
 from crowdsight.config.runtime import RuntimeConfig
+
+#: An optional speed-up: "auto" (decided from the frame or the device), "on" or "off".
+Mode = Literal["auto", "on", "off"]
 
 #: Detectors shipped with crowdsight, by name ("a+b": both, their boxes merged).
 BundledName = Literal["nanodet", "ssdlite", "nanodet+ssdlite"]
@@ -69,6 +72,9 @@ def _detector_shorthand(value: Any) -> Any:
     text = value.strip()
     if text.lower().endswith(".onnx"):
         return {"type": "onnx", "path": text}
+    if text.lower() not in get_args(BundledName):
+        names = ", ".join(get_args(BundledName))
+        raise ValueError(f"unknown detector {text!r}: use {names} or the path of a .onnx file")
     return {"type": text.lower()}
 
 
@@ -127,7 +133,7 @@ class PipelineSettings(BaseModel):
         "cameras on one machine, cores / cameras avoids oversubscription; on 2 cores, 1 "
         "leaves a core for decoding and tracking (higher bench ratio, lower fps).",
     )
-    detect_ahead: Literal["auto", "on", "off"] = Field(
+    detect_ahead: Mode = Field(
         "auto",
         description="When a stream of frames is processed (analyze, bench), detect on the "
         "next frame in a helper thread while this one is tracked. 'auto': only when "
@@ -149,7 +155,7 @@ class PipelineSettings(BaseModel):
         description="Minimum detection confidence (None: the detector's own default, 0.35 "
         "for nanodet, 0.4 for ssdlite, 0.25 for YOLO files).",
     )
-    slicing: Literal["auto", "on", "off"] = Field(
+    slicing: Mode = Field(
         "auto",
         description="Sliced inference (overlapping tiles + the whole frame, merged) so small, "
         "distant people are found in large frames. 'auto' slices frames of 1 MP or more "

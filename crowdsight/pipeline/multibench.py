@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from crowdsight.config.pipeline import Mode
 from crowdsight.config.runtime import Backend, RuntimeConfig
 from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.core.memory import peak_rss_mb
@@ -81,7 +82,7 @@ class MultiBenchConfig:
     max_batch: int = 32
     max_wait_ms: float = 5.0
     density_every_s: float | None = 1.0
-    slicing: Literal["auto", "on", "off"] = "auto"
+    slicing: Mode = "auto"
     device: str = "auto"
     ray_address: str | None = None
     warmup_s: float = 30.0

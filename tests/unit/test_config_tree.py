@@ -116,6 +116,7 @@ def test_api_camera_schema_carries_the_bounds(tmp_path: Path) -> None:
         (["--density-every-s", "3601"], "--density-every-s"),
         (["--detect-every", "0"], "--detect-every"),
         (["--slicing", "sometimes"], "--slicing"),
+        (["--detector", "yolo"], "unknown detector"),
     ],
 )
 def test_cli_refuses_what_the_model_refuses(args: list[str], needle: str) -> None:
@@ -138,7 +139,8 @@ def test_cli_refuses_what_the_model_refuses(args: list[str], needle: str) -> Non
             OnnxDetector(path=Path("y.onnx"), classes=Path("names.txt")),
             None,
         ),
-        ("yolo", None, "does not match any of the expected tags"),
+        ("yolo", None, "unknown detector 'yolo': use nanodet, ssdlite, nanodet\\+ssdlite or"),
+        ({"type": "yolo"}, None, "does not match any of the expected tags"),
         ({"type": "onnx"}, None, "path"),
         ({"type": "nanodet", "path": "x.onnx"}, None, "Extra inputs"),
     ],
