@@ -44,6 +44,8 @@ MIRRORED: list[tuple[str, str, type[BaseModel], str, Any]] = [
     ("analyze", "describe", PipelineSettings, "describe", PipelineSettings),
     ("analyze", "redact", PipelineSettings, "redact", PipelineSettings),
     ("analyze", "backend", RuntimeConfig, "backend", RuntimeConfig),
+    ("analyze", "detector", PipelineSettings, "detector", None),
+    ("analyze", "classes", OnnxDetector, "classes", OnnxDetector),
     ("bench", "density", PipelineSettings, "density", LIVE),
     ("bench", "density_every_s", PipelineSettings, "density_every_s", LIVE),
     ("bench", "density_async", PipelineSettings, "density_async", LIVE),
@@ -53,6 +55,7 @@ MIRRORED: list[tuple[str, str, type[BaseModel], str, Any]] = [
     ("bench", "backend", RuntimeConfig, "backend", RuntimeConfig),
     ("serve", "port", ServerSettings, "port", None),
     ("serve", "host", ServerSettings, "host", None),
+    ("serve", "data_dir", ServerSettings, "data_dir", None),
 ]
 
 
@@ -83,6 +86,11 @@ def test_cli_option_mirrors_its_setting(
     assert info.description and (param.help or "").startswith(info.description)
     if preset is not None:
         assert param.default == setting_default(preset, field)
+
+
+def test_the_detector_option_defaults_to_the_settings_detector() -> None:
+    assert PipelineSettings(detector=_param("analyze", "detector").default) == PipelineSettings()
+    assert PipelineSettings(detector=_param("bench", "detector").default).detector == LIVE.detector
 
 
 def test_density_every_s_has_one_set_of_bounds() -> None:
