@@ -124,6 +124,20 @@ class _OpenEvents:
         return None if ev is None else ev.closed(ts_s, **changes)
 
 
+def _duration(seconds: float) -> str:
+    """ "40 s", "3 min 20 s", "1 h 5 min": how long, as an operator says it."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+
+def _where(zone_id: str | None) -> str:
+    return f" in {zone_id}" if zone_id else ""
+
+
 def _base(ctx: FrameContext, start_ts_s: float) -> dict[str, Any]:
     return {"camera_id": ctx.camera_id, "start_ts_s": start_ts_s, "frame_index": ctx.frame_index}
 
@@ -302,7 +316,7 @@ class CrowdSurgeRules:
                     rise_unit=unit,
                     density_per_m2=density,
                 )
-                out.append(self._open.open(zid, surge))
+                out.append(self._open.open(zid, replace(surge, reason=self.reason(surge))))
             elif tr is not None:
                 ev = self._open.close(zid, tr.ts_s)
                 if ev is not None:
@@ -310,8 +324,24 @@ class CrowdSurgeRules:
             elif self._hyst.is_active(zid):
                 cur = self._open.events.get(zid)
                 if isinstance(cur, CrowdSurge) and rise > cur.rise:
-                    self._open.update(zid, rise=rise, count=count, density_per_m2=density)
+                    cur = replace(cur, rise=rise, count=count, density_per_m2=density)
+                    self._open.open(zid, replace(cur, reason=self.reason(cur)))
         return out
+
+    def reason(self, ev: CrowdSurge) -> str:
+        """ "+0.8 persons/m² in 10 s in concourse, now 2.6 (limit +0.5 per 10 s above 2.0)"."""
+        window = _duration(self.cfg.window_s)
+        if ev.density_per_m2 is not None:
+            return (
+                f"+{ev.rise:.1f} persons/m² in {window}{_where(ev.zone_id)}, now "
+                f"{ev.density_per_m2:.1f} (limit +{self.cfg.rise_per_m2:.1f} per {window} "
+                f"above {self.cfg.min_density_per_m2:.1f})"
+            )
+        limit = self.cfg.rise_count or 0.0
+        return (
+            f"+{ev.rise:.0f} people in {window}{_where(ev.zone_id)}, now {ev.count:.0f} "
+            f"(limit +{limit:.0f} per {window})"
+        )
 
 
 class _PerTrackRule:
@@ -407,6 +437,7 @@ class RunningRules(_PerTrackRule):
                 speed=speed,
                 speed_unit=unit,
             )
+            ev = replace(ev, reason=self.reason(ev.speed, thr, unit, ev.zone_id))
             tr = self._hyst.update(tid, speed / thr, ctx.ts_s)
             done = self._transition(tid, tr, ev)
             if done is not None:
@@ -414,8 +445,30 @@ class RunningRules(_PerTrackRule):
             elif self._hyst.is_active(tid):
                 cur = self._open.events.get(tid)
                 if isinstance(cur, Running) and speed > cur.speed:
-                    self._open.update(tid, speed=speed)
+                    self._open.update(
+                        tid, speed=speed, reason=self.reason(speed, thr, unit, cur.zone_id)
+                    )
         return out
+
+    def reason(self, speed: float, limit: float, unit: str, zone_id: str | None) -> str:
+        """ "moving at 3.4 m/s in concourse (limit 2.5 m/s)"; px/s when uncalibrated."""
+        digits = 1 if unit == "m/s" else 0
+        return (
+            f"moving at {speed:.{digits}f} {unit}{_where(zone_id)} "
+            f"(limit {limit:.{digits}f} {unit}: the larger of the set speed and this "
+            "scene's usual speeds)"
+        )
+
+
+def _dispersal_reason(
+    speed: float, usual: float, limit: float, n: int, frac: float, calibrated: bool
+) -> str:
+    """ "12 people moving apart at 1.8 m/s, 83 % outward (usual 0.2 m/s, limit 1.5 m/s)"."""
+    unit, d = ("m/s", 1) if calibrated else ("px/s", 0)
+    return (
+        f"{n} people moving apart at {speed:.{d}f} {unit}, {100 * frac:.0f} % outward "
+        f"(usual {usual:.{d}f} {unit}, limit {limit:.{d}f} {unit})"
+    )
 
 
 class DispersalRules:
@@ -487,6 +540,7 @@ class DispersalRules:
                         track_ids=ids,
                         divergence=speed,
                         n_tracks=n,
+                        reason=self.reason(speed, base, thr, n, frac, ctx.homography is not None),
                     ),
                 )
             )
@@ -495,6 +549,8 @@ class DispersalRules:
             if ev is not None:
                 out.append(ev)
         return out
+
+    reason = staticmethod(_dispersal_reason)
 
 
 class LoiteringRules(_PerTrackRule):
@@ -509,6 +565,10 @@ class LoiteringRules(_PerTrackRule):
         self.cfg = cfg
         self._hyst = Hysteresis(1.0, 0.5)
 
+    def reason(self, zone_id: str | None, seconds: float) -> str:
+        """ "stayed in shopfront for 3 min 20 s (limit 2 min)"."""
+        return _loitering_reason(self.cfg.dwell_s, zone_id, seconds)
+
     def update(self, ctx: FrameContext) -> list[Event]:
         """Feed one frame: its current dwell times (``ctx.dwell``) and zone exits."""
         if not self.cfg.enabled:
@@ -522,14 +582,17 @@ class LoiteringRules(_PerTrackRule):
                 ev = self._open.events[key]
                 self._hyst.drop(key, end)
                 entered = ev.start_ts_s - self.cfg.dwell_s
-                closed = self._open.close(key, end, dwell_s=end - entered)
+                zone = ev.zone_id if isinstance(ev, Loitering) else None
+                closed = self._open.close(
+                    key, end, dwell_s=end - entered, reason=self.reason(zone, end - entered)
+                )
                 if closed is not None:
                     out.append(closed)
         for (tid, zid), seconds in dwell.items():
             if classes.get(tid, "person") not in self.cfg.classes:
                 continue
             if (tid, zid) in self._open.events:
-                self._open.update((tid, zid), dwell_s=seconds)
+                self._open.update((tid, zid), dwell_s=seconds, reason=self.reason(zid, seconds))
                 continue
             if seconds >= self.cfg.dwell_s:
                 start = ctx.ts_s - seconds + self.cfg.dwell_s
@@ -543,10 +606,15 @@ class LoiteringRules(_PerTrackRule):
                             zone_id=zid,
                             track_ids=(tid,),
                             dwell_s=seconds,
+                            reason=self.reason(zid, seconds),
                         ),
                     )
                 )
         return out
+
+
+def _loitering_reason(limit_s: float, zone_id: str | None, seconds: float) -> str:
+    return f"stayed{_where(zone_id)} for {_duration(seconds)} (limit {_duration(limit_s)})"
 
 
 class WrongWayRules(_PerTrackRule):
@@ -584,6 +652,11 @@ class WrongWayRules(_PerTrackRule):
                     zone_id=zid,
                     track_ids=(tid,),
                     angle_deg=angle,
+                    reason=(
+                        f"moving {angle:.0f}° off the allowed direction of {zid} "
+                        f"(limit {self.cfg.max_angle_deg:.0f}°, for at least "
+                        f"{_duration(self.cfg.min_duration_s)})"
+                    ),
                 )
                 done = self._transition(
                     (tid, zid), self._hyst.update((tid, zid), angle, ctx.ts_s), ev
@@ -681,6 +754,11 @@ class FallRules(_PerTrackRule):
                             severity=Severity.CRITICAL,
                             track_ids=(tid,),
                             zone_id=zones[0] if zones else None,
+                            reason=(
+                                "person went from upright to lying"
+                                f"{_where(zones[0] if zones else None)} and has not moved "
+                                f"for {_duration(ctx.ts_s - cand.fall_ts_s)}"
+                            ),
                         ),
                     )
                 )
@@ -713,6 +791,7 @@ class IntrusionRules(_PerTrackRule):
                     zone_id=zid,
                     track_ids=(tid,),
                     class_name=name,
+                    reason=f"{name} inside {zid}, which is closed to {', '.join(classes)}",
                 )
                 tr = self._hyst.update((tid, zid), 1.0 if ctx.inside[i, j] else 0.0, ctx.ts_s)
                 done = self._transition((tid, zid), tr, ev)

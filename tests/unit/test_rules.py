@@ -283,6 +283,9 @@ def test_crowd_surge_opens_on_a_fast_rise_and_closes_when_the_window_forgets_it(
     assert events[1].rise_unit == "persons/m²"  # type: ignore[attr-defined]
     assert events[1].density_per_m2 == pytest.approx(3.0)  # type: ignore[attr-defined]
     assert event_from_dict(events[1].to_dict()) == events[1]  # the store/API seam keeps it
+    assert events[1].reason == (
+        "+2.5 persons/m² in 10 s in z, now 3.0 (limit +1.0 per 10 s above 1.1)"
+    )
 
 
 def test_crowd_surge_ignores_slow_fills_steady_crowds_and_sparse_zones() -> None:
@@ -330,6 +333,7 @@ def test_running_absolute_threshold_start_and_end() -> None:
     assert events[0].event_id == events[1].event_id
     assert events[1].speed == pytest.approx(4.0)  # type: ignore[attr-defined]
     assert events[1].speed_unit == "m/s"  # type: ignore[attr-defined]
+    assert events[1].reason.startswith("moving at 4.0 m/s (limit 3.0 m/s")
 
 
 def test_running_relative_to_scene_baseline() -> None:
@@ -367,6 +371,8 @@ def test_dispersal_start_and_end() -> None:
         (pytest.approx(3.4), pytest.approx(4.9)),
     ]
     assert events[0].n_tracks == 8  # type: ignore[attr-defined]
+    assert events[0].reason.startswith("8 people moving apart at ")
+    assert "100 % outward" in events[0].reason and "px/s" in events[0].reason
 
 
 def test_no_dispersal_when_crowd_walks_together() -> None:
@@ -391,6 +397,8 @@ def test_loitering_opens_after_dwell_and_closes_on_exit() -> None:
         (pytest.approx(5.0), pytest.approx(8.0)),
     ]
     assert events[-1].dwell_s == pytest.approx(8.0)  # type: ignore[attr-defined]
+    assert events[0].reason == "stayed in z for 5 s (limit 5 s)"
+    assert events[-1].reason == "stayed in z for 8 s (limit 5 s)"
 
 
 def test_wrong_way_sustained_counter_flow() -> None:
@@ -415,6 +423,7 @@ def test_wrong_way_sustained_counter_flow() -> None:
         (pytest.approx(0.1), None),
         (pytest.approx(0.1), pytest.approx(3.4)),
     ]
+    assert events[0].reason.startswith("moving 180° off the allowed direction of z (limit ")
 
 
 def test_wrong_way_ignores_brief_backstep() -> None:
@@ -451,6 +460,7 @@ def test_fall_then_still_then_gets_up() -> None:
         (pytest.approx(2.0), None, Severity.CRITICAL),
         (pytest.approx(2.0), pytest.approx(6.0), Severity.CRITICAL),
     ]
+    assert events[0].reason.startswith("person went from upright to lying and has not moved")
 
 
 def test_no_fall_when_crouching_or_lying_down_and_walking_on() -> None:
@@ -486,6 +496,7 @@ def test_intrusion_in_restricted_zone_only_for_listed_classes() -> None:
         ((8,), pytest.approx(1.0), None),
         ((8,), pytest.approx(1.0), pytest.approx(3.0)),
     ]
+    assert events[0].reason == "person inside r, which is closed to person"
 
 
 def test_lost_track_closes_its_open_events() -> None:
