@@ -407,3 +407,51 @@ def test_mjpeg_stream_sends_jpeg_parts(live_server: LiveServer, mall_camera: str
     first = buf.split(b"--crowdsightframe")[1]
     body = first.split(b"\r\n\r\n", 1)[1]
     assert body.startswith(b"\xff\xd8")  # JPEG start-of-image
+
+
+@pytest.mark.browser
+@pytest.mark.data
+def test_operator_calibrates_the_floor_by_clicking_four_points(
+    browser: Any, live_server: LiveServer, mall_camera: str
+) -> None:
+    """Four clicks on the live image and two distances give the scene a calibration."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    _sign_in(browser, live_server.url)
+    tile_css = f"[data-testid=camera-tile][data-camera-id={mall_camera}]"
+    _wait_for("the camera tile", lambda: browser.find_elements("css selector", tile_css), UI_WAIT_S)
+    _first_frame(live_server, mall_camera)
+    _wait_for(
+        "the live image to load",
+        lambda: _image_loaded(browser, f"{tile_css} [data-testid=camera-image]"),
+        UI_WAIT_S,
+    )
+    tile = browser.find_element("css selector", tile_css)
+    _q(browser, "calibrate-open", tile).click()
+    overlay = _q(browser, "calib-overlay", tile)
+    save = _q(browser, "calib-save", tile)
+    assert save.get_attribute("disabled") is not None  # four points first
+    size = overlay.size
+    fractions = [(0.2, 0.6), (0.8, 0.6), (0.9, 0.95), (0.1, 0.95)]
+    for fx, fy in fractions:  # offsets are from the element's centre
+        ActionChains(browser).move_to_element_with_offset(
+            overlay, int((fx - 0.5) * size["width"]), int((fy - 0.5) * size["height"])
+        ).click().perform()
+    assert "size" in _q(browser, "calib-status", tile).text
+    _q(browser, "calib-width", tile).send_keys("8")
+    _q(browser, "calib-depth", tile).send_keys("5")
+    save.click()
+    _wait_for(
+        "the helper to close",
+        lambda: not browser.find_elements("css selector", f"{tile_css} [data-testid=calib-panel]"),
+        UI_WAIT_S,
+    )
+    stored = live_server.store.get_camera(mall_camera)
+    assert stored is not None and stored.scene is not None
+    scene = stored.scene if isinstance(stored.scene, dict) else stored.scene.model_dump()
+    cal = scene["calibration"]
+    assert [list(p) for p in cal["ground_m"]] == [[0, 0], [8, 0], [8, 5], [0, 5]]
+    # Clicks land in the scene's own pixels (640×480), whatever size the tile is drawn at.
+    for (x, y), (fx, fy) in zip(cal["image_px"], fractions, strict=True):
+        assert x == pytest.approx(fx * 640, abs=8) and y == pytest.approx(fy * 480, abs=8)
+    assert scene["zones"] and scene["resolution_wh"] in ([640, 480], (640, 480))

@@ -220,13 +220,20 @@ class CameraTile {
     };
     this.zones = h("ul", { class: "zones", testid: "zone-list", "aria-label": "Zones" });
     this.errorLine = h("p", { class: "camera-error", testid: "camera-error", role: "status", hidden: true });
+    this.calibrateButton = h("button", {
+      type: "button", class: "link calibrate-open", testid: "calibrate-open",
+      title: "Click four corners of a floor rectangle and type its size: zones then show "
+        + "persons/m² and the level of service.",
+      hidden: (ROLE_RANK[app.user?.role] ?? 1) < ROLE_RANK.operator,
+      onclick: () => this.calibrate(),
+    }, "Calibrate floor");
     this.el = h("article", {
       class: "camera-tile", testid: "camera-tile", "data-camera-id": camera.id,
       "aria-label": `Camera ${camera.name || camera.id}`,
     },
       h("header", {},
         h("span", { class: "camera-name", title: camera.source }, camera.name || camera.id),
-        this.stateBadge),
+        this.calibrateButton, this.stateBadge),
       h("div", { class: "camera-view" }, this.img, this.placeholder, this.liveDot),
       this.errorLine,
       h("div", { class: "camera-stats" },
@@ -308,6 +315,85 @@ class CameraTile {
         if (text) text.textContent = `${side} ${fmtNum(l[side], 0)}`;
       }
     }
+  }
+
+  /**
+   * Floor calibration helper: the operator clicks four corners of a rectangle on the floor
+   * (tiles, a marked bay) in order around it and types its width (1→2) and depth (2→3) in
+   * metres; the scene gets ``calibration`` {image_px, ground_m} in its own pixels, saved with
+   * PUT like any camera change (the server validates it: a degenerate quad is refused with
+   * its reason). Points are in the overlay's coordinates: the scene's ``resolution_wh``, else
+   * the live image's size (then written to the scene when it has no zones or lines yet).
+   */
+  calibrate() {
+    if (this.calibration) return;
+    const { naturalWidth: iw, naturalHeight: ih } = this.img;
+    if (!iw) { this.errorLine.hidden = false; this.errorLine.textContent = "Wait for the first frame to calibrate."; return; }
+    const scene = this.camera.scene ?? {};
+    const [w, hh] = scene.resolution_wh ?? [iw, ih];
+    const points = [];
+    const svg = svgEl("svg", {
+      class: "calib-overlay", "data-testid": "calib-overlay", viewBox: `0 0 ${w} ${hh}`,
+      preserveAspectRatio: "none",
+    });
+    const u = Math.max(w, hh) / 100;
+    const shape = svgEl("polygon", { class: "calib-shape", "stroke-width": u / 2 });
+    svg.append(shape);
+    const status = h("span", { testid: "calib-status" }, "Click corner 1 of a floor rectangle.");
+    const width = h("input", { type: "number", min: "0.1", step: "0.1", required: true, testid: "calib-width", "aria-label": "Width 1→2 in metres" });
+    const depth = h("input", { type: "number", min: "0.1", step: "0.1", required: true, testid: "calib-depth", "aria-label": "Depth 2→3 in metres" });
+    const error = h("span", { class: "camera-error", testid: "calib-error", role: "alert" });
+    const save = h("button", { type: "submit", testid: "calib-save", disabled: true }, "Save");
+    const redraw = () => {
+      shape.setAttribute("points", points.map((p) => p.join(",")).join(" "));
+      svg.querySelectorAll("g.calib-point").forEach((g) => g.remove());
+      points.forEach(([x, y], i) => {
+        const g = svgEl("g", { class: "calib-point" });
+        g.append(svgEl("circle", { cx: x, cy: y, r: u }));
+        g.append(svgEl("text", { x: x + 1.5 * u, y: y - 1.5 * u, "font-size": 3 * u }, String(i + 1)));
+        svg.append(g);
+      });
+      save.disabled = points.length !== 4;
+      status.textContent = points.length < 4 ? `Click corner ${points.length + 1} of a floor rectangle.`
+        : "Type the rectangle's size and save.";
+    };
+    svg.addEventListener("click", (e) => {
+      if (points.length >= 4) return;
+      const pt = svg.createSVGPoint();
+      pt.x = e.clientX; pt.y = e.clientY;
+      const p = pt.matrixTransform(svg.getScreenCTM().inverse());
+      points.push([Math.round(p.x * 10) / 10, Math.round(p.y * 10) / 10]);
+      redraw();
+    });
+    const close = () => { svg.remove(); panel.remove(); this.calibration = null; };
+    const panel = h("form", { class: "calib-panel", testid: "calib-panel",
+      onsubmit: async (e) => {
+        e.preventDefault();
+        error.textContent = "";
+        const W = Number(width.value), D = Number(depth.value);
+        try {
+          const cam = await api(this.base);
+          const next = { ...(cam.scene ?? {}) };
+          next.calibration = { image_px: points, ground_m: [[0, 0], [W, 0], [W, D], [0, D]] };
+          if (!next.resolution_wh && !(next.zones ?? []).length && !(next.lines ?? []).length) {
+            next.resolution_wh = [w, hh];
+          }
+          this.camera = await api(this.base, { method: "PUT", body: { ...cam, scene: next } });
+          close();
+        } catch (ex) {
+          error.textContent = `Not saved: ${ex.message}`;
+        }
+      } },
+      status, " ",
+      h("label", {}, "width 1→2 ", width, " m"), " ",
+      h("label", {}, "depth 2→3 ", depth, " m"), " ",
+      save,
+      h("button", { type: "button", testid: "calib-undo", onclick: () => { points.pop(); redraw(); } }, "Undo"),
+      h("button", { type: "button", testid: "calib-cancel", onclick: close }, "Cancel"),
+      error);
+    this.img.parentElement.append(svg);
+    this.errorLine.after(panel);
+    this.calibration = { svg, panel };
   }
 
   renderZones(zones, lines) {
