@@ -67,8 +67,15 @@ def cached_detections(
     return got
 
 
-def evaluate(tracker: Tracker, frames: range, boxes: dict[int, np.ndarray]) -> dict[str, float]:
-    """Run ``tracker`` over ``frames`` and compute the three figures."""
+def evaluate(
+    tracker: Tracker, frames: range, boxes: dict[int, np.ndarray], images: bool = False
+) -> dict[str, float]:
+    """Run ``tracker`` over ``frames`` and compute the three figures.
+
+    With ``images`` the tracker also gets each frame (its colour cue needs them).
+    """
+    from crowdsight.sources.files import read_image
+
     points = mall_points(MALL / "mall_gt.mat")
     first: dict[int, float] = {}
     last: dict[int, float] = {}
@@ -77,7 +84,8 @@ def evaluate(tracker: Tracker, frames: range, boxes: dict[int, np.ndarray]) -> d
         b = boxes[i]
         d = Detections(xyxy=b[:, :4].astype(np.float32), confidence=b[:, 4].astype(np.float32))
         ts = i / FPS
-        out = tracker.update(d, ts_s=ts)
+        image = read_image(MALL / "frames" / f"seq_{i + 1:06d}.jpg") if images else None
+        out = tracker.update(d, ts_s=ts, image=image)
         assert out.tracker_id is not None
         for tid in out.tracker_id.tolist():
             first.setdefault(tid, ts)

@@ -31,6 +31,8 @@ import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 from trackers.utils.iou import IoU
 
+from crowdsight.tracking.appearance import signature_distance
+
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
@@ -60,6 +62,18 @@ class ArrayByteTrack:
             reset to (new box − last observed box) / frames between them, i.e. the
             velocity of the straight "virtual trajectory" OC-SORT re-filters along,
             instead of the velocity the filter accumulated while coasting blind.
+        buffer_scales: Extra rounds of the first (confident) association, C-BIoU style
+            (Yang et al., WACV 2023): tracks and boxes still unmatched after the plain
+            IoU round are matched again with both boxes widened about their centres to
+            ``(1 + 2 b)`` times their width and height, one round per ``b`` in order,
+            gated by the same ``minimum_iou_threshold``. () is plain ByteTrack.
+        max_appearance_distance: Appearance veto (after BoT-SORT's appearance gate): a
+            track and a confident box whose colour signatures
+            (`crowdsight.tracking.appearance`) are further apart than this are never
+            matched in the rounds that reach beyond plain overlap (the buffered rounds
+            and recovery). Only used when ``update`` gets signatures; None: no veto.
+        appearance_momentum: Weight of the old value in each track's signature moving
+            average (BoT-SORT / Deep OC-SORT's 0.9).
     """
 
     def __init__(
@@ -73,6 +87,9 @@ class ArrayByteTrack:
         minimum_consecutive_frames: int,
         recovery_iou: float | None = None,
         observation_velocity: bool = False,
+        buffer_scales: tuple[float, ...] = (),
+        max_appearance_distance: float | None = None,
+        appearance_momentum: float = 0.9,
     ) -> None:
         self.frame_rate = frame_rate
         self.max_lost_s = lost_track_buffer / 30.0
@@ -82,6 +99,9 @@ class ArrayByteTrack:
         self.min_consecutive = minimum_consecutive_frames
         self.recovery_iou = recovery_iou
         self.observation_velocity = observation_velocity
+        self.buffer_scales = buffer_scales
+        self.max_app = max_appearance_distance
+        self.app_momentum = appearance_momentum
         self.reset()
 
     def reset(self) -> None:
@@ -95,6 +115,7 @@ class ArrayByteTrack:
         self.missed: IntArray = np.zeros(0, np.int64)  # frames since the last match
         self.missed_s: FloatArray = np.zeros(0)  # seconds since the last match
         self.last_obs: FloatArray = np.zeros((0, 4))  # last matched box
+        self.app: FloatArray | None = None  # colour signature per track, once any is given
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -105,14 +126,19 @@ class ArrayByteTrack:
         confidence: FloatArray,
         ts_s: float,
         next_id: list[int],
+        appearance: FloatArray | None = None,
     ) -> tuple[IntArray, IntArray]:
         """Associate one frame's boxes; returns (row indices, ids), -1 for untracked rows.
 
         Rows come back in ``trackers``' order (matched confident, matched weak, unmatched
         weak, unmatched confident). ``next_id`` is a one-element counter shared with the
-        caller, so ids are unique across several single-class trackers.
+        caller, so ids are unique across several single-class trackers. ``appearance``
+        (optional, one unit-length colour signature per box) feeds the appearance veto.
         """
         n = len(xyxy)
+        if appearance is not None and self.app is None:
+            self.app = np.zeros((len(self), appearance.shape[1]))
+        sig = appearance if appearance is not None else self._no_signature(n)
         timing = self._timing(ts_s)
         if timing is None:  # time went backwards: nothing is associated
             return np.arange(n, dtype=np.int64), np.full(n, -1, np.int64)
@@ -129,10 +155,11 @@ class ArrayByteTrack:
         out_ids: list[int] = []
 
         predicted = self.pos.copy()
+        veto = self._veto(np.arange(len(self)), sig[high])
         tracks, cols, unmatched_tracks, unmatched_high = _associate(
-            predicted, xyxy[high], self.min_iou
+            predicted, xyxy[high], self.min_iou, (0.0, *self.buffer_scales), veto, 1
         )
-        self._matched(tracks, xyxy[high[cols]], next_id)
+        self._matched(tracks, xyxy[high[cols]], next_id, sig[high[cols]])
         rows += high[cols].tolist()
         out_ids += self.ids[tracks].tolist()
 
@@ -141,7 +168,7 @@ class ArrayByteTrack:
             predicted[rest], xyxy[low], self.min_iou
         )
         tracks2 = rest[sub_tracks]
-        self._matched(tracks2, xyxy[low[low_cols]], next_id)
+        self._matched(tracks2, xyxy[low[low_cols]], next_id, None)
         rows += low[low_cols].tolist()
         out_ids += self.ids[tracks2].tolist()
 
@@ -152,9 +179,12 @@ class ArrayByteTrack:
         if self.recovery_iou is not None and len(left):
             lost = np.setdiff1d(rest, tracks2)
             lost = lost[self.missed[lost] > 0] if len(lost) else lost
-            r_t, r_c, _, un_h = _associate(self.last_obs[lost], xyxy[high[left]], self.recovery_iou)
+            veto = self._veto(lost, sig[high[left]])
+            r_t, r_c, _, un_h = _associate(
+                self.last_obs[lost], xyxy[high[left]], self.recovery_iou, (0.0,), veto
+            )
             tracks3 = lost[r_t]
-            self._matched(tracks3, xyxy[high[left[r_c]]], next_id)
+            self._matched(tracks3, xyxy[high[left[r_c]]], next_id, sig[high[left[r_c]]])
             rows += high[left[r_c]].tolist()
             out_ids += self.ids[tracks3].tolist()
             left = left[np.asarray(un_h, np.int64)]
@@ -162,7 +192,8 @@ class ArrayByteTrack:
         spawn = high[left]
         rows += spawn.tolist()
         out_ids += [-1] * len(spawn)
-        self._spawn(xyxy[spawn[confidence[spawn] >= self.activation]])
+        born = spawn[confidence[spawn] >= self.activation]
+        self._spawn(xyxy[born], sig[born])
 
         mature = (self.ids >= 0) | (self.consecutive >= self.min_consecutive)
         self._keep((self.missed_s <= self.max_lost_s) & (mature | (self.missed == 0)))
@@ -203,10 +234,28 @@ class ArrayByteTrack:
         self.missed = self.missed + 1
         self.missed_s = self.missed_s + elapsed
 
-    def _matched(self, tracks: IntArray, boxes: FloatArray, next_id: list[int]) -> None:
-        """Kalman update (Joseph form, as ``trackers``) of matched tracks; confirm ids."""
+    def _no_signature(self, n: int) -> FloatArray:
+        """All-zero signatures ("no cue") for ``n`` boxes."""
+        return np.zeros((n, 0 if self.app is None else self.app.shape[1]))
+
+    def _veto(self, tracks: IntArray, sig: FloatArray) -> npt.NDArray[np.bool_] | None:
+        """Track x box mask of pairs the appearance gate forbids (None: no gate)."""
+        if self.max_app is None or self.app is None or sig.shape[1] == 0:
+            return None
+        return signature_distance(self.app[tracks], sig) > self.max_app
+
+    def _matched(
+        self, tracks: IntArray, boxes: FloatArray, next_id: list[int], sig: FloatArray | None
+    ) -> None:
+        """Kalman update (Joseph form, as ``trackers``) of matched tracks; confirm ids.
+
+        ``sig``: the matched boxes' colour signatures (None: weak boxes, whose colours
+        are often someone else's in front, leave the track's signature as it is).
+        """
         if len(tracks) == 0:
             return
+        if sig is not None and self.app is not None and sig.shape[1]:
+            self._blend_signatures(tracks, sig)
         back = tracks[self.missed[tracks] > 1] if self.observation_velocity else tracks[:0]
         if len(back):  # matched again after missing at least one frame
             frames = np.maximum(self.missed_s[back] * self.frame_rate, 1.0)
@@ -236,10 +285,21 @@ class ArrayByteTrack:
                 self.ids[t] = next_id[0]
                 next_id[0] += 1
 
-    def _spawn(self, boxes: FloatArray) -> None:
+    def _blend_signatures(self, tracks: IntArray, sig: FloatArray) -> None:
+        assert self.app is not None
+        old = self.app[tracks]
+        has_old = np.abs(old).sum(1, keepdims=True) > 0
+        has_new = np.abs(sig).sum(1, keepdims=True) > 0
+        blend = self.app_momentum * old + (1.0 - self.app_momentum) * sig
+        blend /= np.maximum(np.linalg.norm(blend, axis=1, keepdims=True), 1e-12)
+        self.app[tracks] = np.where(has_old & has_new, blend, np.where(has_new, sig, old))
+
+    def _spawn(self, boxes: FloatArray, sig: FloatArray) -> None:
         m = len(boxes)
         if m == 0:
             return
+        if self.app is not None:
+            self.app = np.concatenate([self.app, sig if sig.shape[1] else self._no_signature(m)])
         self.pos = np.concatenate([self.pos, boxes.astype(np.float64)])
         self.vel = np.concatenate([self.vel, np.zeros((m, 4))])
         self.cov = np.concatenate([self.cov, np.tile([1.0, 0.0, 1.0], (m, 1))])
@@ -256,20 +316,56 @@ class ArrayByteTrack:
         self.ids, self.consecutive = self.ids[mask], self.consecutive[mask]
         self.missed, self.missed_s = self.missed[mask], self.missed_s[mask]
         self.last_obs = self.last_obs[mask]
+        if self.app is not None:
+            self.app = self.app[mask]
 
 
 def _associate(
-    tracks: FloatArray, boxes: FloatArray, min_iou: float
+    tracks: FloatArray,
+    boxes: FloatArray,
+    min_iou: float,
+    buffers: tuple[float, ...] = (0.0,),
+    veto: npt.NDArray[np.bool_] | None = None,
+    veto_from: int = 0,
 ) -> tuple[IntArray, IntArray, list[int], list[int]]:
-    """Hungarian matching on IoU: (track idx, box idx) pairs, unmatched tracks, boxes."""
-    iou = _IOU.compute(tracks, boxes)
-    n_t, n_b = iou.shape
-    if n_t == 0 or n_b == 0:
+    """Hungarian matching on IoU: (track idx, box idx) pairs, unmatched tracks, boxes.
+
+    One round per buffer scale ``b`` (0: plain IoU; else C-BIoU's buffered IoU with both
+    boxes widened to ``1 + 2b`` times their size), each on what earlier rounds left.
+    Pairs with ``veto`` True are never matched in round ``veto_from`` and later.
+    """
+    n_t, n_b = len(tracks), len(boxes)
+    un_t, un_b = np.arange(n_t), np.arange(n_b)
+    r_all: list[IntArray] = []
+    c_all: list[IntArray] = []
+    for k, b in enumerate(buffers):
+        if len(un_t) == 0 or len(un_b) == 0:
+            break
+        iou = _IOU.compute(_buffered(tracks[un_t], b), _buffered(boxes[un_b], b))
+        gated = veto is not None and k >= veto_from
+        if gated:
+            assert veto is not None
+            iou = np.where(veto[np.ix_(un_t, un_b)], 0.0, iou)
+        r, c = linear_sum_assignment(iou, maximize=True)
+        ok = iou[r, c] >= min_iou
+        if gated:
+            assert veto is not None
+            ok &= ~veto[un_t[r], un_b[c]]
+        r_all.append(un_t[r[ok]])
+        c_all.append(un_b[c[ok]])
+        un_t = np.setdiff1d(un_t, un_t[r[ok]])
+        un_b = np.setdiff1d(un_b, un_b[c[ok]])
+    if not r_all:
         empty = np.zeros(0, np.int64)
-        return empty, empty, list(range(n_t)), list(range(n_b))
-    r, c = linear_sum_assignment(iou, maximize=True)
-    ok = iou[r, c] >= min_iou
-    r, c = r[ok].astype(np.int64), c[ok].astype(np.int64)
-    un_t = sorted(set(range(n_t)) - set(r.tolist()))
-    un_b = sorted(set(range(n_b)) - set(c.tolist()))
-    return r, c, un_t, un_b
+        return empty, empty, un_t.tolist(), un_b.tolist()
+    rr = np.concatenate(r_all).astype(np.int64)
+    cc = np.concatenate(c_all).astype(np.int64)
+    return rr, cc, un_t.tolist(), un_b.tolist()
+
+
+def _buffered(xyxy: FloatArray, b: float) -> FloatArray:
+    """Boxes widened about their centres to ``1 + 2b`` times their width and height."""
+    if b == 0.0:
+        return xyxy
+    pad = b * (xyxy[:, 2:] - xyxy[:, :2])
+    return np.concatenate([xyxy[:, :2] - pad, xyxy[:, 2:] + pad], axis=1)

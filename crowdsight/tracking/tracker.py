@@ -21,6 +21,15 @@ that both give the same ids frame by frame. This wrapper adds:
   observation-centric re-update in closed form (a track found again after a miss takes
   the velocity of the straight line from its last observation). Both matter most at low
   frame rates, where a blind Kalman prediction drifts furthest.
+* C-BIoU's buffered association (Yang et al., WACV 2023), on by default: confident
+  boxes and tracks left unmatched by plain IoU get two more rounds with both boxes widened
+  about their centres by the published buffer scales 0.3 and 0.5. At 2 fps a walker
+  moves about a body width between frames, where plain IoU is 0 and the buffered one
+  about 1/3. On Mall training frames 1-400 (2 fps, NanoDet) it took head coverage by
+  tracks 0.587 → 0.644, mean track 5.45 → 7.59 s, tracks per person-minute 7.89 → 6.22.
+* An optional clothing-colour veto (`crowdsight.tracking.appearance`) when ``update``
+  gets the frame: buffered and recovery matches between clearly different colours are
+  refused.
 * Time comes from frame timestamps (``ts_s``), so dropped frames and variable frame rates
   stretch the motion model and the lost buffer correctly.
 
@@ -40,6 +49,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdsight.core.types import Detections
+from crowdsight.tracking.appearance import colour_signatures
 from crowdsight.tracking.bytetrack import ArrayByteTrack
 
 _NO_CLASS = -1
@@ -54,6 +64,11 @@ _MIN_LOST_FRAMES = 6.0
 #: mean track 4.45 → 5.45 s, tracks per person-minute 8.62 → 7.89. Video-rate sequences
 #: (TUD at 25 fps, or 5 fps with ``--stride 5``) keep 0.3.
 LOW_FRAME_RATE = 5.0
+#: C-BIoU's two buffer scales (Yang et al., WACV 2023: b1 = 0.3, b2 = 0.5), used as extra
+#: association rounds for what plain IoU left unmatched.
+BUFFER_SCALES: tuple[float, ...] = (0.3, 0.5)
+#: Appearance veto: colour-signature distance above which a track and a box never match.
+MAX_APPEARANCE_DISTANCE: float | None = None
 
 
 class Tracker:
@@ -120,6 +135,8 @@ class Tracker:
         keep_unconfirmed: bool = False,
         recovery_iou: float | None = 0.3,
         observation_velocity: bool = True,
+        buffer_scales: tuple[float, ...] = BUFFER_SCALES,
+        max_appearance_distance: float | None = MAX_APPEARANCE_DISTANCE,
     ) -> None:
         if not math.isfinite(frame_rate) or frame_rate <= 0:
             raise ValueError(f"frame_rate must be positive, got {frame_rate}")
@@ -140,6 +157,10 @@ class Tracker:
         self.keep_unconfirmed = keep_unconfirmed
         self.recovery_iou = recovery_iou
         self.observation_velocity = observation_velocity
+        if any(not math.isfinite(b) or b < 0 for b in buffer_scales):
+            raise ValueError(f"buffer_scales must be >= 0, got {buffer_scales}")
+        self.buffer_scales = tuple(buffer_scales)
+        self.max_appearance_distance = max_appearance_distance
         self._by_class: dict[int, ArrayByteTrack] = {}
         self._next_id = [1]  # shared by the per-class trackers: ids never collide
 
@@ -148,13 +169,22 @@ class Tracker:
         self._by_class.clear()
         self._next_id = [1]
 
-    def update(self, detections: Detections, ts_s: float) -> Detections:
+    def update(
+        self,
+        detections: Detections,
+        ts_s: float,
+        image: npt.NDArray[np.uint8] | None = None,
+    ) -> Detections:
         """Associate this frame's detections with the tracks and return them with ids.
 
         Args:
             detections: Detections of one frame (``confidence`` None counts as 1.0,
                 ``class_id`` None as a single class). Not modified.
             ts_s: Frame timestamp in seconds, non-decreasing from call to call.
+            image: The frame (H x W x 3 RGB) the detections come from, optional. With
+                it (and ``max_appearance_distance`` set) each box's clothing-colour
+                signature (`crowdsight.tracking.appearance`) vetoes matches to tracks of
+                clearly different colours; signatures live only as long as their track.
 
         Returns:
             A new `Detections` with ``tracker_id`` set, rows in input order. Rows not on a
@@ -167,6 +197,9 @@ class Tracker:
             if detections.confidence is None
             else np.asarray(detections.confidence, np.float64)
         )
+        sig = None
+        if image is not None and self.max_appearance_distance is not None:
+            sig = colour_signatures(image, xyxy)
         classes = self._class_keys(detections)
         # Classes seen before but absent now must still age their tracks.
         keys = sorted(set(np.unique(classes).tolist()) | set(self._by_class))
@@ -174,7 +207,9 @@ class Tracker:
         ids: list[npt.NDArray[np.int64]] = []
         for key in keys:
             sel = np.flatnonzero(classes == key) if len(keys) > 1 else np.arange(n)
-            local, got = self._inner(key).update(xyxy[sel], conf[sel], ts_s, self._next_id)
+            local, got = self._inner(key).update(
+                xyxy[sel], conf[sel], ts_s, self._next_id, None if sig is None else sig[sel]
+            )
             rows.append(sel[local])
             ids.append(got)
         all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
@@ -204,6 +239,8 @@ class Tracker:
                 minimum_consecutive_frames=self.minimum_consecutive_frames,
                 recovery_iou=self.recovery_iou,
                 observation_velocity=self.observation_velocity,
+                buffer_scales=self.buffer_scales,
+                max_appearance_distance=self.max_appearance_distance,
             )
             self._by_class[key] = inner
         return inner

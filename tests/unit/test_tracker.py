@@ -315,3 +315,62 @@ def test_match_iou_is_looser_at_low_frame_rates() -> None:
     assert Tracker(frame_rate=LOW_FRAME_RATE).minimum_iou_threshold == 0.3
     assert Tracker(frame_rate=2.0).minimum_iou_threshold == 0.1
     assert Tracker(frame_rate=2.0, minimum_iou_threshold=0.4).minimum_iou_threshold == 0.4
+
+
+@pytest.mark.parametrize(("buffers", "kept"), [((0.3, 0.5), True), ((), False)])
+def test_buffered_iou_keeps_a_walker_who_moves_a_body_width_per_frame(
+    buffers: tuple[float, ...], kept: bool
+) -> None:
+    """At 2 fps someone who starts walking moves a body width between frames: IoU 0.
+
+    C-BIoU's widened boxes (b = 0.5: twice the size, IoU 1/3 at a one-width shift) still
+    overlap, so the id survives the start; plain IoU loses it (and, as every new box is
+    a body width from the last, never confirms another).
+    """
+    tracker = Tracker(frame_rate=2.0, buffer_scales=buffers)
+    frames = [dets([box(100, 50)]) for _ in range(3)]
+    frames += [dets([box(140 + 40 * i, 50)]) for i in range(4)]
+    out = [tracker.update(d, ts_s=i / 2.0) for i, d in enumerate(frames)]
+    assert only_id(out[2]) == 1
+    last = out[-1].tracker_id
+    assert last is not None
+    assert (last.tolist() == [1]) is kept
+
+
+def _two_colour_frame(red_x: float, blue_x: float | None) -> np.ndarray:
+    image = np.full((200, 400, 3), 128, np.uint8)
+    image[50:150, int(red_x) : int(red_x) + 40] = (220, 20, 20)
+    if blue_x is not None:
+        image[50:150, int(blue_x) : int(blue_x) + 40] = (20, 20, 220)
+    return image
+
+
+@pytest.mark.parametrize(("gate", "takes_over"), [(None, True), (0.25, False)])
+def test_colour_veto_stops_a_stranger_taking_a_lost_id(
+    gate: float | None, takes_over: bool
+) -> None:
+    """A red-clad person stands, then is gone; a blue-clad one appears a body width away.
+
+    The buffered round would hand the red track's id to the blue box; the colour
+    signatures (upper/lower clothing histograms) are far apart, so the veto refuses it.
+    """
+    tracker = Tracker(frame_rate=2.0, max_appearance_distance=gate)
+    for i in range(3):
+        red = tracker.update(dets([box(100, 50)]), ts_s=i / 2.0, image=_two_colour_frame(100, None))
+    blue = tracker.update(dets([box(140, 50)]), ts_s=1.5, image=_two_colour_frame(400, 140))
+    blue = tracker.update(dets([box(140, 50)]), ts_s=2.0, image=_two_colour_frame(400, 140))
+    assert red.tracker_id is not None and blue.tracker_id is not None and len(blue) == 1
+    assert bool(blue.tracker_id[0] == red.tracker_id[0]) is takes_over
+
+
+def test_colour_signatures_are_unit_rows_and_ignore_empty_boxes() -> None:
+    from crowdsight.tracking.appearance import colour_signatures, signature_distance
+
+    image = _two_colour_frame(100, 200)
+    sig = colour_signatures(image, [box(100, 50), box(200, 50), box(100, 50), [5, 5, 5, 5]])
+    assert np.linalg.norm(sig[:3], axis=1) == pytest.approx(1.0)
+    assert not sig[3].any()  # a zero-width box has no colour
+    dist = signature_distance(sig, sig)
+    assert dist[0, 2] == pytest.approx(0.0, abs=1e-9)
+    assert dist[0, 1] > 0.5  # red vs blue clothing
+    assert dist[0, 3] == 0.0  # no cue never vetoes
