@@ -42,7 +42,9 @@ _Pending = tuple[Frame, Future[Detections] | None]
 
 
 class TrackerLike(Protocol):
-    def update(self, detections: Detections, ts_s: float) -> Detections: ...
+    def update(
+        self, detections: Detections, ts_s: float, image: Any | None = None
+    ) -> Detections: ...
 
     def reset(self) -> None: ...
 
@@ -323,7 +325,10 @@ class CameraPipeline:
         if raw is not None:
             boxes = person_boxes(raw)
             self._scale.observe(boxes[:, 3] - boxes[:, 1], frame.ts_s)
-            detections = self.tracker.update(raw, frame.ts_s) if self.tracker else raw
+            # The frame lets the tracker compare clothing colours (kept per live track only).
+            detections = (
+                self.tracker.update(raw, frame.ts_s, image=frame.image) if self.tracker else raw
+            )
             self._last_tracked = detections
 
         if self.describer is not None and raw is not None and len(detections):

@@ -53,8 +53,7 @@ def colour_signatures(image: npt.NDArray[np.uint8], xyxy: npt.ArrayLike) -> Floa
         return out
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"colour_signatures needs an H x W x 3 image, got shape {image.shape}")
-    codes = _bin_codes(image)
-    h, w = codes.shape
+    h, w = image.shape[:2]
     x1 = np.clip(np.floor(boxes[:, 0]), 0, w).astype(int)
     x2 = np.clip(np.ceil(boxes[:, 2]), 0, w).astype(int)
     top = boxes[:, 1] + _HEAD_SHARE * (boxes[:, 3] - boxes[:, 1])
@@ -62,17 +61,26 @@ def colour_signatures(image: npt.NDArray[np.uint8], xyxy: npt.ArrayLike) -> Floa
     y1 = np.clip(np.floor(top), 0, h).astype(int)
     ym = np.clip(np.round(mid), 0, h).astype(int)
     y2 = np.clip(np.ceil(boxes[:, 3]), 0, h).astype(int)
+    # Colour-convert only the region the boxes span (often far less than the frame).
+    left, right = int(x1.min()), int(x2.max())
+    low, high = int(y1.min()), int(y2.max())
+    if right <= left or high <= low:
+        return out
+    # Every ``step``-th pixel and row: ~64 rows per box are plenty for 72 bins.
+    step = max(1, int(np.median(y2 - y1)) // 64)
+    region = np.ascontiguousarray(image[low:high:step, left:right:step])
+    hsv = np.asarray(cv2.cvtColor(region, cv2.COLOR_RGB2HSV), np.uint8)
+    x1, x2 = (x1 - left) // step, -(-(x2 - left) // step)
+    y1, ym, y2 = (y1 - low) // step, (ym - low) // step, -(-(y2 - low) // step)
     for i in range(len(boxes)):
         if x2[i] - x1[i] < _MIN_SIDE_PX:
             continue
-        upper = codes[y1[i] : ym[i], x1[i] : x2[i]]
-        lower = codes[ym[i] : y2[i], x1[i] : x2[i]]
+        upper = hsv[y1[i] : ym[i], x1[i] : x2[i]]
+        lower = hsv[ym[i] : y2[i], x1[i] : x2[i]]
         if min(upper.shape[0], lower.shape[0]) < _MIN_SIDE_PX:
             continue
-        hu = np.bincount(upper.ravel(), minlength=_BINS).astype(np.float64)
-        hl = np.bincount(lower.ravel(), minlength=_BINS).astype(np.float64)
-        out[i, :_BINS] = np.sqrt(hu / hu.sum())
-        out[i, _BINS:] = np.sqrt(hl / hl.sum())
+        out[i, :_BINS] = np.sqrt(_histogram(upper))
+        out[i, _BINS:] = np.sqrt(_histogram(lower))
     out /= np.sqrt(2.0)  # each half has unit length, so the whole row has too
     return out
 
@@ -89,12 +97,16 @@ def signature_distance(a: FloatArray, b: FloatArray) -> FloatArray:
     return np.where(known, np.clip(dist, 0.0, 1.0), 0.0)
 
 
-def _bin_codes(image: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
-    """Per-pixel bin index (hue-major) of an RGB image, computed once per frame."""
-    hsv = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2HSV)
-    hue = hsv[..., 0].astype(np.int64) * _H_BINS // 180  # OpenCV hue is 0-179
-    sat = hsv[..., 1].astype(np.int64) * _S_BINS // 256
-    val = hsv[..., 2].astype(np.int64) * _V_BINS // 256
-    # Greys, black and white have no meaningful hue: bin them by value alone.
-    hue = np.where(sat == 0, 0, hue)
-    return (hue * _S_BINS + sat) * _V_BINS + val
+def _histogram(hsv: npt.NDArray[np.uint8]) -> FloatArray:
+    """L1-normalised 8 x 3 x 3 HSV histogram; greys, black and white binned by value only."""
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, _HIST_SIZE, _HIST_RANGES)
+    hist = np.asarray(hist, np.float64).reshape(_H_BINS, _S_BINS, _V_BINS)
+    # Unsaturated pixels have no meaningful hue: pool them into hue bin 0.
+    hist[0, 0, :] = hist[:, 0, :].sum(axis=0)
+    hist[1:, 0, :] = 0.0
+    flat = np.asarray(hist, np.float64).ravel()
+    return flat / max(float(flat.sum()), 1.0)
+
+
+_HIST_SIZE = [_H_BINS, _S_BINS, _V_BINS]
+_HIST_RANGES = [0, 180, 0, 256, 0, 256]  # OpenCV's 8-bit hue runs 0-179

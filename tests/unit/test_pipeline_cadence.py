@@ -106,7 +106,7 @@ class CountingTracker:
     def __init__(self) -> None:
         self.updates = 0
 
-    def update(self, detections: Detections, ts_s: float) -> Detections:
+    def update(self, detections: Detections, ts_s: float, image: object = None) -> Detections:
         self.updates += 1
         out = Detections(
             xyxy=detections.xyxy.copy(),
@@ -180,7 +180,7 @@ PERSON_BOX = (40, 60, 80, 190)
 class SilentTracker:
     """A tracker that has not confirmed anything yet (as on a track's first frames)."""
 
-    def update(self, detections: Detections, ts_s: float) -> Detections:
+    def update(self, detections: Detections, ts_s: float, image: object = None) -> Detections:
         return Detections.empty()
 
     def reset(self) -> None:
