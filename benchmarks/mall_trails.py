@@ -1,9 +1,11 @@
 """Picture: one minute of Mall trails (online tracker) with zone→zone flow arrows.
 
-Uses the detections cached by ``benchmarks/tracker_mall.py`` (run it first) and the zones
-of ``examples/scenes/mall.yaml``; a trail is the bottom-centre of a confirmed track's box.
-Usage::
+Uses the NanoDet detections cached by ``benchmarks/tracker_mall.py --detector nanodet``
+(run it first), the tracker as the pipeline builds it for NanoDet (its score thresholds,
+the frames for the colour cue) and the zones of ``examples/scenes/mall.yaml``; a trail is
+the bottom-centre of a confirmed track's box. Usage::
 
+    python benchmarks/tracker_mall.py --range 1-400 --detector nanodet
     python benchmarks/mall_trails.py --out /tmp/i13/mall_trails.png
 """
 
@@ -19,14 +21,19 @@ import numpy as np
 import yaml
 
 from crowdsight.core.types import Detections
-from crowdsight.tracking import Tracker
+from crowdsight.perception.nanodet import TRACK_THRESHOLDS
+from crowdsight.sources.files import read_image
+from crowdsight.tracking import make_tracker
 
 FPS = 2.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/i13/mall_dets.npz"))
+    parser.add_argument(
+        "--cache", type=Path, default=Path("/tmp/crowdsight-mall-nanodet-1-400.npz")
+    )
+    parser.add_argument("--first", type=int, default=1, help="First Mall frame (1-based).")
     parser.add_argument("--scene", type=Path, default=Path("examples/scenes/mall.yaml"))
     parser.add_argument("--frames", type=Path, default=Path("/work/shared/data/mall/frames"))
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -35,17 +42,19 @@ def main() -> None:
     data = np.load(args.cache)
     scene = yaml.safe_load(args.scene.read_text())
     zones = {z["id"]: np.array(z["polygon"], np.int32) for z in scene["zones"]}
-    tracker = Tracker(frame_rate=FPS)
+    tracker = make_tracker(frame_rate=FPS, score_thresholds=TRACK_THRESHOLDS)
     trails: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
     n = round(args.seconds * FPS)
-    for i in range(n):
+    first = args.first - 1
+    for i in range(first, first + n):
         b = data[str(i)]
         d = Detections(xyxy=b[:, :4].astype(np.float32), confidence=b[:, 4].astype(np.float32))
-        out = tracker.update(d, ts_s=i / FPS)
+        image = read_image(args.frames / f"seq_{i + 1:06d}.jpg")
+        out = tracker.update(d, ts_s=i / FPS, image=image)
         assert out.tracker_id is not None
         for (x1, _, x2, y2), t in zip(out.xyxy.tolist(), out.tracker_id.tolist(), strict=True):
             trails[t].append(((x1 + x2) / 2, y2))
-    img = cv2.imread(str(args.frames / f"seq_{n:06d}.jpg"))
+    img = cv2.imread(str(args.frames / f"seq_{first + n:06d}.jpg"))
     img = (img * 0.6).astype(np.uint8)
     for zid, poly in zones.items():
         cv2.polylines(img, [poly], True, (255, 255, 0), 1)

@@ -32,6 +32,7 @@ from scipy.optimize import linear_sum_assignment
 from trackers.utils.iou import IoU
 
 from crowdsight.tracking.appearance import signature_distance
+from crowdsight.tracking.motion import warp_boxes, warp_velocities
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -198,6 +199,18 @@ class ArrayByteTrack:
         mature = (self.ids >= 0) | (self.consecutive >= self.min_consecutive)
         self._keep((self.missed_s <= self.max_lost_s) & (mature | (self.missed == 0)))
         return np.asarray(rows, np.int64), np.asarray(out_ids, np.int64)
+
+    def apply_camera_motion(self, warp: FloatArray) -> None:
+        """Move every track (box, velocity, last observation) by a 2 x 3 image transform.
+
+        Called before `update` with the frame-to-frame camera motion (BoT-SORT's GMC);
+        the covariance is left as is (the transform is near-identity between frames).
+        """
+        if len(self) == 0:
+            return
+        self.pos = warp_boxes(self.pos, warp)
+        self.vel = warp_velocities(self.vel, warp)
+        self.last_obs = warp_boxes(self.last_obs, warp)
 
     def _timing(self, ts_s: float) -> tuple[float, float] | None:
         """(Kalman step in frames, elapsed seconds), or None to skip the whole update."""

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -374,3 +375,42 @@ def test_colour_signatures_are_unit_rows_and_ignore_empty_boxes() -> None:
     assert dist[0, 2] == pytest.approx(0.0, abs=1e-9)
     assert dist[0, 1] > 0.5  # red vs blue clothing
     assert dist[0, 3] == 0.0  # no cue never vetoes
+
+
+def _shop_fronts(seed: int, h: int = 400, w: int = 800) -> np.ndarray:
+    """A static scene with corners to follow: 150 flat-coloured rectangles."""
+    rng = np.random.default_rng(seed)
+    scene = np.full((h, w, 3), 90, np.uint8)
+    for _ in range(150):
+        x, y = int(rng.integers(0, w - 20)), int(rng.integers(0, h - 20))
+        bw, bh = (int(v) for v in rng.integers(8, 40, 2))
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        cv2.rectangle(scene, (x, y), (x + bw, y + bh), colour, -1)
+    return scene
+
+
+def test_camera_motion_estimates_a_pan() -> None:
+    from crowdsight.tracking.motion import CameraMotion
+
+    scene = _shop_fronts(0)
+    gmc = CameraMotion()
+    assert np.allclose(gmc.estimate(scene[:, 100:600]), np.eye(2, 3))  # first frame
+    warp = gmc.estimate(scene[:, 70:570])  # the camera panned left: content moves right
+    assert warp[0, 2] == pytest.approx(30.0, abs=1.5)
+    assert warp[1, 2] == pytest.approx(0.0, abs=1.5)
+    assert warp[:, :2] == pytest.approx(np.eye(2), abs=0.02)
+
+
+@pytest.mark.parametrize(("compensate", "same_id"), [(True, True), (False, False)])
+def test_camera_motion_keeps_a_standing_person_through_a_fast_pan(
+    compensate: bool, same_id: bool
+) -> None:
+    """The camera pans 60 px in one frame; a person standing still moves with the image."""
+    scene = _shop_fronts(1, h=300)
+    tracker = Tracker(frame_rate=2.0, camera_motion=compensate, buffer_scales=())
+    for i in range(3):
+        first = tracker.update(dets([box(300, 100)]), ts_s=i / 2.0, image=scene[:, 200:600])
+    after = tracker.update(dets([box(360, 100)]), ts_s=1.5, image=scene[:, 140:540])
+    after = tracker.update(dets([box(360, 100)]), ts_s=2.0, image=scene[:, 140:540])
+    assert first.tracker_id is not None and after.tracker_id is not None
+    assert bool(after.tracker_id.tolist() == first.tracker_id.tolist()) is same_id
