@@ -41,6 +41,8 @@ _R = 0.1  # measurement noise per coordinate (trackers: identity x 0.1)
 _Q = 0.01  # one-frame process noise per state (trackers: identity x 0.01)
 _NOMINAL_STEP_TOLERANCE_S = 0.004  # trackers: steps within 4 ms of one frame are nominal
 _IOU = IoU()
+#: Walking reach of the appearance rescue: ~1.4 m/s is about 3 shoulder widths a second.
+RESCUE_WIDTHS_PER_S = 3.0
 
 
 class ArrayByteTrack:
@@ -67,12 +69,17 @@ class ArrayByteTrack:
             (Yang et al., WACV 2023): tracks and boxes still unmatched after the plain
             IoU round are matched again with both boxes widened about their centres to
             ``(1 + 2 b)`` times their width and height, one round per ``b`` in order,
-            gated by the same ``minimum_iou_threshold``. () is plain ByteTrack.
+            gated by ``buffer_min_iou`` (None: ``minimum_iou_threshold``). () is plain
+            ByteTrack.
         max_appearance_distance: Appearance veto (after BoT-SORT's appearance gate): a
             track and a confident box whose colour signatures
             (`crowdsight.tracking.appearance`) are further apart than this are never
             matched in the rounds that reach beyond plain overlap (the buffered rounds
             and recovery). Only used when ``update`` gets signatures; None: no veto.
+        rescue_distance: Appearance rescue (needs signatures): confirmed tracks that are
+            still unmatched after every IoU round may take a leftover confident box
+            within walking reach of their last observation whose colour signature is
+            closer than this. None: no rescue.
         appearance_momentum: Weight of the old value in each track's signature moving
             average (BoT-SORT / Deep OC-SORT's 0.9).
     """
@@ -89,8 +96,10 @@ class ArrayByteTrack:
         recovery_iou: float | None = None,
         observation_velocity: bool = False,
         buffer_scales: tuple[float, ...] = (),
+        buffer_min_iou: float | None = None,
         max_appearance_distance: float | None = None,
         appearance_momentum: float = 0.9,
+        rescue_distance: float | None = None,
     ) -> None:
         self.frame_rate = frame_rate
         self.max_lost_s = lost_track_buffer / 30.0
@@ -101,8 +110,10 @@ class ArrayByteTrack:
         self.recovery_iou = recovery_iou
         self.observation_velocity = observation_velocity
         self.buffer_scales = buffer_scales
+        self.buffer_min_iou = buffer_min_iou
         self.max_app = max_appearance_distance
         self.app_momentum = appearance_momentum
+        self.rescue_distance = rescue_distance
         self.reset()
 
     def reset(self) -> None:
@@ -158,7 +169,13 @@ class ArrayByteTrack:
         predicted = self.pos.copy()
         veto = self._veto(np.arange(len(self)), sig[high])
         tracks, cols, unmatched_tracks, unmatched_high = _associate(
-            predicted, xyxy[high], self.min_iou, (0.0, *self.buffer_scales), veto, 1
+            predicted,
+            xyxy[high],
+            self.min_iou,
+            (0.0, *self.buffer_scales),
+            veto,
+            1,
+            self.buffer_min_iou,
         )
         self._matched(tracks, xyxy[high[cols]], next_id, sig[high[cols]])
         rows += high[cols].tolist()
@@ -189,6 +206,16 @@ class ArrayByteTrack:
             rows += high[left[r_c]].tolist()
             out_ids += self.ids[tracks3].tolist()
             left = left[np.asarray(un_h, np.int64)]
+
+        if self.rescue_distance is not None and self.app is not None and len(left):
+            lost = np.setdiff1d(rest, tracks2)
+            lost = lost[(self.missed[lost] > 0) & (self.ids[lost] >= 0)] if len(lost) else lost
+            r_t, r_c = self._rescue(lost, xyxy[high[left]], sig[high[left]])
+            tracks4 = lost[r_t]
+            self._matched(tracks4, xyxy[high[left[r_c]]], next_id, sig[high[left[r_c]]])
+            rows += high[left[r_c]].tolist()
+            out_ids += self.ids[tracks4].tolist()
+            left = np.delete(left, r_c)
 
         spawn = high[left]
         rows += spawn.tolist()
@@ -246,6 +273,34 @@ class ArrayByteTrack:
         self.consecutive = np.where(self.missed > 0, 0, self.consecutive)
         self.missed = self.missed + 1
         self.missed_s = self.missed_s + elapsed
+
+    def _rescue(
+        self, lost: IntArray, boxes: FloatArray, sig: FloatArray
+    ) -> tuple[IntArray, IntArray]:
+        """Appearance-led last chance for confirmed tracks that lost their box.
+
+        A track and a leftover confident box are paired when the box lies within walking
+        reach of where the track was last seen (``RESCUE_WIDTHS_PER_S`` box widths per
+        second since then, plus one width) and their colour signatures are closer than
+        ``rescue_distance``; the Hungarian assignment minimises the colour distance.
+        """
+        empty = np.zeros(0, np.int64)
+        if len(lost) == 0 or len(boxes) == 0 or sig.shape[1] == 0:
+            return empty, empty
+        assert self.app is not None and self.rescue_distance is not None
+        dist = signature_distance(self.app[lost], sig)
+        known = (np.abs(self.app[lost]).sum(1) > 0)[:, None] & (np.abs(sig).sum(1) > 0)[None]
+        last = self.last_obs[lost]
+        width = (last[:, 2] - last[:, 0])[:, None]
+        centre_t = (last[:, :2] + last[:, 2:]) / 2.0
+        centre_b = (boxes[:, :2] + boxes[:, 2:]) / 2.0
+        gap = np.linalg.norm(centre_t[:, None] - centre_b[None], axis=2)
+        reach = width * (1.0 + RESCUE_WIDTHS_PER_S * self.missed_s[lost][:, None])
+        ok = known & (gap <= reach) & (dist <= self.rescue_distance)
+        cost = np.where(ok, dist, 2.0)
+        r, c = linear_sum_assignment(cost)
+        keep = ok[r, c]
+        return r[keep].astype(np.int64), c[keep].astype(np.int64)
 
     def _no_signature(self, n: int) -> FloatArray:
         """All-zero signatures ("no cue") for ``n`` boxes."""
@@ -340,12 +395,16 @@ def _associate(
     buffers: tuple[float, ...] = (0.0,),
     veto: npt.NDArray[np.bool_] | None = None,
     veto_from: int = 0,
+    buffer_min_iou: float | None = None,
 ) -> tuple[IntArray, IntArray, list[int], list[int]]:
     """Hungarian matching on IoU: (track idx, box idx) pairs, unmatched tracks, boxes.
 
     One round per buffer scale ``b`` (0: plain IoU; else C-BIoU's buffered IoU with both
     boxes widened to ``1 + 2b`` times their size), each on what earlier rounds left.
-    Pairs with ``veto`` True are never matched in round ``veto_from`` and later.
+    Buffered IoU is multiplied by the plain boxes' height IoU (Hybrid-SORT's HMIoU), so a
+    widened box never reaches the person standing just above or below in the image.
+    Pairs with ``veto`` True are never matched in round ``veto_from`` and later. Rounds
+    with a buffer (b > 0) gate at ``buffer_min_iou`` when given, else at ``min_iou``.
     """
     n_t, n_b = len(tracks), len(boxes)
     un_t, un_b = np.arange(n_t), np.arange(n_b)
@@ -355,12 +414,15 @@ def _associate(
         if len(un_t) == 0 or len(un_b) == 0:
             break
         iou = _IOU.compute(_buffered(tracks[un_t], b), _buffered(boxes[un_b], b))
+        if b > 0:  # Hybrid-SORT's height modulation: stacked neighbours never overlap
+            iou = iou * _height_iou(tracks[un_t], boxes[un_b])
         gated = veto is not None and k >= veto_from
         if gated:
             assert veto is not None
             iou = np.where(veto[np.ix_(un_t, un_b)], 0.0, iou)
         r, c = linear_sum_assignment(iou, maximize=True)
-        ok = iou[r, c] >= min_iou
+        gate = buffer_min_iou if b > 0 and buffer_min_iou is not None else min_iou
+        ok = iou[r, c] >= gate
         if gated:
             assert veto is not None
             ok &= ~veto[un_t[r], un_b[c]]
@@ -374,6 +436,16 @@ def _associate(
     rr = np.concatenate(r_all).astype(np.int64)
     cc = np.concatenate(c_all).astype(np.int64)
     return rr, cc, un_t.tolist(), un_b.tolist()
+
+
+def _height_iou(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Overlap / union of the boxes' vertical extents (Hybrid-SORT's HIoU), M x N."""
+    top = np.maximum(a[:, None, 1], b[None, :, 1])
+    bottom = np.minimum(a[:, None, 3], b[None, :, 3])
+    low = np.minimum(a[:, None, 1], b[None, :, 1])
+    high = np.maximum(a[:, None, 3], b[None, :, 3])
+    overlap: FloatArray = np.clip(bottom - top, 0.0, None) / np.maximum(high - low, 1e-9)
+    return overlap
 
 
 def _buffered(xyxy: FloatArray, b: float) -> FloatArray:

@@ -407,10 +407,40 @@ def test_camera_motion_keeps_a_standing_person_through_a_fast_pan(
 ) -> None:
     """The camera pans 60 px in one frame; a person standing still moves with the image."""
     scene = _shop_fronts(1, h=300)
-    tracker = Tracker(frame_rate=2.0, camera_motion=compensate, buffer_scales=())
+    tracker = Tracker(
+        frame_rate=2.0, camera_motion=compensate, buffer_scales=(), rescue_distance=None
+    )
     for i in range(3):
         first = tracker.update(dets([box(300, 100)]), ts_s=i / 2.0, image=scene[:, 200:600])
     after = tracker.update(dets([box(360, 100)]), ts_s=1.5, image=scene[:, 140:540])
     after = tracker.update(dets([box(360, 100)]), ts_s=2.0, image=scene[:, 140:540])
     assert first.tracker_id is not None and after.tracker_id is not None
     assert bool(after.tracker_id.tolist() == first.tracker_id.tolist()) is same_id
+
+
+def test_buffered_rounds_never_reach_the_person_standing_below() -> None:
+    """Height modulation (Hybrid-SORT's HMIoU): a box stacked under a lost track's box
+    (touching, no vertical overlap) is a different person, however wide the buffer."""
+    tracker = Tracker(frame_rate=2.0, recovery_iou=None)
+    for i in range(3):
+        above = tracker.update(dets([box(100, 20)]), ts_s=i / 2.0)
+    below = tracker.update(dets([box(100, 121)]), ts_s=1.5)
+    below = tracker.update(dets([box(100, 121)]), ts_s=2.0)
+    assert above.tracker_id is not None and below.tracker_id is not None
+    assert below.tracker_id.tolist() != above.tracker_id.tolist()
+
+
+@pytest.mark.parametrize(("colour", "rescued"), [("red", True), ("blue", False)])
+def test_colour_rescue_links_a_lost_walker_only_in_the_same_clothes(
+    colour: str, rescued: bool
+) -> None:
+    """Red walker is missed one frame, then seen two body widths on: no IoU, even
+    buffered, reaches that far; the colour rescue does, but only for red clothes."""
+    tracker = Tracker(frame_rate=2.0)
+    for i in range(3):
+        red = tracker.update(dets([box(100, 50)]), ts_s=i / 2.0, image=_two_colour_frame(100, None))
+    tracker.update(dets([]), ts_s=1.5, image=_two_colour_frame(400, None))
+    image = _two_colour_frame(180, None) if colour == "red" else _two_colour_frame(400, 180)
+    back = tracker.update(dets([box(180, 50)]), ts_s=2.0, image=image)
+    assert red.tracker_id is not None and back.tracker_id is not None
+    assert (back.tracker_id.tolist() == red.tracker_id.tolist()) is rescued
