@@ -34,6 +34,11 @@ def main() -> None:
         "--cache", type=Path, default=Path("/tmp/crowdsight-mall-nanodet-1-400.npz")
     )
     parser.add_argument("--first", type=int, default=1, help="First Mall frame (1-based).")
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="The tracker as before issue 13's buffered rounds and colour rescue.",
+    )
     parser.add_argument("--scene", type=Path, default=Path("examples/scenes/mall.yaml"))
     parser.add_argument("--frames", type=Path, default=Path("/work/shared/data/mall/frames"))
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -43,6 +48,8 @@ def main() -> None:
     scene = yaml.safe_load(args.scene.read_text())
     zones = {z["id"]: np.array(z["polygon"], np.int32) for z in scene["zones"]}
     tracker = make_tracker(frame_rate=FPS, score_thresholds=TRACK_THRESHOLDS)
+    if args.before:
+        tracker.buffer_scales, tracker.rescue_distance = (), None
     trails: dict[int, list[tuple[float, float]]] = collections.defaultdict(list)
     n = round(args.seconds * FPS)
     first = args.first - 1

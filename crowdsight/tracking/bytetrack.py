@@ -43,6 +43,9 @@ _NOMINAL_STEP_TOLERANCE_S = 0.004  # trackers: steps within 4 ms of one frame ar
 _IOU = IoU()
 #: Walking reach of the appearance rescue: ~1.4 m/s is about 3 shoulder widths a second.
 RESCUE_WIDTHS_PER_S = 3.0
+#: Longest miss the rescue bridges: past a second, a walker may be anywhere in a circle
+#: 3+ widths wide and a crowd offers too many look-alikes for a coarse colour cue.
+RESCUE_MAX_GAP_S = 1.0
 
 
 class ArrayByteTrack:
@@ -295,8 +298,10 @@ class ArrayByteTrack:
         centre_t = (last[:, :2] + last[:, 2:]) / 2.0
         centre_b = (boxes[:, :2] + boxes[:, 2:]) / 2.0
         gap = np.linalg.norm(centre_t[:, None] - centre_b[None], axis=2)
-        reach = width * (1.0 + RESCUE_WIDTHS_PER_S * self.missed_s[lost][:, None])
-        ok = known & (gap <= reach) & (dist <= self.rescue_distance)
+        missed_s = self.missed_s[lost][:, None]
+        reach = width * (1.0 + RESCUE_WIDTHS_PER_S * missed_s)
+        recent = missed_s <= RESCUE_MAX_GAP_S
+        ok = known & recent & (gap <= reach) & (dist <= self.rescue_distance)
         cost = np.where(ok, dist, 2.0)
         r, c = linear_sum_assignment(cost)
         keep = ok[r, c]
