@@ -238,13 +238,15 @@ class ObjectMotion:
         """Objects of one frame from its flow (work px/s) and detections (frame pixels)."""
         p = self.params
         hh, ww = flow.shape[:2]
-        speed = np.hypot(flow[..., 0], flow[..., 1])
-        angle = np.arctan2(flow[..., 1], flow[..., 0]) % (2 * np.pi)
-        bins = np.minimum((angle * N_DIR_BINS / (2 * np.pi)).astype(np.int64), N_DIR_BINS - 1)
-        chans = np.zeros((N_DIR_BINS, hh, ww))
-        np.put_along_axis(chans, bins[None], speed[None], axis=0)
-        integral = np.zeros((N_DIR_BINS, hh + 1, ww + 1))
-        integral[:, 1:, 1:] = chans.cumsum(1).cumsum(2)
+        f32 = flow.astype(np.float32)
+        speed_f32, angle = cv2.cartToPolar(f32[..., 0], f32[..., 1])
+        speed = np.asarray(speed_f32)
+        bins = np.minimum((np.asarray(angle) * (N_DIR_BINS / (2 * np.pi))).astype(np.int32), 7)
+        # One integral image per direction bin: any box's histogram in four lookups.
+        integral = np.empty((N_DIR_BINS, hh + 1, ww + 1))
+        for b in range(N_DIR_BINS):
+            chan = np.where(bins == b, speed, 0).astype(np.float32)
+            integral[b] = cv2.integral(chan, sdepth=cv2.CV_64F)
 
         det_xyxy = np.asarray(detections.xyxy, np.float64).reshape(-1, 4)
         names = detections.data.get(CLASS_NAME)

@@ -32,6 +32,8 @@ console = Console(stderr=True)
 #: priori: longer than a detector's one- or two-frame flicker, much shorter than an incident
 #: (a cyclist crossing a walkway takes several seconds). Not chosen on any test clip.
 OBJECT_SIGMA_S = 0.5
+#: Part of the ``--cache-dir`` key: bump when object measuring changes without new params.
+OBJECTS_CODE = 2
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp"}
 
@@ -269,7 +271,10 @@ def measure_clip(
 def _cache_key(files: list[Path], fps: float, params: ObjectAnomalyParams) -> str:
     from dataclasses import asdict
 
-    h = hashlib.sha256(json.dumps([asdict(params), fps, "nanodet"]).encode())
+    from crowdsight.analytics.object_anomaly import MODEL_VERSION
+
+    key = [asdict(params), fps, "nanodet", MODEL_VERSION, OBJECTS_CODE]
+    h = hashlib.sha256(json.dumps(key).encode())
     for p in files:
         st = p.stat()
         h.update(f"{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
