@@ -61,6 +61,9 @@ N_DIR_BINS = 8
 MOTION_CLASS = "motion"
 #: Feature groups, in the order of `ObjectScores.groups` columns.
 GROUPS = ("velocity", "shape")
+#: Smallest per-group scale (person heights/s, log size ratio): footage with almost no
+#: variety (a static test scene) must not turn a 1 % difference into a huge score.
+MIN_SCALE = 0.01
 
 StrArray = npt.NDArray[np.str_]
 
@@ -481,7 +484,7 @@ class ObjectNormality:
                         held.append(_knn_distance(cKDTree(rest), group[i], p.k))
                 d = np.concatenate(held) if held else np.zeros(0)
                 if len(d):
-                    scale[g] = max(float(np.quantile(d, p.normal_quantile)), 1e-6)
+                    scale[g] = max(float(np.quantile(d, p.normal_quantile)), MIN_SCALE)
         vel = np.concatenate(vel_parts)
         speed = np.hypot(*cls._mean_flow(vel).T)
         band = cls._band(xyxy[:, 3], frame_wh[1])
