@@ -202,3 +202,23 @@ def test_clip_objects_round_trip(tmp_path: Path) -> None:
         np.testing.assert_allclose(a.xyxy, b.xyxy)
         np.testing.assert_allclose(a.dir_hist, b.dir_hist)
         assert list(a.class_name) == list(b.class_name) and a.frame_wh == b.frame_wh
+
+
+@pytest.mark.parametrize("baseline", ["clip", "online"])
+def test_eval_objects_refuses_cell_only_baselines(tmp_path: Path, baseline: str) -> None:
+    import cv2
+    from typer.testing import CliRunner
+
+    from crowdsight.cli import _register, app
+    from crowdsight.core.errors import InputError
+
+    for clip in ("01", "02"):
+        (tmp_path / "f" / clip).mkdir(parents=True)
+        for i in range(2):
+            cv2.imwrite(str(tmp_path / "f" / clip / f"{i:03d}.png"), np.zeros((8, 8), np.uint8))
+    np.save(tmp_path / "y.npy", np.array([0, 1, 0, 1]))
+    _register()
+    args = ["--frames", str(tmp_path / "f"), "--labels", str(tmp_path / "y.npy")]
+    res = CliRunner().invoke(app, ["eval", "anomaly", *args, "--baseline", baseline])
+    assert isinstance(res.exception, InputError)
+    assert "needs --method cells" in str(res.exception) and "\n" not in str(res.exception)
