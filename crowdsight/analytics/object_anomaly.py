@@ -134,10 +134,15 @@ class FrameObjects:
 
     @property
     def flow_xy(self) -> F64:
-        """N×2 mean flow direction (frame px/s) recovered from the histogram's bin centres."""
-        angles = (np.arange(N_DIR_BINS) + 0.5) * 2 * np.pi / N_DIR_BINS
-        out: F64 = np.stack([self.dir_hist @ np.cos(angles), self.dir_hist @ np.sin(angles)], 1)
-        return out
+        """N×2 mean flow (frame px/s), recovered from the histogram's bin centres."""
+        return hist_to_flow(self.dir_hist)
+
+
+def hist_to_flow(hist: F64) -> F64:
+    """N×2 flow vectors from N×8 direction histograms (each bin at its sector's centre)."""
+    angles = (np.arange(N_DIR_BINS) + 0.5) * 2 * np.pi / N_DIR_BINS
+    out: F64 = np.stack([hist @ np.cos(angles), hist @ np.sin(angles)], 1)
+    return out
 
 
 def frame_objects(
@@ -486,7 +491,7 @@ class ObjectNormality:
                 if len(d):
                     scale[g] = max(float(np.quantile(d, p.normal_quantile)), MIN_SCALE)
         vel = np.concatenate(vel_parts)
-        speed = np.hypot(*cls._mean_flow(vel).T)
+        speed = np.hypot(*hist_to_flow(vel).T)
         band = cls._band(xyxy[:, 3], frame_wh[1])
         bands = np.array(
             [float(np.median(speed[band == b])) if (band == b).any() else np.nan for b in range(10)]
@@ -495,12 +500,6 @@ class ObjectNormality:
         return cls(
             p, size, classes, vel, np.concatenate(shape_parts), scale, bands, frame_wh, footage
         )
-
-    @staticmethod
-    def _mean_flow(vel: F64) -> F64:
-        angles = (np.arange(N_DIR_BINS) + 0.5) * 2 * np.pi / N_DIR_BINS
-        out: F64 = np.stack([vel @ np.cos(angles), vel @ np.sin(angles)], 1)
-        return out
 
     @staticmethod
     def _band(bottom_y: F64, frame_h: int) -> npt.NDArray[np.int64]:
@@ -512,7 +511,17 @@ class ObjectNormality:
     # scoring ------------------------------------------------------------------------------
 
     def score(self, objs: FrameObjects) -> ObjectScores:
-        """Score each object of a frame against the normal footage, with a reason."""
+        """Score each object of a frame against the normal footage, with a reason.
+
+        Raises:
+            ValueError: the frame is not the size the model learned (another camera or a
+                changed stream resolution: learn normal again).
+        """
+        if objs.frame_wh != self.frame_wh and 0 not in objs.frame_wh:
+            raise ValueError(
+                f"frame is {objs.frame_wh[0]}×{objs.frame_wh[1]} but the normal model was "
+                f"learned at {self.frame_wh[0]}×{self.frame_wh[1]}: learn normal again"
+            )
         vel, shape = self._features(objs, self.size, self.classes, self.params.class_weight)
         groups = np.stack(
             [
@@ -522,7 +531,7 @@ class ObjectNormality:
             axis=1,
         ).reshape(len(objs), len(GROUPS))
         total = groups.sum(1)
-        speed = np.hypot(*self._mean_flow(vel).T)
+        speed = np.hypot(*hist_to_flow(vel).T)
         normal = self.speed_bands[self._band(objs.xyxy[:, 3], self.frame_wh[1])]
         rel_h = np.exp(shape[:, 0]) if len(shape) else np.zeros(0)
         reasons = [

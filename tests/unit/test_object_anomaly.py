@@ -222,3 +222,9 @@ def test_eval_objects_refuses_cell_only_baselines(tmp_path: Path, baseline: str)
     res = CliRunner().invoke(app, ["eval", "anomaly", *args, "--baseline", baseline])
     assert isinstance(res.exception, InputError)
     assert "needs --method cells" in str(res.exception) and "\n" not in str(res.exception)
+
+
+def test_score_refuses_another_frame_size(model: ObjectNormality) -> None:
+    other = frame_objects([[1, 1, 5, 20]], ["person"], np.zeros((1, N_DIR_BINS)), (640, 480))
+    with pytest.raises(ValueError, match="learned at 360×240: learn normal again"):
+        model.score(other)
