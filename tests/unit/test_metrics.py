@@ -260,6 +260,8 @@ def test_eval_anomaly_cli_learned_and_training_free(tmp_path: Path) -> None:
                 "10",
                 "--sigma",
                 "1",
+                "--method",
+                "cells",
                 "--json",
                 *extra,
             ]
