@@ -14,10 +14,12 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import cv2
 import numpy as np
 import numpy.typing as npt
 import typer
 from rich.console import Console
+from rich.progress import track
 
 from crowdsight.cli.apps import eval_app
 from crowdsight.core.errors import InputError
@@ -129,6 +131,14 @@ def eval_attributes(
     cache_dir: Annotated[
         Path | None, typer.Option(help="Feature cache folder (default: none).")
     ] = None,
+    carrying_detector: Annotated[
+        str | None,
+        typer.Option(
+            "--carrying-detector",
+            help="Also score carried bags found by this detector in each crop (e.g. nanodet): "
+            "what the live describer says when a bag box is attached to a person.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Clothing colour, yes/no clothing and carried-object attributes against PETA labels.
@@ -211,6 +221,8 @@ def eval_attributes(
             "ms_per_crop": round(1000 * seconds / len(items), 2),
         }
     )
+    if carrying_detector is not None:
+        result["detector_carrying"] = _detector_carrying(items, carrying_detector)
     if as_json:
         print(json.dumps(result))
     else:
@@ -219,3 +231,44 @@ def eval_attributes(
             f"(baseline {result['baseline_upper_colour_accuracy']} / "
             f"{result['baseline_lower_colour_accuracy']}) mA {result['binary_mA']} n={len(items)}"
         )
+
+
+def _detector_carrying(items: list[peta.PetaItem], spec: str) -> dict[str, object]:
+    """Per bag kind: does the detector find that kind of bag in the person's crop?
+
+    The crop is the person box, so any bag box the detector finds in it is attached to the
+    person (in the live describer a bag must overlap the person box and move with it). The
+    detector runs as in the pipeline (its own score threshold) on the whole crop, which its
+    letterbox upscales to its input size; nothing here is fitted to PETA.
+    """
+    from crowdsight.config.pipeline import PipelineSettings
+    from crowdsight.config.runtime import RuntimeConfig
+    from crowdsight.core.types import CLASS_NAME, Frame
+    from crowdsight.pipeline.camera import build_pipeline_detector
+
+    detector = build_pipeline_detector(
+        PipelineSettings(detector=spec, slicing="off", runtime=RuntimeConfig.from_env())
+    )
+    found: list[set[str]] = []
+    for it in track(items, description=f"bags by {spec}", console=console):
+        bgr = cv2.imread(str(it.image), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise InputError(f"cannot read image {it.image}")
+        rgb = np.ascontiguousarray(bgr[:, :, ::-1], dtype=np.uint8)
+        dets = detector.detect(Frame("peta", 0, 0.0, rgb))
+        names = dets.data.get(CLASS_NAME, [])
+        found.append({str(n) for n in names} & set(peta.CARRIED_NAMES))
+    out: dict[str, object] = {"detector": spec}
+    accs, bases = [], []
+    for kind in peta.CARRIED_NAMES:
+        truth = np.array([kind in it.carrying for it in items])
+        if not truth.any():
+            continue
+        pred = np.array([kind in f for f in found])
+        out[kind], (_, acc, base) = _binary_report(pred, truth)
+        accs.append(acc)
+        bases.append(base)
+        console.print(f"{kind:14s} by {spec}: {out[kind]}")
+    out["carrying_accuracy"] = _r(float(np.mean(accs))) if accs else None
+    out["baseline_carrying_accuracy"] = _r(float(np.mean(bases))) if bases else None
+    return out

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import track
 
 from crowdsight.cli.apps import eval_app
+from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings
 from crowdsight.datasets.counting import CountingFormat, iter_items
 from crowdsight.sources.files import read_image
 
@@ -73,6 +74,22 @@ def eval_counting(
             "count); --no-fuse predicts the density count alone.",
         ),
     ] = True,
+    regional: Annotated[
+        bool,
+        typer.Option(
+            "--regional/--no-regional",
+            help="With --fuse: rows where people look large enough to detect are counted by "
+            "detection alone (the pipeline's default); --no-regional fuses per box only.",
+        ),
+    ] = True,
+    detector_spec: Annotated[
+        str,
+        typer.Option(
+            "--detector",
+            help="Person detector for --auto-scale and --fuse, built as the pipeline builds "
+            "it (its own threshold, slicing: auto): 'nanodet' (default), 'ssdlite', ….",
+        ),
+    ] = DEFAULT_DETECTOR,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Predict every image and print MAE, RMSE and mean relative error.
@@ -94,18 +111,13 @@ def eval_counting(
     est = DensityEstimator(runtime=runtime)
     detector: Any = None
     if auto_scale or fuse:
-        from crowdsight.perception.detector import build_detector
-        from crowdsight.perception.slicing import SliceSettings
+        from crowdsight.pipeline.camera import build_pipeline_detector
 
-        # The pipeline's defaults: confidence 0.4, slicing frames of 1 MP and more.
-        detector = build_detector(
-            "ssdlite",
-            conf_threshold=0.4,
-            slicing=SliceSettings(min_frame_px=1_000_000),
-            runtime=runtime,
+        detector = build_pipeline_detector(
+            PipelineSettings(detector=detector_spec, runtime=runtime)
         )
     rows: list[dict[str, str | float]] = []
-    errs: dict[str, list[float]] = {"fused": [], "density": [], "detection": []}
+    errs: dict[str, list[float]] = {"fused": [], "density": [], "detection": [], "other": []}
     gts: list[int] = []
     for item in track(items, description="counting", console=console):
         image = read_image(item.image)
@@ -115,7 +127,8 @@ def eval_counting(
             boxes = person_boxes(dets)
             scale = scale_for_heights(boxes[:, 3] - boxes[:, 1]) or 1.0
         dm = estimate_at_scale(est, image, scale)
-        counts = fuse_counts(dm, dets if fuse else None)
+        counts = fuse_counts(dm, dets if fuse else None, regional=regional)
+        other = fuse_counts(dm, dets if fuse else None, regional=not regional)
         pred = counts.fused if fuse else counts.density
         rows.append(
             {
@@ -125,9 +138,11 @@ def eval_counting(
                 "density": round(counts.density, 3),
                 "detection": counts.detection,
                 "scale": round(scale, 3),
+                "zone_rows": counts.zone_rows,
             }
         )
         errs["fused"].append(pred - item.gt)
+        errs["other"].append((other.fused if fuse else other.density) - item.gt)
         errs["density"].append(counts.density - item.gt)
         errs["detection"].append(counts.detection - item.gt)
         gts.append(item.gt)
@@ -141,10 +156,11 @@ def eval_counting(
             e = _errors(errs[name], gts)
             console.print(f"  {name} alone: MAE {e['mae']:.2f}  RMSE {e['rmse']:.2f}")
     if as_json:
-        out: dict[str, Any] = {**res, "n": len(rows), "items": rows}
+        out: dict[str, Any] = {**res, "n": len(rows), "detector": detector_spec, "items": rows}
         if detector is not None:
             out["density_only"] = _errors(errs["density"], gts)
             out["detection_only"] = _errors(errs["detection"], gts)
+            out["regional" if not regional else "per_box_only"] = _errors(errs["other"], gts)
         print(json.dumps(out))
     else:
         print(

@@ -13,16 +13,16 @@ confidence, so they can be told apart (and drawn differently) downstream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, FloatArray
 from crowdsight.perception.fusion import covered_cells
+from crowdsight.perception.perspective import HEAD_OFFSET, WIDTH_RATIO, HeightModel, fit_heights
 
 ORIGIN = "origin"
+
 
 #: How peaks become heads. A fixed mass threshold needs tuning per scene and scale; instead
 #: the map's own count decides: the ``round(count)`` strongest local maxima (by the mass of
@@ -30,44 +30,6 @@ ORIGIN = "origin"
 #: `benchmarks/density_people.py --part choose`) this parameter-free rule matched heads
 #: with F1 0.49 (16 px) / 0.55 (24 px), as good as the best of nine fixed thresholds (0.49
 #: at 0.15 people per window) and far better than the rest (0.43 … 0.03).
-#: Person width as a fraction of its height (upright pedestrians, COCO/MOT boxes ≈ 0.35–0.45).
-WIDTH_RATIO = 0.4
-#: Head centre below the box top as a fraction of the box height.
-HEAD_OFFSET = 0.08
-
-
-@dataclass(frozen=True)
-class HeightModel:
-    """Person height in pixels as a linear function of the head's y: ``h = a + b·y``."""
-
-    a: float
-    b: float
-
-    def height_at(self, y: npt.ArrayLike) -> FloatArray:
-        """Heights for head rows ``y`` (never below 8 px)."""
-        return np.maximum(self.a + self.b * np.asarray(y, np.float64), 8.0).astype(np.float32)
-
-
-def fit_heights(person_xyxy: npt.ArrayLike, min_boxes: int = 3) -> HeightModel | None:
-    """Height against head row, fitted on this frame's person boxes (None: too few boxes).
-
-    A least-squares line through (top y, height), with the slope kept ≥ 0 (in a camera looking
-    down a scene people do not shrink towards the bottom); with boxes all at one height the
-    line is flat at their median.
-    """
-    boxes = np.asarray(person_xyxy, np.float64).reshape(-1, 4)
-    if len(boxes) < min_boxes:
-        return None
-    h = boxes[:, 3] - boxes[:, 1]
-    y = boxes[:, 1] + HEAD_OFFSET * h
-    if np.ptp(y) < 1.0:
-        return HeightModel(float(np.median(h)), 0.0)
-    b, a = np.polyfit(y, h, 1)
-    if b < 0:
-        return HeightModel(float(np.median(h)), 0.0)
-    return HeightModel(float(a), float(b))
-
-
 def density_peaks(
     density: DensityMap,
     min_mass: float | None = None,

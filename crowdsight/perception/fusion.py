@@ -11,6 +11,14 @@ fused the two per region. crowdsight does the same without learning the fusion:
 * the rest of the density map counts everybody else (small, far or packed people).
 
 ``fused = reliable boxes + density outside them``. Both inputs are reported too.
+
+DecideNet fuses per *region*, not only per box: where the camera shows people large, the
+density model (trained on dense, small heads) sees textures — planters, hedges, railings — as
+crowds, and its mass there is mostly false, while the detector finds nearly everyone. So with
+enough person boxes to read the frame's perspective (`crowdsight.perception.perspective`),
+the rows where a person is expected to be at least `RELIABLE_HEIGHT_PX` tall form the
+*detection zone*: there every person box counts one and the density is dropped; elsewhere
+the per-box rule above holds.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections
+from crowdsight.perception.perspective import fit_heights, head_rows
 
 #: Person boxes at least this tall (frame px) are counted by detection. Chosen a priori on
 #: Mall training frames 1–800 (``benchmarks/density_scale.py --part scale``): 143 px is the
@@ -30,6 +39,9 @@ from crowdsight.core.types import CLASS_NAME, DensityMap, Detections
 #: 64/96/128/160/192/never was 4.64/4.55/4.41/4.21/4.20/4.14 — Mall holds almost no people
 #: that tall, so it cannot favour fusion; it shows the threshold costs little there.
 RELIABLE_HEIGHT_PX = 144.0
+#: Person boxes a frame needs before its perspective is trusted for the detection zone (the
+#: same a-priori minimum as the density scale estimate, `density_scale.scale_for_heights`).
+ZONE_MIN_BOXES = 8
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,8 @@ class FusedCount:
     """Reliable boxes plus density outside them."""
     reliable: int
     """How many boxes were counted by detection."""
+    zone_rows: int = 0
+    """Rows of the density map in the detection zone (0: no zone)."""
 
 
 def person_boxes(detections: Detections) -> npt.NDArray[np.float32]:
@@ -81,26 +95,42 @@ def fuse_counts(
     density: DensityMap | None,
     detections: Detections | None,
     reliable_height_px: float = RELIABLE_HEIGHT_PX,
+    *,
+    regional: bool = True,
 ) -> FusedCount:
     """Detection, density and fused counts of one frame.
 
     Without a density map the fused count is the detection count; without detections it is
-    the density count. When the map carries a region of interest, only reliable boxes whose
-    feet (bottom centre) stand inside it are counted, like the density.
+    the density count. When the map carries a region of interest, only boxes whose feet
+    (bottom centre) stand inside it are counted, like the density. With ``regional`` (the
+    default) and at least `ZONE_MIN_BOXES` person boxes, rows where people are expected
+    ``reliable_height_px`` tall or taller are counted by detection alone (see the module).
     """
     boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
     n_det = float(len(boxes))
     if density is None:
         return FusedCount(n_det, float("nan"), n_det, int(n_det))
     total = density.count
-    reliable = boxes[(boxes[:, 3] - boxes[:, 1]) >= reliable_height_px]
+    h = density.density.shape[0]
+    zone = np.zeros(h, bool)
+    if regional:
+        model = fit_heights(boxes, min_boxes=ZONE_MIN_BOXES)
+        if model is not None:
+            rows_y = (np.arange(h) + 0.5) * density.scale_xy[1]
+            zone = model.height_at(rows_y) >= reliable_height_px
+    if zone.any():
+        row = np.clip((head_rows(boxes) / density.scale_xy[1]).astype(int), 0, h - 1)
+        counted = zone[row] | ((boxes[:, 3] - boxes[:, 1]) >= reliable_height_px)
+    else:
+        counted = (boxes[:, 3] - boxes[:, 1]) >= reliable_height_px
+    reliable = boxes[counted]
     if density.roi_mask is not None and len(reliable):
         reliable = reliable[_feet_inside(density, reliable)]
-    if not len(reliable):
+    if not len(reliable) and not zone.any():
         return FusedCount(n_det, total, total, 0)
-    mask = covered_cells(density, reliable)
+    mask = covered_cells(density, reliable) | zone[:, None]
     rest = float(density.density[~mask].sum(dtype=np.float64))
-    return FusedCount(n_det, total, len(reliable) + rest, len(reliable))
+    return FusedCount(n_det, total, len(reliable) + rest, len(reliable), int(zone.sum()))
 
 
 def _feet_inside(density: DensityMap, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:

@@ -37,6 +37,28 @@ def auto_slice_px(detector: str) -> int:
     return NANODET_AUTO_SLICE_PX if "nanodet" in detector.lower() else AUTO_SLICE_PX
 
 
+def build_pipeline_detector(settings: PipelineSettings) -> Detector:
+    """The detector a camera pipeline with these settings runs (model, threshold, slicing).
+
+    Evaluations build their detector here too, so they score what the product runs.
+    """
+    from crowdsight.perception.detector import build_detector
+
+    s = settings
+    kwargs: dict[str, Any] = {"threads": s.detector_threads, "runtime": s.runtime}
+    if s.confidence is not None:
+        kwargs["conf_threshold"] = s.confidence
+    if s.slicing != "off":
+        from crowdsight.perception.slicing import SliceSettings
+
+        kwargs["slicing"] = SliceSettings(
+            min_frame_px=auto_slice_px(s.detector.spec) if s.slicing == "auto" else 0
+        )
+    if s.detector.classes is not None:
+        kwargs["class_names_file"] = s.detector.classes
+    return build_detector(s.detector.spec, **kwargs)
+
+
 #: A frame handed to `CameraPipeline.run` and its detection in flight (None: not due).
 _Pending = tuple[Frame, Future[Detections] | None]
 
@@ -128,9 +150,7 @@ class CameraPipeline:
             self._async_density = AsyncDensity(self.density_estimator)
         self.detector = detector
         if self.detector is None and s.detect:
-            from crowdsight.perception.detector import build_detector
-
-            self.detector = build_detector(s.detector.spec, **self._detector_kwargs())
+            self.detector = build_pipeline_detector(s)
         self.tracker = tracker
         if self.tracker is None and s.detect:
             from crowdsight.tracking import make_tracker
@@ -150,21 +170,6 @@ class CameraPipeline:
 
             self.describer = TrackDescriber.learned(runtime=s.runtime)
         self.reset()
-
-    def _detector_kwargs(self) -> dict[str, Any]:
-        s = self.settings
-        kwargs: dict[str, Any] = {"threads": s.detector_threads, "runtime": s.runtime}
-        if s.confidence is not None:
-            kwargs["conf_threshold"] = s.confidence
-        if s.slicing != "off":
-            from crowdsight.perception.slicing import SliceSettings
-
-            kwargs["slicing"] = SliceSettings(
-                min_frame_px=auto_slice_px(s.detector.spec) if s.slicing == "auto" else 0
-            )
-        if s.detector.classes is not None:
-            kwargs["class_names_file"] = s.detector.classes
-        return kwargs
 
     def reset(self) -> None:
         """Forget all per-camera state (as if the camera had just started)."""
