@@ -110,27 +110,74 @@ def fuse_counts(
     n_det = float(len(boxes))
     if density is None:
         return FusedCount(n_det, float("nan"), n_det, int(n_det))
-    total = density.count
+    split = _split(density, boxes, reliable_height_px, regional)
+    rest = float(density.density[~split.dropped].sum(dtype=np.float64))
+    return FusedCount(
+        n_det, density.count, len(split.counted) + rest, len(split.counted), split.zone_rows
+    )
+
+
+def fused_density(
+    density: DensityMap,
+    detections: Detections | None,
+    reliable_height_px: float = RELIABLE_HEIGHT_PX,
+    *,
+    regional: bool = True,
+) -> DensityMap:
+    """The map the fused count sums to, for heatmaps and zone counts.
+
+    The density where detection counts (under reliable boxes, in the detection zone) is
+    replaced by one person per counted box, spread evenly over the cells the box covers; the
+    rest of the map is the density model's. ``fused_density(...).count`` equals
+    ``fuse_counts(...).fused``.
+    """
+    boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
+    split = _split(density, boxes, reliable_height_px, regional)
+    if not split.dropped.any():
+        return density
+    out = np.where(split.dropped, 0.0, density.density).astype(np.float32)
+    h, w = out.shape
+    sx, sy = density.scale_xy
+    for box in split.counted:
+        cells = covered_cells(density, box[None])
+        if cells.any():
+            out[cells] += 1.0 / float(cells.sum())
+        else:  # smaller than a cell: all of it where its centre is
+            col = min(int((box[0] + box[2]) / 2 / sx), w - 1)
+            row = min(int((box[1] + box[3]) / 2 / sy), h - 1)
+            out[max(row, 0), max(col, 0)] += 1.0
+    return DensityMap(out, density.resolution_wh, roi_mask=density.roi_mask)
+
+
+@dataclass(frozen=True)
+class _Split:
+    counted: npt.NDArray[np.float32]
+    """Person boxes counted one each (xyxy)."""
+    dropped: npt.NDArray[np.bool_]
+    """Density cells the counted boxes and the detection zone replace."""
+    zone_rows: int
+
+
+def _split(
+    density: DensityMap, boxes: npt.NDArray[np.float32], reliable_px: float, regional: bool
+) -> _Split:
+    """Which boxes count one each and which density cells they replace."""
     h = density.density.shape[0]
     zone = np.zeros(h, bool)
     if regional:
         model = fit_heights(boxes, min_boxes=ZONE_MIN_BOXES)
         if model is not None:
             rows_y = (np.arange(h) + 0.5) * density.scale_xy[1]
-            zone = model.height_at(rows_y) >= reliable_height_px
+            zone = model.height_at(rows_y) >= reliable_px
+    counted = (boxes[:, 3] - boxes[:, 1]) >= reliable_px
     if zone.any():
         row = np.clip((head_rows(boxes) / density.scale_xy[1]).astype(int), 0, h - 1)
-        counted = zone[row] | ((boxes[:, 3] - boxes[:, 1]) >= reliable_height_px)
-    else:
-        counted = (boxes[:, 3] - boxes[:, 1]) >= reliable_height_px
+        counted |= zone[row]
     reliable = boxes[counted]
     if density.roi_mask is not None and len(reliable):
         reliable = reliable[_feet_inside(density, reliable)]
-    if not len(reliable) and not zone.any():
-        return FusedCount(n_det, total, total, 0)
-    mask = covered_cells(density, reliable) | zone[:, None]
-    rest = float(density.density[~mask].sum(dtype=np.float64))
-    return FusedCount(n_det, total, len(reliable) + rest, len(reliable), int(zone.sum()))
+    dropped = covered_cells(density, reliable) | zone[:, None]
+    return _Split(reliable, dropped, int(zone.sum()))
 
 
 def _feet_inside(density: DensityMap, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:

@@ -157,8 +157,9 @@ class Annotator:
             img, _ = self._redactor().redact(img, result.redaction_boxes(), result.density)
         else:
             img = img.copy()
-        if self.heatmap is not None and result.density is not None:
-            img = self.heatmap.annotate(img, result.density)
+        shown = result.fused if result.fused is not None else result.density
+        if self.heatmap is not None and shown is not None:
+            img = self.heatmap.annotate(img, shown)
         if self.scene_drawer is not None:
             img = self.scene_drawer(img, result.metrics)
         if len(dets):

@@ -21,7 +21,7 @@ from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.base import Detector
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.perception.density_scale import DensityScale, ScaleStatus
-from crowdsight.perception.fusion import fuse_counts, person_boxes
+from crowdsight.perception.fusion import fuse_counts, fused_density, person_boxes
 
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP): the
 #: SSD's 300×300 input shrinks a 1080p frame 6×; tiles cost ~10× its time.
@@ -89,6 +89,10 @@ class FrameResult:
     """The detector's own output on this frame (None when detection did not run on it).
 
     Includes people the tracker has not confirmed yet; redaction hides their heads too."""
+    fused: DensityMap | None = None
+    """The map the fused count sums to (`crowdsight.perception.fusion.fused_density`): what
+    the heatmap shows and zones count. ``density`` stays the model's own map (redaction's
+    head cue)."""
 
     def redaction_boxes(self) -> Detections:
         """Every box whose head must be hidden: tracked boxes and this frame's raw ones."""
@@ -174,6 +178,7 @@ class CameraPipeline:
     def reset(self) -> None:
         """Forget all per-camera state (as if the camera had just started)."""
         self._last_density: DensityMap | None = None
+        self._last_fused: DensityMap | None = None
         self._last_density_ts: float | None = None
         self._last_density_index: int | None = None
         self._last_describe_ts: float | None = None
@@ -344,6 +349,7 @@ class CameraPipeline:
                 self._last_describe_ts = frame.ts_s
 
         metrics: dict[str, float] = {}
+        fused: DensityMap | None = None
         if self._last_density is not None:
             metrics["count_density"] = self._last_density.count
             scale = self._scale.status
@@ -351,6 +357,13 @@ class CameraPipeline:
             metrics["density_scale_boxes"] = float(scale.n_boxes)
             counts = fuse_counts(self._last_density, detections if self.detector else None)
             metrics["count_fused"] = counts.fused
+            if fresh or raw is not None or self._last_fused is None:
+                # New map or new boxes; in between, zones keep counting the same map object
+                # (and `SceneAnalytics` its cached per-zone sums).
+                self._last_fused = fused_density(
+                    self._last_density, detections if self.detector else None
+                )
+            fused = self._last_fused
             if self.detector is not None:
                 metrics["count_detection"] = counts.detection
         if self.detector is not None:
@@ -362,10 +375,12 @@ class CameraPipeline:
 
         events: list[Event] = []
         if self.analytics is not None:
-            res = self.analytics.update(frame, detections, self._last_density, fresh)
+            res = self.analytics.update(frame, detections, fused, fresh)
             events.extend(res.events)
             metrics.update(res.metrics)
-        return FrameResult(frame, detections, self._last_density, fresh, events, metrics, raw=raw)
+        return FrameResult(
+            frame, detections, self._last_density, fresh, events, metrics, raw=raw, fused=fused
+        )
 
     def descriptions(self) -> dict[int, Any]:
         """Current plain-language descriptions by track id ({} without a describer)."""

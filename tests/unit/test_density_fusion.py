@@ -20,7 +20,12 @@ from crowdsight.perception.density_scale import (
     heights_from_calibration,
     scale_for_heights,
 )
-from crowdsight.perception.fusion import RELIABLE_HEIGHT_PX, covered_cells, fuse_counts
+from crowdsight.perception.fusion import (
+    RELIABLE_HEIGHT_PX,
+    covered_cells,
+    fuse_counts,
+    fused_density,
+)
 from crowdsight.pipeline.camera import CameraPipeline
 
 
@@ -164,6 +169,15 @@ def test_detection_zone_counts_boxes_and_drops_density_where_people_are_large() 
     assert plain.zone_rows == 0 and plain.fused > c.fused + 4
     # Too few boxes to read the perspective: no zone.
     assert fuse_counts(dm, dets(boxes[:5])).zone_rows == 0
+    # The map the heatmap shows and zones count sums to the fused count; no texture is left
+    # in the bottom-left corner, and each near person's mass lies inside their box.
+    shown = fused_density(dm, dets(boxes))
+    assert shown.count == pytest.approx(c.fused, abs=1e-3)
+    assert shown.density[45:50, 0:3].sum() == pytest.approx(0.0, abs=1e-6)
+    for box in boxes[5:]:
+        assert shown.density[covered_cells(shown, [box])].sum() >= 1.0 - 1e-4
+    # Nothing replaced: the model's own map, unchanged.
+    assert fused_density(dm, dets(boxes[:1])) is dm
 
 
 def test_fusion_counts_only_boxes_standing_in_the_region_of_interest() -> None:
