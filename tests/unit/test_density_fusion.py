@@ -148,7 +148,7 @@ def test_fusion_counts_large_people_once_and_small_ones_by_density() -> None:
 def test_detection_zone_counts_boxes_and_drops_density_where_people_are_large() -> None:
     # A 400×400 frame, 8 px cells. Perspective: people 60 px tall at the top, 250 px at the
     # bottom. Density puts 5 false "people" of texture in the bottom rows (where the camera
-    # shows people large) and 3 real small people at the top; 9 boxes, 4 of them large.
+    # shows people large) and 3 real small people at the top; 13 boxes, 8 of them large.
     d = np.zeros((50, 50), np.float32)
     d[45:50, 0:10] = 5.0 / 50  # texture mass near the camera, under no box
     d[2:4, 40:50] = 3.0 / 20  # small far people the detector missed
@@ -157,18 +157,18 @@ def test_detection_zone_counts_boxes_and_drops_density_where_people_are_large() 
     for i, top in enumerate((10, 25, 40, 55, 70)):  # far people, growing downwards
         h = 60 + 0.6 * top
         boxes.append([40.0 * i, top, 40.0 * i + 0.4 * h, top + h])
-    for i, top in enumerate((150, 160, 170, 180)):  # near people, tall
+    for i, top in enumerate((150, 155, 160, 165, 170, 175, 180, 185)):  # near people, tall
         h = 60 + 0.6 * top + 60
-        boxes.append([100.0 * i, top, 100.0 * i + 0.4 * h, min(top + h, 400)])
+        boxes.append([50.0 * i, top, 50.0 * i + 0.4 * h, min(top + h, 400)])
     c = fuse_counts(dm, dets(boxes))
     assert c.zone_rows > 0
     # The bottom rows' texture is dropped; near boxes count one each; far mass still counts.
-    assert c.fused == pytest.approx(4 + 3.0, abs=0.3)
+    assert c.fused == pytest.approx(8 + 3.0, abs=0.3)
     # Per-box fusion alone keeps the texture.
     plain = fuse_counts(dm, dets(boxes), regional=False)
     assert plain.zone_rows == 0 and plain.fused > c.fused + 4
-    # Too few boxes to read the perspective: no zone.
-    assert fuse_counts(dm, dets(boxes[:5])).zone_rows == 0
+    # Fewer than 8 tall people: the camera does not show people large enough; no zone.
+    assert fuse_counts(dm, dets(boxes[:12])).zone_rows == 0
     # The map the heatmap shows and zones count sums to the fused count; no texture is left
     # in the bottom-left corner, and each near person's mass lies inside their box.
     shown = fused_density(dm, dets(boxes))
