@@ -44,6 +44,11 @@ def build_pipeline_detector(settings: PipelineSettings) -> Detector:
     """
     from crowdsight.perception.detector import build_detector
 
+    return build_detector(settings.detector.spec, **detector_kwargs(settings))
+
+
+def detector_kwargs(settings: PipelineSettings) -> dict[str, Any]:
+    """Constructor arguments of the pipeline's detector: threads, runtime, threshold, slicing."""
     s = settings
     kwargs: dict[str, Any] = {"threads": s.detector_threads, "runtime": s.runtime}
     if s.confidence is not None:
@@ -56,7 +61,7 @@ def build_pipeline_detector(settings: PipelineSettings) -> Detector:
         )
     if s.detector.classes is not None:
         kwargs["class_names_file"] = s.detector.classes
-    return build_detector(s.detector.spec, **kwargs)
+    return kwargs
 
 
 #: A frame handed to `CameraPipeline.run` and its detection in flight (None: not due).

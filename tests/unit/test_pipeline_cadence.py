@@ -10,7 +10,7 @@ import pytest
 
 from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.types import DensityMap, Detections, Frame
-from crowdsight.pipeline.camera import CameraPipeline
+from crowdsight.pipeline.camera import CameraPipeline, detector_kwargs
 
 
 class FakeDensity:
@@ -238,11 +238,8 @@ def test_redaction_boxes_join_tracked_and_raw() -> None:
 def test_slicing_setting_reaches_the_detector(
     slicing: str, detector: str, expected: int | None
 ) -> None:
-    p = CameraPipeline(
-        "cam",
-        PipelineSettings(detect=False, density=False, slicing=slicing, detector=detector),  # type: ignore[arg-type]
-    )
-    sl = p._detector_kwargs().get("slicing")
+    settings = PipelineSettings(detect=False, density=False, slicing=slicing, detector=detector)  # type: ignore[arg-type]
+    sl = detector_kwargs(settings).get("slicing")
     assert (sl.min_frame_px if sl is not None else None) == expected
 
 
