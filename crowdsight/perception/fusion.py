@@ -131,9 +131,9 @@ def fused_density(
     """The map the fused count sums to, for heatmaps and zone counts.
 
     The density where detection counts (under reliable boxes, in the detection zone) is
-    replaced by one person per counted box, spread evenly over the cells the box covers; the
-    rest of the map is the density model's. ``fused_density(...).count`` equals
-    ``fuse_counts(...).fused``.
+    replaced by one person per counted box, as a blob at the box's head (a Gaussian a third
+    of the box width wide, kept inside the box); the rest of the map is the density model's.
+    ``fused_density(...).count`` equals ``fuse_counts(...).fused``.
     """
     boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
     split = _split(density, boxes, reliable_height_px, regional)
@@ -142,14 +142,26 @@ def fused_density(
     out = np.where(split.dropped, 0.0, density.density).astype(np.float32)
     h, w = out.shape
     sx, sy = density.scale_xy
+    cx = (np.arange(w) + 0.5) * sx
+    cy = (np.arange(h) + 0.5) * sy
     for box in split.counted:
         cells = covered_cells(density, box[None])
-        if cells.any():
-            out[cells] += 1.0 / float(cells.sum())
-        else:  # smaller than a cell: all of it where its centre is
+        if not cells.any():  # smaller than a cell: all of it where its centre is
             col = min(int((box[0] + box[2]) / 2 / sx), w - 1)
             row = min(int((box[1] + box[3]) / 2 / sy), h - 1)
             out[max(row, 0), max(col, 0)] += 1.0
+            continue
+        # A blob at the head, like the density model's own (it is trained on head points):
+        # a Gaussian of a third of the box width around the head, inside the box.
+        bw = max(float(box[2] - box[0]), 1.0)
+        head_y = float(head_rows(box[None])[0])
+        gx = np.exp(-0.5 * ((cx - (box[0] + box[2]) / 2) / (bw / 3)) ** 2)
+        gy = np.exp(-0.5 * ((cy - head_y) / (bw / 3)) ** 2)
+        weight = np.where(cells, gy[:, None] * gx[None, :], 0.0)
+        total = float(weight.sum())
+        if total <= 1e-12:  # the blob falls between cell centres: spread over the box
+            weight, total = cells.astype(np.float64), float(cells.sum())
+        out += (weight / total).astype(np.float32)
     return DensityMap(out, density.resolution_wh, roi_mask=density.roi_mask)
 
 
