@@ -128,6 +128,21 @@ def _image_loaded(driver: Any, css: str) -> bool:
     )
 
 
+def _live_tile(driver: Any, server: LiveServer, camera_id: str) -> tuple[str, Any]:
+    """Sign in and wait for the camera's tile to show its first live image: (css, tile)."""
+    _sign_in(driver, server.url)
+    _wait_for("the dashboard", lambda: _q(driver, "dashboard").is_displayed(), UI_WAIT_S)
+    tile_css = f"[data-testid=camera-tile][data-camera-id={camera_id}]"
+    _wait_for("the camera tile", lambda: driver.find_elements("css selector", tile_css), UI_WAIT_S)
+    _first_frame(server, camera_id)
+    _wait_for(
+        "the live image to load",
+        lambda: _image_loaded(driver, f"{tile_css} [data-testid=camera-image]"),
+        UI_WAIT_S,
+    )
+    return tile_css, driver.find_element("css selector", tile_css)
+
+
 def _event_ids(driver: Any) -> list[str]:
     ids: list[str] = driver.execute_script(
         "return [...document.querySelectorAll('[data-testid=event]')].map(e => e.dataset.eventId);"
@@ -148,17 +163,7 @@ def test_wrong_password_shows_an_error(browser: Any, live_server: LiveServer) ->
 def test_live_tile_and_new_events_show_up(
     browser: Any, live_server: LiveServer, mall_camera: str
 ) -> None:
-    _sign_in(browser, live_server.url)
-    _wait_for("the dashboard", lambda: _q(browser, "dashboard").is_displayed(), UI_WAIT_S)
-    tile_css = f"[data-testid=camera-tile][data-camera-id={mall_camera}]"
-    _wait_for("the camera tile", lambda: browser.find_elements("css selector", tile_css), UI_WAIT_S)
-    _first_frame(live_server, mall_camera)
-    _wait_for(
-        "the live image to load",
-        lambda: _image_loaded(browser, f"{tile_css} [data-testid=camera-image]"),
-        UI_WAIT_S,
-    )
-    tile = browser.find_element("css selector", tile_css)
+    tile_css, tile = _live_tile(browser, live_server, mall_camera)
     _wait_for(
         "the running state", lambda: _q(browser, "camera-state", tile).text == "running", UI_WAIT_S
     )
@@ -417,16 +422,7 @@ def test_operator_calibrates_the_floor_by_clicking_four_points(
     """Four clicks on the live image and two distances give the scene a calibration."""
     from selenium.webdriver.common.action_chains import ActionChains
 
-    _sign_in(browser, live_server.url)
-    tile_css = f"[data-testid=camera-tile][data-camera-id={mall_camera}]"
-    _wait_for("the camera tile", lambda: browser.find_elements("css selector", tile_css), UI_WAIT_S)
-    _first_frame(live_server, mall_camera)
-    _wait_for(
-        "the live image to load",
-        lambda: _image_loaded(browser, f"{tile_css} [data-testid=camera-image]"),
-        UI_WAIT_S,
-    )
-    tile = browser.find_element("css selector", tile_css)
+    tile_css, tile = _live_tile(browser, live_server, mall_camera)
     _q(browser, "calibrate-open", tile).click()
     overlay = _q(browser, "calib-overlay", tile)
     save = _q(browser, "calib-save", tile)
