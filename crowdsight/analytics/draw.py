@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import cv2
 import numpy as np
 import numpy.typing as npt
 
 from crowdsight.config.scene import SceneConfig, ZoneKind
 from crowdsight.core.geometry import scale_polygon, side_of_line
+from crowdsight.core.metrics import LineCounts, SceneMetrics
 from crowdsight.core.types import ImageRGB
 
 ZONE_RGB = (60, 180, 255)
@@ -27,14 +26,14 @@ def _label(img: ImageRGB, text: str, org: tuple[int, int], color: tuple[int, int
 
 
 def draw_scene(
-    image_rgb: ImageRGB, scene: SceneConfig, live: Mapping[str, float], alpha: float = 0.25
+    image_rgb: ImageRGB, scene: SceneConfig, live: SceneMetrics, alpha: float = 0.25
 ) -> ImageRGB:
     """Zones (translucent fill, outline, name and occupancy) and lines (with in-arrow and counts).
 
     Args:
         image_rgb: H×W×3 RGB frame; not modified.
         scene: Zones and lines, at ``scene.resolution_wh`` (rescaled to the image).
-        live: Per-frame metrics, e.g. ``zone:<id>:occupancy``, ``line:<id>:in`` / ``:out``.
+        live: This frame's figures (zone occupancy and density, line counts).
         alpha: Zone fill opacity.
 
     Returns:
@@ -54,12 +53,11 @@ def draw_scene(
         color = RESTRICTED_RGB if z.kind is ZoneKind.RESTRICTED else ZONE_RGB
         cv2.polylines(out, [poly], True, color, 2, cv2.LINE_AA)
         text = z.name or z.id
-        occ = live.get(f"zone:{z.id}:occupancy")
-        if occ is not None:
-            text += f": {occ:.0f}"
-        dens = live.get(f"zone:{z.id}:density_per_m2")
-        if dens is not None:
-            text += f" ({dens:.1f}/m2)"
+        zm = live.zones.get(z.id)
+        if zm is not None:
+            text += f": {zm.occupancy:.0f}"
+            if zm.density_per_m2 is not None:
+                text += f" ({zm.density_per_m2:.1f}/m2)"
         x, y = poly.min(axis=0)
         _label(out, text, (int(x) + 4, int(y) + 16), color)
     for ln in scene.lines:
@@ -87,11 +85,10 @@ def draw_scene(
             cv2.LINE_AA,
             tipLength=0.35,
         )
-        n_in = live.get(f"line:{ln.id}:in", 0.0)
-        n_out = live.get(f"line:{ln.id}:out", 0.0)
+        counts = live.lines.get(ln.id, LineCounts())
         _label(
             out,
-            f"{ln.name or ln.id} in {n_in:.0f} out {n_out:.0f}",
+            f"{ln.name or ln.id} in {counts.count_in:.0f} out {counts.count_out:.0f}",
             (int(tip[0]) + 4, int(tip[1])),
             LINE_RGB,
         )

@@ -33,7 +33,6 @@ from crowdsight.analytics.tracks import FrameTracks, Track, TrackHistory
 from crowdsight.analytics.zones import Membership, SceneGeometry, ZoneMembership, scaled_homography
 from crowdsight.config.scene import SceneConfig
 from crowdsight.core.events import (
-    FLOW_METRIC_PREFIX,
     Event,
     LineCrossed,
     Severity,
@@ -41,6 +40,7 @@ from crowdsight.core.events import (
     ZoneExited,
 )
 from crowdsight.core.geometry import Homography
+from crowdsight.core.metrics import FlowCount, LineCounts, SceneMetrics, ZoneMetrics
 from crowdsight.core.types import DensityMap, Detections, Frame, ImageRGB
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,7 @@ class AnalyticsResult:
     """What analytics produced on one frame."""
 
     events: list[Event] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: SceneMetrics = field(default_factory=SceneMetrics)
 
 
 class SceneAnalytics:
@@ -129,7 +129,7 @@ class SceneAnalytics:
             self._roi = mask
         return self._roi
 
-    def draw(self, image_rgb: ImageRGB, live: dict[str, float]) -> ImageRGB:
+    def draw(self, image_rgb: ImageRGB, live: SceneMetrics) -> ImageRGB:
         """Zones and lines with live figures (see `draw_scene`)."""
         return draw_scene(image_rgb, self.scene, live)
 
@@ -160,7 +160,8 @@ class SceneAnalytics:
         lost = self.history.update(ts, tracks) if detections is not self._last_dets else []
         self._last_dets = detections
         inside = geo.inside(tracks.anchors)
-        metrics: dict[str, float] = {}
+        zones: dict[str, ZoneMetrics] = {}
+        counts: dict[str, float] = {}
 
         memberships = self._update_membership(ts, geo, tracks, inside, lost)
         events = self._zone_events(frame, memberships, tracks)
@@ -175,7 +176,7 @@ class SceneAnalytics:
             inside=inside,
             homography=self._homography,
             lost=lost,
-            zone_counts=self._zone_counts(geo, tracks, inside, density, metrics),
+            zone_counts=self._zone_counts(geo, tracks, inside, density, zones),
             zone_area_m2={g.zone.id: g.area_m2 for g in geo.zones},
             zone_area_px={g.zone.id: g.area_px for g in geo.zones},
         )
@@ -184,20 +185,22 @@ class SceneAnalytics:
             events += self.anomaly.update(
                 self.camera_id, frame.index, frame.image, ts, self._zone_locator(geo)
             )
-            metrics["anomaly_score"] = self.anomaly.last_score
+            counts["anomaly_score"] = self.anomaly.last_score
+        # The run's time series holds the per-frame figures (not the running totals below).
+        self.series.add(ts, SceneMetrics(counts=counts, zones=zones).to_rows())
 
-        for lid, counter in self.lines.items():
-            metrics[f"line:{lid}:in"] = float(counter.count_in)
-            metrics[f"line:{lid}:out"] = float(counter.count_out)
+        lines = {
+            lid: LineCounts(count_in=float(c.count_in), count_out=float(c.count_out))
+            for lid, c in self.lines.items()
+        }
         # Zone-to-zone transitions so far, as counters like the line counts: the store sums
         # their increases, so flows exist without storing a zone_entered event per track.
-        for (src, dst), n in self.flows.counts.items():
-            metrics[f"{FLOW_METRIC_PREFIX}{src}>{dst}"] = float(n)
+        flows = [
+            FlowCount(from_zone=src, to_zone=dst, count=float(n))
+            for (src, dst), n in self.flows.counts.items()
+        ]
         self.heatmap.add(tracks.anchors, frame.resolution_wh)
-        self.series.add(
-            ts,
-            {k: v for k, v in metrics.items() if not k.startswith(("line:", FLOW_METRIC_PREFIX))},
-        )
+        metrics = SceneMetrics(counts=counts, zones=zones, lines=lines, flows=flows)
         return AnalyticsResult(events, metrics)
 
     def _update_membership(
@@ -239,7 +242,7 @@ class SceneAnalytics:
         tracks: FrameTracks,
         inside: npt.NDArray[np.bool_],
         density: DensityMap | None,
-        metrics: dict[str, float],
+        zones: dict[str, ZoneMetrics],
     ) -> dict[str, float]:
         source = self.scene.metrics.occupancy_source
         use_density = density is not None and source in ("auto", "density")
@@ -256,13 +259,15 @@ class SceneAnalytics:
             else:
                 count = float(inside[:, j].sum()) if len(tracks) else 0.0
             counts[zid] = count
-            metrics[f"zone:{zid}:occupancy"] = count
             per_m2 = los = None
             if g.area_m2:
                 per_m2 = count / g.area_m2
                 los = level_of_service(per_m2, self.scene.metrics.los_standard)
-                metrics[f"zone:{zid}:density_per_m2"] = per_m2
-                metrics[f"zone:{zid}:los_index"] = float(los_index(los))
+            zones[zid] = ZoneMetrics(
+                occupancy=count,
+                density_per_m2=per_m2,
+                los_index=None if los is None else los_index(los),
+            )
             self.occupancy[zid].add(count, per_m2, los)
         return counts
 
@@ -328,7 +333,7 @@ class SceneAnalytics:
             names = [tracks.class_names[i] for i in keep]
             crossed = counter.update(tracks.ids[idx], tracks.anchors[idx], names)
             if not self.scene.rules.occupancy_items:
-                continue  # counted (line:<id>:in/out metrics), not a timeline item
+                continue  # counted (`LineCounts` metrics), not a timeline item
             for tid, direction, name in crossed:
                 out.append(
                     LineCrossed(

@@ -152,7 +152,8 @@ def analyze(
             progress.update(task, total=total)
 
         def on_frame(r: Any) -> None:
-            c = r.metrics.get("count_fused", r.metrics.get("count_density"))
+            m = r.metrics.counts
+            c = m.get("count_fused", m.get("count_density"))
             progress.update(task, advance=1, info=f"count~{c:.0f}" if c is not None else "")
 
         report = run_analysis(

@@ -8,7 +8,9 @@ store upserts by id, so sinks see an open event update to a closed one. Instant 
 
 from __future__ import annotations
 
+import hashlib
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Any, ClassVar
@@ -173,7 +175,83 @@ def event_from_dict(d: dict[str, Any]) -> Event:
     return cls(**d)
 
 
-#: Metric-name prefix of the zone-to-zone transition counters (``flow:<from>><to>``): cumulative
-#: counts since the camera's pipeline started, reported like line counts; the store turns their
-#: increases into flows (`crowdsight.store.events.zone_flows`).
-FLOW_METRIC_PREFIX = "flow:"
+def stable_event_id(salt: str, camera_id: str, kind: str, frame_index: int, ordinal: int) -> str:
+    """An event id derived from where the event was first raised (same inputs, same id).
+
+    Example:
+        >>> stable_event_id("s", "cam", "fall", 7, 0) == stable_event_id("s", "cam", "fall", 7, 0)
+        True
+    """
+    key = f"{salt}|{camera_id}|{kind}|{frame_index}|{ordinal}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+class OpenEvents:
+    """The one ledger of a camera's open events: stable ids, and closing what a worker left open.
+
+    Analytics give events random ids. The ledger replaces each new event's id by a hash of
+    (session salt, camera, kind, frame index, ordinal within the frame) and keeps the event
+    while it is open, so its closing copy gets the same id. A worker that restarts and
+    re-processes frames after the last committed one therefore re-creates the very same ids,
+    and the store's upsert by id turns the replay into a no-op instead of duplicates.
+
+    The ledger lives with whoever commits the events (the runner's collector, one per camera):
+    when a worker dies, `close_all` gives the closing copies of everything it left open (a
+    restarted pipeline cannot close what it never saw open) and empties the ledger.
+
+    Args:
+        camera_id: Camera the events belong to.
+        salt: Session salt: ids repeat for replays within a session, never across sessions.
+
+    Example:
+        >>> ledger = OpenEvents("cam", salt="s1")
+        >>> [opened] = ledger.assign([Fall(camera_id="cam", start_ts_s=1.0)], frame_index=10)
+        >>> [closing] = ledger.close_all(end_ts_s=2.0)
+        >>> closing.event_id == opened.event_id, closing.end_ts_s, len(ledger)
+        (True, 2.0, 0)
+    """
+
+    def __init__(self, camera_id: str, salt: str) -> None:
+        self.camera_id = camera_id
+        self.salt = salt
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every open event."""
+        #: Analytics' own id -> the open event as committed (stable id).
+        self._open: dict[str, Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def assign(self, events: Iterable[Event], frame_index: int) -> list[Event]:
+        """The events of one frame with stable ids; open ones are kept until they close."""
+        out: list[Event] = []
+        ordinal = 0
+        for ev in events:
+            known = self._open.get(ev.event_id)
+            if known is None:
+                sid = stable_event_id(self.salt, self.camera_id, ev.kind, frame_index, ordinal)
+                ordinal += 1
+            else:
+                sid = known.event_id
+            stable = replace(ev, event_id=sid)
+            if stable.is_open:
+                self._open[ev.event_id] = stable
+            else:
+                self._open.pop(ev.event_id, None)
+            out.append(stable)
+        return out
+
+    def close_all(self, end_ts_s: float | None) -> list[Event]:
+        """Closing copies of every open event at ``end_ts_s``; the ledger is emptied.
+
+        Args:
+            end_ts_s: Time of the last committed frame; None closes each event at its start.
+        """
+        closed = [
+            ev.closed(end_ts_s if end_ts_s is not None else ev.start_ts_s)
+            for ev in self._open.values()
+        ]
+        self.reset()
+        return closed

@@ -46,7 +46,7 @@ class CountsWriter:
         )
 
     def write(self, r: FrameResult) -> None:
-        m = r.metrics
+        m = r.metrics.counts
         dens = m.get("count_density")
         tracked = m.get("count_tracked")
         fused = m.get("count_fused")

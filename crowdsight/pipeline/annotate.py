@@ -115,7 +115,7 @@ class Annotator:
         trails: Draw short trails behind tracked objects.
         redactor: Object with ``redact(image, detections, density) -> (image, mask)``;
             built lazily (the default head/face redactor) when needed.
-        scene_drawer: Callable ``(image, live: dict) -> image`` drawing zones and lines.
+        scene_drawer: Callable ``(image, live: SceneMetrics) -> image`` drawing zones and lines.
     """
 
     def __init__(
@@ -173,7 +173,7 @@ class Annotator:
     @staticmethod
     def _counts(img: ImageRGB, result: FrameResult) -> None:
         parts = []
-        m = result.metrics
+        m = result.metrics.counts
         if "count_density" in m:
             where = (
                 " in zones"

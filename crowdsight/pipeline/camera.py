@@ -16,6 +16,7 @@ import numpy as np
 
 from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.events import Event
+from crowdsight.core.metrics import SceneMetrics
 from crowdsight.core.threads import single_threaded_blas
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.base import Detector
@@ -89,7 +90,7 @@ class FrameResult:
     density: DensityMap | None
     density_fresh: bool
     events: list[Event] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: SceneMetrics = field(default_factory=SceneMetrics)
     raw: Detections | None = None
     """The detector's own output on this frame (None when detection did not run on it).
 
@@ -379,12 +380,13 @@ class CameraPipeline:
                     metrics[f"count:{name}"] = float(n)
 
         events: list[Event] = []
+        scene = SceneMetrics(counts=metrics)
         if self.analytics is not None:
             res = self.analytics.update(frame, detections, fused, fresh)
             events.extend(res.events)
-            metrics.update(res.metrics)
+            scene = scene.merged(res.metrics)
         return FrameResult(
-            frame, detections, self._last_density, fresh, events, metrics, raw=raw, fused=fused
+            frame, detections, self._last_density, fresh, events, scene, raw=raw, fused=fused
         )
 
     def descriptions(self) -> dict[int, Any]:

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from crowdsight.core.backoff import Backoff
 from crowdsight.core.errors import CrowdsightError
-from crowdsight.core.events import Event, event_from_dict
+from crowdsight.core.events import Event, OpenEvents
 from crowdsight.pipeline.worker import WorkerReport
 
 log = logging.getLogger(__name__)
@@ -81,12 +81,15 @@ class ReportWriter:
         self.store_error: str | None = None
 
     def persist(self, camera_id: str, report: WorkerReport) -> None:
-        """Write a report's events, metrics and descriptions (events first: the outbox)."""
+        """Write a report's events, metrics and descriptions (events first: the outbox).
+
+        The report's events must already carry their stable ids (`OpenEvents.assign`).
+        """
         if report.events:
-            events = [event_from_dict(d) for d in report.events]
+            events = report.events
             self.retry(lambda: self.store.record_events(events, report.snapshots or None))
         if report.metrics and report.ts_s is not None:
-            metrics, ts_s = report.metrics, report.ts_s
+            metrics, ts_s = report.metrics.to_rows(), report.ts_s  # stored as flat rows
             self.retry(lambda: self.store.record_metrics(camera_id, ts_s, metrics))
         record_descriptions = getattr(self.store, "record_descriptions", None)
         if report.descriptions and callable(record_descriptions):
@@ -95,21 +98,15 @@ class ReportWriter:
             except CrowdsightError as exc:  # a description the store refuses: skip it
                 log.warning("camera %s: descriptions not stored: %s", camera_id, exc)
 
-    def close_events(self, open_events: dict[str, dict[str, Any]], end_ts_s: float | None) -> None:
-        """Close duration events a worker left open at ``end_ts_s`` (its last committed frame).
+    def close_events(self, ledger: OpenEvents, end_ts_s: float | None) -> None:
+        """Close the events a worker left open at ``end_ts_s`` (its last committed frame).
 
-        Events without an end time are closed at their own start. ``open_events`` is emptied.
+        Without a committed frame time, each event is closed at its own start. The ledger is
+        emptied: a restarted worker cannot close what it never saw open.
         """
-        if not open_events:
-            return
-        closed = [
-            event_from_dict(
-                {**d, "end_ts_s": end_ts_s if end_ts_s is not None else d["start_ts_s"]}
-            )
-            for d in open_events.values()
-        ]
-        self.retry(lambda: self.store.record_events(closed, None))
-        open_events.clear()
+        closed = ledger.close_all(end_ts_s)
+        if closed:
+            self.retry(lambda: self.store.record_events(closed, None))
 
     def retry(self, write: Callable[[], Any]) -> None:
         """Run a store write until it succeeds (database down or locked: wait and retry).

@@ -67,6 +67,7 @@ from crowdsight.pipeline.supervision import (
     check_heartbeat,
     launch_process,
     resume_spec,
+    with_stable_ids,
 )
 from crowdsight.pipeline.worker import WorkerReport, WorkerSpec
 from crowdsight.sources.stream import is_replayable
@@ -177,7 +178,7 @@ class LocalRunner:
             return list(self._cameras)
 
     def cameras_status(self) -> dict[str, dict[str, Any]]:
-        """Live status per camera: state, fps, last frame time, restarts, counts."""
+        """Live status per camera: state, fps, last frame time, restarts, metrics."""
         with self._lock:
             return {cid: cam.status() for cid, cam in self._cameras.items()}
 
@@ -271,7 +272,7 @@ class LocalRunner:
             cam.process.join()
         while cam.conn is not None:
             self._read_one(cam)
-        self.writer.close_events(cam.open_events, cam.last_ts)
+        self.writer.close_events(cam.ledger, cam.last_ts)
 
     def _read_reports(self, timeout_s: float) -> None:
         by_conn = {id(c.conn): c for c in self._cameras.values() if c.conn is not None}
@@ -299,6 +300,7 @@ class LocalRunner:
                 cam.conn = None
             return
         cam.last_rx = time.monotonic()
+        report = with_stable_ids(cam, report)
         self.writer.persist(cam.spec.camera_id, report)
         with self._lock:
             self._apply(cam, report)
@@ -308,11 +310,6 @@ class LocalRunner:
     def _apply(self, cam: CameraState, report: WorkerReport) -> None:
         """Advance the camera's state with a committed report (checkpoint last)."""
         cam.events_committed += len(report.events)
-        for d in report.events:
-            if d.get("end_ts_s") is None:
-                cam.open_events[d["event_id"]] = d
-            else:
-                cam.open_events.pop(d["event_id"], None)
         cam.warm = True
         cam.fps = report.fps
         cam.source = report.source or cam.source
@@ -361,7 +358,7 @@ class LocalRunner:
         cam.process.join()
         code = cam.process.exitcode
         cam.process, cam.stop, cam.heartbeat, cam.died_at = None, None, None, None
-        self.writer.close_events(cam.open_events, cam.last_ts)
+        self.writer.close_events(cam.ledger, cam.last_ts)
         after_exit(cam, code, now, self.settings, stopping=self._stopping.is_set(), rng=self._rng)
 
     def _spawn(self, cam: CameraState) -> None:

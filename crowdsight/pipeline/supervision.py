@@ -1,7 +1,8 @@
 """Process supervision: what the runner knows about each camera's worker, and its policies.
 
 A `CameraState` is the collector thread's record of one camera (its worker handles,
-checkpoint, counters, open events). The functions here are the supervisor's decisions on
+checkpoint, counters, and its `OpenEvents` ledger: stable ids and what a dead worker left
+open). The functions here are the supervisor's decisions on
 that record, kept free of threads and stores so they read (and test) as a state machine:
 
 - `check_heartbeat`: kill a worker that went silent for longer than allowed;
@@ -26,7 +27,9 @@ from typing import Any, Protocol
 
 from crowdsight.config.runner import RunnerSettings
 from crowdsight.core.backoff import Backoff
-from crowdsight.pipeline.worker import WorkerSpec, run_worker
+from crowdsight.core.events import OpenEvents
+from crowdsight.core.metrics import SceneMetrics
+from crowdsight.pipeline.worker import WorkerReport, WorkerSpec, run_worker
 from crowdsight.sources.policy import redact_source
 from crowdsight.sources.stream import StopFlag
 
@@ -94,7 +97,7 @@ class CameraState:
     last_ts: float | None = None
     fps: float = 0.0
     source: dict[str, Any] | None = None
-    live_metrics: dict[str, float] = field(default_factory=dict)
+    live_metrics: SceneMetrics = field(default_factory=SceneMetrics)
     jpeg: bytes | None = None
     error: str | None = None
     pipeline_errors: int = 0
@@ -103,7 +106,12 @@ class CameraState:
     removing: bool = False
     restart_requested: bool = False
     events_committed: int = 0
-    open_events: dict[str, dict[str, Any]] = field(default_factory=dict)
+    ledger: OpenEvents = field(init=False)
+
+    def __post_init__(self) -> None:
+        # One ledger per camera configuration: its salt is the spec's, so a re-added camera
+        # never reuses old ids while restarts of its worker replay into the same ones.
+        self.ledger = OpenEvents(self.spec.camera_id, self.spec.id_salt)
 
     def health(self) -> tuple[str, str | None]:
         """(state, error) as the operator should see them.
@@ -123,7 +131,7 @@ class CameraState:
         return "error", f"{reason}; retrying with back-off (attempt {source.get('attempt', 1)})"
 
     def status(self) -> dict[str, Any]:
-        """Live status: state, fps, last frame time, restarts, counts (JSON-ready)."""
+        """Live status: state, fps, last frame time, restarts, metrics (JSON-ready)."""
         source = self.source or {}
         state, error = self.health()  # the reason may quote the URL: no password shown
         return {
@@ -139,7 +147,7 @@ class CameraState:
             "pipeline_errors": self.pipeline_errors,
             "events_committed": self.events_committed,
             "error": redact_source(str(error)) if error else None,
-            "counts": dict(self.live_metrics),
+            "metrics": self.live_metrics.model_dump(mode="json"),
         }
 
     def request_stop(self) -> None:
@@ -216,6 +224,24 @@ def resume_spec(cam: CameraState) -> WorkerSpec:
     if cam.replayable:
         return replace(cam.spec, start_index=0, skip_to=resume or None)
     return replace(cam.spec, start_index=resume, skip_to=None)
+
+
+def with_stable_ids(cam: CameraState, report: WorkerReport) -> WorkerReport:
+    """The report with its events' stable ids from the camera's ledger (snapshots re-keyed).
+
+    A report's events were all raised on its ``last_index`` frame (the worker reports each
+    frame with events at once), which is what the ids are derived from.
+    """
+    if not report.events:
+        return report
+    assert report.last_index is not None, "a report with events names its frame"
+    events = cam.ledger.assign(report.events, report.last_index)
+    snapshots = {
+        new.event_id: report.snapshots[old.event_id]
+        for old, new in zip(report.events, events, strict=True)
+        if old.event_id in report.snapshots
+    }
+    return replace(report, events=events, snapshots=snapshots)
 
 
 def launch_process(ctx: SpawnContext | ForkServerContext, spec: WorkerSpec) -> WorkerHandles:

@@ -6,19 +6,18 @@ The worker is deliberately small: it reads frames from a `LiveSource`, runs the 
 runner commits them.
 
 What the worker sends (`WorkerReport`):
-- every frame that raised events, immediately: the events as dicts with *stable* ids, plus a
-  redacted JPEG snapshot of that frame per event;
+- every frame that raised events, immediately: the `Event` objects as the analytics raised
+  them, plus a redacted JPEG snapshot of that frame per event;
 - metrics every ``metrics_every_s``; a small redacted, annotated JPEG every ``jpeg_every_s``;
 - progress (last frame index processed, fps, source status) at least every
   ``progress_every_s``, and at once when the source changes state.
 Every report carries ``last_index``: all frames up to it have been fully reported, because a
 single writer's pipe is FIFO. The runner turns that into its per-camera checkpoint.
 
-Stable event ids. Analytics give events random ids. The worker replaces each new event's id
-by a hash of (session salt, camera, kind, frame index, ordinal within the frame) and keeps the
-mapping while a duration event is open, so its closing copy gets the same id. A worker that
-restarts and re-processes frames after the runner's checkpoint therefore re-creates the very
-same ids, and the store's upsert by id turns the replay into a no-op instead of duplicates.
+Stable event ids. Analytics give events random ids; the runner's one open-event ledger per
+camera (`crowdsight.core.events.OpenEvents`) replaces them by ids derived from where each event
+was first raised (the report's ``last_index`` is the frame that raised its events), so a worker
+that restarts and replays frames re-creates the very same ids.
 
 Liveness: the worker stamps ``heartbeat`` (a shared double, `time.monotonic`, which is
 system-wide on Linux) on every frame and while it waits for a stream to come back.
@@ -27,13 +26,12 @@ system-wide on Linux) on every frame and while it waits for a stream to come bac
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib
 import logging
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from typing import Any, Literal, Protocol
@@ -43,6 +41,7 @@ import numpy as np
 
 from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.core.events import Event, LineCrossed, Overcrowding
+from crowdsight.core.metrics import SceneMetrics
 from crowdsight.core.types import Detections, Frame, ImageRGB
 from crowdsight.sources.stream import Backoff, LiveSource, SourceStatus, StopFlag
 
@@ -65,8 +64,9 @@ class WorkerSpec:
         scene: Zones, lines and rules as JSON (validated in the worker), or None.
         pipeline_factory: ``"module:callable"`` building the pipeline from
             ``(camera_id, settings, scene)``; None builds the standard `CameraPipeline`.
-        id_salt: Mixed into stable event ids; the runner uses one salt per session, so ids
-            repeat for replays within a session and never collide across sessions.
+        id_salt: Mixed into stable event ids by the runner's `OpenEvents` ledger: one salt per
+            session, so ids repeat for replays within a session and never collide across
+            sessions.
         start_index: Index of the first frame read (continues the numbering after a restart).
         skip_to: Replayable sources: first frame index to process (resume after the last
             committed frame); None processes everything.
@@ -114,8 +114,10 @@ class WorkerReport:
             finished or the worker was asked to stop), ``error`` (the worker is giving up).
         last_index: Every frame up to this index has been fully reported (None: none yet).
         ts_s: Timestamp of that frame.
-        events: New or updated events (``Event.to_dict()``, stable ids).
-        snapshots: Redacted JPEG per event id.
+        events: New or updated events of frame ``last_index``, as the analytics raised
+            them (their ids are the analytics' own; the runner's `OpenEvents` makes them
+            stable).
+        snapshots: Redacted JPEG per event id (the analytics' ids, like ``events``).
         metrics: A metrics sample (at ``ts_s``) to store, or None.
         descriptions: Plain-words descriptions of current tracks (``track_id``, ``text``,
             ``fields``, ``ts_s``), for `Store.record_descriptions`.
@@ -131,11 +133,11 @@ class WorkerReport:
     kind: ReportKind = "progress"
     last_index: int | None = None
     ts_s: float | None = None
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     snapshots: dict[str, bytes] = field(default_factory=dict)
-    metrics: dict[str, float] | None = None
+    metrics: SceneMetrics | None = None
     descriptions: list[dict[str, Any]] = field(default_factory=list)
-    live_metrics: dict[str, float] | None = None
+    live_metrics: SceneMetrics | None = None
     jpeg: bytes | None = None
     fps: float = 0.0
     source: dict[str, Any] | None = None
@@ -149,41 +151,6 @@ class PipelineLike(Protocol):
     def process(self, frame: Frame) -> Any: ...
 
     def reset(self) -> None: ...
-
-
-class StableIds:
-    """Replaces random event ids by ids derived from where the event was first raised.
-
-    Args:
-        camera_id: Camera the events belong to.
-        salt: Session salt (see `WorkerSpec.id_salt`).
-    """
-
-    def __init__(self, camera_id: str, salt: str) -> None:
-        self.camera_id = camera_id
-        self.salt = salt
-        self.reset()
-
-    def reset(self) -> None:
-        """Forget open events."""
-        self._open: dict[str, str] = {}
-
-    def assign(self, events: list[Event], frame_index: int) -> list[Event]:
-        """The events with stable ids (open events keep theirs until they close)."""
-        out: list[Event] = []
-        ordinal = 0
-        for ev in events:
-            sid = self._open.get(ev.event_id)
-            if sid is None:
-                key = f"{self.salt}|{self.camera_id}|{ev.kind}|{frame_index}|{ordinal}"
-                sid = hashlib.sha256(key.encode()).hexdigest()[:32]
-                ordinal += 1
-                if ev.is_open:
-                    self._open[ev.event_id] = sid
-            elif not ev.is_open:
-                del self._open[ev.event_id]
-            out.append(replace(ev, event_id=sid))
-        return out
 
 
 # --------------------------------------------------------------------------- pipelines
@@ -245,7 +212,9 @@ class TickPipeline:
         if i % self.open_every == 0 and self._open is None:
             self._open = Overcrowding(camera_id=self.camera_id, start_ts_s=ts, frame_index=i)
             events.append(self._open)
-        metrics = {"brightness": float(frame.image.mean()), "count_tracked": 0.0}
+        metrics = SceneMetrics(
+            counts={"brightness": float(frame.image.mean()), "count_tracked": 0.0}
+        )
         return FrameResult(frame, Detections.empty(), None, False, events, metrics)
 
 
@@ -341,13 +310,11 @@ class CameraWorker:
         self.send = send
         self.stop = stop
         self.beat = beat
-        self.ids = StableIds(spec.camera_id, spec.id_salt)
         self.images = RedactedImages(spec.jpeg_max_width)
         self.reset()
 
     def reset(self) -> None:
         """Forget counters and timers."""
-        self.ids.reset()
         self._last_index: int | None = None
         self._last_ts: float | None = None
         self._source_status: dict[str, Any] | None = None
@@ -357,7 +324,7 @@ class CameraWorker:
         self._t_last_frame: float | None = None
         self._fps_frames = 0
         self._errors = self._errors_in_row = 0
-        self._live_metrics: dict[str, float] | None = None
+        self._live_metrics: SceneMetrics | None = None
 
     def _on_source_status(self, status: SourceStatus) -> None:
         self._source_status = status.as_dict()
@@ -453,18 +420,18 @@ class CameraWorker:
 
     def _emit(self, result: Any, frame: Frame) -> None:
         spec, now = self.spec, time.monotonic()
-        self._live_metrics = dict(result.metrics)
-        events = self.ids.assign(list(result.events), frame.index)
+        self._live_metrics = result.metrics
+        events: list[Event] = list(result.events)
         fields: dict[str, Any] = {}
         if events:
-            fields["events"] = [ev.to_dict() for ev in events]
+            fields["events"] = events
             if spec.snapshots:
                 new = [ev.event_id for ev in events if ev.is_open or ev.end_ts_s == ev.start_ts_s]
                 image = self.images.jpeg(result) if new else None
                 if image is not None:
                     fields["snapshots"] = dict.fromkeys(new, image)
         if spec.metrics_every_s >= 0 and now >= self._next_metrics and result.metrics:
-            fields["metrics"] = dict(result.metrics)
+            fields["metrics"] = result.metrics
             self._next_metrics = now + spec.metrics_every_s
         describe = getattr(self._pipeline, "descriptions", None)
         if spec.descriptions_every_s > 0 and now >= self._next_desc and callable(describe):

@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import CrowdsightError, InputError
+from crowdsight.core.metrics import SceneMetrics
 from crowdsight.server.api_errors import unprocessable
 from crowdsight.server.auth import audit, get_store, require_role
 from crowdsight.server.schemas import Camera, CameraStatus, ErrorBody, Role, User
@@ -219,6 +220,7 @@ def camera_status(
     if detail is None:
         return CameraStatus(camera_id=camera_id, running=False, state="stopped", detail={})
     detail = dict(detail)
+    metrics = SceneMetrics.model_validate(detail.pop("metrics", None) or {})
     if detail.get("error"):
         admin = user.role.allows(Role.ADMIN)
         detail["error"] = redact_source(str(detail["error"])) if admin else HIDDEN_ERROR
@@ -226,5 +228,6 @@ def camera_status(
         camera_id=camera_id,
         running=True,
         state=str(detail.get("state", "unknown")),
+        metrics=metrics,
         detail=detail,
     )

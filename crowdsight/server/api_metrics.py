@@ -19,6 +19,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from crowdsight.core.errors import InputError
+from crowdsight.core.metrics import SceneMetrics
 from crowdsight.server.api_errors import unprocessable
 from crowdsight.server.auth import get_store, require_role
 from crowdsight.server.schemas import ErrorBody, MetricSeries, User
@@ -37,7 +38,7 @@ def metric_series(
     request: Request,
     camera_id: str = Query(max_length=64, description="Camera."),
     name: str = Query(
-        max_length=200, description="Metric, e.g. 'count_density', 'zone:<id>:occupancy'."
+        max_length=200, description="Series, e.g. 'count_density', 'zone:<id>:occupancy'."
     ),
     since: float | None = Query(
         None, ge=0, le=1e11, allow_inf_nan=False, description="From (epoch seconds)."
@@ -106,12 +107,12 @@ class ServiceCollector(Collector):
         )
         for cam, status_ in self.runner.cameras_status().items():
             fps.add_metric([cam], float(status_.get("fps") or 0.0))
-            for key in ("counts", "live_counts", "metrics"):
-                values = status_.get(key)
-                if isinstance(values, dict):
-                    for name, value in values.items():
-                        if isinstance(value, int | float):
-                            counts.add_metric([cam, str(name)], float(value))
+            try:
+                live = SceneMetrics.model_validate(status_.get("metrics") or {})
+            except ValueError:  # pydantic's ValidationError: skip, a scrape never errors
+                continue
+            for name, value in live.to_rows().items():  # the stored series' names
+                counts.add_metric([cam, name], value)
         yield fps
         yield counts
 

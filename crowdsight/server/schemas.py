@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from crowdsight.core.metrics import SceneMetrics
 from crowdsight.store.records import (
     ApiToken,
     AuditEntry,
@@ -164,7 +165,10 @@ class MetricSeries(Body):
     """A metric time series."""
 
     camera_id: str = Field(description="Camera.")
-    name: str = Field(description="Metric name, e.g. 'count_density' or 'zone:a:occupancy'.")
+    name: str = Field(
+        description="Stored series name, e.g. 'count_density' or 'zone:a:occupancy' "
+        "(see crowdsight.core.metrics for how live figures map to series names)."
+    )
     bucket_s: float = Field(description="Bucket width in seconds.")
     points: list[MetricPoint] = Field(description="Buckets with data, oldest first.")
 
@@ -175,6 +179,11 @@ class CameraStatus(Body):
     camera_id: str = Field(description="Camera.")
     running: bool = Field(description="Whether the runner knows this camera.")
     state: str = Field(description="'running', 'starting', 'restarting', 'stopped', ...")
+    metrics: SceneMetrics = Field(
+        default_factory=SceneMetrics,
+        description="The latest frame's figures: frame-wide counts, per-zone occupancy, "
+        "density and level of service, per-line in/out counts, zone-to-zone flows.",
+    )
     detail: dict[str, Any] = Field(
-        description="Everything the runner reports: fps, last_frame_ts, restarts, counts."
+        description="Everything else the runner reports: fps, last_frame_ts, restarts, errors."
     )

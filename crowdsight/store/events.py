@@ -12,7 +12,8 @@ from typing import Any
 from sqlalchemy import Select, and_, delete, exists, func, select
 from sqlalchemy.orm import Session
 
-from crowdsight.core.events import FLOW_METRIC_PREFIX, Event
+from crowdsight.core.events import Event
+from crowdsight.core.metrics import FLOW_ROW_PREFIX, parse_flow_row_name
 from crowdsight.store.records import EventRecord, Flow
 from crowdsight.store.tables import (
     EventRow,
@@ -296,7 +297,7 @@ def _metric_flows(
     """
     stmt = (
         select(MetricRow.camera_id, MetricRow.name, MetricRow.bucket_ts_s, MetricRow.last)
-        .where(MetricRow.name.startswith(FLOW_METRIC_PREFIX))
+        .where(MetricRow.name.startswith(FLOW_ROW_PREFIX))
         .order_by(MetricRow.camera_id, MetricRow.name, MetricRow.bucket_ts_s)
     )
     if camera_id is not None:
@@ -309,9 +310,9 @@ def _metric_flows(
         before = last.get((cam, name))
         rise = value if before is None or value < before else value - before
         last[(cam, name)] = value
-        src, sep, dst = name[len(FLOW_METRIC_PREFIX) :].partition(">")
-        if sep and rise > 0 and (since is None or ts >= since):
-            counts[(cam, src, dst)] += round(rise)
+        pair = parse_flow_row_name(name)
+        if pair is not None and rise > 0 and (since is None or ts >= since):
+            counts[(cam, *pair)] += round(rise)
     return counts
 
 

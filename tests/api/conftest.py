@@ -39,7 +39,7 @@ class FakeRunner:
 
     def cameras_status(self) -> dict[str, dict[str, Any]]:
         return {
-            cid: {"state": "running", "fps": 9.5, "counts": {"count_tracked": 3}}
+            cid: {"state": "running", "fps": 9.5, "metrics": {"counts": {"count_tracked": 3}}}
             for cid in self.cameras
         }
 

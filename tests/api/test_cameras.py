@@ -30,6 +30,7 @@ def test_crud_calls_the_runner(
     status = client.get("/api/cameras/entrance/status", headers=op).json()
     assert status["running"] and status["state"] == "running"
     assert status["detail"]["fps"] == 9.5
+    assert status["metrics"]["counts"] == {"count_tracked": 3.0}  # typed, named in the schema
 
     assert client.delete("/api/cameras/entrance", headers=op).status_code == 204
     assert client.get("/api/cameras/entrance", headers=op).status_code == 404

@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 
 from crowdsight.config.pipeline import PipelineSettings
+from crowdsight.core.events import OpenEvents
 from crowdsight.core.types import Frame
 from crowdsight.pipeline.runner import LocalRunner
-from crowdsight.pipeline.worker import RedactedImages, StableIds, TickPipeline, description_items
+from crowdsight.pipeline.worker import RedactedImages, TickPipeline, description_items
 from crowdsight.sources.stream import Backoff, LiveSource
 from crowdsight.store import Store
 from crowdsight.store.records import Camera
@@ -90,7 +91,7 @@ def test_backoff_jitter_stays_within_its_band() -> None:
 
 def _tick_ids(salt: str, start: int, stop: int = 50) -> list[tuple[str, int, bool]]:
     """(id, frame, open) of the events TickPipeline raises on frames [start, stop)."""
-    ids, pipe, out = StableIds("c", salt), TickPipeline("c", open_for=3), []
+    ids, pipe, out = OpenEvents("c", salt), TickPipeline("c", open_for=3), []
     for i in range(start, stop):
         res = pipe.process(Frame("c", i, i / 10, np.zeros((4, 4, 3), np.uint8)))
         out += [(e.event_id, i, e.is_open) for e in ids.assign(res.events, i)]

@@ -213,7 +213,7 @@ def test_pipeline_learns_scale_from_boxes_and_reports_fused_count() -> None:
     assert est.shapes[0] == (480, 640)  # nothing learned yet: native scale
     assert est.shapes[-1] == (240, 320)  # after the warm-up: people brought to the target
     assert p.density_scale.source == "boxes"
-    m = results[-1].metrics
+    m = results[-1].metrics.counts
     assert m["density_scale"] == pytest.approx(0.5, abs=1e-3)
     assert m["count_detection"] == 8
     assert m["count_density"] == pytest.approx(240 * 320 / 64 / 64, rel=0.02)
@@ -249,7 +249,7 @@ def test_pipeline_seeds_scale_from_ground_calibration() -> None:
     )
     r = p.process(Frame("cam", 0, 0.0, np.zeros((360, 640, 3), np.uint8)))
     assert p.density_scale.source == "calibration"
-    assert r.metrics["density_scale"] == pytest.approx(TARGET_PERSON_PX / 170, abs=2e-3)
+    assert r.metrics.counts["density_scale"] == pytest.approx(TARGET_PERSON_PX / 170, abs=2e-3)
     assert est.shapes == [
         (round(360 * TARGET_PERSON_PX / 170), round(640 * TARGET_PERSON_PX / 170))
     ]

@@ -19,6 +19,7 @@ from crowdsight.analytics.metrics import (
     level_of_service,
 )
 from crowdsight.config.scene import LosStandard, parse_scene
+from crowdsight.core.metrics import FlowCount, LineCounts, SceneMetrics, ZoneMetrics
 from crowdsight.core.types import DensityMap, Detections, Frame
 
 
@@ -142,9 +143,10 @@ def test_zone_occupancy_from_density_map_and_per_m2() -> None:
     dm = DensityMap(density, (80, 80))
     frame = Frame("cam", 0, 0.0, np.zeros((80, 80, 3), np.uint8))
     m = sa.update(frame, Detections.empty(), dm, True).metrics
-    assert m["zone:left:occupancy"] == pytest.approx(25.0)
-    assert m["zone:left:density_per_m2"] == pytest.approx(25.0 / 32.0)
-    assert m["zone:left:los_index"] == 4  # 1.28 m²/person: HCM E
+    left = m.zones["left"]
+    assert left.occupancy == pytest.approx(25.0)
+    assert left.density_per_m2 == pytest.approx(25.0 / 32.0)
+    assert left.los_index == 4  # 1.28 m²/person: HCM E
     assert sa.roi_mask((80, 80)).sum() == 40 * 80  # type: ignore[union-attr]
 
 
@@ -157,7 +159,10 @@ def test_draw_scene_returns_new_image_with_overlays() -> None:
         }
     )
     img = np.zeros((200, 200, 3), np.uint8)
-    out = draw_scene(img, scene, {"zone:z:occupancy": 3, "line:l:in": 2, "line:l:out": 1})
+    live = SceneMetrics(
+        zones={"z": ZoneMetrics(occupancy=3)}, lines={"l": LineCounts(count_in=2, count_out=1)}
+    )
+    out = draw_scene(img, scene, live)
     assert out.shape == img.shape and out is not img
     assert img.sum() == 0  # input untouched
     assert out[100, 100].sum() > 0  # zone fill, scaled to 200×200
@@ -283,3 +288,38 @@ def test_draw_occupancy_heatmap_colours_busy_cells_only() -> None:
     assert (img == 128).all()  # accumulation and drawing are separate; input untouched
     assert np.abs(out[15, 15].astype(int) - 128).sum() > 30  # busy cell coloured
     assert (out[35, 35] == 128).all()  # empty cell clear
+
+
+@pytest.mark.parametrize(
+    ("metrics", "rows"),
+    [
+        (SceneMetrics(), {}),
+        (SceneMetrics(counts={"count_density": 2.5}), {"count_density": 2.5}),
+        (
+            SceneMetrics(zones={"a:b": ZoneMetrics(occupancy=3, density_per_m2=0.5, los_index=1)}),
+            {"zone:a:b:occupancy": 3.0, "zone:a:b:density_per_m2": 0.5, "zone:a:b:los_index": 1.0},
+        ),
+        (SceneMetrics(zones={"z": ZoneMetrics(occupancy=3)}), {"zone:z:occupancy": 3.0}),
+        (
+            SceneMetrics(lines={"gate": LineCounts(count_in=4, count_out=1)}),
+            {"line:gate:in": 4.0, "line:gate:out": 1.0},
+        ),
+        (
+            SceneMetrics(flows=[FlowCount(from_zone="gate", to_zone="hall", count=7)]),
+            {"flow:gate>hall": 7.0},
+        ),
+    ],
+)
+def test_scene_metrics_and_stored_rows_convert_both_ways(
+    metrics: SceneMetrics, rows: dict[str, float]
+) -> None:
+    assert metrics.to_rows() == rows
+    assert SceneMetrics.from_rows(rows) == metrics
+    assert bool(metrics) == bool(rows)
+
+
+def test_scene_metrics_refuse_unknown_fields_and_non_finite_values() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        ZoneMetrics.model_validate({"occupancy": 1, "count": 2})
+    with pytest.raises(ValueError, match="finite"):
+        SceneMetrics(counts={"count_density": float("nan")})

@@ -53,7 +53,7 @@ def test_latest_density_carries_between_estimates() -> None:
         "cam", PipelineSettings(detect=False, density_every_n=4), density_estimator=FakeDensity()
     )
     results = [p.process(f) for f in frames(6)]
-    assert [r.metrics["count_density"] for r in results] == [0, 0, 0, 0, 4, 4]
+    assert [r.metrics.counts["count_density"] for r in results] == [0, 0, 0, 0, 4, 4]
     assert all(r.detections is not None and len(r.detections) == 0 for r in results)
 
 
@@ -84,7 +84,7 @@ def test_reset_forgets_density() -> None:
     p.process(frames(1)[0])
     p.reset()
     r = p.process(Frame("cam", 1, 0.1, np.full((16, 16, 3), 9, np.uint8)))
-    assert r.density_fresh and r.metrics["count_density"] == pytest.approx(9)
+    assert r.density_fresh and r.metrics.counts["count_density"] == pytest.approx(9)
 
 
 class StaticDetector:
@@ -131,8 +131,8 @@ def test_detect_every_k_reuses_last_tracks() -> None:
     )
     results = [p.process(f) for f in frames(7)]
     assert tracker.updates == 3  # frames 0, 3, 6
-    assert all(r.metrics["count_tracked"] == 1 for r in results)
-    assert results[1].metrics["count:person"] == 1
+    assert all(r.metrics.counts["count_tracked"] == 1 for r in results)
+    assert results[1].metrics.counts["count:person"] == 1
 
 
 class RecordingDescriber:

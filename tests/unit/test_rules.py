@@ -534,7 +534,10 @@ def test_reset_forgets_state_and_summary_has_zones_lines_flows() -> None:
             Frame("cam", i, ts, IMAGE), detections([person_at(1, 20 + 6 * i, 200)]), None, False
         )
     # Flows travel to the store as counters, without zone_entered events (the default).
-    assert res.metrics["flow:a>b"] == 1.0
+    assert [f.model_dump() for f in res.metrics.flows] == [
+        {"from_zone": "a", "to_zone": "b", "count": 1.0}
+    ]
+    assert res.metrics.to_rows()["flow:a>b"] == 1.0  # the stored row the store sums
     assert not [e for e in res.events if e.type == "zone_entered"]
     s = sa.summary()
     assert s["lines"]["mid"]["in"] == 1
@@ -586,7 +589,7 @@ def test_anomaly_event_opens_on_fast_motion_and_closes_after() -> None:
     for i, img in enumerate(_texture_frames(4.0, 5.0, 80)):
         res = sa.update(Frame("cam", i, i / FPS, img), Detections.empty(), None, False)
         events += res.events
-        scores.append(res.metrics["anomaly_score"])
+        scores.append(res.metrics.counts["anomaly_score"])
     anomalies = [e for e in events if e.kind == "anomaly"]
     assert len({e.event_id for e in anomalies}) == 1
     assert [e.end_ts_s is None for e in anomalies] == [True, False]

@@ -43,7 +43,7 @@ def test_a_1280x720_scene_on_360x240_frames_is_rescaled_with_a_warning(
         "lines are stretched to fit; redraw the scene on a 360×240 frame"
     ]  # once, not per frame
     assert sa.scale_warning == warnings[0].removeprefix("cam: ")
-    assert result.metrics["zone:right:occupancy"] == 1.0  # the zone was rescaled
+    assert result.metrics.zones["right"].occupancy == 1.0  # the zone was rescaled
 
 
 @pytest.mark.parametrize(

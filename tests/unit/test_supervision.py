@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -11,9 +12,10 @@ import pytest
 from crowdsight.config.runner import RunnerSettings
 from crowdsight.core.backoff import Backoff
 from crowdsight.core.errors import InputError
+from crowdsight.core.events import Event, Fall, OpenEvents, Overcrowding
 from crowdsight.pipeline.persistence import ReportWriter
-from crowdsight.pipeline.supervision import CameraState, after_exit, resume_spec
-from crowdsight.pipeline.worker import WorkerSpec
+from crowdsight.pipeline.supervision import CameraState, after_exit, resume_spec, with_stable_ids
+from crowdsight.pipeline.worker import WorkerReport, WorkerSpec
 
 
 @pytest.mark.parametrize(
@@ -143,10 +145,44 @@ def test_refused_data_is_not_retried_and_shutdown_gives_up() -> None:
 def test_open_events_are_closed_at_the_last_committed_frame() -> None:
     store = _FlakyStore(0, ConnectionError())
     writer, _ = _writer(store)
-    start = {"event_id": "e1", "type": "overcrowding", "camera_id": "c", "start_ts_s": 1.0}
-    open_events = {"e1": {**start, "end_ts_s": None}}
-    writer.close_events(open_events, 7.5)
-    assert [e.end_ts_s for e in store.events] == [7.5] and open_events == {}
+    ledger = OpenEvents("c", "salt")
+    [opened] = ledger.assign([Overcrowding(camera_id="c", start_ts_s=1.0, count=9.0)], 3)
+    writer.close_events(ledger, 7.5)
+    [closed] = store.events
+    assert (closed.event_id, closed.end_ts_s, closed.count) == (opened.event_id, 7.5, 9.0)
+    assert len(ledger) == 0
+    writer.close_events(ledger, 8.0)  # nothing left open: nothing written
+    assert len(store.events) == 1
+
+
+def _report(events: list[Event], frame: int, snapshots: dict[str, bytes] | None = None) -> Any:
+    return WorkerReport(
+        "c", last_index=frame, ts_s=frame / 10, events=events, snapshots=snapshots or {}
+    )
+
+
+def test_the_ledger_gives_stable_ids_and_rekeys_snapshots() -> None:
+    cam = _cam()
+    crowd = Overcrowding(camera_id="c", start_ts_s=1.0, frame_index=10)
+    fall = Fall(camera_id="c", start_ts_s=1.0, end_ts_s=1.0, frame_index=10)
+    first = with_stable_ids(cam, _report([crowd, fall], 10, {crowd.event_id: b"jpg"}))
+    sid_crowd, sid_fall = (e.event_id for e in first.events)
+    # Ids come from where events were raised, not from the analytics' random ids.
+    assert sid_crowd != crowd.event_id and sid_crowd != sid_fall
+    assert first.snapshots == {sid_crowd: b"jpg"}
+    assert len(cam.ledger) == 1  # the instant fall is not kept
+    # The same frame raised again (a replay after a restart) gets the same ids.
+    twin = OpenEvents("c", cam.spec.id_salt)
+    replay = twin.assign([replace(crowd, event_id="x"), replace(fall, event_id="y")], 10)
+    assert [e.event_id for e in replay] == [sid_crowd, sid_fall]
+    # An update and the closing copy keep the open event's id, then it leaves the ledger.
+    later = with_stable_ids(cam, _report([replace(crowd, peak=5.0)], 11))
+    assert later.events[0].event_id == sid_crowd and len(cam.ledger) == 1
+    closing = with_stable_ids(cam, _report([crowd.closed(2.0)], 20))
+    assert closing.events[0].event_id == sid_crowd and len(cam.ledger) == 0
+    # Another salt (a re-added camera) never reuses an id.
+    other = OpenEvents("c", "another-salt").assign([crowd], 10)
+    assert other[0].event_id != sid_crowd
 
 
 def test_a_missing_source_reads_error_with_its_reason_and_retries_with_backoff(
