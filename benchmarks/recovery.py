@@ -38,6 +38,7 @@ import av
 import numpy as np
 
 from crowdsight.config.runner import RunnerSettings
+from crowdsight.core.events import Event, OpenEvents
 from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec
 from crowdsight.store import Store
@@ -74,7 +75,7 @@ def wait_until(runner: LocalRunner, pred: Any, timeout_s: float = 120.0) -> dict
     raise TimeoutError("camera did not reach the expected state")
 
 
-def reference_ids(video: Path, salt: str) -> list[dict[str, Any]]:
+def reference_ids(video: Path, salt: str) -> list[Event]:
     """Events of an uninterrupted in-process run (same ids as the runner's worker)."""
     spec = WorkerSpec(
         "cam",
@@ -88,7 +89,13 @@ def reference_ids(video: Path, salt: str) -> list[dict[str, Any]]:
     )
     reports: list[WorkerReport] = []
     CameraWorker(spec, reports.append, threading.Event()).run()
-    return [e for r in reports for e in r.events]
+    ledger = OpenEvents(spec.camera_id, spec.id_salt)  # as the runner gives stable ids
+    return [
+        e
+        for r in reports
+        if r.events and r.last_index is not None
+        for e in ledger.assign(r.events, r.last_index)
+    ]
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -129,7 +136,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         runner.stop()
 
     expected = reference_ids(video, f"{runner.session}:1")
-    expected_ids = {e["event_id"] for e in expected}
+    expected_ids = {e.event_id for e in expected}
     stored = store.query_events(camera_id="cam", limit=1_000_000)
     store.close()
     stored_ids = [e.event_id for e in stored]

@@ -481,6 +481,15 @@ class SceneConfig(_Model):
                 raise ValueError(f"duplicate {what} id(s): {', '.join(sorted(dup))}")
         return self
 
+    @property
+    def is_empty(self) -> bool:
+        """True for a scene given as ``{}``: the camera gets counts and density only.
+
+        A scene that names any key (even ``rules: {}``) runs the analytics, as its
+        defaults then apply; what was given is pydantic's ``model_fields_set``.
+        """
+        return not self.model_fields_set
+
     def zone(self, zone_id: str) -> Zone:
         """The zone with this id (KeyError if absent)."""
         for z in self.zones:

@@ -129,15 +129,13 @@ def _with_env(cfg: ServeConfig) -> ServeConfig:
 
 
 def _check_cameras(cfg: ServeConfig, path: Path) -> None:
-    """Unique ids and valid scenes; relative file sources resolved against the config."""
-    from crowdsight.config.scene import parse_scene
-
+    """Unique ids; relative file sources resolved against the config (scenes are validated
+    with the cameras, by `ServeConfig`)."""
     seen: set[str] = set()
     for i, cam in enumerate(cfg.cameras):
         if cam.id in seen:
             raise ConfigError(f"{path}: cameras.{i}.id: duplicate camera id {cam.id!r}")
         seen.add(cam.id)
-        parse_scene(cam.scene, f"{path}: cameras.{i}.scene")
         src = Path(cam.source).expanduser()
         if "://" not in cam.source and not cam.source.isdigit() and not src.is_absolute():
             cfg.cameras[i] = cam.model_copy(update={"source": str((path.parent / src).resolve())})

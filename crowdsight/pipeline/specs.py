@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from crowdsight.config.runner import RunnerSettings
+from crowdsight.config.scene import SceneConfig
 from crowdsight.core.backoff import Backoff
 from crowdsight.pipeline.worker import WorkerSpec
 
@@ -30,10 +31,9 @@ def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerS
         if value is not None:
             overrides[name] = value
     pipeline = settings.pipeline.model_copy(update=overrides)
-    scene = getattr(camera, "scene", None)
-    if scene is not None and hasattr(scene, "model_dump"):
-        scene = scene.model_dump(mode="json")
-    scene = scene or None  # an empty scene means counts and density only
+    scene: SceneConfig | None = getattr(camera, "scene", None)
+    if scene is not None and scene.is_empty:
+        scene = None  # an empty scene means counts and density only
     return WorkerSpec(
         camera_id=camera.id,
         source=str(camera.source),

@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from crowdsight.config.pipeline import PipelineSettings
+from crowdsight.config.scene import SceneConfig
 from crowdsight.core.events import Event, LineCrossed, Overcrowding
 from crowdsight.core.metrics import SceneMetrics
 from crowdsight.core.types import Detections, Frame, ImageRGB
@@ -61,7 +62,9 @@ class WorkerSpec:
         realtime: Pace files at their frame rate and stamp frames with the wall clock.
         drop_late: Skip frames the pipeline is too slow for (see `LiveSource`).
         settings: Pipeline stages and cadences.
-        scene: Zones, lines and rules as JSON (validated in the worker), or None.
+        scene: Zones, lines and rules, validated where they entered (API, config file, DB
+            row); None for counts and density only. Pickled as is to the worker (spawned
+            process or Ray actor) and never validated again.
         pipeline_factory: ``"module:callable"`` building the pipeline from
             ``(camera_id, settings, scene)``; None builds the standard `CameraPipeline`.
         id_salt: Mixed into stable event ids by the runner's `OpenEvents` ledger: one salt per
@@ -88,7 +91,7 @@ class WorkerSpec:
     realtime: bool = True
     drop_late: bool = True
     settings: PipelineSettings = field(default_factory=PipelineSettings)
-    scene: dict[str, Any] | None = None
+    scene: SceneConfig | None = None
     pipeline_factory: str | None = None
     id_salt: str = ""
     start_index: int = 0
@@ -154,15 +157,6 @@ class PipelineLike(Protocol):
 
 
 # --------------------------------------------------------------------------- pipelines
-def _scene_object(scene: dict[str, Any] | None) -> Any:
-    """Validate the scene JSON with the analytics' `SceneConfig` (None when absent)."""
-    if not scene:
-        return None
-    from crowdsight.config.scene import parse_scene
-
-    return parse_scene(scene, "camera scene")
-
-
 def build_pipeline(spec: WorkerSpec) -> PipelineLike:
     """The camera's pipeline: ``spec.pipeline_factory`` or the standard `CameraPipeline`."""
     if spec.pipeline_factory:
@@ -171,7 +165,7 @@ def build_pipeline(spec: WorkerSpec) -> PipelineLike:
         return factory(spec.camera_id, spec.settings, spec.scene)
     from crowdsight.pipeline.camera import CameraPipeline
 
-    return CameraPipeline(spec.camera_id, spec.settings, _scene_object(spec.scene))
+    return CameraPipeline(spec.camera_id, spec.settings, spec.scene)
 
 
 class TickPipeline:

@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response, status
-from fastapi.exceptions import RequestValidationError
-from pydantic import ValidationError
 
 from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import CrowdsightError, InputError
@@ -40,22 +38,6 @@ class RunnerProtocol(Protocol):
 def _runner(request: Request) -> RunnerProtocol | None:
     runner: RunnerProtocol | None = request.app.state.runner
     return runner
-
-
-def validate_scene(camera: Camera) -> None:
-    """Check ``camera.scene`` against the scene config schema (422 listing every error)."""
-    if not camera.scene:
-        return
-    from crowdsight.config.scene import SceneConfig
-
-    try:
-        SceneConfig.model_validate(camera.scene)
-    except ValidationError as exc:
-        errors = [
-            {"loc": ("body", "scene", *e["loc"]), "msg": e["msg"], "type": e["type"]}
-            for e in exc.errors()
-        ]
-        raise RequestValidationError(errors) from exc
 
 
 def validate_source(request: Request, camera: Camera) -> None:
@@ -124,7 +106,6 @@ def create_camera(
 ) -> Camera:
     """Store the camera and start it on the runner (when enabled and a runner is attached)."""
     validate_source(request, camera)
-    validate_scene(camera)
     store = get_store(request)
     try:
         store.create_camera(camera)
@@ -173,7 +154,6 @@ def update_camera(
         )
     camera = keep_credentials(get_store(request), camera)
     validate_source(request, camera)
-    validate_scene(camera)
     if get_store(request).update_camera(camera) is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no camera {camera_id!r}")
     _apply(request, camera)

@@ -18,6 +18,7 @@ from crowdsight.config.camera import (
     DensityEverySeconds,
     DetectEvery,
 )
+from crowdsight.config.scene import SceneConfig
 
 SLUG_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -34,6 +35,8 @@ def contains_nul(value: Any) -> bool:
         return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
     if isinstance(value, list | tuple):
         return any(contains_nul(v) for v in value)
+    if isinstance(value, BaseModel):
+        return contains_nul(value.model_dump())
     return False
 
 
@@ -88,9 +91,10 @@ class Camera(Record):
     enabled: bool = Field(default=True, description="Whether the runner processes this camera.")
     detect_every: DetectEvery = DETECT_EVERY_DEFAULT
     density_every_s: DensityEverySeconds = DENSITY_EVERY_S_DEFAULT
-    scene: dict[str, Any] = Field(
-        default_factory=dict,
-        description="Scene configuration as JSON: zones, lines, calibration and event rules.",
+    scene: SceneConfig = Field(
+        default_factory=SceneConfig,
+        description="Scene configuration: zones, lines, calibration and event rules "
+        "(validated here, once; an empty scene means counts and density only).",
     )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from crowdsight.config.scene import parse_scene
 from crowdsight.core.errors import InputError
 from crowdsight.core.events import Event
 from crowdsight.store import descriptions, migrate, outbox
@@ -104,7 +105,7 @@ def _camera(row: CameraRow, seal: CredentialSeal | None = None) -> Camera:
         enabled=row.enabled,
         detect_every=row.detect_every,
         density_every_s=row.density_every_s,
-        scene=row.scene,
+        scene=parse_scene(row.scene, f"camera {row.id!r}: stored scene"),
     )
 
 
@@ -230,6 +231,8 @@ class Store:
     def _stored(self, camera: Camera) -> dict[str, Any]:
         """The camera's columns, its source sealed when a key is set."""
         values = camera.model_dump()
+        # The scene as it was given (JSON; defaults left out), validated again when loaded.
+        values["scene"] = camera.scene.model_dump(mode="json", exclude_unset=True)
         if self.seal is not None:
             values["source"] = self.seal.seal(camera.source)
         return values

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from crowdsight.config.runner import RunnerSettings
+from crowdsight.core.events import OpenEvents
 from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec
 from crowdsight.sources.files import open_source
@@ -157,7 +158,13 @@ def reference_ids(spec: WorkerSpec) -> set[str]:
     """Event ids of an uninterrupted, in-process run of the same spec."""
     reports: list[WorkerReport] = []
     CameraWorker(spec, reports.append, threading.Event()).run()
-    return {e["event_id"] for r in reports for e in r.events}
+    ledger = OpenEvents(spec.camera_id, spec.id_salt)  # as the runner gives stable ids
+    return {
+        e.event_id
+        for r in reports
+        if r.events and r.last_index is not None
+        for e in ledger.assign(r.events, r.last_index)
+    }
 
 
 # ----------------------------------------------------------------------------- tests

@@ -11,7 +11,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +58,15 @@ class _HangOnce:
         return self.inner.process(frame)
 
 
+def hang_marker(camera_id: str) -> Path:
+    """Where the hang-once pipeline of ``camera_id`` marks that it hung (unique per test run:
+    environment variables would not reach workers forked from a forkserver started earlier
+    by another test, and the scene is a typed `SceneConfig` with no room for test data)."""
+    return Path(tempfile.gettempdir()) / f"crowdsight-test-{camera_id}.hung"
+
+
 def hang_once_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> _HangOnce:
-    # The marker path travels in the camera's scene (environment variables would not reach
-    # workers forked from a forkserver started earlier by another test).
-    return _HangOnce(camera_id, Path(scene["hang_marker"]))
+    return _HangOnce(camera_id, hang_marker(camera_id))
 
 
 def never_closing_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> Any:
@@ -180,17 +187,18 @@ def test_stuck_worker_is_killed_by_the_watchdog_and_resumes(tmp_path: Path, stor
     )
     runner = LocalRunner(store, settings)
     runner.start()
+    cam = f"cam-{uuid.uuid4().hex[:12]}"
     try:
-        scene = {"hang_marker": str(tmp_path / "hung")}
-        runner.add_camera(Camera(id="cam", name="cam", source=str(video), loop=False, scene=scene))
-        wait_for(lambda: status(runner, "cam").get("state") == "finished", 60, "finish")
-        st = status(runner, "cam")
+        runner.add_camera(Camera(id=cam, name="cam", source=str(video), loop=False))
+        wait_for(lambda: status(runner, cam).get("state") == "finished", 60, "finish")
+        st = status(runner, cam)
     finally:
         runner.stop()
-    assert (tmp_path / "hung").exists()  # it really hung
+    assert hang_marker(cam).exists()  # it really hung
+    hang_marker(cam).unlink()
     assert st["restarts"] >= 1
     assert "stuck" in (st["error"] or "")
-    assert line_frames(store, "cam") == list(range(0, n, LINE_EVERY))
+    assert line_frames(store, cam) == list(range(0, n, LINE_EVERY))
 
 
 def test_restart_replace_and_remove_close_open_events(tmp_path: Path, store: Store) -> None:

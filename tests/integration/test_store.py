@@ -206,9 +206,16 @@ def test_camera_crud(store: Store) -> None:
     store.create_camera(cam)
     with pytest.raises(InputError):
         store.create_camera(cam)
-    changed = cam.model_copy(update={"name": "Main entrance", "scene": {"zones": [{"id": "a"}]}})
+    zone = {"id": "a", "polygon": [[0, 0], [10, 0], [10, 10]]}
+    changed = Camera.model_validate(
+        cam.model_dump() | {"name": "Main entrance", "scene": {"zones": [zone]}}
+    )
     assert store.update_camera(changed) == changed
-    assert store.get_camera("entrance") == changed
+    loaded = store.get_camera("entrance")
+    assert loaded == changed and loaded is not None
+    # The scene is typed when it enters, and stored as given (defaults left out).
+    assert loaded.scene.zones[0].polygon == [(0.0, 0.0), (10.0, 0.0), (10.0, 10.0)]
+    assert loaded.scene.model_dump(mode="json", exclude_unset=True) == {"zones": [zone]}
     assert [c.id for c in store.list_cameras()] == ["entrance"]
     assert store.delete_camera("entrance") and not store.delete_camera("entrance")
     assert store.update_camera(cam) is None

@@ -226,3 +226,43 @@ def test_a_source_that_gave_up_reads_error_and_says_so() -> None:
     )
     stopped = _cam(state="stopped", source={"state": "failed", "last_error": "x"})
     assert stopped.status()["state"] == "stopped"
+
+
+def test_a_typed_scene_reaches_the_worker_unchanged_through_pickle_and_ray() -> None:
+    """The runner hands a validated `SceneConfig` to the worker; it is never re-validated."""
+    import pickle
+
+    from crowdsight.pipeline.runner_settings import spec_for
+
+    from crowdsight.config.scene import parse_scene
+    from crowdsight.store.records import Camera
+
+    zone = {"id": "hall", "polygon": [[0, 0], [10, 0], [10, 10]], "kind": "restricted"}
+    camera = Camera(id="c", name="C", source="x.mp4", scene={"zones": [zone]})
+    spec = spec_for(camera, RunnerSettings(), "salt")
+    assert spec.scene is camera.scene and spec.scene == parse_scene({"zones": [zone]})
+    assert pickle.loads(pickle.dumps(spec)) == spec  # spawned worker processes
+    cloudpickle = pytest.importorskip("cloudpickle", reason="Ray's serializer (crowdsight[ray])")
+    assert cloudpickle.loads(cloudpickle.dumps(spec)) == spec  # Ray actors
+    # An empty scene means counts and density only; naming any key runs the analytics.
+    assert spec_for(Camera(id="c", name="C", source="x.mp4"), RunnerSettings(), "s").scene is None
+    named = Camera(id="c", name="C", source="x.mp4", scene={"rules": {}})
+    assert spec_for(named, RunnerSettings(), "s").scene is not None
+
+
+def test_events_and_metrics_cross_the_pipe_as_typed_objects() -> None:
+    import pickle
+
+    from crowdsight.core.metrics import LineCounts, SceneMetrics, ZoneMetrics
+
+    report = WorkerReport(
+        "c",
+        last_index=4,
+        events=[Overcrowding(camera_id="c", start_ts_s=1.0, count=12.0)],
+        metrics=SceneMetrics(
+            zones={"hall": ZoneMetrics(occupancy=12.0, density_per_m2=2.5, los_index=3)},
+            lines={"gate": LineCounts(count_in=3.0)},
+        ),
+    )
+    back = pickle.loads(pickle.dumps(report))
+    assert back == report and isinstance(back.events[0], Overcrowding)

@@ -89,23 +89,7 @@ const fmtTime = (ts_s) => new Date(ts_s * 1000).toLocaleTimeString([], { hour12:
 const fmtDateTime = (ts_s) => new Date(ts_s * 1000).toLocaleString([], { hour12: false });
 const fmtNum = (v, digits = 0) => (Number.isFinite(v) ? v.toFixed(digits) : "–");
 const LOS = ["A", "B", "C", "D", "E", "F"];
-const losLetter = (v) => (typeof v === "string" ? v.toUpperCase() : LOS[Math.round(v)] ?? null);
-
-/**
- * Per-zone or per-line values from flat live metrics, e.g. "zone:<id>:occupancy",
- * "zone:<id>:los_index", "zone:<id>:density_per_m2", "line:<id>:in".
- */
-export function groupCounts(counts, prefix) {
-  const out = new Map();
-  const re = new RegExp(`^${prefix}:(.+):([a-z_0-9]+)$`);
-  for (const [key, value] of Object.entries(counts ?? {})) {
-    const m = re.exec(key);
-    if (!m) continue;
-    if (!out.has(m[1])) out.set(m[1], {});
-    out.get(m[1])[m[2]] = value;
-  }
-  return out;
-}
+const losLetter = (v) => LOS[Math.round(v)] ?? null;
 
 /** Periodic task that pauses while the tab is hidden and never overlaps itself. */
 class Poller {
@@ -284,7 +268,9 @@ class CameraTile {
   }
 
   update(status) {
-    // GET /api/cameras/{id}/status: {state, running, detail: {fps, counts, error, ...}}.
+    // GET /api/cameras/{id}/status: {state, running, metrics: SceneMetrics, detail: {fps, error,
+    // ...}}; metrics' names are the API schema's: counts, zones[id].occupancy / density_per_m2 /
+    // los_index, lines[id].count_in / count_out.
     const detail = status?.detail ?? status ?? {};
     const state = status?.state ?? detail.state ?? "unknown";
     this.stateBadge.textContent = state;
@@ -296,12 +282,13 @@ class CameraTile {
     this.errorLine.hidden = !broken;
     this.errorLine.textContent = broken ? detail.error : "";
     if (broken && this.img.naturalWidth === 0) this.placeholder.textContent = "No picture: see the reason below.";
-    const counts = detail.counts ?? {};
+    const metrics = status?.metrics ?? {};
+    const counts = metrics.counts ?? {};
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
     this.stats.fps.textContent = fmtNum(detail.fps, 1);
-    this.lineCounts = groupCounts(counts, "line");
-    this.renderZones(groupCounts(counts, "zone"), this.lineCounts);
+    this.lineCounts = new Map(Object.entries(metrics.lines ?? {}));
+    this.renderZones(new Map(Object.entries(metrics.zones ?? {})), this.lineCounts);
     this.drawLineCounts();
   }
 
@@ -312,7 +299,7 @@ class CameraTile {
       for (const side of ["in", "out"]) {
         const text = this.overlay.querySelector(
           `[data-line-id="${CSS.escape(id)}"] text[data-side=${side}]`);
-        if (text) text.textContent = `${side} ${fmtNum(l[side], 0)}`;
+        if (text) text.textContent = `${side} ${fmtNum(l[`count_${side}`], 0)}`;
       }
     }
   }
@@ -399,11 +386,10 @@ class CameraTile {
   renderZones(zones, lines) {
     const byId = (m) => [...m.entries()].sort(([a], [b]) => a.localeCompare(b));
     const zoneItems = byId(zones).map(([id, z]) => {
-      const rawLos = z.los ?? z.los_index;
-      const los = rawLos !== undefined && rawLos !== null ? losLetter(rawLos) : null;
+      const los = z.los_index !== undefined && z.los_index !== null ? losLetter(z.los_index) : null;
       // Calibrated: persons/m² and level of service. Otherwise plain people in the zone and a
       // prompt to calibrate (people per image area means nothing to an operator).
-      const calibrated = z.density_per_m2 !== undefined;
+      const calibrated = z.density_per_m2 !== undefined && z.density_per_m2 !== null;
       const density = calibrated ? ` · ${fmtNum(z.density_per_m2, 2)} persons/m²` : "";
       return h("li", { testid: "zone", "data-zone-id": id },
         h("span", {}, id),
@@ -423,7 +409,7 @@ class CameraTile {
     });
     const lineItems = byId(lines).map(([id, l]) => h("li", { testid: "line", "data-line-id": id },
       h("span", {}, `⟷ ${id}`),
-      h("span", { class: "zone-count" }, `${fmtNum(l.in, 0)} in · ${fmtNum(l.out, 0)} out`)));
+      h("span", { class: "zone-count" }, `${fmtNum(l.count_in, 0)} in · ${fmtNum(l.count_out, 0)} out`)));
     this.zones.replaceChildren(...zoneItems, ...lineItems);
     this.zones.hidden = zoneItems.length + lineItems.length === 0;
   }
