@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from crowdsight.config.pipeline import PipelineSettings
+from crowdsight.config.scene import SceneConfig
 from crowdsight.core.events import Event
 from crowdsight.core.metrics import SceneMetrics
 from crowdsight.core.threads import single_threaded_blas
@@ -136,7 +137,7 @@ class CameraPipeline:
         self,
         camera_id: str,
         settings: PipelineSettings | None = None,
-        scene: Any = None,
+        scene: SceneConfig | None = None,
         *,
         density_estimator: DensityLike | None = None,
         detector: Detector | None = None,
@@ -230,17 +231,18 @@ class CameraPipeline:
         if self._scale_resolution == frame.resolution_wh:
             return
         self._scale_resolution = frame.resolution_wh
-        calibration = getattr(self.scene, "calibration", None)
-        if calibration is None or self._scale.fixed is not None:
+        scene = self.scene
+        calibration = scene.calibration if scene is not None else None
+        if scene is None or calibration is None or self._scale.fixed is not None:
             return
         from crowdsight.analytics.zones import scaled_homography
         from crowdsight.core.geometry import scale_polygon
         from crowdsight.perception.density_scale import heights_from_calibration
 
-        hom = scaled_homography(self.scene, frame.resolution_wh)
+        hom = scaled_homography(scene, frame.resolution_wh)
         if hom is None:
             return
-        src = self.scene.resolution_wh or frame.resolution_wh
+        src = scene.resolution_wh or frame.resolution_wh
         feet = scale_polygon(calibration.image_px, src, frame.resolution_wh)
         heights = heights_from_calibration(hom.matrix, feet)
         self._scale.set_calibration(heights)

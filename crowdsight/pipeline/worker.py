@@ -212,7 +212,9 @@ class TickPipeline:
         return FrameResult(frame, Detections.empty(), None, False, events, metrics)
 
 
-def tick_pipeline(camera_id: str, settings: PipelineSettings, scene: Any) -> TickPipeline:
+def tick_pipeline(
+    camera_id: str, settings: PipelineSettings, scene: SceneConfig | None
+) -> TickPipeline:
     """`WorkerSpec.pipeline_factory` target: ``"crowdsight.pipeline.worker:tick_pipeline"``."""
     return TickPipeline(camera_id)
 
