@@ -72,8 +72,9 @@ class ServeConfig(BaseModel):
 def _format_error(path: Path, exc: ValidationError) -> str:
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = str(err["msg"]).removeprefix("Value error, ")  # a scene validator's own words
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {loc}: {err['msg']}{more}"
+    return f"{path}: {loc}: {msg}{more}"
 
 
 def load_serve_config(path: Path | None) -> ServeConfig:

@@ -205,3 +205,15 @@ def test_tiny_video_frames(tmp_path: Path) -> None:
             w.write(np.zeros((16, 16, 3), np.uint8))
     proc = run_cli("analyze", str(f), *NO_MODELS, "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, "outside the accepted size")
+
+
+def test_serve_config_with_a_bad_scene_names_the_camera_and_the_field(tmp_path: Path) -> None:
+    # The scene is validated once, with the camera (a typed SceneConfig), at the boundary.
+    f = tmp_path / "serve.yaml"
+    f.write_text(
+        "cameras:\n  - {id: cam, name: Cam, source: '0',\n"
+        "     scene: {zones: [{id: z, polygon: [[0, 0], [1, 1]]}]}}\n",
+        encoding="utf-8",
+    )
+    proc = run_cli("serve", "--config", str(f))
+    assert_one_line_error(proc, "cameras.0.scene.zones.0.polygon: a zone polygon needs at least")
