@@ -232,9 +232,8 @@ def test_a_typed_scene_reaches_the_worker_unchanged_through_pickle_and_ray() -> 
     """The runner hands a validated `SceneConfig` to the worker; it is never re-validated."""
     import pickle
 
-    from crowdsight.pipeline.runner_settings import spec_for
-
     from crowdsight.config.scene import parse_scene
+    from crowdsight.pipeline.specs import spec_for
     from crowdsight.store.records import Camera
 
     zone = {"id": "hall", "polygon": [[0, 0], [10, 0], [10, 10]], "kind": "restricted"}
