@@ -314,6 +314,7 @@ class LocalRunner:
         cam.fps = report.fps
         cam.source = report.source or cam.source
         cam.pipeline_errors = report.pipeline_errors
+        cam.warnings = list(report.warnings)
         if report.live_metrics is not None:
             cam.live_metrics = report.live_metrics
         if report.jpeg is not None:

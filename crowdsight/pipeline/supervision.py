@@ -106,6 +106,7 @@ class CameraState:
     removing: bool = False
     restart_requested: bool = False
     events_committed: int = 0
+    warnings: list[str] = field(default_factory=list)
     ledger: OpenEvents = field(init=False)
 
     def __post_init__(self) -> None:
@@ -147,6 +148,7 @@ class CameraState:
             "pipeline_errors": self.pipeline_errors,
             "events_committed": self.events_committed,
             "error": redact_source(str(error)) if error else None,
+            "warnings": list(self.warnings),
             "metrics": self.live_metrics.model_dump(mode="json"),
         }
 

@@ -129,6 +129,8 @@ class WorkerReport:
         fps: Frames processed per second (smoothed).
         source: `SourceStatus.as_dict()` of the source.
         error: Why the worker gives up (``error`` reports).
+        warnings: What the operator should fix while the camera keeps running (e.g. a scene
+            drawn at another resolution, rescaled).
         pipeline_errors: Frames the pipeline failed on so far (skipped).
     """
 
@@ -145,6 +147,7 @@ class WorkerReport:
     fps: float = 0.0
     source: dict[str, Any] | None = None
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
     pipeline_errors: int = 0
 
 
@@ -339,10 +342,17 @@ class CameraWorker:
                 source=self._source_status,
                 pipeline_errors=self._errors,
                 live_metrics=self._live_metrics,
+                warnings=self._warnings(),
                 **fields,
             )
         )
         self._next_progress = time.monotonic() + self.spec.progress_every_s
+
+    def _warnings(self) -> list[str]:
+        """The pipeline's standing warnings (the scene's size against the frames')."""
+        analytics = getattr(self._pipeline, "analytics", None)
+        warning = getattr(analytics, "scale_warning", None)
+        return [warning] if warning else []
 
     def run(self) -> None:
         """Read, process and report until the source ends or ``stop`` is set."""

@@ -195,6 +195,14 @@ def test_live_tile_and_new_events_show_up(
         UI_WAIT_S,
     )
 
+    # Where the density model's scale comes from, in words.
+    _wait_for(
+        "the density scale line",
+        lambda: _q(browser, "density-scale", tile).text.startswith("density scale "),
+        FIRST_FRAME_WAIT_S,
+    )
+    assert not _q(browser, "camera-warning", tile).is_displayed()  # scene drawn at 640×480
+
     # The timeline has polled at least once before the events happen.
     _wait_for("the first events poll", lambda: _q(browser, "events-updated").text, UI_WAIT_S)
     now = time.time()
@@ -451,3 +459,44 @@ def test_operator_calibrates_the_floor_by_clicking_four_points(
     for (x, y), (fx, fy) in zip(cal["image_px"], fractions, strict=True):
         assert x == pytest.approx(fx * 640, abs=8) and y == pytest.approx(fy * 480, abs=8)
     assert scene["zones"] and scene["resolution_wh"] in ([640, 480], (640, 480))
+
+
+@pytest.mark.browser
+@pytest.mark.data
+def test_a_scene_drawn_at_another_size_shows_a_warning_on_the_card(
+    browser: Any, live_server: LiveServer, shared_data: Path, tmp_path: Path
+) -> None:
+    headers = {"Authorization": f"Bearer {live_server.token()}"}
+    for frame in sorted((shared_data / "mall" / "frames").glob("*.jpg"))[:FRAMES]:
+        (tmp_path / frame.name).symlink_to(frame)
+    scene = {
+        "resolution_wh": [1280, 720],
+        "zones": [{"id": "right", "polygon": [[640, 0], [1280, 0], [1280, 720], [640, 720]]}],
+    }
+    res = httpx.post(
+        f"{live_server.url}/api/cameras",
+        headers=headers,
+        json={
+            "id": "odd-size",
+            "name": "Odd size",
+            "source": str(tmp_path),
+            "loop": True,
+            "density_every_s": 30.0,
+            "scene": scene,
+        },
+        timeout=10,
+    )
+    assert res.status_code in (200, 201), res.text
+    try:
+        _, tile = _live_tile(browser, live_server, "odd-size")
+        text = _wait_for(
+            "the warning", lambda: _q(browser, "camera-warning", tile).text, FIRST_FRAME_WAIT_S
+        )
+        assert "scene drawn at 1280×720 but frames are 640×480" in text
+        assert "redraw the scene" in text  # 16:9 on 4:3: stretched, so it says what to do
+        status = httpx.get(
+            f"{live_server.url}/api/cameras/odd-size/status", headers=headers, timeout=10
+        ).json()
+        assert status["detail"]["warnings"] == [text]
+    finally:
+        httpx.delete(f"{live_server.url}/api/cameras/odd-size", headers=headers, timeout=10)

@@ -62,3 +62,19 @@ def test_resolution_warning(
     scene_wh: tuple[int, int] | None, frame_wh: tuple[int, int], expected: str | None
 ) -> None:
     assert resolution_warning(scene_wh, frame_wh) == expected
+
+
+def test_the_scale_warning_reaches_the_camera_status() -> None:
+    """The worker reports the analytics' standing warning; the status API shows it."""
+    from crowdsight.pipeline.runner import LocalRunner
+    from crowdsight.pipeline.supervision import CameraState
+    from crowdsight.pipeline.worker import WorkerReport, WorkerSpec
+
+    warning = resolution_warning((1280, 720), (360, 240))
+    assert warning is not None
+    cam = CameraState(WorkerSpec(camera_id="cam", source="x.mp4"), True)
+    LocalRunner._apply(None, cam, WorkerReport(camera_id="cam", warnings=[warning]))  # type: ignore[arg-type]
+    assert cam.status()["warnings"] == [warning]
+    # A later report without it (the scene was redrawn) clears it.
+    LocalRunner._apply(None, cam, WorkerReport(camera_id="cam"))  # type: ignore[arg-type]
+    assert cam.status()["warnings"] == []

@@ -204,6 +204,10 @@ class CameraTile {
     };
     this.zones = h("ul", { class: "zones", testid: "zone-list", "aria-label": "Zones" });
     this.errorLine = h("p", { class: "camera-error", testid: "camera-error", role: "status", hidden: true });
+    // Standing problems the camera runs with (a scene drawn at another size, rescaled).
+    this.warningLine = h("p", { class: "camera-warning", testid: "camera-warning", role: "status", hidden: true });
+    // Where the density model's input scale comes from: "density scale 0.50, from 240 person boxes".
+    this.scaleLine = h("p", { class: "muted density-scale", testid: "density-scale", hidden: true });
     this.calibrateButton = h("button", {
       type: "button", class: "link calibrate-open", testid: "calibrate-open",
       title: "Click four corners of a floor rectangle and type its size: zones then show "
@@ -220,10 +224,12 @@ class CameraTile {
         this.calibrateButton, this.stateBadge),
       h("div", { class: "camera-view" }, this.img, this.placeholder, this.liveDot),
       this.errorLine,
+      this.warningLine,
       h("div", { class: "camera-stats" },
         h("div", { class: "stat" }, this.stats.people, h("div", { class: "k" }, "people (density)")),
         h("div", { class: "stat" }, this.stats.tracked, h("div", { class: "k" }, "tracked")),
         h("div", { class: "stat" }, this.stats.fps, h("div", { class: "k" }, "fps"))),
+      this.scaleLine,
       this.zones);
     this.play();
   }
@@ -282,8 +288,18 @@ class CameraTile {
     this.errorLine.hidden = !broken;
     this.errorLine.textContent = broken ? detail.error : "";
     if (broken && this.img.naturalWidth === 0) this.placeholder.textContent = "No picture: see the reason below.";
+    const warnings = detail.warnings ?? [];
+    this.warningLine.hidden = warnings.length === 0;
+    this.warningLine.textContent = warnings.join(" · ");
     const metrics = status?.metrics ?? {};
     const counts = metrics.counts ?? {};
+    const scale = counts.density_scale, boxes = counts.density_scale_boxes;
+    this.scaleLine.hidden = !Number.isFinite(scale);
+    this.scaleLine.textContent = !Number.isFinite(scale) ? ""
+      : boxes > 0 ? `density scale ${fmtNum(scale, 2)}, from ${fmtNum(boxes, 0)} person boxes`
+        : `density scale ${fmtNum(scale, 2)}`;
+    this.scaleLine.title = "The density model sees the frame resized so people are the size it "
+      + "counts best; the scale is learned from the detector's person boxes (or set in the config).";
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
     this.stats.fps.textContent = fmtNum(detail.fps, 1);
