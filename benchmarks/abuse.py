@@ -25,7 +25,6 @@ import asyncio
 import json
 import multiprocessing as mp
 import secrets
-import socket
 import statistics
 import sys
 import tempfile
@@ -35,16 +34,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from load import free_port, wait_ready  # the sibling load benchmark (same folder)
 
 PASSWORD = "abuse-test-password-1"
-
-
-def free_port() -> int:
-    """A currently free TCP port on loopback."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def serve(url: str, port: int, overrides: dict[str, Any]) -> None:
@@ -71,20 +63,6 @@ def peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-async def wait_ready(base: str, timeout_s: float = 60.0) -> None:
-    """Poll /api/health until it answers."""
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=base) as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get("/api/health")).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.2)
-    raise RuntimeError(f"server at {base} did not become ready")
 
 
 async def probe(base: str, stop_at: float) -> list[float]:
