@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,6 +29,18 @@ def _filled_database(path: Path) -> None:
     store.close()
 
 
+def _health(db: Path) -> dict[str, Any]:
+    """``GET /api/health`` of a service started on the SQLite file ``db``."""
+    store = Store(f"sqlite:///{db}", hasher=CHEAP_HASHER)
+    settings = ServerSettings(admin_password="admin-password-1", retention_days=None)
+    try:
+        with TestClient(create_app(settings, store=store)) as client:
+            health: dict[str, Any] = client.get("/api/health").json()
+    finally:
+        store.close()
+    return health
+
+
 def test_corrupt_sqlite_file_is_reported_degraded(tmp_path: Path) -> None:
     db = tmp_path / "crowdsight.db"
     _filled_database(db)
@@ -35,13 +48,7 @@ def test_corrupt_sqlite_file_is_reported_degraded(tmp_path: Path) -> None:
     with db.open("r+b") as f:  # overwrite the file's second half, as the probe did
         f.seek(size // 2)
         f.write(b"\xa5" * (size - size // 2))
-    store = Store(f"sqlite:///{db}", hasher=CHEAP_HASHER)
-    settings = ServerSettings(admin_password="admin-password-1", retention_days=None)
-    try:
-        with TestClient(create_app(settings, store=store)) as client:
-            health = client.get("/api/health").json()
-    finally:
-        store.close()
+    health = _health(db)
     assert health["status"] == "degraded"
     assert health["database"] is False
     assert "corrupt" in health["problem"] or "malformed" in health["problem"]
@@ -50,13 +57,7 @@ def test_corrupt_sqlite_file_is_reported_degraded(tmp_path: Path) -> None:
 def test_healthy_database_reports_ok(tmp_path: Path) -> None:
     db = tmp_path / "ok.db"
     _filled_database(db)
-    store = Store(f"sqlite:///{db}", hasher=CHEAP_HASHER)
-    settings = ServerSettings(admin_password="admin-password-1", retention_days=None)
-    try:
-        with TestClient(create_app(settings, store=store)) as client:
-            health = client.get("/api/health").json()
-    finally:
-        store.close()
+    health = _health(db)
     assert health == health | {"status": "ok", "database": True, "problem": None}
 
 
