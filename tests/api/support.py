@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -113,3 +114,10 @@ def self_signed_cert(folder: Path) -> tuple[Path, Path]:
         )
     )
     return certfile, keyfile
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

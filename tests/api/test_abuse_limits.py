@@ -21,22 +21,14 @@ from crowdsight.server.app import create_app
 from crowdsight.server.auth import LoginLimiter
 from crowdsight.store import Store
 from tests.api.conftest import ADMIN_PASSWORD, bearer, login, make_client
-from tests.api.support import self_signed_cert
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.api.support import free_port, self_signed_cert
 
 
 @contextmanager
 def _serving(store: Store, **settings: object) -> Iterator[tuple[str, ServerSettings]]:
     """The app under a real uvicorn on loopback, configured the way `crowdsight serve` is."""
     config = ServerSettings(
-        **{"admin_password": ADMIN_PASSWORD, "retention_days": None, "port": _free_port()}
-        | settings  # type: ignore[arg-type]
+        **{"admin_password": ADMIN_PASSWORD, "retention_days": None, "port": free_port()} | settings  # type: ignore[arg-type]
     )
     server = uvicorn.Server(uvicorn_config(create_app(config, store=store), config, "warning"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import queue
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,15 +20,9 @@ from crowdsight.outputs.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, verif
 from crowdsight.server.app import create_app
 from crowdsight.store import Store
 from tests.api.conftest import ADMIN_PASSWORD
+from tests.api.support import free_port
 
 SECRET = "webhook-secret-0123456789"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @contextmanager
@@ -58,7 +51,7 @@ def _receiver() -> Iterator[tuple[str, queue.Queue[tuple[dict[str, str], bytes]]
 
 @contextmanager
 def _uvicorn(settings: ServerSettings, store: Store) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(settings, store=store), host="127.0.0.1", port=port, log_level="warning"
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -24,6 +23,7 @@ import httpx
 import pytest
 
 from crowdsight.models.install import read_manifest
+from tests.api.support import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -44,13 +44,6 @@ CHROME_FLAGS = (
     # needs a CDN (fonts, scripts) breaks here as it would on an offline site.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @dataclass
@@ -109,7 +102,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     from crowdsight.server.app import create_app, open_store
 
     data_dir = tmp_path_factory.mktemp("crowdsight-data")
-    port = _free_port()
+    port = free_port()
     settings = ServerSettings(
         data_dir=data_dir,
         database_url=f"sqlite:///{data_dir / 'crowdsight.db'}",

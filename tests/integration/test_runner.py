@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from crowdsight.pipeline.worker import RedactedImages, TickPipeline, description
 from crowdsight.sources.stream import Backoff, LiveSource
 from crowdsight.store import Store
 from crowdsight.store.records import Camera
+from tests.api.support import free_port
 from tests.integration.test_reliability import (
     LINE_EVERY,
     MjpegServer,
@@ -310,10 +310,6 @@ def test_description_items_accept_strings_mappings_and_objects(
 
 
 # ----------------------------------------------------------------------------- serve CLI
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _workers(pid: int) -> list[int]:
@@ -356,7 +352,7 @@ def test_serve_runs_configured_cameras_and_shuts_down_cleanly_on_sigterm(
     tmp_path: Path,
 ) -> None:
     video = write_video(tmp_path / "cam.mp4", 200, fps=50)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "serve.yaml"
     config.write_text(
         f"server: {{port: {port}}}\n"

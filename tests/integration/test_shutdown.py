@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,17 +18,12 @@ from pathlib import Path
 import httpx
 import yaml
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from tests.api.support import free_port
 
 
 def _offline_rtsp() -> str:
     """An RTSP URL on a loopback port nobody listens on (connection refused at once)."""
-    return f"rtsp://127.0.0.1:{_free_port()}/offline"
+    return f"rtsp://127.0.0.1:{free_port()}/offline"
 
 
 def _serve_config(tmp_path: Path, port: int, source: str) -> Path:
@@ -80,7 +74,7 @@ def _wait_until_reconnecting(base: str, proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_group_sigterm_with_offline_camera_exits_within_10_s(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     config = _serve_config(tmp_path, port, _offline_rtsp())
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
