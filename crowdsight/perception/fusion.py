@@ -114,11 +114,7 @@ def fuse_counts(
     n_det = float(len(boxes))
     if density is None:
         return FusedCount(n_det, float("nan"), n_det, int(n_det))
-    split = _split(density, boxes, reliable_height_px, regional)
-    rest = float(density.density[~split.dropped].sum(dtype=np.float64))
-    return FusedCount(
-        n_det, density.count, len(split.counted) + rest, len(split.counted), split.zone_rows
-    )
+    return _counts(density, boxes, _split(density, boxes, reliable_height_px, regional))
 
 
 def fused_density(
@@ -135,8 +131,35 @@ def fused_density(
     of the box width wide, kept inside the box); the rest of the map is the density model's.
     ``fused_density(...).count`` equals ``fuse_counts(...).fused``.
     """
+    return fuse(density, detections, reliable_height_px, regional=regional)[1]
+
+
+def fuse(
+    density: DensityMap,
+    detections: Detections | None,
+    reliable_height_px: float = RELIABLE_HEIGHT_PX,
+    *,
+    regional: bool = True,
+) -> tuple[FusedCount, DensityMap]:
+    """`fuse_counts` and `fused_density` of one frame, deciding the split once."""
     boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
     split = _split(density, boxes, reliable_height_px, regional)
+    return _counts(density, boxes, split), _replaced(density, split)
+
+
+def _counts(density: DensityMap, boxes: npt.NDArray[np.float32], split: _Split) -> FusedCount:
+    rest = float(density.density[~split.dropped].sum(dtype=np.float64))
+    return FusedCount(
+        float(len(boxes)),
+        density.count,
+        len(split.counted) + rest,
+        len(split.counted),
+        split.zone_rows,
+    )
+
+
+def _replaced(density: DensityMap, split: _Split) -> DensityMap:
+    """``density`` with the split's dropped cells replaced by its counted boxes' blobs."""
     if not split.dropped.any():
         return density
     out = np.where(split.dropped, 0.0, density.density).astype(np.float32)

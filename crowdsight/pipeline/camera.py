@@ -23,7 +23,7 @@ from crowdsight.core.types import CLASS_NAME, DensityMap, Detections, Frame
 from crowdsight.perception.base import Detector
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.perception.density_scale import DensityScale, ScaleStatus
-from crowdsight.perception.fusion import fuse_counts, fused_density, person_boxes
+from crowdsight.perception.fusion import FusedCount, fuse, person_boxes
 
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP): the
 #: SSD's 300×300 input shrinks a 1080p frame 6×; tiles cost ~10× its time.
@@ -185,7 +185,7 @@ class CameraPipeline:
     def reset(self) -> None:
         """Forget all per-camera state (as if the camera had just started)."""
         self._last_density: DensityMap | None = None
-        self._last_fused: DensityMap | None = None
+        self._last_fused: tuple[FusedCount, DensityMap] | None = None
         self._last_density_ts: float | None = None
         self._last_density_index: int | None = None
         self._last_describe_ts: float | None = None
@@ -363,15 +363,12 @@ class CameraPipeline:
             scale = self._scale.status
             metrics["density_scale"] = scale.scale
             metrics["density_scale_boxes"] = float(scale.n_boxes)
-            counts = fuse_counts(self._last_density, detections if self.detector else None)
-            metrics["count_fused"] = counts.fused
             if fresh or raw is not None or self._last_fused is None:
                 # New map or new boxes; in between, zones keep counting the same map object
                 # (and `SceneAnalytics` its cached per-zone sums).
-                self._last_fused = fused_density(
-                    self._last_density, detections if self.detector else None
-                )
-            fused = self._last_fused
+                self._last_fused = fuse(self._last_density, detections if self.detector else None)
+            counts, fused = self._last_fused
+            metrics["count_fused"] = counts.fused
             if self.detector is not None:
                 metrics["count_detection"] = counts.detection
         if self.detector is not None:
