@@ -139,6 +139,7 @@ def eval_counting(
                 "detection": counts.detection,
                 "scale": round(scale, 3),
                 "zone_rows": counts.zone_rows,
+                "horizon_px": None if counts.horizon_px is None else round(counts.horizon_px, 1),
             }
         )
         errs["fused"].append(pred - item.gt)

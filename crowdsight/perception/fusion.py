@@ -19,17 +19,26 @@ when a frame shows at least `ZONE_MIN_BOXES` reliable people, the perspective of
 boxes (`crowdsight.perception.perspective`) marks the rows where a person is expected to be
 at least `RELIABLE_HEIGHT_PX` tall: the *detection zone*. There every person box counts one
 and the density is dropped; elsewhere the per-box rule above holds.
+
+Where the frame's person boxes agree on a flat floor (`perspective.fit_ground_plane`), the
+floor also says where heads *cannot* be: above the band of rows where heads of people up to
+`RELIABLE_HEIGHT_PX` tall lie (sky, tree tops, façades) and below it (where everybody is
+taller, so detection counts). Density outside the band is dropped too; person boxes whose
+head is there count one each. On an eye-level street camera this removes the density model's
+"crowds" in foliage and on the pavement; with a high camera looking down a crowd the boxes
+rarely agree on one floor line and nothing changes.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from crowdsight.core.types import CLASS_NAME, DensityMap, Detections
-from crowdsight.perception.perspective import fit_heights, head_rows
+from crowdsight.perception.perspective import GroundPlane, fit_ground_plane, fit_heights, head_rows
 
 #: Person boxes at least this tall (frame px) are counted by detection. Chosen a priori on
 #: Mall training frames 1–800 (``benchmarks/density_scale.py --part scale``): 143 px is the
@@ -60,7 +69,9 @@ class FusedCount:
     reliable: int
     """How many boxes were counted by detection."""
     zone_rows: int = 0
-    """Rows of the density map in the detection zone (0: no zone)."""
+    """Rows of the density map counted by detection alone (0: none)."""
+    horizon_px: float | None = None
+    """Row of the floor's horizon when the boxes agreed on one (see the module)."""
 
 
 def person_boxes(detections: Detections) -> npt.NDArray[np.float32]:
@@ -100,6 +111,7 @@ def fuse_counts(
     reliable_height_px: float = RELIABLE_HEIGHT_PX,
     *,
     regional: bool = True,
+    ground: GroundPlane | Literal["fit"] | None = "fit",
 ) -> FusedCount:
     """Detection, density and fused counts of one frame.
 
@@ -107,14 +119,17 @@ def fuse_counts(
     the density count. When the map carries a region of interest, only boxes whose feet
     (bottom centre) stand inside it are counted, like the density. With ``regional`` (the
     default) and at least `ZONE_MIN_BOXES` person boxes that tall, rows where people are
-    expected ``reliable_height_px`` tall or taller are counted by detection alone (see the
-    module).
+    expected ``reliable_height_px`` tall or taller are counted by detection alone, and rows
+    outside the floor's head band are dropped (see the module). ``ground`` is the floor to
+    use: ``"fit"`` (default) fits it on this frame's boxes, None uses none, and a pipeline
+    passes the one it fits on many frames' boxes.
     """
     boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
     n_det = float(len(boxes))
     if density is None:
         return FusedCount(n_det, float("nan"), n_det, int(n_det))
-    return _counts(density, boxes, _split(density, boxes, reliable_height_px, regional))
+    split = _split(density, boxes, reliable_height_px, regional, ground)
+    return _counts(density, boxes, split)
 
 
 def fused_density(
@@ -123,6 +138,7 @@ def fused_density(
     reliable_height_px: float = RELIABLE_HEIGHT_PX,
     *,
     regional: bool = True,
+    ground: GroundPlane | Literal["fit"] | None = "fit",
 ) -> DensityMap:
     """The map the fused count sums to, for heatmaps and zone counts.
 
@@ -131,7 +147,7 @@ def fused_density(
     of the box width wide, kept inside the box); the rest of the map is the density model's.
     ``fused_density(...).count`` equals ``fuse_counts(...).fused``.
     """
-    return fuse(density, detections, reliable_height_px, regional=regional)[1]
+    return fuse(density, detections, reliable_height_px, regional=regional, ground=ground)[1]
 
 
 def fuse(
@@ -140,10 +156,11 @@ def fuse(
     reliable_height_px: float = RELIABLE_HEIGHT_PX,
     *,
     regional: bool = True,
+    ground: GroundPlane | Literal["fit"] | None = "fit",
 ) -> tuple[FusedCount, DensityMap]:
     """`fuse_counts` and `fused_density` of one frame, deciding the split once."""
     boxes = person_boxes(detections) if detections is not None else np.zeros((0, 4), np.float32)
-    split = _split(density, boxes, reliable_height_px, regional)
+    split = _split(density, boxes, reliable_height_px, regional, ground)
     return _counts(density, boxes, split), _replaced(density, split)
 
 
@@ -155,6 +172,7 @@ def _counts(density: DensityMap, boxes: npt.NDArray[np.float32], split: _Split) 
         len(split.counted) + rest,
         len(split.counted),
         split.zone_rows,
+        split.horizon_px,
     )
 
 
@@ -195,20 +213,29 @@ class _Split:
     dropped: npt.NDArray[np.bool_]
     """Density cells the counted boxes and the detection zone replace."""
     zone_rows: int
+    horizon_px: float | None = None
 
 
 def _split(
-    density: DensityMap, boxes: npt.NDArray[np.float32], reliable_px: float, regional: bool
+    density: DensityMap,
+    boxes: npt.NDArray[np.float32],
+    reliable_px: float,
+    regional: bool,
+    ground: GroundPlane | Literal["fit"] | None = "fit",
 ) -> _Split:
     """Which boxes count one each and which density cells they replace."""
     h = density.density.shape[0]
     zone = np.zeros(h, bool)
+    rows_y = (np.arange(h) + 0.5) * density.scale_xy[1]
     tall = int(((boxes[:, 3] - boxes[:, 1]) >= reliable_px).sum())
     if regional and tall >= ZONE_MIN_BOXES:
         model = fit_heights(boxes)
         if model is not None:
-            rows_y = (np.arange(h) + 0.5) * density.scale_xy[1]
             zone = model.height_at(rows_y) >= reliable_px
+    floor = fit_ground_plane(boxes) if ground == "fit" and regional else ground
+    if regional and isinstance(floor, GroundPlane):
+        lo, hi = floor.head_band(reliable_px)
+        zone |= (rows_y < lo) | (rows_y > hi)
     counted = (boxes[:, 3] - boxes[:, 1]) >= reliable_px
     if zone.any():
         row = np.clip((head_rows(boxes) / density.scale_xy[1]).astype(int), 0, h - 1)
@@ -217,7 +244,8 @@ def _split(
     if density.roi_mask is not None and len(reliable):
         reliable = reliable[_feet_inside(density, reliable)]
     dropped = covered_cells(density, reliable) | zone[:, None]
-    return _Split(reliable, dropped, int(zone.sum()))
+    horizon = floor.horizon if regional and isinstance(floor, GroundPlane) else None
+    return _Split(reliable, dropped, int(zone.sum()), horizon)
 
 
 def _feet_inside(density: DensityMap, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:

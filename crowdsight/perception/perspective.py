@@ -8,6 +8,7 @@ detector sees people large enough to count them one by one (`crowdsight.percepti
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,3 +58,121 @@ def head_rows(person_xyxy: npt.ArrayLike) -> FloatArray:
     """The head's row (frame px) of each person box: `HEAD_OFFSET` of its height below the top."""
     boxes = np.asarray(person_xyxy, np.float64).reshape(-1, 4)
     return (boxes[:, 1] + HEAD_OFFSET * (boxes[:, 3] - boxes[:, 1])).astype(np.float32)
+
+
+#: Height (m) of the nominal person the ground-plane model is written for.
+NOMINAL_HEIGHT_M = 1.7
+#: Shortest and tallest standing heights (m) a public space holds, a priori: 0.85 m is a
+#: small child (or a seated adult, about half a standing one); 1.95 m a very tall adult.
+SHORTEST_M, TALLEST_M = 0.85, 1.95
+#: A box fits the ground plane when its head row is within this share of the person's
+#: height (in nominal-person units) of the line: adult heights vary ±10 % (2 s.d. ≈ ±8 %) and
+#: detector boxes a few % more. A priori, not tuned.
+GROUND_TOLERANCE = 0.15
+#: Share of the boxes that must fit the ground plane before it is believed: a majority.
+GROUND_MIN_INLIERS = 0.5
+
+
+@dataclass(frozen=True)
+class GroundPlane:
+    """Where people's heads can be, for a camera looking over a flat floor.
+
+    Hoiem, Efros & Hebert ("Putting Objects in Perspective", CVPR 2006): for a camera at
+    height ``k`` person-heights over a flat floor with its horizon at image row ``horizon``,
+    a person of the nominal height who appears ``h`` px tall has the head at
+    ``horizon + (k - 1)·h``; a person ``P`` m tall at ``horizon + (k·1.7/P - 1)·h``. So heads
+    lie in a band of rows that only depends on how tall people may look there: nobody's head
+    is above it (sky, tree tops, façades) and, for people shorter than a size, below it. A
+    camera at head height (a street camera at eye level, ``k ≈ 1``) puts every far head on
+    one row: the band is narrow and the density model's guesses on trees, walls and the
+    pavement outside it are dropped.
+    """
+
+    horizon: float
+    """Image row (px) of the floor's horizon."""
+    k: float
+    """Camera height over the floor, in nominal person heights (1: at head height)."""
+    inliers: float
+    """Share of the boxes the fit explains."""
+    n_boxes: int
+
+    def head_band(self, max_height_px: float) -> tuple[float, float]:
+        """Rows (px) where heads of people at most ``max_height_px`` tall can be."""
+        lo = self.k * NOMINAL_HEIGHT_M / TALLEST_M - 1.0
+        hi = self.k * NOMINAL_HEIGHT_M / SHORTEST_M - 1.0
+        return (
+            self.horizon + min(0.0, lo) * max_height_px,
+            self.horizon + max(0.0, hi) * max_height_px,
+        )
+
+
+def fit_ground_plane(
+    person_xyxy: npt.ArrayLike,
+    min_boxes: int = 8,
+    tolerance: float = GROUND_TOLERANCE,
+    min_inliers: float = GROUND_MIN_INLIERS,
+) -> GroundPlane | None:
+    """The floor's horizon and camera height from person boxes (None: they do not agree).
+
+    A consensus line through (box height, head row): least squares, then three rounds of
+    keeping the boxes within ``tolerance`` of a person's height of it and refitting. Believed
+    only when at least ``min_boxes`` and a ``min_inliers`` share of the boxes fit and the camera
+    is at least at half a person's height — with a high camera looking down a crowd the
+    detector's partial boxes rarely agree on one line, and the band is not used there.
+    The ``min_boxes`` default is the same a-priori minimum as the density scale's.
+    """
+    boxes = np.asarray(person_xyxy, np.float64).reshape(-1, 4)
+    h = boxes[:, 3] - boxes[:, 1]
+    boxes, h = boxes[h > 1.0], h[h > 1.0]
+    if len(boxes) < min_boxes or np.ptp(h) < 1.0:
+        return None
+    y = head_rows(boxes).astype(np.float64)
+    keep = np.ones(len(h), bool)
+    c = v0 = 0.0
+    for _ in range(3):
+        c, v0 = (float(v) for v in np.polyfit(h[keep], y[keep], 1))
+        keep = np.abs(y - (v0 + c * h)) <= tolerance * max(c + 1.0, 0.5) * h
+        if keep.sum() < min_boxes:
+            return None
+    share = float(keep.mean())
+    if share < min_inliers or c + 1.0 < 0.5:
+        return None
+    plane = GroundPlane(v0, c + 1.0, round(share, 3), len(boxes))
+    # A person seen where the floor says no head can be (above the band of people as tall
+    # as the tallest box) means another level, a slope or a wrong fit: believe the person.
+    if (y < plane.head_band(float(h.max()))[0] - tolerance * h).any():
+        return None
+    return plane
+
+
+class GroundPlaneEstimate:
+    """A camera's floor, fitted on the person boxes of its recent frames.
+
+    One frame holds too few people to trust a floor everywhere; a fixed camera's boxes from
+    many frames all stand on the same floor. Keeps the last ``window`` boxes and refits at
+    most every ``every_s`` seconds (the fit is a few small least-squares lines).
+    """
+
+    def __init__(self, window: int = 2000, every_s: float = 1.0) -> None:
+        self.every_s = every_s
+        self._boxes: deque[tuple[float, float, float, float]] = deque(maxlen=window)
+        self._fitted_at: float | None = None
+        self._new = 0
+        self.plane: GroundPlane | None = None
+        """The floor in use (None: the boxes do not agree on one yet)."""
+
+    def observe(self, person_xyxy: npt.ArrayLike, ts_s: float) -> GroundPlane | None:
+        """Add one frame's person boxes seen at ``ts_s`` seconds; the floor in use after it."""
+        boxes = np.asarray(person_xyxy, np.float64).reshape(-1, 4)
+        self._boxes.extend((float(a), float(b), float(c), float(d)) for a, b, c, d in boxes)
+        self._new += len(boxes)
+        last = self._fitted_at
+        if self._new and (last is None or ts_s < last or ts_s - last >= self.every_s):
+            self.plane = fit_ground_plane(np.array(self._boxes, np.float64))
+            self._fitted_at, self._new = ts_s, 0
+        return self.plane
+
+    def reset(self) -> None:
+        """Forget the boxes (the camera was re-aimed or its resolution changed)."""
+        self._boxes.clear()
+        self._fitted_at, self._new, self.plane = None, 0, None

@@ -24,6 +24,7 @@ from crowdsight.perception.base import Detector
 from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.perception.density_scale import DensityScale, ScaleStatus
 from crowdsight.perception.fusion import FusedCount, fuse, person_boxes
+from crowdsight.perception.perspective import GroundPlaneEstimate
 
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP): the
 #: SSD's 300×300 input shrinks a 1080p frame 6×; tiles cost ~10× its time.
@@ -193,6 +194,8 @@ class CameraPipeline:
         fixed = self.settings.density_scale
         self._scale = DensityScale(None if fixed == "auto" else fixed)
         self._scale_resolution: tuple[int, int] | None = None
+        # The floor the camera's person boxes stand on: where heads can be (see fusion).
+        self._floor = GroundPlaneEstimate()
         if getattr(self, "_async_density", None) is not None:
             assert self._async_density is not None
             self._async_density.reset()
@@ -231,6 +234,7 @@ class CameraPipeline:
         if self._scale_resolution == frame.resolution_wh:
             return
         self._scale_resolution = frame.resolution_wh
+        self._floor.reset()
         scene = self.scene
         calibration = scene.calibration if scene is not None else None
         if scene is None or calibration is None or self._scale.fixed is not None:
@@ -343,6 +347,7 @@ class CameraPipeline:
         if raw is not None:
             boxes = person_boxes(raw)
             self._scale.observe(boxes[:, 3] - boxes[:, 1], frame.ts_s)
+            self._floor.observe(boxes, frame.ts_s)
             # The frame lets the tracker compare clothing colours (kept per live track only).
             detections = (
                 self.tracker.update(raw, frame.ts_s, image=frame.image) if self.tracker else raw
@@ -366,7 +371,11 @@ class CameraPipeline:
             if fresh or raw is not None or self._last_fused is None:
                 # New map or new boxes; in between, zones keep counting the same map object
                 # (and `SceneAnalytics` its cached per-zone sums).
-                self._last_fused = fuse(self._last_density, detections if self.detector else None)
+                self._last_fused = fuse(
+                    self._last_density,
+                    detections if self.detector else None,
+                    ground=self._floor.plane,
+                )
             counts, fused = self._last_fused
             metrics["count_fused"] = counts.fused
             if self.detector is not None:
