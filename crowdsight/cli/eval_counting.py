@@ -116,7 +116,7 @@ def eval_counting(
         detector = build_pipeline_detector(
             PipelineSettings(detector=detector_spec, runtime=runtime)
         )
-    rows: list[dict[str, str | float]] = []
+    rows: list[dict[str, str | float | None]] = []
     errs: dict[str, list[float]] = {"fused": [], "density": [], "detection": [], "other": []}
     gts: list[int] = []
     for item in track(items, description="counting", console=console):
