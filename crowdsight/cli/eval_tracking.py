@@ -39,6 +39,14 @@ def eval_tracking(
         ),
     ] = 1,
     iou: Annotated[float, typer.Option(help="IoU for a match (MOTChallenge: 0.5).")] = 0.5,
+    interpolate: Annotated[
+        bool,
+        typer.Option(
+            help="Offline post-processing of the whole run (on by default): give confirmed "
+            "tracks their tentative first boxes and fill gaps under 2/3 s linearly "
+            "(ByteTrack's). --no-interpolate scores the online output as is."
+        ),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Score tracking against ground truth; MOT15 rules (every gt row with conf != 0 counts).
@@ -47,13 +55,22 @@ def eval_tracking(
     its output is scored; with --results, a given tracker output is scored as is.
     With --stride N only frames 1, 1+N, ... of both files are kept (a camera at fps/N);
     the tracker sees the real timestamps of those frames. Percentages are 0-100.
+    A recording is scored after offline post-processing (`crowdsight.tracking.offline`,
+    mode "linear") unless --no-interpolate; the JSON's "offline" key says which ran.
     """
-    from crowdsight.eval.mot import load_mot_txt, score_mot, track_mot_detections
+    from crowdsight.eval.mot import (
+        load_mot_txt,
+        record_mot_tracking,
+        score_mot,
+        track_rows_to_mot,
+    )
     from crowdsight.tracking import Tracker
+    from crowdsight.tracking.offline import OfflineMode
 
     if (detections is None) == (results is None):
         raise InputError("give exactly one of --detections (run the tracker) or --results")
     truth = load_mot_txt(gt).every_nth(stride)
+    offline: dict[str, str | int] = {"offline": "none (scored --results as given)"}
     if results is not None:
         output = load_mot_txt(results).every_nth(stride)
         source = f"results {results.name}"
@@ -62,8 +79,15 @@ def eval_tracking(
         dets = load_mot_txt(detections).every_nth(stride)
         if min_score is not None:
             dets = dets.filter_scores(min_score)
-        output = track_mot_detections(dets, Tracker(frame_rate=fps), fps=fps, stride=stride)
-        source = f"crowdsight tracker (online) on {detections.name}"
+        recorder = record_mot_tracking(
+            dets, Tracker(frame_rate=fps, keep_unconfirmed=True), fps=fps, stride=stride
+        )
+        mode: OfflineMode = "linear" if interpolate else "none"
+        rows = recorder.rows(mode)
+        output = track_rows_to_mot(rows, dets.num_frames)
+        offline = {"offline": mode, **{f"rows_{k}": v for k, v in rows.counts().items()}}
+        how = "online" if mode == "none" else "online + offline linear gap filling"
+        source = f"crowdsight tracker ({how}) on {detections.name}"
     if stride > 1:
         source += f", every {stride}th frame"
     scores = score_mot(truth, output, iou_threshold=iou)
@@ -80,6 +104,7 @@ def eval_tracking(
         "idf1": round(scores.idf1, 2),
         "hota": round(scores.hota, 2),
         "id_switches": scores.id_switches,
+        **offline,
     }
     if as_json:
         print(json.dumps({**scores.to_dict(), **summary}))

@@ -34,6 +34,7 @@ from trackers.eval import (
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Detections
 from crowdsight.tracking import Tracker
+from crowdsight.tracking.offline import OfflineMode, TrackRecorder, TrackRows
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -253,26 +254,53 @@ def _valid(fr: MotFrame, *, gt_rows: bool) -> MotFrame:
 
 
 def track_mot_detections(
-    detections: MotSequence, tracker: Tracker, fps: float = 25.0, stride: int = 1
+    detections: MotSequence,
+    tracker: Tracker,
+    fps: float = 25.0,
+    stride: int = 1,
+    offline: OfflineMode = "none",
 ) -> MotSequence:
     """Run ``tracker`` over MOT detections frame by frame and return its output as MOT rows.
 
     Args:
         detections: Public detections (``frame, -1, x, y, w, h, score, ...``).
-        tracker: A fresh (or reset) tracker.
+        tracker: A fresh (or reset) tracker. For ``offline="linear"`` build it with
+            ``keep_unconfirmed=True`` so tentative starts can be given their ids.
         fps: Frame rate used to turn frame numbers into timestamps.
         stride: Only frames 1, 1 + stride, … reach the tracker (pass the same
             ``every_nth(stride)`` sequence); the others are skipped, not fed empty.
+        offline: Post-processing of the whole run (`crowdsight.tracking.offline`):
+            ``"none"`` is the online output as is, ``"linear"`` adds tentative starts and
+            fills short gaps by linear interpolation.
 
     Returns:
         The tracker output, one row per confirmed tracked box.
     """
-    out: dict[int, MotFrame] = {}
+    return track_rows_to_mot(
+        record_mot_tracking(detections, tracker, fps, stride).rows(offline),
+        detections.num_frames,
+    )
+
+
+def record_mot_tracking(
+    detections: MotSequence, tracker: Tracker, fps: float = 25.0, stride: int = 1
+) -> TrackRecorder:
+    """Run ``tracker`` over MOT detections; the recorder holds every frame's output."""
+    recorder = TrackRecorder()
     for number, frame in detections:
         if number not in detections.frames and (number - 1) % stride:
             continue  # a frame the subsampled camera never delivered
-        tracked = tracker.update(frame.to_detections(), ts_s=(number - 1) / fps)
-        rows = detections_to_mot_frame(tracked)
-        if len(rows):
-            out[number] = rows
-    return MotSequence(out, detections.num_frames)
+        ts_s = (number - 1) / fps
+        tracked = tracker.update(frame.to_detections(), ts_s=ts_s)
+        recorder.add(number, ts_s, tracked, tracker.last_track_keys)
+    return recorder
+
+
+def track_rows_to_mot(rows: TrackRows, num_frames: int) -> MotSequence:
+    """Post-processed track rows as a MOT sequence (frame numbers = the rows' frames)."""
+    out: dict[int, MotFrame] = {}
+    xywh = np.concatenate([rows.xyxy[:, :2], rows.xyxy[:, 2:] - rows.xyxy[:, :2]], axis=1)
+    for number in np.unique(rows.frame).tolist():
+        sel = rows.frame == number
+        out[number] = MotFrame(rows.tracker_id[sel], xywh[sel], rows.confidence[sel])
+    return MotSequence(out, num_frames)

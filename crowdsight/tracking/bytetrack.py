@@ -85,6 +85,11 @@ class ArrayByteTrack:
             closer than this. None: no rescue.
         appearance_momentum: Weight of the old value in each track's signature moving
             average (BoT-SORT / Deep OC-SORT's 0.9).
+        key_counter: One-element counter for track *keys*, shared with the caller like
+            ``next_id`` (None: a counter of its own). Every track gets a key when it is
+            spawned, before it is confirmed; `last_keys` gives the key of each row of the
+            last `update`. Offline post-processing uses keys to hand a track that was
+            confirmed later the boxes it had while still tentative.
     """
 
     def __init__(
@@ -103,8 +108,10 @@ class ArrayByteTrack:
         max_appearance_distance: float | None = None,
         appearance_momentum: float = 0.9,
         rescue_distance: float | None = None,
+        key_counter: list[int] | None = None,
     ) -> None:
         self.frame_rate = frame_rate
+        self._next_key = [1] if key_counter is None else key_counter
         self.max_lost_s = lost_track_buffer / 30.0
         self.activation = track_activation_threshold
         self.high = high_conf_det_threshold
@@ -126,6 +133,8 @@ class ArrayByteTrack:
         self.vel: FloatArray = np.zeros((0, 4))
         self.cov: FloatArray = np.zeros((0, 3))  # a = var(x), b = cov(x, v), c = var(v)
         self.ids: IntArray = np.zeros(0, np.int64)  # -1 until confirmed
+        self.keys: IntArray = np.zeros(0, np.int64)  # from the spawn on, never reused
+        self.last_keys: IntArray = np.zeros(0, np.int64)  # per row of the last update
         self.consecutive: IntArray = np.zeros(0, np.int64)
         self.missed: IntArray = np.zeros(0, np.int64)  # frames since the last match
         self.missed_s: FloatArray = np.zeros(0)  # seconds since the last match
@@ -156,9 +165,11 @@ class ArrayByteTrack:
         sig = appearance if appearance is not None else self._no_signature(n)
         timing = self._timing(ts_s)
         if timing is None:  # time went backwards: nothing is associated
+            self.last_keys = np.full(n, -1, np.int64)
             return np.arange(n, dtype=np.int64), np.full(n, -1, np.int64)
         step, elapsed = timing
         if len(self) == 0 and n == 0:
+            self.last_keys = np.zeros(0, np.int64)
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         if step > 0:
             self._predict(step, elapsed)
@@ -168,6 +179,7 @@ class ArrayByteTrack:
         low = np.flatnonzero(confidence < self.high)
         rows: list[int] = []
         out_ids: list[int] = []
+        out_keys: list[int] = []
 
         predicted = self.pos.copy()
         veto = self._veto(np.arange(len(self)), sig[high])
@@ -183,6 +195,7 @@ class ArrayByteTrack:
         self._matched(tracks, xyxy[high[cols]], next_id, sig[high[cols]])
         rows += high[cols].tolist()
         out_ids += self.ids[tracks].tolist()
+        out_keys += self.keys[tracks].tolist()
 
         rest = np.asarray(unmatched_tracks, np.int64)
         sub_tracks, low_cols, _, unmatched_low = _associate(
@@ -192,9 +205,11 @@ class ArrayByteTrack:
         self._matched(tracks2, xyxy[low[low_cols]], next_id, None)
         rows += low[low_cols].tolist()
         out_ids += self.ids[tracks2].tolist()
+        out_keys += self.keys[tracks2].tolist()
 
         rows += low[unmatched_low].tolist()
         out_ids += [-1] * len(unmatched_low)
+        out_keys += [-1] * len(unmatched_low)
 
         left = np.asarray(unmatched_high, np.int64)
         if self.recovery_iou is not None and len(left):
@@ -208,6 +223,7 @@ class ArrayByteTrack:
             self._matched(tracks3, xyxy[high[left[r_c]]], next_id, sig[high[left[r_c]]])
             rows += high[left[r_c]].tolist()
             out_ids += self.ids[tracks3].tolist()
+            out_keys += self.keys[tracks3].tolist()
             left = left[np.asarray(un_h, np.int64)]
 
         if self.rescue_distance is not None and self.app is not None and len(left):
@@ -218,16 +234,19 @@ class ArrayByteTrack:
             self._matched(tracks4, xyxy[high[left[r_c]]], next_id, sig[high[left[r_c]]])
             rows += high[left[r_c]].tolist()
             out_ids += self.ids[tracks4].tolist()
+            out_keys += self.keys[tracks4].tolist()
             left = np.delete(left, r_c)
 
         spawn = high[left]
         rows += spawn.tolist()
         out_ids += [-1] * len(spawn)
-        born = spawn[confidence[spawn] >= self.activation]
-        self._spawn(xyxy[born], sig[born])
+        born = confidence[spawn] >= self.activation
+        out_keys += np.where(born, self._next_key[0] + np.cumsum(born) - 1, -1).tolist()
+        self._spawn(xyxy[spawn[born]], sig[spawn[born]])
 
         mature = (self.ids >= 0) | (self.consecutive >= self.min_consecutive)
         self._keep((self.missed_s <= self.max_lost_s) & (mature | (self.missed == 0)))
+        self.last_keys = np.asarray(out_keys, np.int64)
         return np.asarray(rows, np.int64), np.asarray(out_ids, np.int64)
 
     def apply_camera_motion(self, warp: FloatArray) -> None:
@@ -377,6 +396,8 @@ class ArrayByteTrack:
         self.vel = np.concatenate([self.vel, np.zeros((m, 4))])
         self.cov = np.concatenate([self.cov, np.tile([1.0, 0.0, 1.0], (m, 1))])
         self.ids = np.concatenate([self.ids, np.full(m, -1, np.int64)])
+        self.keys = np.concatenate([self.keys, self._next_key[0] + np.arange(m, dtype=np.int64)])
+        self._next_key[0] += m
         self.consecutive = np.concatenate([self.consecutive, np.ones(m, np.int64)])
         self.missed = np.concatenate([self.missed, np.zeros(m, np.int64)])
         self.missed_s = np.concatenate([self.missed_s, np.zeros(m)])
@@ -387,6 +408,7 @@ class ArrayByteTrack:
             return
         self.pos, self.vel, self.cov = self.pos[mask], self.vel[mask], self.cov[mask]
         self.ids, self.consecutive = self.ids[mask], self.consecutive[mask]
+        self.keys = self.keys[mask]
         self.missed, self.missed_s = self.missed[mask], self.missed_s[mask]
         self.last_obs = self.last_obs[mask]
         if self.app is not None:

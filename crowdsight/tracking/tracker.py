@@ -130,7 +130,11 @@ class Tracker:
             people a frame or two late.
         keep_unconfirmed: If True, detections that are not (yet) on a confirmed track are
             returned with ``tracker_id == -1``; by default they are dropped, so every
-            returned row has an id.
+            returned row has an id. After each `update`, ``last_track_keys`` holds one
+            internal track key per returned row (-1: on no track): unlike ids, keys exist
+            from a track's first box, so offline post-processing
+            (`crowdsight.tracking.offline`) can give a track confirmed later the boxes it
+            had while tentative.
         recovery_iou: IoU with a lost track's last observed box for OC-SORT's recovery
             stage; 0.3 is OC-SORT's published association threshold (not fitted here).
             None turns the stage off (plain ByteTrack).
@@ -202,11 +206,15 @@ class Tracker:
         self._camera_motion = CameraMotion() if camera_motion else None
         self._by_class: dict[int, ArrayByteTrack] = {}
         self._next_id = [1]  # shared by the per-class trackers: ids never collide
+        self._next_key = [1]
+        self.last_track_keys: npt.NDArray[np.int64] = np.zeros(0, np.int64)
 
     def reset(self) -> None:
         """Forget every track; the next confirmed track gets id 1 again."""
         self._by_class.clear()
         self._next_id = [1]
+        self._next_key = [1]
+        self.last_track_keys = np.zeros(0, np.int64)
         if self._camera_motion is not None:
             self._camera_motion.reset()
 
@@ -251,20 +259,26 @@ class Tracker:
         keys = sorted(set(np.unique(classes).tolist()) | set(self._by_class))
         rows: list[npt.NDArray[np.int64]] = []
         ids: list[npt.NDArray[np.int64]] = []
+        track_keys: list[npt.NDArray[np.int64]] = []
         for key in keys:
             sel = np.flatnonzero(classes == key) if len(keys) > 1 else np.arange(n)
-            local, got = self._inner(key).update(
+            inner = self._inner(key)
+            local, got = inner.update(
                 xyxy[sel], conf[sel], ts_s, self._next_id, None if sig is None else sig[sel]
             )
             rows.append(sel[local])
             ids.append(got)
+            track_keys.append(inner.last_keys)
         all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
         all_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+        all_keys = np.concatenate(track_keys) if track_keys else np.zeros(0, np.int64)
         if not self.keep_unconfirmed:
-            all_rows, all_ids = all_rows[all_ids >= 0], all_ids[all_ids >= 0]
+            on = all_ids >= 0
+            all_rows, all_ids, all_keys = all_rows[on], all_ids[on], all_keys[on]
         order = np.argsort(all_rows, kind="stable")
         result = cast(Detections, detections[all_rows[order]])
         result.tracker_id = all_ids[order]
+        self.last_track_keys = all_keys[order]
         return result
 
     def _class_keys(self, detections: Detections) -> npt.NDArray[np.int64]:
@@ -289,6 +303,7 @@ class Tracker:
                 buffer_min_iou=self.buffer_min_iou,
                 max_appearance_distance=self.max_appearance_distance,
                 rescue_distance=self.rescue_distance,
+                key_counter=self._next_key,
             )
             self._by_class[key] = inner
         return inner

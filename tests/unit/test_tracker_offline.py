@@ -1,0 +1,144 @@
+"""Offline post-processing of recorded tracks: tentative starts and linear gap filling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import cast
+
+import numpy as np
+import pytest
+
+from crowdsight.core.types import Detections
+from crowdsight.eval.mot import MotFrame, MotSequence, track_mot_detections
+from crowdsight.tracking import Tracker
+from crowdsight.tracking.bench import synthetic_frames
+from crowdsight.tracking.offline import MAX_GAP_S, TrackRecorder, TrackRows, fill_gaps
+
+FPS = 25.0
+
+
+def tracked(boxes: Sequence[Sequence[float]], ids: Sequence[int]) -> Detections:
+    n = len(boxes)
+    d = Detections(
+        xyxy=np.asarray(boxes, np.float32).reshape(n, 4),
+        confidence=np.full(n, 0.9, np.float32),
+        class_id=np.zeros(n, int),
+    )
+    d.tracker_id = np.asarray(ids, np.int64)
+    return d
+
+
+def record(track: dict[int, list[float]], frames: int, fps: float = FPS) -> TrackRecorder:
+    """One confirmed track (id 1, key 1) seen at the given frames; other frames empty."""
+    rec = TrackRecorder()
+    for i in range(frames):
+        seen = i in track
+        d = tracked([track[i]] if seen else [], [1] if seen else [])
+        rec.add(i, i / fps, d, np.ones(len(d), np.int64))
+    return rec
+
+
+def test_short_gap_is_filled_exactly_linearly() -> None:
+    # Seen on frames 0-9 and 15-20 (gap 0.24 s < 2/3 s), moving 4 px/frame, growing.
+    track = {i: [4.0 * i, 10.0, 4.0 * i + 40 + i, 110.0] for i in [*range(10), *range(15, 21)]}
+    rows = record(track, 21).rows("linear")
+    assert rows.frame.tolist() == list(range(21))
+    filled = rows.source == TrackRows.FILLED
+    assert rows.frame[filled].tolist() == [10, 11, 12, 13, 14]
+    expected = np.array([[4.0 * i, 10.0, 4.0 * i + 40 + i, 110.0] for i in range(10, 15)])
+    np.testing.assert_allclose(rows.xyxy[filled], expected, atol=1e-4)
+    assert set(rows.tracker_id.tolist()) == {1}
+    assert rows.counts() == {"online": 16, "tentative": 0, "filled": 5}
+
+
+def test_gap_at_or_above_the_maximum_is_left_open() -> None:
+    gap = int(np.ceil(MAX_GAP_S * FPS))  # frames between sightings 9 and 26: 17 → 0.68 s
+    track = {i: [float(i), 0.0, i + 40.0, 100.0] for i in [*range(10), *range(9 + gap, 30)]}
+    rows = record(track, 30).rows("linear")
+    assert rows.counts()["filled"] == 0
+    # One frame less apart (0.64 s) is filled.
+    track = {i: [float(i), 0.0, i + 40.0, 100.0] for i in [*range(10), *range(8 + gap, 30)]}
+    assert record(track, 30).rows("linear").counts()["filled"] == gap - 2
+
+
+def test_gap_filling_uses_time_not_frame_numbers() -> None:
+    # At 2 fps one missed frame is already 1 s between sightings: nothing is filled.
+    track = {i: [10.0 * i, 0.0, 10.0 * i + 40, 100.0] for i in [0, 1, 2, 4, 5, 6]}
+    assert record(track, 7, fps=2.0).rows("linear").counts()["filled"] == 0
+    assert record(track, 7, fps=25.0).rows("linear").counts()["filled"] == 1
+
+
+def test_tracks_seen_too_briefly_are_not_filled() -> None:
+    # Seen on frames 0 and 3 only (0.12 s span <= 1/6 s): left as it is.
+    track = {0: [0.0, 0.0, 40.0, 100.0], 3: [6.0, 0.0, 46.0, 100.0]}
+    assert record(track, 4).rows("linear").counts()["filled"] == 0
+
+
+def test_fill_gaps_interpolates_by_timestamp() -> None:
+    # Irregular frame times: the filled box sits where the time says, not mid-way.
+    frame_ts = np.array([0.0, 0.1, 0.4, 0.5])
+    pos = np.array([0, 3])
+    boxes = np.array([[0.0, 0, 10, 10], [50.0, 0, 60, 10]])
+    got_pos, got_ids, got_box, _ = fill_gaps(
+        pos, frame_ts, np.array([7, 7]), boxes, np.array([0.5, 1.0]), min_track_s=0.0
+    )
+    assert got_pos.tolist() == [1, 2] and got_ids.tolist() == [7, 7]
+    np.testing.assert_allclose(got_box[:, 0], [10.0, 40.0])
+
+
+def test_confirmed_track_gets_its_tentative_first_box_and_false_alarms_stay_out() -> None:
+    tracker = Tracker(frame_rate=FPS, keep_unconfirmed=True)
+    rec = TrackRecorder()
+    walker = [[5.0 * i, 0.0, 5.0 * i + 40, 100.0] for i in range(5)]
+    for i, b in enumerate(walker):
+        boxes = [b, [400.0, 0.0, 440.0, 100.0]] if i == 2 else [b]  # one-frame false alarm
+        d = Detections(
+            xyxy=np.asarray(boxes, np.float32),
+            confidence=np.full(len(boxes), 0.9, np.float32),
+            class_id=np.zeros(len(boxes), int),
+        )
+        out = tracker.update(d, ts_s=i / FPS)
+        rec.add(i, i / FPS, out, tracker.last_track_keys)
+    online = rec.rows("none")
+    assert online.frame.tolist() == [1, 2, 3, 4]  # the first box waits for confirmation
+    offline = rec.rows("linear")
+    assert offline.frame.tolist() == [0, 1, 2, 3, 4]
+    assert set(offline.tracker_id.tolist()) == {1}
+    assert offline.source.tolist() == [TrackRows.TENTATIVE, 0, 0, 0, 0]
+    np.testing.assert_allclose(offline.xyxy[0], walker[0])
+
+
+def _as_mot(frames: list[Detections]) -> MotSequence:
+    out = {}
+    for number, d in enumerate(frames, start=1):
+        xywh = np.asarray(d.xyxy, np.float64).copy()
+        xywh[:, 2:] -= xywh[:, :2]
+        out[number] = MotFrame(np.full(len(d), -1), xywh, np.asarray(d.confidence, float))
+    return MotSequence(out, len(frames))
+
+
+def test_mode_none_is_exactly_the_live_tracker_output() -> None:
+    rng = np.random.default_rng(3)
+    frames = []
+    for d in synthetic_frames(40, 60, seed=3):
+        keep = rng.random(len(d)) > 0.2  # detector misses make gaps and restarts
+        frames.append(cast(Detections, d[keep]))
+    seq = _as_mot(frames)
+    live = Tracker(frame_rate=FPS)  # the live path: no keys, no recorder
+    expected = [live.update(d, ts_s=i / FPS) for i, d in enumerate(frames)]
+    got = track_mot_detections(seq, Tracker(frame_rate=FPS, keep_unconfirmed=True), fps=FPS)
+    for number, d in enumerate(expected, start=1):
+        fr = got.frame(number)
+        assert d.tracker_id is not None
+        order = np.argsort(d.tracker_id)
+        assert fr.ids.tolist() == d.tracker_id[order].tolist()
+        np.testing.assert_allclose(fr.xywh[:, :2], np.asarray(d.xyxy)[order, :2], atol=1e-3)
+    linear = track_mot_detections(
+        seq, Tracker(frame_rate=FPS, keep_unconfirmed=True), fps=FPS, offline="linear"
+    )
+    assert sum(len(f) for _, f in linear) > sum(len(f) for _, f in got)
+
+
+def test_unknown_mode_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown offline mode"):
+        TrackRecorder().rows("gsi")  # type: ignore[arg-type]
