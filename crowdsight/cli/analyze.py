@@ -81,6 +81,13 @@ def analyze(
         bool,
         setting_option(P, "redact", "--redact/--no-redact"),
     ] = setting_default(P, "redact"),
+    interpolate: Annotated[
+        bool,
+        typer.Option(
+            help="Offline gap filling of the recording's tracks (ByteTrack's linear "
+            "interpolation of misses under 2/3 s): tracks.jsonl gets frames_filled."
+        ),
+    ] = True,
     ray: Annotated[
         bool,
         typer.Option(
@@ -167,6 +174,7 @@ def analyze(
             write_video=video,
             on_start=on_start,
             on_frame=on_frame,
+            offline="linear" if interpolate else "none",
         )
     s = report.summary
     d = s["density"]

@@ -4,7 +4,8 @@ Outputs:
     annotated.png | annotated.mp4   the picture: heatmap, boxes, trails, zones (redacted)
     counts.csv                      one row per processed frame
     events.jsonl                    every event state change (open, then closed)
-    tracks.jsonl                    one row per track: class, first/last seen, description
+    tracks.jsonl                    one row per track: class, first/last seen, frames seen,
+                                    frames gap filling adds (offline mode), description
     summary.json                    frames, counts (per frame, mean, peak), fps, tracks, zones
 
 Each output writer is a small object; `run_analysis` only moves results between them. A bad
@@ -33,6 +34,7 @@ from crowdsight.pipeline.camera import CameraPipeline, FrameResult
 from crowdsight.sources.files import ImageSource, open_source
 from crowdsight.sources.prefetch import prefetch
 from crowdsight.sources.writer import VideoWriter
+from crowdsight.tracking.offline import GapLedger, OfflineMode
 
 
 class CountsWriter:
@@ -84,12 +86,23 @@ class EventsWriter:
 
 @dataclass
 class TrackLog:
-    """First/last sighting and class of every track id (for tracks.jsonl and the summary)."""
+    """First/last sighting and class of every track id (for tracks.jsonl and the summary).
+
+    With ``offline="linear"`` (`crowdsight.tracking.offline`) each row also says how many
+    frames ByteTrack's linear gap filling adds to the track (``frames_filled``: short
+    misses of a recording, which the live tracker cannot know were the same person until
+    it sees them again); ``frames`` stays the frames the tracker reported.
+    """
 
     tracks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    offline: OfflineMode = "linear"
+    gaps: GapLedger = field(default_factory=GapLedger)
 
     def update(self, r: FrameResult) -> None:
         d = r.detections
+        if self.offline == "linear":
+            ids = [] if d.tracker_id is None else d.tracker_id.tolist()
+            self.gaps.add(r.frame.ts_s, ids)
         if d.tracker_id is None or not len(d):
             return
         names = d.data.get(CLASS_NAME)
@@ -118,6 +131,8 @@ class TrackLog:
         with path.open("w") as fh:
             for tid, t in sorted(self.tracks.items()):
                 row = dict(t)
+                if self.offline == "linear":
+                    row["frames_filled"] = self.gaps.filled(tid)
                 desc = descriptions.get(tid)
                 if desc is not None:
                     row["description"] = getattr(desc, "text", str(desc))
@@ -147,6 +162,7 @@ def run_analysis(
     write_video: bool = True,
     on_start: Callable[[int | None], None] | None = None,
     on_frame: Callable[[FrameResult], None] | None = None,
+    offline: OfflineMode = "linear",
 ) -> AnalysisReport:
     """Analyze one input into ``out_dir``.
 
@@ -161,6 +177,8 @@ def run_analysis(
         write_video: Write annotated.mp4 for sequences (False: records only, faster).
         on_start: Called with the expected number of frames (None when unknown).
         on_frame: Called after each frame (progress bars).
+        offline: Offline post-processing reported in tracks.jsonl (``"linear"``: frames
+            gap filling adds per track; ``"none"``: the live tracker's output only).
 
     Raises:
         InputError: bad input; for a video that fails halfway, after writing partial outputs.
@@ -179,7 +197,7 @@ def run_analysis(
         pipeline.tracker = None
     counts = CountsWriter(out_dir / "counts.csv")
     events = EventsWriter(out_dir / "events.jsonl")
-    tracks = TrackLog()
+    tracks = TrackLog(offline=offline)
     video = (
         None
         if is_image or not write_video
@@ -263,7 +281,11 @@ def _summary(
             "peak_frame": int(per_frame[int(counts.argmax())]["frame"]) if counts.size else None,
             "per_frame": per_frame,
         },
-        "tracks": {"unique_by_class": tracks.unique_by_class(), "total": len(tracks.tracks)},
+        "tracks": {
+            "unique_by_class": tracks.unique_by_class(),
+            "total": len(tracks.tracks),
+            "offline": tracks.offline,
+        },
         "events": events.by_type,
         "scene": pipeline.summary(),
         "settings": pipeline.settings.model_dump(mode="json"),

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -256,3 +257,45 @@ def fill_gaps(
         np.concatenate(out_box),
         np.concatenate(out_conf),
     )
+
+
+class GapLedger:
+    """Counts, per track, the frames `fill_gaps` would add, keeping no boxes.
+
+    For long recordings whose per-track summary only needs how much gap filling adds
+    (``crowdsight analyze``'s ``tracks.jsonl``): memory is one small record per track,
+    whatever the length of the recording. Same rule as `fill_gaps`.
+
+    Args:
+        max_gap_s: A gap is filled only when its two sightings are less than this apart.
+        min_track_s: Tracks whose sightings span at most this long are not filled.
+    """
+
+    def __init__(self, max_gap_s: float = MAX_GAP_S, min_track_s: float = MIN_TRACK_S) -> None:
+        self.max_gap_s = max_gap_s
+        self.min_track_s = min_track_s
+        self._frames = 0
+        # id → [first ts, last ts, last frame position, frames filled so far]
+        self._tracks: dict[int, list[float]] = {}
+
+    def add(self, ts_s: float, tracker_ids: Sequence[int]) -> None:
+        """Record one processed frame and the confirmed ids seen in it (call every frame)."""
+        pos = self._frames
+        self._frames += 1
+        for tid in set(tracker_ids):
+            if tid < 0:
+                continue
+            t = self._tracks.get(tid)
+            if t is None:
+                self._tracks[tid] = [ts_s, ts_s, float(pos), 0.0]
+                continue
+            if pos - t[2] > 1 and ts_s - t[1] < self.max_gap_s:
+                t[3] += pos - t[2] - 1
+            t[1], t[2] = ts_s, float(pos)
+
+    def filled(self, tracker_id: int) -> int:
+        """Frames linear gap filling adds to ``tracker_id`` (0 for short or unknown tracks)."""
+        t = self._tracks.get(tracker_id)
+        if t is None or t[1] - t[0] <= self.min_track_s:
+            return 0
+        return int(t[3])

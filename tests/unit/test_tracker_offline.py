@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from types import SimpleNamespace
 from typing import cast
 
 import numpy as np
@@ -12,7 +15,13 @@ from crowdsight.core.types import Detections
 from crowdsight.eval.mot import MotFrame, MotSequence, track_mot_detections
 from crowdsight.tracking import Tracker
 from crowdsight.tracking.bench import synthetic_frames
-from crowdsight.tracking.offline import MAX_GAP_S, TrackRecorder, TrackRows, fill_gaps
+from crowdsight.tracking.offline import (
+    MAX_GAP_S,
+    GapLedger,
+    TrackRecorder,
+    TrackRows,
+    fill_gaps,
+)
 
 FPS = 25.0
 
@@ -142,3 +151,41 @@ def test_mode_none_is_exactly_the_live_tracker_output() -> None:
 def test_unknown_mode_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown offline mode"):
         TrackRecorder().rows("gsi")  # type: ignore[arg-type]
+
+
+def test_gap_ledger_counts_what_fill_gaps_adds() -> None:
+    rng = np.random.default_rng(5)
+    rec, ledger = TrackRecorder(), GapLedger()
+    ts = 0.0
+    for i in range(200):
+        ts += (1.0 if i % 50 == 49 else 0.04) + rng.normal(0, 0.002)  # a few long gaps
+        ids = [t for t in range(1, 9) if rng.random() > 0.3 or i < 3]  # many misses
+        d = tracked([[10.0 * t, 0.0, 10.0 * t + 40, 100.0] for t in ids], ids)
+        rec.add(i, ts, d, np.full(len(ids), -1, np.int64))
+        ledger.add(ts, ids)
+    rows = rec.rows("linear")
+    filled = rows.tracker_id[rows.source == TrackRows.FILLED]
+    assert len(filled) > 0
+    for t in range(1, 9):
+        assert ledger.filled(t) == int((filled == t).sum())
+    assert ledger.filled(99) == 0
+
+
+@pytest.mark.parametrize("mode", ["linear", "none"])
+def test_analyze_tracks_jsonl_says_what_gap_filling_adds(tmp_path: Path, mode: str) -> None:
+    from crowdsight.pipeline.analyze import TrackLog
+
+    log = TrackLog(offline=mode)  # type: ignore[arg-type]
+    seen = [*range(10), *range(13, 20)]  # 3 frames missed at 25 fps (0.16 s): filled
+    for i in range(20):
+        d = tracked(
+            [[float(i), 0.0, i + 40.0, 100.0]] if i in seen else [], [4] if i in seen else []
+        )
+        log.update(SimpleNamespace(detections=d, frame=SimpleNamespace(index=i, ts_s=i / FPS)))  # type: ignore[arg-type]
+    log.write(tmp_path / "tracks.jsonl", {})
+    row = json.loads((tmp_path / "tracks.jsonl").read_text())
+    assert row["frames"] == len(seen) and row["first_frame"] == 0 and row["last_frame"] == 19
+    if mode == "linear":
+        assert row["frames_filled"] == 3
+    else:
+        assert "frames_filled" not in row
