@@ -171,6 +171,16 @@ def main() -> None:
         variants["pipeline_no_frames"] = (pipeline, False)
         pipeline = make_tracker(frame_rate=FPS, score_thresholds=TRACK_THRESHOLDS)
         variants["pipeline"] = (pipeline, True)
+        # NanoDet as a detector with no published thresholds: ByteTrack's fixed 0.7 / 0.6
+        # against the Otsu split of its own scores (`crowdsight.tracking.scores`).
+        variants["unknown_detector_fixed"] = (make_tracker(frame_rate=FPS), True)
+        variants["unknown_detector_adaptive"] = (
+            Tracker(frame_rate=FPS, adaptive_scores=True),
+            True,
+        )
+        adaptive = Tracker(frame_rate=FPS, adaptive_scores=True)
+        adaptive.track_activation_threshold, adaptive.high_conf_det_threshold = TRACK_THRESHOLDS
+        variants["pipeline_adaptive"] = (adaptive, True)
     for name, (tracker, images) in variants.items():
         figures = evaluate(tracker, frames, boxes, images=images)
         print(json.dumps({"variant": name, "range": args.range, **figures}))

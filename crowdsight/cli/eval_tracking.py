@@ -47,6 +47,13 @@ def eval_tracking(
             "(ByteTrack's). --no-interpolate scores the online output as is."
         ),
     ] = True,
+    adaptive_scores: Annotated[
+        bool,
+        typer.Option(
+            help="Score thresholds from the Otsu split of the detections' own scores "
+            "(crowdsight.tracking.scores) instead of ByteTrack's fixed 0.7 / 0.6."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Score tracking against ground truth; MOT15 rules (every gt row with conf != 0 counts).
@@ -80,12 +87,19 @@ def eval_tracking(
         if min_score is not None:
             dets = dets.filter_scores(min_score)
         recorder = record_mot_tracking(
-            dets, Tracker(frame_rate=fps, keep_unconfirmed=True), fps=fps, stride=stride
+            dets,
+            Tracker(frame_rate=fps, keep_unconfirmed=True, adaptive_scores=adaptive_scores),
+            fps=fps,
+            stride=stride,
         )
         mode: OfflineMode = "linear" if interpolate else "none"
         rows = recorder.rows(mode)
         output = track_rows_to_mot(rows, dets.num_frames)
-        offline = {"offline": mode, **{f"rows_{k}": v for k, v in rows.counts().items()}}
+        offline = {
+            "offline": mode,
+            **{f"rows_{k}": v for k, v in rows.counts().items()},
+            "score_thresholds": "adaptive (Otsu)" if adaptive_scores else "fixed 0.7 / 0.6",
+        }
         how = "online" if mode == "none" else "online + offline linear gap filling"
         source = f"crowdsight tracker ({how}) on {detections.name}"
     if stride > 1:
