@@ -34,6 +34,7 @@ import numpy as np
 from crowdsight.core.types import Detections, Frame
 from crowdsight.datasets.counting import mall_points, parse_range
 from crowdsight.tracking import Tracker
+from crowdsight.tracking.offline import OfflineMode, TrackRecorder
 
 MALL = Path("/work/shared/data/mall")
 FPS = 2.0  # Mall's readme: frames were captured at under 2 Hz
@@ -77,28 +78,41 @@ def cached_detections(
 
 
 def evaluate(
-    tracker: Tracker, frames: range, boxes: dict[int, np.ndarray], images: bool = False
+    tracker: Tracker,
+    frames: range,
+    boxes: dict[int, np.ndarray],
+    images: bool = False,
+    offline: OfflineMode = "none",
 ) -> dict[str, float]:
-    """Run ``tracker`` over ``frames`` and compute the three figures.
+    """Run ``tracker`` over ``frames`` and compute the figures.
 
-    With ``images`` the tracker also gets each frame (its colour cue needs them).
+    With ``images`` the tracker also gets each frame (its colour cue needs them). With
+    ``offline="linear"`` the figures are computed after `crowdsight.tracking.offline`'s
+    post-processing of the whole run, as ``crowdsight analyze`` / ``eval tracking`` do.
     """
     from crowdsight.sources.files import read_image
 
     points = mall_points(MALL / "mall_gt.mat")
+    recorder = TrackRecorder()
+    tracker.keep_unconfirmed = True
+    for i in frames:
+        b = boxes[i]
+        d = Detections(xyxy=b[:, :4].astype(np.float32), confidence=b[:, 4].astype(np.float32))
+        image = read_image(MALL / "frames" / f"seq_{i + 1:06d}.jpg") if images else None
+        out = tracker.update(d, ts_s=i / FPS, image=image)
+        recorder.add(i, i / FPS, out, tracker.last_track_keys)
+    rows = recorder.rows(offline)
     first: dict[int, float] = {}
-    where: dict[int, tuple[float, float, float, float, float]] = {}  # x, y1, y2, w, ts
+    where: dict[int, tuple[float, float, float, float]] = {}  # x, y2, w, ts
     steps = jumps = 0
     last: dict[int, float] = {}
     covered = detected = total = 0
     for i in frames:
-        b = boxes[i]
-        d = Detections(xyxy=b[:, :4].astype(np.float32), confidence=b[:, 4].astype(np.float32))
+        sel = rows.frame == i
         ts = i / FPS
-        image = read_image(MALL / "frames" / f"seq_{i + 1:06d}.jpg") if images else None
-        out = tracker.update(d, ts_s=ts, image=image)
-        assert out.tracker_id is not None
-        for (x1, _, x2, y2), tid in zip(out.xyxy.tolist(), out.tracker_id.tolist(), strict=True):
+        b = boxes[i]
+        xyxy, ids = rows.xyxy[sel], rows.tracker_id[sel]
+        for (x1, _, x2, y2), tid in zip(xyxy.tolist(), ids.tolist(), strict=True):
             x, w = (x1 + x2) / 2.0, x2 - x1
             if tid in where:
                 px, py, pw, pts = where[tid]
@@ -108,7 +122,7 @@ def evaluate(
             where[tid] = (x, y2, w, ts)
             first.setdefault(tid, ts)
             last[tid] = ts
-        covered += _covered(points[i], out.xyxy.astype(np.float64))
+        covered += _covered(points[i], xyxy)
         detected += _covered(points[i], b[b[:, 4] >= tracker.high_conf_det_threshold, :4])
         total += len(points[i])
     person_min = total / FPS / 60.0
@@ -144,7 +158,7 @@ def main() -> None:
     frames = parse_range(args.range, 2000)
     cache = args.cache or Path(f"/tmp/crowdsight-mall-{args.detector}-{args.range}.npz")
     boxes = cached_detections(frames, cache, args.detector)
-    variants: dict[str, tuple[Tracker, bool]] = {
+    variants: dict[str, tuple[Tracker, bool] | tuple[Tracker, bool, OfflineMode]] = {
         "bytetrack_1s": (
             _plain(
                 frame_rate=FPS,
@@ -171,6 +185,8 @@ def main() -> None:
         variants["pipeline_no_frames"] = (pipeline, False)
         pipeline = make_tracker(frame_rate=FPS, score_thresholds=TRACK_THRESHOLDS)
         variants["pipeline"] = (pipeline, True)
+        pipeline = make_tracker(frame_rate=FPS, score_thresholds=TRACK_THRESHOLDS)
+        variants["pipeline_offline"] = (pipeline, True, "linear")  # analyze's post-processing
         # NanoDet as a detector with no published thresholds: ByteTrack's fixed 0.7 / 0.6
         # against the Otsu split of its own scores (`crowdsight.tracking.scores`).
         variants["unknown_detector_fixed"] = (make_tracker(frame_rate=FPS), True)
@@ -181,8 +197,10 @@ def main() -> None:
         adaptive = Tracker(frame_rate=FPS, adaptive_scores=True)
         adaptive.track_activation_threshold, adaptive.high_conf_det_threshold = TRACK_THRESHOLDS
         variants["pipeline_adaptive"] = (adaptive, True)
-    for name, (tracker, images) in variants.items():
-        figures = evaluate(tracker, frames, boxes, images=images)
+    for name, (tracker, images, *mode) in variants.items():
+        figures = evaluate(
+            tracker, frames, boxes, images=images, offline=mode[0] if mode else "none"
+        )
         print(json.dumps({"variant": name, "range": args.range, **figures}))
 
 
