@@ -1,4 +1,8 @@
-"""Multi-object tracking: `Tracker` (ByteTrack, per camera) and `TrackHistory` (trails)."""
+"""Multi-object tracking: `Tracker` (ByteTrack, per camera) and `TrackHistory` (trails).
+
+Recordings (never the live path) get offline post-processing from
+`crowdsight.tracking.offline`: tentative starts and ByteTrack's linear gap filling.
+"""
 
 from __future__ import annotations
 
