@@ -20,13 +20,15 @@ boxes (`crowdsight.perception.perspective`) marks the rows where a person is exp
 at least `RELIABLE_HEIGHT_PX` tall: the *detection zone*. There every person box counts one
 and the density is dropped; elsewhere the per-box rule above holds.
 
-Where the frame's person boxes agree on a flat floor (`perspective.fit_ground_plane`), the
-floor also says where heads *cannot* be: above the band of rows where heads of people up to
+Where the frame's person boxes agree on a flat floor seen from eye level
+(`perspective.fit_ground_plane`, `GroundPlane.eye_level`), the floor also says where heads
+*cannot* be: above the band of rows where heads of people up to
 `RELIABLE_HEIGHT_PX` tall lie (sky, tree tops, façades) and below it (where everybody is
 taller, so detection counts). Density outside the band is dropped too; person boxes whose
 head is there count one each. On an eye-level street camera this removes the density model's
-"crowds" in foliage and on the pavement; with a high camera looking down a crowd the boxes
-rarely agree on one floor line and nothing changes.
+"crowds" in foliage and on the pavement. From a higher camera the horizon is extrapolated
+from the people the detector sees (in a packed crowd, only the near ones), and the band is not
+used: on ShanghaiTech A a band at any camera height dropped real far crowds.
 """
 
 from __future__ import annotations
@@ -233,7 +235,8 @@ def _split(
         if model is not None:
             zone = model.height_at(rows_y) >= reliable_px
     floor = fit_ground_plane(boxes) if ground == "fit" and regional else ground
-    if regional and isinstance(floor, GroundPlane):
+    floor = floor if isinstance(floor, GroundPlane) and floor.eye_level and regional else None
+    if floor is not None:
         lo, hi = floor.head_band(reliable_px)
         zone |= (rows_y < lo) | (rows_y > hi)
     counted = (boxes[:, 3] - boxes[:, 1]) >= reliable_px
@@ -244,8 +247,7 @@ def _split(
     if density.roi_mask is not None and len(reliable):
         reliable = reliable[_feet_inside(density, reliable)]
     dropped = covered_cells(density, reliable) | zone[:, None]
-    horizon = floor.horizon if regional and isinstance(floor, GroundPlane) else None
-    return _Split(reliable, dropped, int(zone.sum()), horizon)
+    return _Split(reliable, dropped, int(zone.sum()), floor.horizon if floor else None)
 
 
 def _feet_inside(density: DensityMap, boxes: npt.NDArray[np.float32]) -> npt.NDArray[np.bool_]:

@@ -71,6 +71,12 @@ SHORTEST_M, TALLEST_M = 0.85, 1.95
 GROUND_TOLERANCE = 0.15
 #: Share of the boxes that must fit the ground plane before it is believed: a majority.
 GROUND_MIN_INLIERS = 0.5
+#: How far (in person heights) from head height a camera may be to count as eye level:
+#: mounted at 1.3–2.1 m, a street or handheld camera. A priori.
+EYE_LEVEL_TOLERANCE = 0.25
+#: Widest box (width ÷ height) taken as a whole upright person for the floor fit: walking
+#: people's boxes are 0.3–0.5 of their height (`WIDTH_RATIO` 0.4); a priori.
+UPRIGHT_MAX_ASPECT = 0.6
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,17 @@ class GroundPlane:
     """Share of the boxes the fit explains."""
     n_boxes: int
 
+    @property
+    def eye_level(self) -> bool:
+        """Camera at head height (within `EYE_LEVEL_TOLERANCE`): the horizon is *seen*.
+
+        Every far head lies on the horizon row, so the band is narrow and the boxes show it
+        directly. From higher up the horizon is extrapolated from the people the detector
+        finds — in a packed crowd only the near ones — and a band drawn from it would cut
+        the far crowd.
+        """
+        return abs(self.k - 1.0) <= EYE_LEVEL_TOLERANCE
+
     def head_band(self, max_height_px: float) -> tuple[float, float]:
         """Rows (px) where heads of people at most ``max_height_px`` tall can be."""
         lo = self.k * NOMINAL_HEIGHT_M / TALLEST_M - 1.0
@@ -116,14 +133,18 @@ def fit_ground_plane(
 
     A consensus line through (box height, head row): least squares, then three rounds of
     keeping the boxes within ``tolerance`` of a person's height of it and refitting. Believed
-    only when at least ``min_boxes`` and a ``min_inliers`` share of the boxes fit and the camera
-    is at least at half a person's height — with a high camera looking down a crowd the
-    detector's partial boxes rarely agree on one line, and the band is not used there.
+    only when at least ``min_boxes`` and a ``min_inliers`` share of the whole, upright
+    people's boxes (`UPRIGHT_MAX_ASPECT`) fit, no box has its head where the floor says none
+    can be, and the camera is at least at half a person's height.
     The ``min_boxes`` default is the same a-priori minimum as the density scale's.
     """
     boxes = np.asarray(person_xyxy, np.float64).reshape(-1, 4)
     h = boxes[:, 3] - boxes[:, 1]
-    boxes, h = boxes[h > 1.0], h[h > 1.0]
+    # Only whole, upright people: the model needs a person's full height, and a box of head
+    # and shoulders (a packed crowd, or a person cut by the frame) is wider than it is tall.
+    upright = (h > 1.0) & (boxes[:, 2] - boxes[:, 0] <= UPRIGHT_MAX_ASPECT * h)
+    all_heads, all_h = head_rows(boxes).astype(np.float64), h
+    boxes, h = boxes[upright], h[upright]
     if len(boxes) < min_boxes or np.ptp(h) < 1.0:
         return None
     y = head_rows(boxes).astype(np.float64)
@@ -140,7 +161,7 @@ def fit_ground_plane(
     plane = GroundPlane(v0, c + 1.0, round(share, 3), len(boxes))
     # A person seen where the floor says no head can be (above the band of people as tall
     # as the tallest box) means another level, a slope or a wrong fit: believe the person.
-    if (y < plane.head_band(float(h.max()))[0] - tolerance * h).any():
+    if (all_heads < plane.head_band(float(all_h.max()))[0] - tolerance * all_h).any():
         return None
     return plane
 

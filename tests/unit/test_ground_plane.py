@@ -90,10 +90,26 @@ def test_fusion_drops_density_where_no_head_can_be() -> None:
     assert fuse_counts(dm, dets(boxes), ground=None).fused == pytest.approx(74.0, abs=0.2)
     shown = fused_density(dm, dets(boxes))
     assert shown.density[10:40].sum() == 0.0 and shown.count == pytest.approx(c.fused, abs=1e-3)
-    # A person whose head is outside the band still counts one (detection is trusted there).
-    near = np.array([[900, 200, 1100, 1000]], np.float32)  # 800 px tall, head above the band
-    assert RELIABLE_HEIGHT_PX < 800
+    # A near person (600 px tall, head on the horizon row) counts one by detection.
+    near = np.array([[900, 402, 1140, 1002]], np.float32)
+    assert RELIABLE_HEIGHT_PX < 600
     assert fuse_counts(dm, dets(np.concatenate([boxes, near]))).fused == pytest.approx(5.0, 0.05)
+    # A head seen where the floor says none can be (a balcony): the floor is not believed.
+    balcony = np.array([[100, 100, 140, 200]], np.float32)
+    assert fuse_counts(dm, dets(np.concatenate([boxes, balcony]))).horizon_px is None
+
+
+def test_the_band_is_used_only_for_eye_level_cameras() -> None:
+    # From 3 person heights up, the horizon is extrapolated: no band, the density stays.
+    rng = np.random.default_rng(5)
+    boxes = floor_boxes(100.0, 3.0, list(np.linspace(40, 130, 20)), rng)
+    plane = fit_ground_plane(boxes)
+    assert plane is not None and not plane.eye_level
+    dm = DensityMap(np.full((50, 50), 0.01, np.float32), (400, 400))
+    c = fuse_counts(dm, dets(boxes))
+    assert c.horizon_px is None and c.fused == pytest.approx(
+        fuse_counts(dm, dets(boxes), ground=None).fused
+    )
 
 
 def test_estimate_pools_frames_refits_each_second_and_resets() -> None:
