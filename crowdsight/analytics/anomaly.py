@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 import cv2
 import numpy as np
@@ -37,6 +38,11 @@ from crowdsight.analytics.hysteresis import Hysteresis
 from crowdsight.config.scene import AnomalyRule
 from crowdsight.core.events import Anomaly, Event, Severity
 from crowdsight.core.geometry import F64
+from crowdsight.core.types import Detections
+
+if TYPE_CHECKING:
+    from crowdsight.analytics.object_anomaly import ObjectScores
+    from crowdsight.analytics.object_anomaly_live import LiveObjectAnomaly
 
 #: MAD → standard deviation for a normal distribution.
 MAD_TO_SIGMA = 1.4826
@@ -270,24 +276,112 @@ def motion_reason(value: float, base: CellBaseline, row: int, col: int) -> str:
     return f"motion {value / normal:.1f}× normal for this area"
 
 
-class AnomalyEvents:
-    """Turns the per-frame score into `Anomaly` events with hysteresis."""
+@dataclass(frozen=True)
+class FramePeak:
+    """The most abnormal thing of one frame, as an `Anomaly` event reports it.
 
-    def __init__(self, cfg: AnomalyRule) -> None:
+    Attributes:
+        score: The frame's score on its model's own scale.
+        reason: Why, in words ("speed 3.1× normal for this area").
+        xy: Where, as (x, y) fractions of the frame (names the zone), or None.
+        xyxy: The abnormal object's box in frame pixels (object model), or None.
+        class_name: The abnormal object's class (object model), or None.
+    """
+
+    score: float = 0.0
+    reason: str = ""
+    xy: tuple[float, float] | None = None
+    xyxy: tuple[float, float, float, float] | None = None
+    class_name: str | None = None
+
+
+def object_peak(scores: ObjectScores, frame_wh: tuple[int, int]) -> FramePeak:
+    """The `FramePeak` of an object-model frame: its most abnormal object, box and reason."""
+    top = scores.top
+    if top is None:
+        return FramePeak()
+    x0, y0, x1, y1 = (float(v) for v in scores.xyxy[top])
+    w, h = frame_wh
+    name = str(scores.class_name[top])
+    return FramePeak(
+        score=float(scores.total[top]),
+        reason=f"{name}: {scores.reasons[top]}",
+        xy=((x0 + x1) / 2 / max(w, 1), (y0 + y1) / 2 / max(h, 1)),
+        xyxy=(x0, y0, x1, y1),
+        class_name=name,
+    )
+
+
+#: Which model scored a frame: ``objects`` (learned from a normal period) or ``cells``.
+Method = Literal["objects", "cells"]
+
+
+class AnomalyEvents:
+    """The one event path of both anomaly models: per-frame score → `Anomaly` events.
+
+    Each frame is scored by the camera's learned object model when it has one (also while
+    a re-learn is under way), else — when ``cfg.enabled`` — by the label-free cell model, so
+    a camera is covered from its first minute and gets the object model's named, boxed
+    events once a normal period was learned. Hysteresis (enter/exit score held for
+    ``min_duration_s``) uses the thresholds of the model that scores; when the scoring model
+    changes, an open event is closed and the hysteresis starts afresh (the two scores are on
+    different scales).
+
+    Args:
+        cfg: The scene's anomaly settings.
+        objects: The camera's live object model (None: cells only).
+    """
+
+    def __init__(self, cfg: AnomalyRule, objects: LiveObjectAnomaly | None = None) -> None:
         self.cfg = cfg
         self.model = MotionNormality(
             cfg.work_width, cfg.cell_px, warmup_s=cfg.warmup_s, learn_below=cfg.exit_score
         )
-        self._hyst = Hysteresis(cfg.enter_score, cfg.exit_score, cfg.min_duration_s)
-        self._open: Anomaly | None = None
-        self.last_score = 0.0
+        self.objects = objects
+        self.reset()
 
     def reset(self) -> None:
-        """Forget live state (keeps a learned baseline)."""
+        """Forget live state (keeps learned models)."""
         self.model.reset()
-        self._hyst.reset()
-        self._open = None
+        if self.objects is not None:
+            self.objects.reset()
+        self.method: Method | None = None
+        self._hyst = Hysteresis(self.cfg.enter_score, self.cfg.exit_score, self.cfg.min_duration_s)
+        self._open: Anomaly | None = None
         self.last_score = 0.0
+        #: The last frame's peak (its box is drawn on the event's snapshot).
+        self.last_peak = FramePeak()
+
+    def _score(
+        self, image: npt.NDArray[np.uint8], ts_s: float, detections: Detections | None
+    ) -> tuple[Method | None, FramePeak]:
+        if self.objects is not None:
+            scores = self.objects.update(image, ts_s, detections or Detections.empty())
+            if scores is not None:
+                h, w = image.shape[:2]
+                return "objects", object_peak(scores, (w, h))
+            if self.objects.model is not None:
+                return "objects", FramePeak()  # first frame: no flow yet
+        if not self.cfg.enabled:
+            return None, FramePeak()
+        score = self.model.update(image, ts_s)
+        return "cells", FramePeak(score, self.model.peak_reason or "", self.model.peak_xy)
+
+    def _switch(self, method: Method | None, ts_s: float) -> list[Event]:
+        """Another model scores from now on: close what the previous one opened."""
+        closed: list[Event] = []
+        if self._open is not None:
+            closed.append(self._open.closed(ts_s))
+            self._open = None
+        c = self.cfg
+        enter, exit_ = (
+            (c.objects_enter_score, c.objects_exit_score)
+            if method == "objects"
+            else (c.enter_score, c.exit_score)
+        )
+        self._hyst = Hysteresis(enter, exit_, c.min_duration_s)
+        self.method = method
+        return closed
 
     def update(
         self,
@@ -295,6 +389,7 @@ class AnomalyEvents:
         frame_index: int,
         image: npt.NDArray[np.uint8],
         ts_s: float,
+        detections: Detections | None = None,
         zone_at: Callable[[float, float], str | None] | None = None,
     ) -> list[Event]:
         """Score the frame; returns an opened or closed `Anomaly`, if any.
@@ -304,30 +399,60 @@ class AnomalyEvents:
             frame_index: Frame index for the event.
             image: The RGB frame.
             ts_s: Frame time.
+            detections: The detector's boxes on this frame (the object model's objects).
             zone_at: Maps (x, y) fractions of the frame to a zone id, so an event names
-                the zone where motion was most unusual when it opened.
+                the zone where the most abnormal object or motion was when it opened.
         """
-        score = self.model.update(image, ts_s)
-        self.last_score = score
-        tr = self._hyst.update("scene", score, ts_s)
+        method, peak = self._score(image, ts_s, detections)
+        events = self._switch(method, ts_s) if method != self.method else []
+        self.last_score, self.last_peak = peak.score, peak
+        if method is None:
+            return events
+        tr = self._hyst.update("scene", peak.score, ts_s)
         if tr is not None and tr.kind == "open":
-            peak = self.model.peak_xy
             self._open = Anomaly(
                 camera_id=camera_id,
                 start_ts_s=tr.ts_s,
                 frame_index=frame_index,
                 severity=Severity.WARNING,
-                score=score,
-                zone_id=zone_at(*peak) if zone_at is not None and peak is not None else None,
-                reason=self.model.peak_reason or "",
+                score=peak.score,
+                zone_id=zone_at(*peak.xy) if zone_at is not None and peak.xy is not None else None,
+                reason=peak.reason,
+                method=method,
+                xyxy=peak.xyxy,
+                object_class=peak.class_name,
             )
-            return [self._open]
+            return [*events, self._open]
         if tr is not None and self._open is not None:
             ev, self._open = self._open.closed(tr.ts_s), None
-            return [ev]
-        if self._open is not None and score > self._open.score:
-            self._open = replace(self._open, score=score)
-        return []
+            return [*events, ev]
+        if self._open is not None and peak.score > self._open.score:
+            self._open = replace(self._open, score=peak.score)
+        return events
+
+
+def build_anomaly(cfg: AnomalyRule, model_dir: Path | None = None) -> AnomalyEvents | None:
+    """The anomaly stage a camera pipeline runs (None when there is nothing to run).
+
+    Args:
+        cfg: The scene's anomaly settings (a calibration window starts learning).
+        model_dir: The camera's model folder (``crowdsight serve``: one per camera in the data
+            dir; learned models persist there and the "learn normal now" action reaches the
+            camera through it). None: an object model exists only when the scene has a
+            calibration window, and lives in memory (``crowdsight analyze``).
+    """
+    from crowdsight.analytics.object_anomaly_live import LiveObjectAnomaly, ModelFiles
+
+    window = cfg.learn_window
+    objects = None
+    if model_dir is not None or window is not None:
+        files = ModelFiles(model_dir) if model_dir is not None else None
+        objects = LiveObjectAnomaly(files=files)
+        if window is not None:
+            objects.calibrate(*window)
+    if objects is None and not cfg.enabled:
+        return None
+    return AnomalyEvents(cfg, objects)
 
 
 # --- offline scoring and evaluation -------------------------------------------------------

@@ -16,7 +16,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from crowdsight.analytics.anomaly import AnomalyEvents
 from crowdsight.analytics.draw import draw_scene
 from crowdsight.analytics.metrics import (
     DwellStats,
@@ -71,11 +70,9 @@ class SceneAnalytics:
     def __init__(self, scene: SceneConfig, camera_id: str) -> None:
         self.scene = scene
         self.camera_id = camera_id
-        rules = scene.rules
         self.history = TrackHistory(keep_s=5.0, max_age_s=1.0)
         self.membership = ZoneMembership()
         self.rules: list[Rule] = build_rules(scene)
-        self.anomaly = AnomalyEvents(rules.anomaly) if rules.anomaly.enabled else None
         self.reset()
 
     def reset(self) -> None:
@@ -90,8 +87,6 @@ class SceneAnalytics:
         self.membership.reset()
         for rule in self.rules:
             rule.reset()
-        if self.anomaly is not None:
-            self.anomaly.reset()
         self.lines: dict[str, LineCounter] = {}
         self.occupancy = {z.id: OccupancyStats() for z in self.scene.zones}
         self.dwell = {z.id: DwellStats() for z in self.scene.zones}
@@ -145,7 +140,7 @@ class SceneAnalytics:
         """Update metrics and rules with one frame.
 
         Args:
-            frame: The frame (time, index, image for the anomaly model).
+            frame: The frame (time and index).
             detections: Tracked detections (``tracker_id`` set); untracked rows are ignored
                 by track rules.
             density: Latest density map or None; used for zone occupancy when present.
@@ -181,11 +176,6 @@ class SceneAnalytics:
             zone_area_px={g.zone.id: g.area_px for g in geo.zones},
         )
         events += self._apply_rules(ctx, geo, memberships)
-        if self.anomaly is not None:
-            events += self.anomaly.update(
-                self.camera_id, frame.index, frame.image, ts, self._zone_locator(geo)
-            )
-            counts["anomaly_score"] = self.anomaly.last_score
         # The run's time series holds the per-frame figures (not the running totals below).
         self.series.add(ts, SceneMetrics(counts=counts, zones=zones).to_rows())
 
@@ -271,8 +261,9 @@ class SceneAnalytics:
             self.occupancy[zid].add(count, per_m2, los)
         return counts
 
-    @staticmethod
-    def _zone_locator(geo: SceneGeometry) -> Callable[[float, float], str | None]:
+    def zone_locator(self, resolution_wh: tuple[int, int]) -> Callable[[float, float], str | None]:
+        """Maps (x, y) fractions of a frame to the first zone containing it (or None)."""
+        geo = self._geometry_for(resolution_wh)
         w, h = geo.resolution_wh
 
         def zone_at(x_frac: float, y_frac: float) -> str | None:

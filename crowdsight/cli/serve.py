@@ -26,6 +26,7 @@ from rich.console import Console
 
 from crowdsight.cli.apps import app
 from crowdsight.cli.options import setting_option
+from crowdsight.config.runner import RunnerSettings
 from crowdsight.config.serve import load_serve_config
 from crowdsight.config.server import ServerSettings
 from crowdsight.pipeline.ray_runner import RayRunner
@@ -48,6 +49,16 @@ def sync_cameras(store: Store, cameras: list[Camera]) -> None:
             store.create_camera(cam)
         else:
             store.update_camera(cam)
+
+
+def with_anomaly_dir(runner: RunnerSettings, server: ServerSettings) -> RunnerSettings:
+    """``runner`` with the cameras' anomaly models in ``<data dir>/anomaly`` unless it says."""
+    if runner.anomaly_dir is not None:
+        return runner
+    from crowdsight.store.engine import data_dir
+
+    folder = Path(server.data_dir or data_dir()) / "anomaly"
+    return runner.model_copy(update={"anomaly_dir": folder})
 
 
 def attach_runner(app_: FastAPI, runner: LocalRunner, cameras: list[Camera]) -> None:
@@ -132,11 +143,12 @@ def serve(
     os.umask(0o077)
     store = open_store(settings)
     sync_cameras(store, cfg.cameras)
+    runner_settings = with_anomaly_dir(cfg.runner, settings)
     runner = (
-        LocalRunner(store, cfg.runner)
+        LocalRunner(store, runner_settings)
         if cfg.ray is None
         else RayRunner(
-            store, cfg.runner, address=cfg.ray.address, num_cpus=cfg.ray.num_cpus_per_camera
+            store, runner_settings, address=cfg.ray.address, num_cpus=cfg.ray.num_cpus_per_camera
         )
     )
     http = create_app(settings, runner, store=store)  # also creates the admin user once

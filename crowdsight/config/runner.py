@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -81,4 +82,11 @@ class RunnerSettings(BaseModel):
     snapshots: bool = Field(True, description="Store a redacted JPEG with each new event.")
     metrics_every_s: float = Field(
         1.0, ge=0, description="Seconds between stored metric samples per camera."
+    )
+    anomaly_dir: Path | None = Field(
+        None,
+        description="Folder of the cameras' learned anomaly models (one sub-folder per "
+        "camera: model, learning request, state). `crowdsight serve` uses <data dir>/anomaly "
+        "when unset; with Ray, every node must see the same folder. None elsewhere: models "
+        "are kept in memory only.",
     )

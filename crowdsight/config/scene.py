@@ -22,6 +22,7 @@ Load it with `load_scene`, which turns any problem into a one-line `ConfigError`
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
@@ -375,9 +376,46 @@ class IntrusionRule(_Model):
 
 
 class AnomalyRule(_Model):
-    """Motion that the camera's normal-activity model finds unusual."""
+    """Objects and motion unlike the camera's normal footage (`crowdsight.analytics.anomaly`).
 
-    enabled: bool = Field(False, description="Run the motion-normality model (costs CPU).")
+    Two models feed one event path. The *object* model (learned from a normal period of this
+    camera: ``learn_for_s`` here, or the "Learn normal now" action of the API/dashboard) names
+    the abnormal object and why; while a camera has none, the label-free *cell* model (motion
+    against the stream's own recent past) scores when ``enabled``.
+
+    Example::
+
+        anomaly: {learn_from: "2026-03-02T07:00:00Z", learn_for_s: 600}
+    """
+
+    enabled: bool = Field(
+        False,
+        description="Run the label-free motion (cell) model while the camera has no learned "
+        "object model (costs CPU). A learned object model scores whatever this says.",
+    )
+    learn_from: datetime | None = Field(
+        None,
+        description="Start of the calibration window (ISO 8601 with a timezone, e.g. "
+        "2026-03-02T07:00:00Z): the objects seen from then for learn_for_s seconds become this "
+        "camera's normal. Live cameras (frames stamped with the wall clock).",
+    )
+    learn_for_s: float | None = Field(
+        None,
+        gt=0,
+        le=86_400,
+        description="Length of the calibration window in seconds. Without learn_from: the "
+        "first learn_for_s seconds the camera runs, when it has no object model yet.",
+    )
+    objects_enter_score: float = Field(
+        5.0,
+        gt=0,
+        description="Object model: open an Anomaly event when the most abnormal object scores "
+        "above this (1.0 = the 99th percentile of normal objects on one attribute; 5 is fixed "
+        "a priori, not tuned on test labels).",
+    )
+    objects_exit_score: float = Field(
+        3.0, gt=0, description="Object model: close it when the score falls below this."
+    )
     work_width: int = Field(
         180, ge=32, description="Frames are downscaled to this width before optical flow."
     )
@@ -397,7 +435,22 @@ class AnomalyRule(_Model):
     def _ordered(self) -> Self:
         if self.exit_score > self.enter_score:
             raise ValueError("exit_score must be <= enter_score")
+        if self.objects_exit_score > self.objects_enter_score:
+            raise ValueError("objects_exit_score must be <= objects_enter_score")
+        if self.learn_from is not None:
+            if self.learn_for_s is None:
+                raise ValueError("learn_from needs learn_for_s (the window's length in seconds)")
+            if self.learn_from.tzinfo is None:
+                raise ValueError("learn_from needs a timezone, e.g. 2026-03-02T07:00:00Z or +01:00")
         return self
+
+    @property
+    def learn_window(self) -> tuple[float | None, float] | None:
+        """(start as epoch seconds or None for "when the camera starts", length in s)."""
+        if self.learn_for_s is None:
+            return None
+        start = self.learn_from.timestamp() if self.learn_from is not None else None
+        return start, self.learn_for_s
 
 
 class Rules(_Model):

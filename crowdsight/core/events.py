@@ -145,6 +145,9 @@ class Intrusion(Event):
 class Anomaly(Event):
     kind: ClassVar[str] = "anomaly"
     score: float = 0.0
+    method: str = "cells"  # "objects": the camera's learned object model; "cells": motion
+    xyxy: tuple[float, float, float, float] | None = None  # the abnormal object's box (pixels)
+    object_class: str | None = None  # its class ("person", "bicycle", "motion", ...)
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

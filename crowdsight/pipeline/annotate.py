@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
+from crowdsight.core.events import Anomaly
 from crowdsight.core.types import CLASS_NAME, DensityMap, ImageRGB
 from crowdsight.pipeline.camera import FrameResult
 
@@ -167,6 +168,7 @@ class Annotator:
             if self.trails is not None and dets.tracker_id is not None:
                 img = self.trails.annotate(img, dets)
             img = self.labels.annotate(img, dets, labels=_labels(dets))
+        _anomaly_boxes(img, result)
         self._counts(img, result)
         return img
 
@@ -187,6 +189,17 @@ class Annotator:
         parts.append(_clock(result.frame.ts_s))
         cv2.rectangle(img, (0, 0), (img.shape[1], 22), (0, 0, 0), -1)
         _text(img, "   ".join(parts), (6, 16), 0.5)
+
+
+def _anomaly_boxes(img: ImageRGB, result: FrameResult) -> None:
+    """Outline (red) the abnormal object of each anomaly opened on this frame, with why."""
+    for ev in result.events:
+        if not isinstance(ev, Anomaly) or ev.xyxy is None or not ev.is_open:
+            continue
+        x0, y0, x1, y1 = (round(v) for v in ev.xyxy)
+        cv2.rectangle(img, (x0, y0), (x1, y1), (255, 40, 40), 2)
+        text = ev.reason if len(ev.reason) <= 60 else ev.reason[:57] + "..."
+        _text(img, text, (max(x0, 2), min(max(y0 - 6, 36), img.shape[0] - 4)), 0.4, (255, 200, 200))
 
 
 def _labels(dets: sv.Detections) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -132,6 +133,10 @@ class CameraPipeline:
         density_estimator, detector, tracker, analytics, describer: Injected stages; when
             omitted they are built from ``settings`` (models must be installed).
         frame_rate: Nominal frame rate (the tracker's lost-track buffer is in seconds).
+        anomaly_dir: This camera's anomaly model folder (``crowdsight serve`` gives one per
+            camera): a model learned there scores every frame, and learning requests of the
+            API reach the camera through it. None: only the scene's calibration window (if
+            any) learns a model, kept in memory.
     """
 
     def __init__(
@@ -146,6 +151,7 @@ class CameraPipeline:
         analytics: Any = None,
         describer: Any = None,
         frame_rate: float = 25.0,
+        anomaly_dir: Path | None = None,
     ) -> None:
         single_threaded_blas()  # numpy (imported above) has loaded OpenBLAS by now
         self.camera_id = camera_id
@@ -176,6 +182,12 @@ class CameraPipeline:
             from crowdsight.analytics import SceneAnalytics
 
             self.analytics = SceneAnalytics(scene, camera_id)
+        from crowdsight.analytics.anomaly import build_anomaly
+        from crowdsight.config.scene import AnomalyRule
+
+        rule = scene.rules.anomaly if scene is not None else AnomalyRule()
+        #: The anomaly stage (object model and/or cell model; None when neither runs).
+        self.anomaly = build_anomaly(rule, anomaly_dir)
         self.describer = describer
         if self.describer is None and s.detect and s.describe:
             from crowdsight.describe import TrackDescriber
@@ -199,7 +211,7 @@ class CameraPipeline:
         if getattr(self, "_async_density", None) is not None:
             assert self._async_density is not None
             self._async_density.reset()
-        for stage in (self.tracker, self.analytics, self.describer):
+        for stage in (self.tracker, self.analytics, self.describer, getattr(self, "anomaly", None)):
             if stage is not None and hasattr(stage, "reset"):
                 stage.reset()
 
@@ -393,8 +405,22 @@ class CameraPipeline:
             res = self.analytics.update(frame, detections, fused, fresh)
             events.extend(res.events)
             scene = scene.merged(res.metrics)
+        if self.anomaly is not None:
+            events.extend(self._anomaly(frame, raw if raw is not None else detections))
+            if self.anomaly.method is not None:  # a model scores (not idle)
+                score = {"anomaly_score": self.anomaly.last_score}
+                scene = scene.merged(SceneMetrics(counts=score))
         return FrameResult(
             frame, detections, self._last_density, fresh, events, scene, raw=raw, fused=fused
+        )
+
+    def _anomaly(self, frame: Frame, boxes: Detections) -> list[Event]:
+        """Anomaly events of this frame; ``boxes`` are the detector's (as the model learned)."""
+        assert self.anomaly is not None
+        locator = getattr(self.analytics, "zone_locator", None)
+        zone_at = locator(frame.resolution_wh) if callable(locator) else None
+        return self.anomaly.update(
+            self.camera_id, frame.index, frame.image, frame.ts_s, boxes, zone_at
         )
 
     def descriptions(self) -> dict[int, Any]:

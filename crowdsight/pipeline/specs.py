@@ -50,4 +50,5 @@ def spec_for(camera: CameraLike, settings: RunnerSettings, salt: str) -> WorkerS
         snapshots=settings.snapshots,
         metrics_every_s=settings.metrics_every_s,
         backoff=Backoff(initial_s=settings.reconnect_initial_s, max_s=settings.reconnect_max_s),
+        anomaly_dir=settings.anomaly_dir,
     )

@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import cv2
@@ -83,6 +84,8 @@ class WorkerSpec:
         backoff: Reconnect policy of the source.
         max_consecutive_errors: Pipeline errors in a row after which the worker gives up
             (and the runner restarts it); single bad frames are skipped.
+        anomaly_dir: Folder of every camera's anomaly models (this camera's is
+            ``anomaly_dir/camera_id``); None: learned models are kept in memory only.
     """
 
     camera_id: str
@@ -105,6 +108,7 @@ class WorkerSpec:
     progress_every_s: float = 0.25
     backoff: Backoff = field(default_factory=Backoff)
     max_consecutive_errors: int = 50
+    anomaly_dir: Path | None = None
 
 
 @dataclass
@@ -168,7 +172,8 @@ def build_pipeline(spec: WorkerSpec) -> PipelineLike:
         return factory(spec.camera_id, spec.settings, spec.scene)
     from crowdsight.pipeline.camera import CameraPipeline
 
-    return CameraPipeline(spec.camera_id, spec.settings, spec.scene)
+    models = spec.anomaly_dir / spec.camera_id if spec.anomaly_dir is not None else None
+    return CameraPipeline(spec.camera_id, spec.settings, spec.scene, anomaly_dir=models)
 
 
 class TickPipeline:

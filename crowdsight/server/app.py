@@ -32,6 +32,7 @@ from crowdsight.config.server import ServerSettings
 from crowdsight.core.errors import ConfigError
 from crowdsight.outputs import OutboxDispatcher, build_sinks
 from crowdsight.server import (
+    api_anomaly,
     api_auth,
     api_cameras,
     api_errors,
@@ -253,7 +254,7 @@ def create_app(
             problem=problem,
         )
 
-    for module in (api_auth, api_cameras, api_events, api_metrics, api_outbox, live):
+    for module in (api_auth, api_cameras, api_anomaly, api_events, api_metrics, api_outbox, live):
         app.include_router(module.router)
     docs.mount(app)
     dashboard.mount(app)  # last: the static mount at "/" matches every path

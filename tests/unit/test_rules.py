@@ -583,13 +583,18 @@ def test_anomaly_event_opens_on_fast_motion_and_closes_after() -> None:
             },
         }
     )
-    sa = SceneAnalytics(scene, "cam")
+    # The camera pipeline runs the anomaly stage after the scene's analytics (zones).
+    from crowdsight.config.pipeline import PipelineSettings
+    from crowdsight.pipeline.camera import CameraPipeline
+
+    settings = PipelineSettings(detect=False, density=False, describe=False)
+    pipe = CameraPipeline("cam", settings, scene)
     events: list[Event] = []
     scores = []
     for i, img in enumerate(_texture_frames(4.0, 5.0, 80)):
-        res = sa.update(Frame("cam", i, i / FPS, img), Detections.empty(), None, False)
+        res = pipe.process(Frame("cam", i, i / FPS, img))
         events += res.events
-        scores.append(res.metrics.counts["anomaly_score"])
+        scores.append(res.metrics.counts.get("anomaly_score", 0.0))
     anomalies = [e for e in events if e.kind == "anomaly"]
     assert len({e.event_id for e in anomalies}) == 1
     assert [e.end_ts_s is None for e in anomalies] == [True, False]
