@@ -87,6 +87,7 @@ class LearningProgress(_Record):
     duration_s: float = Field(description="Window length in seconds.")
     learned_s: float = Field(description="Seconds of the window seen so far.")
     objects: int = Field(description="Objects collected so far.")
+    request_id: str | None = Field(None, description="The learning request it fulfils, if any.")
 
 
 class AnomalyModelState(_Record):
@@ -284,7 +285,11 @@ class LiveObjectAnomaly:
             now = start if self._last_ts is None else self._last_ts
             seen = min(max(now - start, 0.0), end - start)
             learning = LearningProgress(
-                start_ts=start, duration_s=end - start, learned_s=seen, objects=self._n_seen
+                start_ts=start,
+                duration_s=end - start,
+                learned_s=seen,
+                objects=self._n_seen,
+                request_id=self._request_id,
             )
         elif self._schedule is not None:
             learning = LearningProgress(
@@ -364,9 +369,10 @@ class LiveObjectAnomaly:
             return
         self._handled = req.request_id
         left = req.duration_s
-        if req.requested_ts < self._started_ts:
-            # Asked before this process started (the service restarted meanwhile): learn for
-            # what is left of the window, or drop it when it has passed.
+        before = self.files.read_state() if req.requested_ts < self._started_ts else None
+        if before is not None and before.learning and before.learning.request_id == req.request_id:
+            # A previous process was learning for it (the service restarted meanwhile): learn
+            # for what is left of the window, or drop it when it has passed.
             left = req.requested_ts + req.duration_s - now
             if left <= 0:
                 self.files.finish_request(req.request_id)

@@ -184,12 +184,20 @@ def test_a_request_left_by_a_restart_resumes_for_what_is_left(tmp_path: Path) ->
     clock = Clock(5000.0)
     files = ModelFiles(tmp_path / "cam1")
     files.request_learning(60.0, now_ts=clock.now - 20)  # asked 20 s before this process
-    live = LiveObjectAnomaly(files=files, clock=clock)
+    first = LiveObjectAnomaly(files=files, clock=Clock(4981.0))  # the camera that began it
+    _feed(first, 0, Walkers())
+    live = LiveObjectAnomaly(files=files, clock=clock)  # after the restart
     _feed(live, 0, Walkers())
     assert live.status().learning is not None
     assert live.status().learning.duration_s == pytest.approx(40.0)  # type: ignore[union-attr]
-    # One whose window has passed is dropped, with the reason.
+    # A request made while the camera was starting (nobody began it) gets its full window.
+    files.request_learning(30.0, now_ts=clock.now - 5)
+    fresh = LiveObjectAnomaly(files=files, clock=clock)
+    _feed(fresh, 0, Walkers())
+    assert fresh.status().learning.duration_s == 30.0  # type: ignore[union-attr]
+    # One begun before a restart whose window has passed is dropped, with the reason.
     files.request_learning(10.0, now_ts=clock.now - 30)
+    LiveObjectAnomaly(files=files, clock=Clock(clock.now - 29))._poll(0.0)
     late = LiveObjectAnomaly(files=files, clock=clock)
     _feed(late, 0, Walkers())
     assert late.state == "idle" and files.pending_request() is None
