@@ -118,7 +118,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     factory = pipeline_factory()
     runner = LocalRunner(
         store,
-        RunnerSettings(jpeg_every_s=0.3, startup_grace_s=300.0, pipeline_factory=factory),
+        RunnerSettings(
+            jpeg_every_s=0.3,
+            startup_grace_s=300.0,
+            pipeline_factory=factory,
+            anomaly_dir=data_dir / "anomaly",  # as `crowdsight serve` sets it
+        ),
     )
     app = create_app(settings, runner, store=store)
     attach_runner(app, runner, [])  # as `crowdsight serve` does: the runner lives in the lifespan

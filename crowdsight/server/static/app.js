@@ -4,6 +4,7 @@
 
 import { api, ApiError, asList, login, logout, qs, whoami } from "./api.js";
 import { lineChart, sankey, svgEl } from "./charts.js";
+import { AnomalyPanel } from "./anomaly.js";
 
 const POLL_EVENTS_MS = 2000;
 const POLL_STATUS_MS = 2000;
@@ -231,7 +232,15 @@ class CameraTile {
         h("div", { class: "stat" }, this.stats.fps, h("div", { class: "k" }, "fps"))),
       this.scaleLine,
       this.zones);
+    this.addAnomalyPanel();
     this.play();
+  }
+
+  /** The anomaly score chart and "Learn normal now" (anomaly.js), below the zones. */
+  addAnomalyPanel() {
+    const canLearn = (ROLE_RANK[app.user?.role] ?? 1) >= ROLE_RANK.operator;
+    this.anomaly = new AnomalyPanel(h, this.base, canLearn);
+    this.el.append(this.anomaly.el);
   }
 
   get base() { return `/api/cameras/${encodeURIComponent(this.camera.id)}`; }
@@ -592,6 +601,7 @@ const app = {
     await Promise.all([...this.tiles.values()].map(async (tile) => {
       try {
         tile.update(await api(`${tile.base}/status`));
+        await tile.anomaly?.refresh().catch((err) => { if (err?.status === 401) throw err; });
       } catch (err) {
         if (err instanceof ApiError && err.status === 401) throw err;
         tile.update({ state: err instanceof ApiError && err.status === 503 ? "no runner" : "unknown" });
