@@ -302,10 +302,10 @@ def object_peak(scores: ObjectScores, frame_wh: tuple[int, int]) -> FramePeak:
         return FramePeak()
     x0, y0, x1, y1 = (float(v) for v in scores.xyxy[top])
     w, h = frame_wh
-    name = str(scores.class_name[top])
+    name, why = str(scores.class_name[top]), scores.reasons[top]
     return FramePeak(
         score=float(scores.total[top]),
-        reason=f"{name}: {scores.reasons[top]}",
+        reason=why if why.startswith(f"a {name}:") else f"{name}: {why}",
         xy=((x0 + x1) / 2 / max(w, 1), (y0 + y1) / 2 / max(h, 1)),
         xyxy=(x0, y0, x1, y1),
         class_name=name,

@@ -199,7 +199,10 @@ def _anomaly_boxes(img: ImageRGB, result: FrameResult) -> None:
         x0, y0, x1, y1 = (round(v) for v in ev.xyxy)
         cv2.rectangle(img, (x0, y0), (x1, y1), (255, 40, 40), 2)
         text = ev.reason if len(ev.reason) <= 60 else ev.reason[:57] + "..."
-        _text(img, text, (max(x0, 2), min(max(y0 - 6, 36), img.shape[0] - 4)), 0.4, (255, 200, 200))
+        (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)
+        x = min(max(x0, 2), max(img.shape[1] - tw - 4, 2))  # inside the frame when it fits
+        y = min(max(y0 - 6, 36), img.shape[0] - 4)
+        _text(img, text, (x, y), 0.4, (255, 200, 200))
 
 
 def _labels(dets: sv.Detections) -> list[str]:

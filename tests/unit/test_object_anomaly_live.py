@@ -292,3 +292,24 @@ def test_calibration_window_in_the_scene() -> None:
     assert scene.rules.anomaly.learn_window == (1772431200.0, 600.0)
     assert AnomalyRule(learn_for_s=60).learn_window == (None, 60.0)
     assert AnomalyRule().learn_window is None
+
+
+def test_the_snapshot_outlines_the_abnormal_object_in_red() -> None:
+    from crowdsight.core.types import Frame
+    from crowdsight.pipeline.annotate import Annotator
+    from crowdsight.pipeline.camera import FrameResult
+
+    image = np.full((H, W, 3), 90, np.uint8)
+    event = Anomaly(
+        camera_id="c",
+        start_ts_s=1.0,
+        method="objects",
+        xyxy=(200.0, 100.0, 260.0, 180.0),
+        reason="a car: rarely or never seen in the normal footage",
+        object_class="car",
+    )
+    result = FrameResult(Frame("c", 0, 1.0, image), sv.Detections.empty(), None, False, [event])
+    out = Annotator(heatmap=False).annotate(result, redact=False)
+    edge = out[140, 200]  # on the box's left edge
+    assert edge[0] > 200 and edge[1] < 80, edge
+    assert (out[140, 230] == 90).all()  # inside the box the picture is untouched
