@@ -166,7 +166,9 @@ class ModelFiles:
         try:
             return ObjectNormality.load(self.model), None
         except ValueError as exc:
-            return None, str(exc)
+            # Shown to every dashboard user: the file's name, not the server's folders.
+            why = str(exc).replace(str(self.model), self.model.name)
+            return None, why if why.endswith("learn normal again") else f"{why}: learn normal again"
 
     def model_info(self, model: ObjectNormality) -> LearnedModel:
         """`LearnedModel` of ``model`` (its save time from the file, when saved)."""

@@ -66,6 +66,19 @@ def test_learn_leaves_a_request_and_shows_learning(
     assert pending is not None and pending.duration_s == 600
 
 
+def test_an_unusable_model_file_is_shown_with_what_to_do(
+    data_client: TestClient, tokens: dict[str, str], camera: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "data" / "anomaly" / camera
+    folder.mkdir(parents=True)
+    (folder / "model.npz").write_bytes(b"not a model")
+    body = data_client.get(f"/api/cameras/{camera}/anomaly", headers=bearer(tokens["viewer"]))
+    assert body.json()["state"] == "idle"
+    problem = body.json()["problem"]
+    assert problem.startswith("model.npz is not an object-anomaly model")
+    assert problem.endswith("learn normal again") and str(tmp_path) not in problem
+
+
 @pytest.mark.parametrize(
     ("role", "body", "status", "says"),
     [
