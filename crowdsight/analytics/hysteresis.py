@@ -1,7 +1,8 @@
 """Hysteresis: turn a noisy per-frame value into clean start/end transitions.
 
 A condition *opens* once the value has stayed at or above ``enter`` (then above ``exit``)
-for ``min_duration_s``, and *closes* once it has stayed below ``exit`` for ``release_s``.
+for ``min_duration_s`` and ``min_updates`` values in a row, and *closes* once it has stayed
+below ``exit`` for ``release_s``.
 Because ``exit < enter``, a value wobbling around ``enter`` opens one event and keeps it
 open instead of flapping open/closed every frame.
 
@@ -37,6 +38,7 @@ class Transition:
 class _State:
     phase: _Phase
     since_s: float  # PENDING: when the value first crossed enter; RELEASING: first below exit
+    updates: int = 1  # PENDING: values fed since then, this one included
 
 
 class Hysteresis:
@@ -49,17 +51,28 @@ class Hysteresis:
         min_duration_s: Time the value must stay high before the condition opens; filters
             one-frame spikes at the cost of that much latency.
         release_s: Time the value must stay below ``exit`` before the condition closes.
+        min_updates: Values in a row (the first at or above ``enter``) needed before the
+            condition opens, however long they span: at a low frame rate two values can be
+            seconds apart, and ``min_duration_s`` alone would let one outlier open it.
     """
 
     def __init__(
-        self, enter: float, exit: float, min_duration_s: float = 0.0, release_s: float = 0.0
+        self,
+        enter: float,
+        exit: float,
+        min_duration_s: float = 0.0,
+        release_s: float = 0.0,
+        min_updates: int = 1,
     ) -> None:
         if exit > enter:
             raise ValueError(f"exit ({exit}) must be <= enter ({enter})")
+        if min_updates < 1:
+            raise ValueError(f"min_updates ({min_updates}) must be >= 1")
         self.enter = enter
         self.exit = exit
         self.min_duration_s = min_duration_s
         self.release_s = release_s
+        self.min_updates = min_updates
         self._states: dict[Hashable, _State] = {}
 
     def reset(self) -> None:
@@ -77,12 +90,13 @@ class Hysteresis:
         if st is None:
             if value < self.enter:
                 return None
-            st = self._states[key] = _State(_Phase.PENDING, ts_s)
+            st = self._states[key] = _State(_Phase.PENDING, ts_s, 0)
         if st.phase is _Phase.PENDING:
             if value < self.exit:
                 del self._states[key]
                 return None
-            if ts_s - st.since_s >= self.min_duration_s:
+            st.updates += 1
+            if ts_s - st.since_s >= self.min_duration_s and st.updates >= self.min_updates:
                 st.phase = _Phase.ACTIVE
                 return Transition("open", st.since_s)
             return None

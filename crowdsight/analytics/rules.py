@@ -89,7 +89,15 @@ class FrameContext:
 
 
 class Rule(Protocol):
-    """One event rule: per-key state, fed one frame at a time."""
+    """One event rule: per-key state, fed one frame at a time.
+
+    ``reads_tracks``: the rule judges tracked boxes (speeds, dwell, membership). Such a rule
+    is fed only frames whose boxes were found on that very frame: between detector runs the
+    pipeline carries the previous frame's boxes, and judging them at a later time would
+    stretch one observation into a sustained condition (one frame, one truth).
+    """
+
+    reads_tracks: bool
 
     def reset(self) -> None:
         """Forget all state (open events are dropped, not closed)."""
@@ -154,6 +162,8 @@ class OvercrowdingRules:
     concourse, limit 20" instead of a unit nobody uses. Zones with neither a ground area
     nor per-px thresholds are skipped.
     """
+
+    reads_tracks = False  # zone counts: the density map's, or the tracks' when it has none
 
     def __init__(self, cfg: OvercrowdingRule) -> None:
         self.cfg = cfg
@@ -264,6 +274,8 @@ class CrowdSurgeRules:
     the latest ``window_s`` after the zone stops filling.
     """
 
+    reads_tracks = False  # zone counts, like overcrowding
+
     def __init__(self, cfg: CrowdSurgeRule) -> None:
         self.cfg = cfg
         self._hyst = Hysteresis(1.0, cfg.exit_ratio, cfg.min_duration_s)
@@ -347,6 +359,8 @@ class CrowdSurgeRules:
 class _PerTrackRule:
     """Shared plumbing for rules whose state is keyed by (track id, ...)."""
 
+    reads_tracks = True
+
     def __init__(self) -> None:
         self._open = _OpenEvents()
 
@@ -383,13 +397,21 @@ class RunningRules(_PerTrackRule):
 
     The baseline is the robust median and MAD of recent speed samples of every track in
     the scene, so "running" adapts to a camera where everyone walks fast in pixels.
+
+    Evidence: an event opens only after ``min_evidence`` measurements in a row above the
+    threshold spanning ``min_duration_s`` (one measurement per detector frame; `SceneAnalytics`
+    feeds this rule only frames the detector ran on). At 25 fps the duration decides; at
+    0.6 fps (a busy CPU) the count does, so a track that jumps once to a neighbour (or flips
+    between two people) is not a runner.
     """
 
     def __init__(self, cfg: RunningRule, baseline_size: int = 2000) -> None:
         super().__init__()
         self.cfg = cfg
         self._speeds: deque[float] = deque(maxlen=baseline_size)
-        self._hyst = Hysteresis(1.0, cfg.exit_ratio, cfg.min_duration_s)
+        self._hyst = Hysteresis(
+            1.0, cfg.exit_ratio, cfg.min_duration_s, min_updates=cfg.min_evidence
+        )
 
     def reset(self) -> None:
         """Forget all state (open events are dropped, not closed)."""
@@ -478,6 +500,8 @@ class DispersalRules:
     around their centroid. It must exceed an absolute speed, ``jump_ratio`` × its own recent
     average (a sudden change, not a steady outflow), with most tracks moving outward.
     """
+
+    reads_tracks = True
 
     def __init__(self, cfg: DispersalRule, baseline_s: float = 10.0) -> None:
         self.cfg = cfg

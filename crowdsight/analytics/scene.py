@@ -151,8 +151,10 @@ class SceneAnalytics:
         geo = self._geometry_for(frame.resolution_wh)
         tracks = FrameTracks.from_detections(detections)
         # The pipeline hands the same object again on frames where the detector did not run:
-        # adding those stale positions with new times would make movers look like they stop.
-        lost = self.history.update(ts, tracks) if detections is not self._last_dets else []
+        # adding those stale positions with new times would make movers look like they stop,
+        # and rules that judge tracks skip such frames (see `_apply_rules`).
+        fresh = detections is not self._last_dets
+        lost = self.history.update(ts, tracks) if fresh else []
         self._last_dets = detections
         inside = geo.inside(tracks.anchors)
         zones: dict[str, ZoneMetrics] = {}
@@ -175,7 +177,7 @@ class SceneAnalytics:
             zone_area_m2={g.zone.id: g.area_m2 for g in geo.zones},
             zone_area_px={g.zone.id: g.area_px for g in geo.zones},
         )
-        events += self._apply_rules(ctx, geo, memberships)
+        events += self._apply_rules(ctx, geo, memberships, fresh)
         # The run's time series holds the per-frame figures (not the running totals below).
         self.series.add(ts, SceneMetrics(counts=counts, zones=zones).to_rows())
 
@@ -211,8 +213,14 @@ class SceneAnalytics:
         return memberships
 
     def _apply_rules(
-        self, ctx: FrameContext, geo: SceneGeometry, memberships: list[Membership]
+        self,
+        ctx: FrameContext,
+        geo: SceneGeometry,
+        memberships: list[Membership],
+        tracks_fresh: bool = True,
     ) -> list[Event]:
+        """Run the rules; those that read tracks only when ``tracks_fresh`` (one frame, one
+        truth: boxes carried over from an earlier frame are never judged at a later time)."""
         dwell: dict[tuple[int, str], float] = {}
         for zid in geo.zone_ids:
             for tid in self.membership.members(zid):
@@ -223,7 +231,8 @@ class SceneAnalytics:
         ctx = replace(ctx, dwell=dwell, exits=exits)
         events: list[Event] = []
         for rule in self.rules:
-            events += rule.update(ctx)
+            if tracks_fresh or not rule.reads_tracks:
+                events += rule.update(ctx)
         return events
 
     def _zone_counts(

@@ -281,6 +281,15 @@ class RunningRule(_Model):
     window_s: float = Field(
         0.5, gt=0, description="Look-back window over which speed is measured (jitter vs lag)."
     )
+    min_evidence: int = Field(
+        3,
+        ge=1,
+        description="Speed measurements in a row (one per detector frame) above the threshold "
+        "before the event opens, besides min_duration_s. One wrong association (a track "
+        "jumping to a neighbour) makes one fast measurement, a track flipping between two "
+        "people two; at a low frame rate they are seconds apart, so min_duration_s alone "
+        "does not filter them.",
+    )
 
 
 class DispersalRule(_Model):

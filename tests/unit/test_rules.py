@@ -674,3 +674,49 @@ def test_learned_anomaly_event_says_why_in_words() -> None:
         events += rule.update("cam", i, img, i / FPS)
     assert events and events[0].reason.startswith("motion ")
     assert "normal" in events[0].reason
+
+
+# --- one frame, one truth: track rules judge only boxes found on the frame they judge --------
+LOW_FPS_PERIOD_S = 1.7  # one detector frame every 1.7 s: the demo's 0.6 fps on a busy CPU
+
+
+def _low_fps(
+    xs: Sequence[float], running: dict[str, Any] | None = None, repeats: int = 3
+) -> list[Event]:
+    """Running events of one track at anchors ``xs`` (px, one per detector frame), each
+    detector frame followed by ``repeats`` frames that carry its boxes (detect_every > 1)."""
+    rule = {"speed_px_s": 40.0, "relative_k": None, **(running or {})}
+    sa = SceneAnalytics(parse_scene({"rules": {"running": rule}}), "cam")
+    events: list[Event] = []
+    step = LOW_FPS_PERIOD_S / (repeats + 1)
+    index = 0
+    for k, x in enumerate(xs):
+        dets = detections([person_at(1, x, 200)])  # one object per detector run
+        for r in range(repeats + 1):
+            ts = k * LOW_FPS_PERIOD_S + r * step
+            events += sa.update(Frame("cam", index, ts, IMAGE), dets, None, False).events
+            index += 1
+    return of(events, Running)
+
+
+def test_running_is_judged_only_on_frames_the_detector_ran_on() -> None:
+    # One fast step (a track re-associated 120 px away), then the walker stands still. With
+    # one measurement allowed, the carried-over boxes of the frames after it used to stretch
+    # that single measurement past min_duration_s and open a running event.
+    xs = [100.0, 100.0, 220.0, 220.0, 220.0]
+    assert _low_fps(xs, {"min_evidence": 1, "min_duration_s": 0.8}) == []
+    # The same jump seen on two detector frames in a row is sustained: it opens.
+    assert len(_low_fps([100.0, 100.0, 220.0, 340.0, 340.0], {"min_evidence": 1})) == 2
+
+
+def test_running_at_low_fps_needs_three_fast_measurements_in_a_row() -> None:
+    # Walkers at ~12 px/s; a track that flips between two people 120 px apart makes two
+    # fast measurements (70 px/s each, above the 40 px/s limit) in opposite directions.
+    flip = [100.0, 120.0, 240.0, 120.0, 140.0, 160.0]
+    assert _low_fps(flip) == []
+    # A runner at 80 px/s for four detector frames (three measurements) is reported.
+    runner = [100.0, 120.0, 256.0, 392.0, 528.0, 548.0]
+    events = _low_fps(runner)
+    assert [e.end_ts_s is None for e in events] == [True, False]
+    assert events[0].start_ts_s == pytest.approx(2 * LOW_FPS_PERIOD_S)
+    assert events[0].speed == pytest.approx(80.0)  # type: ignore[attr-defined]
