@@ -69,7 +69,7 @@ from crowdsight.pipeline.supervision import (
     resume_spec,
     with_stable_ids,
 )
-from crowdsight.pipeline.worker import WorkerReport, WorkerSpec
+from crowdsight.pipeline.worker import LiveFrame, WorkerReport, WorkerSpec
 from crowdsight.sources.stream import is_replayable
 
 __all__ = ["CameraLike", "LocalRunner", "StoreLike", "spec_for"]
@@ -187,6 +187,17 @@ class LocalRunner:
         with self._lock:
             cam = self._cameras.get(camera_id)
             return cam.jpeg if cam is not None else None
+
+    def latest_live(self, camera_id: str) -> tuple[bytes, LiveFrame | None] | None:
+        """The latest live JPEG with the frame it shows and its boxes (None before the first).
+
+        Both are read under one lock, so the record always describes that very JPEG.
+        """
+        with self._lock:
+            cam = self._cameras.get(camera_id)
+            if cam is None or cam.jpeg is None:
+                return None
+            return cam.jpeg, cam.live_frame
 
     def latest_jpeg_redacted(self, camera_id: str) -> bool:
         """Always True: workers only ever produce redacted images (they fail closed)."""
@@ -318,7 +329,7 @@ class LocalRunner:
         if report.live_metrics is not None:
             cam.live_metrics = report.live_metrics
         if report.jpeg is not None:
-            cam.jpeg = report.jpeg
+            cam.jpeg, cam.live_frame = report.jpeg, report.live_frame
         if report.kind == "done":
             cam.done = True
         elif report.kind == "error":

@@ -29,7 +29,7 @@ from crowdsight.config.runner import RunnerSettings
 from crowdsight.core.backoff import Backoff
 from crowdsight.core.events import OpenEvents
 from crowdsight.core.metrics import SceneMetrics
-from crowdsight.pipeline.worker import WorkerReport, WorkerSpec, run_worker
+from crowdsight.pipeline.worker import LiveFrame, WorkerReport, WorkerSpec, run_worker
 from crowdsight.sources.policy import redact_source
 from crowdsight.sources.stream import StopFlag
 
@@ -99,6 +99,7 @@ class CameraState:
     source: dict[str, Any] | None = None
     live_metrics: SceneMetrics = field(default_factory=SceneMetrics)
     jpeg: bytes | None = None
+    live_frame: LiveFrame | None = None  # which frame ``jpeg`` shows, its boxes
     error: str | None = None
     pipeline_errors: int = 0
     done: bool = False
@@ -150,6 +151,7 @@ class CameraState:
             "error": redact_source(str(error)) if error else None,
             "warnings": list(self.warnings),
             "metrics": self.live_metrics.model_dump(mode="json"),
+            "live_frame": live_frame_summary(self.live_frame),
         }
 
     def request_stop(self) -> None:
@@ -158,6 +160,22 @@ class CameraState:
             self.stop.set()
         if self.process is None:
             self.state = "stopping"
+
+
+def live_frame_summary(live: LiveFrame | None) -> dict[str, Any] | None:
+    """The live picture's own figures for the status view (None before the first picture).
+
+    The dashboard's "tracked" figure is the picture's: ``metrics`` are the latest frame's,
+    which is usually a later frame than the one the live JPEG shows.
+    """
+    if live is None:
+        return None
+    return {
+        "frame_index": live.frame_index,
+        "ts_s": live.ts_s,
+        "tracked": live.tracked,
+        "detected": live.detected,
+    }
 
 
 def restart_backoff(settings: RunnerSettings) -> Backoff:

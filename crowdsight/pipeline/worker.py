@@ -8,7 +8,8 @@ runner commits them.
 What the worker sends (`WorkerReport`):
 - every frame that raised events, immediately: the `Event` objects as the analytics raised
   them, plus a redacted JPEG snapshot of that frame per event;
-- metrics every ``metrics_every_s``; a small redacted, annotated JPEG every ``jpeg_every_s``;
+- metrics every ``metrics_every_s``; a small redacted, annotated JPEG every ``jpeg_every_s``,
+  with a `LiveFrame` saying which frame it shows and the boxes drawn on it;
 - progress (last frame index processed, fps, source status) at least every
   ``progress_every_s``, and at once when the source changes state.
 Every report carries ``last_index``: all frames up to it have been fully reported, because a
@@ -44,7 +45,7 @@ from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.config.scene import SceneConfig
 from crowdsight.core.events import Event, LineCrossed, Overcrowding
 from crowdsight.core.metrics import SceneMetrics
-from crowdsight.core.types import Detections, Frame, ImageRGB
+from crowdsight.core.types import CLASS_NAME, Detections, Frame, ImageRGB
 from crowdsight.sources.stream import Backoff, LiveSource, SourceStatus, StopFlag
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,61 @@ class WorkerSpec:
     anomaly_dir: Path | None = None
 
 
+@dataclass(frozen=True)
+class LiveFrame:
+    """Which source frame a live JPEG shows, and the boxes drawn on it (one frame, one truth).
+
+    The JPEG, these boxes and the counts drawn in its header all come from one `FrameResult`,
+    so a client can check the picture against its own analysis of the same frame (e.g.
+    ``crowdsight analyze``) and show figures that agree with the picture.
+
+    Attributes:
+        frame_index: The source's frame index (files and folders: ``index % frames per pass``
+            is the frame within the file).
+        ts_s: The frame's timestamp.
+        resolution_wh: Source frame size; ``xyxy`` is in these pixels (the JPEG may be
+            scaled down).
+        xyxy: Drawn boxes (tracked objects), one ``[x1, y1, x2, y2]`` per box.
+        track_ids: Track id of each box.
+        class_names: Class of each box.
+        detected: Boxes the detector found on this frame (tracks not yet confirmed are
+            found but not drawn).
+    """
+
+    frame_index: int
+    ts_s: float
+    resolution_wh: tuple[int, int]
+    xyxy: tuple[tuple[float, float, float, float], ...] = ()
+    track_ids: tuple[int, ...] = ()
+    class_names: tuple[str, ...] = ()
+    detected: int | None = None
+
+    @property
+    def tracked(self) -> int:
+        """Boxes drawn (the picture's "tracked" count)."""
+        return len(self.xyxy)
+
+    @classmethod
+    def of(cls, result: Any) -> LiveFrame:
+        """The live frame record of a `FrameResult`."""
+        frame, dets = result.frame, result.detections
+        n = len(dets)
+        names = dets.data.get(CLASS_NAME)
+        ids = dets.tracker_id
+        return cls(
+            frame_index=int(frame.index),
+            ts_s=float(frame.ts_s),
+            resolution_wh=(int(frame.resolution_wh[0]), int(frame.resolution_wh[1])),
+            xyxy=tuple(
+                (float(a), float(b), float(c), float(d))
+                for a, b, c, d in np.asarray(dets.xyxy, np.float64).reshape(n, 4)
+            ),
+            track_ids=tuple(int(i) for i in ids) if ids is not None else (-1,) * n,
+            class_names=tuple(str(x) for x in names) if names is not None else ("person",) * n,
+            detected=None if result.raw is None else len(result.raw),
+        )
+
+
 @dataclass
 class WorkerReport:
     """One message from a worker to the runner.
@@ -130,6 +186,7 @@ class WorkerReport:
             ``fields``, ``ts_s``), for `Store.record_descriptions`.
         live_metrics: The latest metrics (for the status view), or None.
         jpeg: A redacted, annotated live JPEG, or None.
+        live_frame: Which frame ``jpeg`` shows and the boxes drawn on it (with ``jpeg``).
         fps: Frames processed per second (smoothed).
         source: `SourceStatus.as_dict()` of the source.
         error: Why the worker gives up (``error`` reports).
@@ -148,6 +205,7 @@ class WorkerReport:
     descriptions: list[dict[str, Any]] = field(default_factory=list)
     live_metrics: SceneMetrics | None = None
     jpeg: bytes | None = None
+    live_frame: LiveFrame | None = None
     fps: float = 0.0
     source: dict[str, Any] | None = None
     error: str | None = None
@@ -452,7 +510,9 @@ class CameraWorker:
                 fields["descriptions"] = items
         if spec.jpeg_every_s > 0 and now >= self._next_jpeg and self._boxes_fresh(result):
             self._next_jpeg = now + spec.jpeg_every_s
-            fields["jpeg"] = self.images.jpeg(result)
+            image = self.images.jpeg(result)
+            if image is not None:
+                fields["jpeg"], fields["live_frame"] = image, LiveFrame.of(result)
         if fields or now >= self._next_progress:
             self.report("progress", **fields)
 

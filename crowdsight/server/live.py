@@ -3,7 +3,12 @@
 The runner (`crowdsight.pipeline.runner.LocalRunner`) keeps the latest annotated JPEG of each
 camera, with heads blurred and the density heatmap drawn on. This module serves it:
 
-- ``GET /api/cameras/{id}/snapshot.jpg``: the latest JPEG (404 unknown camera, 503 none yet);
+- ``GET /api/cameras/{id}/snapshot.jpg``: the latest JPEG (404 unknown camera, 503 none yet),
+  with ``X-Frame-Index`` and ``X-Frame-Ts`` naming the source frame it shows;
+- ``GET /api/cameras/{id}/live.json``: that frame's index and time, its size, the boxes drawn
+  on the JPEG (in source pixels) and the counts in its header: one frame, one truth, so a
+  client can check the picture against its own analysis of the frame, and show figures that
+  agree with it;
 - ``GET /api/cameras/{id}/live.mjpeg``: a ``multipart/x-mixed-replace`` stream of those JPEGs
   at a bounded rate, which an ``<img>`` tag plays natively; it ends when the client leaves.
 
@@ -27,6 +32,7 @@ from typing import Protocol
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from crowdsight.server.auth import audit, require_role
 from crowdsight.store import User
@@ -45,6 +51,79 @@ class LiveFrames(Protocol):
     """
 
     def latest_jpeg(self, camera_id: str) -> bytes | None: ...
+
+
+class LiveBox(BaseModel):
+    """One box drawn on a live JPEG."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    xyxy: tuple[float, float, float, float] = Field(
+        description="Corners [x1, y1, x2, y2] in source-frame pixels."
+    )
+    track_id: int = Field(description="Track id drawn next to the box (-1: untracked).")
+    class_name: str = Field(description="Class drawn next to the box, e.g. 'person'.")
+
+
+class LiveFrameInfo(BaseModel):
+    """The source frame a camera's latest live JPEG shows, and what is drawn on it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str = Field(description="Camera.")
+    frame_index: int = Field(
+        description="The source's frame index (looping files keep counting: the frame within "
+        "the file is frame_index modulo its frame count)."
+    )
+    ts_s: float = Field(description="The frame's timestamp (s).")
+    resolution_wh: tuple[int, int] = Field(description="Source frame size; boxes use it.")
+    tracked: int = Field(description="Boxes drawn (the picture's 'tracked' figure).")
+    detected: int | None = Field(
+        description="Boxes the detector found on this frame, confirmed tracks or not (None: "
+        "the detector did not run on it)."
+    )
+    boxes: list[LiveBox] = Field(description="The boxes drawn, in drawing order.")
+
+
+class LiveFrameLike(Protocol):
+    """What a runner says about the frame its live JPEG shows (`pipeline.worker.LiveFrame`)."""
+
+    @property
+    def frame_index(self) -> int: ...
+    @property
+    def ts_s(self) -> float: ...
+    @property
+    def resolution_wh(self) -> tuple[int, int]: ...
+    @property
+    def xyxy(self) -> tuple[tuple[float, float, float, float], ...]: ...
+    @property
+    def track_ids(self) -> tuple[int, ...]: ...
+    @property
+    def class_names(self) -> tuple[str, ...]: ...
+    @property
+    def detected(self) -> int | None: ...
+    @property
+    def tracked(self) -> int: ...
+
+
+#: A live JPEG and the frame it shows (None: the runner does not say).
+Latest = tuple[bytes, LiveFrameLike | None]
+
+
+def _latest_live(runner: LiveFrames, camera_id: str) -> Latest | None:
+    """(JPEG, its frame) from a runner with ``latest_live`` (`LocalRunner`); else (JPEG, None)."""
+    latest = getattr(runner, "latest_live", None)
+    if callable(latest):
+        got: Latest | None = latest(camera_id)
+        return got
+    jpeg = runner.latest_jpeg(camera_id)
+    return None if jpeg is None else (jpeg, None)
+
+
+def _frame_headers(live: LiveFrameLike | None) -> dict[str, str]:
+    if live is None:
+        return {}
+    return {"X-Frame-Index": str(live.frame_index), "X-Frame-Ts": f"{live.ts_s:.3f}"}
 
 
 @dataclass
@@ -115,8 +194,14 @@ def _servable_jpeg(runner: LiveFrames, camera_id: str, allow_unredacted: bool) -
         HTTPException: 503 when the runner marks the frame as not redacted and the server
             does not explicitly allow unredacted live video.
     """
-    jpeg = runner.latest_jpeg(camera_id)
-    if jpeg is None:
+    got = _servable_live(runner, camera_id, allow_unredacted)
+    return None if got is None else got[0]
+
+
+def _servable_live(runner: LiveFrames, camera_id: str, allow_unredacted: bool) -> Latest | None:
+    """`_servable_jpeg` with the `LiveFrame` of that JPEG (None when the runner has none)."""
+    got = _latest_live(runner, camera_id)
+    if got is None:
         return None
     is_redacted = getattr(runner, "latest_jpeg_redacted", None)
     if callable(is_redacted) and is_redacted(camera_id) is False and not allow_unredacted:
@@ -125,7 +210,7 @@ def _servable_jpeg(runner: LiveFrames, camera_id: str, allow_unredacted: bool) -
             f"camera {camera_id!r}: the latest frame is not redacted, so it is not served "
             "(set live_allow_unredacted in the server settings to override)",
         )
-    return jpeg
+    return got
 
 
 _NO_STORE = {"Cache-Control": "no-store, max-age=0", "Pragma": "no-cache"}
@@ -146,12 +231,49 @@ def snapshot_jpg(
 ) -> Response:
     """The camera's latest annotated frame (heads blurred, density heatmap drawn)."""
     runner = _runner(request, camera_id)
-    jpeg = _servable_jpeg(runner, camera_id, _allows_unredacted(request))
-    if jpeg is None:
+    got = _servable_live(runner, camera_id, _allows_unredacted(request))
+    if got is None:
         raise HTTPException(503, f"camera {camera_id!r} has no frame yet; retry in a second")
     if _limits(request).should_audit(user.username, camera_id, time.monotonic()):
         audit(request, user, "live.snapshot", camera_id)
-    return Response(jpeg, media_type="image/jpeg", headers=_NO_STORE)
+    jpeg, live = got
+    return Response(jpeg, media_type="image/jpeg", headers={**_NO_STORE, **_frame_headers(live)})
+
+
+@router.get(
+    "/api/cameras/{camera_id}/live.json",
+    response_model=LiveFrameInfo,
+    responses={
+        404: {"description": "Unknown camera."},
+        503: {"description": "No frame yet, or live video unavailable."},
+    },
+    summary="Which frame the latest live JPEG shows, and the boxes drawn on it",
+)
+def live_frame_info(
+    camera_id: str, request: Request, _: User = Depends(require_role("viewer"))
+) -> LiveFrameInfo:
+    """The frame index, time and drawn boxes of the camera's latest live JPEG.
+
+    Compare ``frame_index`` with the ``X-Frame-Index`` header of ``snapshot.jpg`` to pair a
+    picture with its boxes (the JPEG changes about twice a second).
+    """
+    runner = _runner(request, camera_id)
+    got = _servable_live(runner, camera_id, _allows_unredacted(request))
+    live = None if got is None else got[1]
+    if live is None:
+        raise HTTPException(503, f"camera {camera_id!r} has no live frame yet; retry in a second")
+    return LiveFrameInfo(
+        camera_id=camera_id,
+        frame_index=live.frame_index,
+        ts_s=live.ts_s,
+        resolution_wh=live.resolution_wh,
+        tracked=live.tracked,
+        detected=live.detected,
+        boxes=[
+            LiveBox(xyxy=xyxy, track_id=tid, class_name=name)
+            for xyxy, tid, name in zip(live.xyxy, live.track_ids, live.class_names, strict=True)
+        ],
+    )
 
 
 def _part(jpeg: bytes) -> bytes:

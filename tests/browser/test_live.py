@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from crowdsight.config.server import ServerSettings
+from crowdsight.pipeline.worker import LiveFrame
 from crowdsight.server import live
 from crowdsight.store import Camera, Store
 
@@ -155,3 +156,50 @@ def test_mjpeg_stream_ends_when_a_frame_is_not_redacted() -> None:
     runner.jpegs["hall"] = _jpeg(80)
     runner.redacted["hall"] = False
     assert _collect(_Request(polls=100), runner) == []
+
+
+class FramesRunner(StubRunner):
+    """A stub that also says which frame its JPEG shows (as `LocalRunner.latest_live`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.frames: dict[str, LiveFrame] = {}
+
+    def latest_live(self, camera_id: str) -> tuple[bytes, LiveFrame | None] | None:
+        jpeg = self.jpegs.get(camera_id)
+        return None if jpeg is None else (jpeg, self.frames.get(camera_id))
+
+
+def test_snapshot_names_its_frame_and_live_json_lists_the_boxes_drawn(store: Store) -> None:
+    runner = FramesRunner()
+    client, auth = _client(store, runner)
+    assert client.get("/api/cameras/hall/live.json", headers=auth).status_code == 503
+    runner.jpegs["hall"] = _jpeg(90)
+    runner.frames["hall"] = LiveFrame(
+        frame_index=1207,
+        ts_s=120.7,
+        resolution_wh=(640, 480),
+        xyxy=((10.0, 20.0, 40.5, 110.0), (300.0, 200.0, 330.0, 290.0)),
+        track_ids=(3, 9),
+        class_names=("person", "person"),
+        detected=4,
+    )
+    snap = client.get("/api/cameras/hall/snapshot.jpg", headers=auth)
+    assert (snap.headers["x-frame-index"], snap.headers["x-frame-ts"]) == ("1207", "120.700")
+    info = client.get("/api/cameras/hall/live.json", headers=auth).json()
+    assert info == {
+        "camera_id": "hall",
+        "frame_index": 1207,
+        "ts_s": 120.7,
+        "resolution_wh": [640, 480],
+        "tracked": 2,
+        "detected": 4,
+        "boxes": [
+            {"xyxy": [10.0, 20.0, 40.5, 110.0], "track_id": 3, "class_name": "person"},
+            {"xyxy": [300.0, 200.0, 330.0, 290.0], "track_id": 9, "class_name": "person"},
+        ],
+    }
+    # Signed-out clients get nothing; an unredacted frame is refused like the JPEG.
+    assert client.get("/api/cameras/hall/live.json").status_code == 401
+    runner.redacted["hall"] = False
+    assert client.get("/api/cameras/hall/live.json", headers=auth).status_code == 503

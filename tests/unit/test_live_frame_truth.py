@@ -10,7 +10,7 @@ import numpy as np
 
 from crowdsight.core.types import Detections, Frame
 from crowdsight.pipeline.camera import FrameResult
-from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec
+from crowdsight.pipeline.worker import CameraWorker, LiveFrame, WorkerReport, WorkerSpec
 
 
 def _result(index: int, detected: bool) -> FrameResult:
@@ -42,7 +42,14 @@ def _jpeg_frames(detector: object | None) -> list[int]:
     for i in range(6):  # detect_every 2: the detector runs on even frames only
         result = _result(i, detected=i % 2 == 0)
         worker._emit(result, result.frame)
-    assert sum(r.jpeg is not None for r in reports) == len(drawn)
+    sent = [r for r in reports if r.jpeg is not None]
+    assert len(sent) == len(drawn)
+    # Each JPEG travels with the record of the frame it shows and the boxes drawn on it.
+    for report, index in zip(sent, drawn, strict=True):
+        live = report.live_frame
+        assert live is not None and live.frame_index == index
+        assert live.xyxy == ((10.0 + index, 10.0, 20.0 + index, 40.0),)
+        assert live.track_ids == (1,) and live.tracked == 1
     return drawn
 
 
@@ -52,3 +59,32 @@ def test_live_jpeg_comes_only_from_frames_the_detector_ran_on() -> None:
 
 def test_without_a_detector_every_frame_may_be_the_live_jpeg() -> None:
     assert _jpeg_frames(detector=None) == [0, 1, 2, 3, 4, 5]
+
+
+def test_live_frame_record_names_the_frame_its_boxes_and_what_the_detector_found() -> None:
+    frame = Frame("c", 41, 4.1, np.zeros((48, 64, 3), np.uint8))
+    raw = Detections(
+        xyxy=np.array([[1, 2, 11, 32], [30, 5, 40, 35]], np.float32),
+        confidence=np.ones(2, np.float32),
+        class_id=np.zeros(2, int),
+        data={"class_name": np.array(["person", "person"])},
+    )
+    tracked = Detections(
+        xyxy=raw.xyxy[1:],
+        confidence=raw.confidence[1:],  # type: ignore[index]
+        class_id=raw.class_id[1:],  # type: ignore[index]
+        tracker_id=np.array([7]),
+        data={"class_name": np.array(["person"])},
+    )
+    live = LiveFrame.of(FrameResult(frame, tracked, None, False, raw=raw))
+    assert (live.frame_index, live.ts_s, live.resolution_wh) == (41, 4.1, (64, 48))
+    assert live.xyxy == ((30.0, 5.0, 40.0, 35.0),)
+    assert (live.track_ids, live.class_names, live.tracked, live.detected) == (
+        (7,),
+        ("person",),
+        1,
+        2,
+    )
+    # Between detector runs nothing was detected on the frame itself.
+    carried = LiveFrame.of(FrameResult(frame, tracked, None, False, raw=None))
+    assert carried.detected is None

@@ -310,7 +310,9 @@ class CameraTile {
     this.scaleLine.title = "The density model sees the frame resized so people are the size it "
       + "counts best; the scale is learned from the detector's person boxes (or set in the config).";
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
-    this.stats.tracked.textContent = fmtNum(counts.count_tracked, 0);
+    // "tracked" is the picture's own figure (the boxes drawn on the live image, as in its
+    // header); the latest frame's metrics are usually of a later frame than the one shown.
+    this.stats.tracked.textContent = fmtNum(detail.live_frame?.tracked ?? counts.count_tracked, 0);
     this.stats.fps.textContent = fmtNum(detail.fps, 1);
     this.lineCounts = new Map(Object.entries(metrics.lines ?? {}));
     this.renderZones(new Map(Object.entries(metrics.zones ?? {})), this.lineCounts);
