@@ -50,6 +50,7 @@ Example:
 from __future__ import annotations
 
 import math
+from collections import deque
 from typing import cast
 
 import numpy as np
@@ -67,6 +68,9 @@ _NO_CLASS = -1
 # chosen on Mall frames 1-800 (`benchmarks/tracker_mall.py`): 1 s → 3 s took mean track
 # duration 3.0 → 4.2 s and tracks per person-minute 1.62 → 1.45. No effect at >= 6 fps.
 _MIN_LOST_FRAMES = 6.0
+#: Recent update intervals whose median sets the adaptive lost buffer (a few seconds of a
+#: slow live camera; robust to one stalled frame).
+_CADENCE_UPDATES = 9
 #: Below this frame rate (fps) the match IoU drops from 0.3 to 0.1: both are published
 #: defaults; the switch was checked on Mall training frames 1–400 at 2 fps with NanoDet
 #: (`benchmarks/tracker_mall.py --detector nanodet`): head coverage by tracks 0.512 → 0.587,
@@ -186,6 +190,8 @@ class Tracker:
     ) -> None:
         if not math.isfinite(frame_rate) or frame_rate <= 0:
             raise ValueError(f"frame_rate must be positive, got {frame_rate}")
+        # The default follows the update cadence (see `_lost_buffer_s`); a given value is kept.
+        self._adaptive_buffer = lost_track_buffer_s is None
         if lost_track_buffer_s is None:
             lost_track_buffer_s = max(1.0, _MIN_LOST_FRAMES / frame_rate)
         if lost_track_buffer_s < 0:
@@ -215,6 +221,8 @@ class Tracker:
         self._next_id = [1]  # shared by the per-class trackers: ids never collide
         self._next_key = [1]
         self.last_track_keys: npt.NDArray[np.int64] = np.zeros(0, np.int64)
+        self._intervals: deque[float] = deque(maxlen=_CADENCE_UPDATES)
+        self._last_ts: float | None = None
 
     def reset(self) -> None:
         """Forget every track; the next confirmed track gets id 1 again."""
@@ -222,6 +230,8 @@ class Tracker:
         self._next_id = [1]
         self._next_key = [1]
         self.last_track_keys = np.zeros(0, np.int64)
+        self._intervals.clear()
+        self._last_ts = None
         if self._camera_motion is not None:
             self._camera_motion.reset()
         if self._score_split is not None:
@@ -265,6 +275,7 @@ class Tracker:
                 inner.apply_camera_motion(warp)
         if self._score_split is not None:
             self._adapt_thresholds(conf)
+        buffer_s = self._lost_buffer_s(ts_s)
         classes = self._class_keys(detections)
         # Classes seen before but absent now must still age their tracks.
         keys = sorted(set(np.unique(classes).tolist()) | set(self._by_class))
@@ -274,6 +285,7 @@ class Tracker:
         for key in keys:
             sel = np.flatnonzero(classes == key) if len(keys) > 1 else np.arange(n)
             inner = self._inner(key)
+            inner.max_lost_s = buffer_s
             local, got = inner.update(
                 xyxy[sel], conf[sel], ts_s, self._next_id, None if sig is None else sig[sel]
             )
@@ -302,6 +314,23 @@ class Tracker:
         self.track_activation_threshold = self.high_conf_det_threshold = split
         for inner in self._by_class.values():
             inner.activation = inner.high = split
+
+    def _lost_buffer_s(self, ts_s: float) -> float:
+        """The lost-track buffer now: the default's "at least 6 frames" counts *updates*.
+
+        A live camera on a busy CPU runs the detector (and this update) far less often than
+        its nominal frame rate: at 0.7 updates/s a fixed 1 s buffer drops every track between
+        two updates, so nobody is ever confirmed ("tracked 0"), and re-born tracks look like
+        jumps. The default buffer therefore spans `_MIN_LOST_FRAMES` of the median recent
+        interval between updates, and never less than the nominal default.
+        """
+        if self._last_ts is not None and math.isfinite(ts_s) and ts_s > self._last_ts:
+            self._intervals.append(ts_s - self._last_ts)
+        if math.isfinite(ts_s) and (self._last_ts is None or ts_s > self._last_ts):
+            self._last_ts = ts_s
+        if not self._adaptive_buffer or not self._intervals:
+            return self.lost_track_buffer_s
+        return max(self.lost_track_buffer_s, _MIN_LOST_FRAMES * float(np.median(self._intervals)))
 
     def _class_keys(self, detections: Detections) -> npt.NDArray[np.int64]:
         if detections.class_id is None:
