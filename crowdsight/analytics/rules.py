@@ -412,11 +412,26 @@ class RunningRules(_PerTrackRule):
         self._hyst = Hysteresis(
             1.0, cfg.exit_ratio, cfg.min_duration_s, min_updates=cfg.min_evidence
         )
+        self._gaps: deque[float] = deque(maxlen=100)
 
     def reset(self) -> None:
         """Forget all state (open events are dropped, not closed)."""
         super().reset()
         self._speeds.clear()
+        self._gaps.clear()
+
+    @property
+    def warning(self) -> str | None:
+        """Why running is not being judged (tracks seen too rarely), or None."""
+        if len(self._gaps) < 10:
+            return None
+        gap = float(np.median(np.fromiter(self._gaps, np.float64)))
+        if gap <= self.cfg.max_gap_s:
+            return None
+        return (
+            f"running is not judged: tracks are seen every {gap:.1f} s (at most "
+            f"{self.cfg.max_gap_s:.1f} s needed); lower detect_every or give this camera more CPU"
+        )
 
     def threshold(self, calibrated: bool) -> float | None:
         """Current speed threshold (m/s calibrated, else px/s); None when undefined."""
@@ -444,6 +459,10 @@ class RunningRules(_PerTrackRule):
             track = ctx.history.tracks.get(tid)
             if track is None or len(track.samples) < 2:
                 continue
+            gap = track.samples[-1].ts_s - track.samples[-2].ts_s
+            self._gaps.append(gap)
+            if gap > self.cfg.max_gap_s:
+                continue  # a jump this long is no evidence of running (see max_gap_s)
             speed = track.speed(self.cfg.window_s, ctx.homography)
             if thr is None:
                 self._speeds.append(speed)

@@ -27,7 +27,7 @@ from crowdsight.analytics.metrics import (
     level_of_service,
     los_index,
 )
-from crowdsight.analytics.rules import FrameContext, Rule, build_rules
+from crowdsight.analytics.rules import FrameContext, Rule, RunningRules, build_rules
 from crowdsight.analytics.tracks import FrameTracks, Track, TrackHistory
 from crowdsight.analytics.zones import Membership, SceneGeometry, ZoneMembership, scaled_homography
 from crowdsight.config.scene import SceneConfig
@@ -111,6 +111,11 @@ class SceneAnalytics:
                 ln.id: LineCounter(pts[0], pts[1], ln.in_side) for ln, pts in self._geometry.lines
             }
         return self._geometry
+
+    @property
+    def rule_warnings(self) -> list[str]:
+        """Standing reasons why a rule cannot judge this camera (e.g. tracks seen too rarely)."""
+        return [w for r in self.rules if isinstance(r, RunningRules) and (w := r.warning)]
 
     def roi_mask(self, resolution_wh: tuple[int, int]) -> npt.NDArray[np.bool_] | None:
         """Union of zone masks (density is only needed there); None without zones."""

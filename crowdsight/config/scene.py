@@ -290,6 +290,15 @@ class RunningRule(_Model):
         "people two; at a low frame rate they are seconds apart, so min_duration_s alone "
         "does not filter them.",
     )
+    max_gap_s: float = Field(
+        1.0,
+        gt=0,
+        description="Speeds measured between two sightings of a track further apart than this "
+        "are not judged: in 1 s a walker covers ~1.3 m, more than the ~1 m between people in "
+        "a moderately dense crowd, so a longer jump is as likely the tracker swapping to a "
+        "neighbour as a runner. A camera whose detector runs less often than this gets a "
+        "standing warning instead of running events.",
+    )
 
 
 class DispersalRule(_Model):

@@ -412,10 +412,11 @@ class CameraWorker:
         self._next_progress = time.monotonic() + self.spec.progress_every_s
 
     def _warnings(self) -> list[str]:
-        """The pipeline's standing warnings (the scene's size against the frames')."""
+        """The pipeline's standing warnings (the scene's size against the frames', rules
+        that cannot judge this camera)."""
         analytics = getattr(self._pipeline, "analytics", None)
         warning = getattr(analytics, "scale_warning", None)
-        return [warning] if warning else []
+        return ([warning] if warning else []) + list(getattr(analytics, "rule_warnings", []))
 
     def run(self) -> None:
         """Read, process and report until the source ends or ``stop`` is set."""
