@@ -201,7 +201,9 @@ def test_live_tile_and_new_events_show_up(
         lambda: _q(browser, "density-scale", tile).text.startswith("density scale "),
         FIRST_FRAME_WAIT_S,
     )
-    assert not _q(browser, "camera-warning", tile).is_displayed()  # scene drawn at 640×480
+    # The scene was drawn at 640×480: no size warning (a slow machine may show another one,
+    # "running is not judged: tracks are seen every … s").
+    assert "scene drawn at" not in _q(browser, "camera-warning", tile).text
 
     # The timeline has polled at least once before the events happen.
     _wait_for("the first events poll", lambda: _q(browser, "events-updated").text, UI_WAIT_S)
@@ -497,6 +499,9 @@ def test_a_scene_drawn_at_another_size_shows_a_warning_on_the_card(
         status = httpx.get(
             f"{live_server.url}/api/cameras/odd-size/status", headers=headers, timeout=10
         ).json()
-        assert status["detail"]["warnings"] == [text]
+        # The card shows the API's warnings (on a slow machine the size warning may be
+        # joined by "running is not judged: …").
+        size_warning = status["detail"]["warnings"][0]
+        assert size_warning.startswith("scene drawn at 1280×720") and size_warning in text
     finally:
         httpx.delete(f"{live_server.url}/api/cameras/odd-size", headers=headers, timeout=10)
