@@ -3,8 +3,13 @@
 The GPU machines this product targets have PyTorch and a CUDA GPU but often no
 ``onnxruntime-gpu``; this backend runs the *same* ONNX files the ONNX Runtime backend runs, so
 there is one model artefact per model and one set of converters. The graph is interpreted node
-by node with ``torch.nn.functional`` (crowdsight's models use a few dozen standard ops), which
-``torch.compile`` can then fuse.
+by node with ``torch.nn.functional`` (crowdsight's models use a few dozen standard ops), once:
+on the first call for an input shape `TorchRuntime` records that interpretation with
+``torch.export`` (free batch axis) into a ``torch.fx`` GraphModule of aten ops, so every later
+call is one generated function instead of a Python loop over ONNX nodes with a dictionary of
+named values (the loop held Python's GIL for most of a GPU call, which starved the batching
+thread beside camera threads). ``torch.compile`` (option) fuses further; a GraphModule is also
+what CUDA graphs capture.
 
 Why not onnx2torch: it imports torchvision at import time, and torchvision's operators fail to
 register beside the CPU/GPU torch builds that ship without a matching torchvision
@@ -20,7 +25,9 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +49,8 @@ except ImportError as exc:  # pragma: no cover - exercised where torch is absent
     ) from exc
 
 Tensor = torch.Tensor
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -376,6 +385,9 @@ class TorchRuntime:
             tensor cores prefer.
         compile: ``torch.compile`` the graph (slow first call, faster steady state; pays off
             for long-running services, not for one-shot analyses).
+        trace: Record the interpreted graph once per input shape (any batch size) as a
+            ``torch.fx`` GraphModule and call that (default). Off: interpret node by node
+            on every call (the reference the traced module is tested against).
         threads: CPU intra-op threads (None: torch's default).
 
     Inputs and outputs are float32 numpy arrays whatever the compute precision. This is the
@@ -391,6 +403,7 @@ class TorchRuntime:
         channels_last: bool | None = None,
         compile: bool = False,
         threads: int | None = None,
+        trace: bool = True,
     ) -> None:
         if not path.exists():
             raise ModelError(f"model file {path} not found; run `crowdsight models install`")
@@ -425,6 +438,51 @@ class TorchRuntime:
         self._fn: Callable[..., tuple[Tensor, ...]] = (
             torch.compile(graph, dynamic=True) if compile else graph
         )
+        self.trace = trace and not compile
+        self._traced: dict[tuple[Any, ...], Callable[..., tuple[Tensor, ...]]] = {}
+        self._trace_lock = threading.Lock()
+
+    @property
+    def traced_shapes(self) -> list[tuple[Any, ...]]:
+        """Input signatures (per input: shape without the batch axis, dtype) traced so far."""
+        return list(self._traced)
+
+    def _callable(self, tensors: Sequence[Tensor]) -> Callable[..., tuple[Tensor, ...]]:
+        """The function that runs these inputs: the traced module for their shape, or the graph."""
+        if not self.trace:
+            return self._fn
+        key = tuple((tuple(t.shape[1:]), t.dtype) for t in tensors)
+        fn = self._traced.get(key)
+        if fn is None:
+            with self._trace_lock:
+                fn = self._traced.get(key)
+                if fn is None:
+                    fn = self._export(tensors)
+                    self._traced[key] = fn
+        return fn
+
+    def _export(self, tensors: Sequence[Tensor]) -> Callable[..., tuple[Tensor, ...]]:
+        """The graph recorded by ``torch.export`` with a free batch axis (graph on failure).
+
+        The example batch has two rows (copies of the first): export specialises axes of
+        size 1, and the traced module must take any batch size.
+        """
+        from torch.export import Dim, export
+
+        batch = Dim("batch", min=1)
+        example = tuple(torch.cat([t[:1], t[:1]]) for t in tensors)
+        try:
+            program = export(
+                self.graph,
+                example,
+                dynamic_shapes=(tuple({0: batch} for _ in example),),
+                strict=False,
+            )
+        except Exception as exc:  # export cannot follow every graph; interpreting still works
+            log.warning("torch.export failed (%s); interpreting the graph node by node", exc)
+            return self.graph
+        module: Callable[..., tuple[Tensor, ...]] = program.module()
+        return module
 
     def run(self, inputs: Mapping[str, npt.NDArray[Any]]) -> list[npt.NDArray[np.float32]]:
         """Outputs (float32, graph order) for one batch of named inputs."""
@@ -438,6 +496,7 @@ class TorchRuntime:
             if self.channels_last and t.dim() == 4:
                 t = t.contiguous(memory_format=torch.channels_last)
             tensors.append(t)
+        fn = self._callable(tensors)
         with torch.inference_mode():
-            outs = self._fn(*tensors)
+            outs = fn(*tensors)
         return [o.float().cpu().numpy() for o in outs]
