@@ -15,7 +15,7 @@ from rich.console import Console
 from crowdsight.cli.apps import app
 from crowdsight.cli.options import setting_default, setting_option
 from crowdsight.config.pipeline import DEFAULT_DETECTOR, Mode, PipelineSettings, live_defaults
-from crowdsight.config.runtime import Backend, RuntimeConfig
+from crowdsight.config.runtime import Backend, Inference, RuntimeConfig, SharedInferenceConfig
 from crowdsight.core.errors import ConfigError
 
 console = Console(stderr=True)
@@ -133,6 +133,9 @@ def bench(
     warmup_s: Annotated[
         float, typer.Option(min=1, help="Many-camera mode: seconds to load models first.")
     ] = 30.0,
+    inference: Annotated[
+        Inference, setting_option(SharedInferenceConfig, "inference", help="(Many-camera mode.)")
+    ] = setting_default(SharedInferenceConfig, "inference"),
 ) -> None:
     """Detector-only fps vs full pipeline fps on the same frames, tracker ms/frame, peak RSS.
 
@@ -161,6 +164,7 @@ def bench(
             ray_address=ray_address,
             warmup_s=warmup_s,
             as_json=as_json,
+            inference=inference,
         )
         return
     from crowdsight.config.pipeline import PipelineSettings, live_defaults
@@ -223,6 +227,7 @@ def _multi(
     ray_address: str | None,
     warmup_s: float,
     as_json: bool,
+    inference: Inference = "auto",
 ) -> None:
     from crowdsight.pipeline.multibench import MultiBenchConfig, result_line, run_multi_bench
 
@@ -253,15 +258,18 @@ def _multi(
                 density_every_s=density_every_s if density else None,
                 ray_address=ray_address,
                 warmup_s=warmup_s,
+                inference=inference,
             )
             with console.status(f"{n} camera(s), {runner} runner, {backend}: {seconds:.0f} s"):
                 r = run_multi_bench(path, cfg)
             console.print(
-                f"{n} cameras ({r['workers']} workers, {runner}, {backend}, {r['resolution']} "
+                f"{n} cameras ({r['workers']} workers, {runner}, {backend}, inference "
+                f"{r['inference']}, {r['resolution']} "
                 f"@ {stream_fps:g} fps): {r['aggregate_fps']:.1f} of {r['offered_fps']:.1f} "
                 f"frames/s, {r['dropped_frames']} dropped, p95 latency {r['p95_latency_ms']} ms, "
                 f"events {r['events_stored']} stored / {r['events_lost']} lost, model-only "
-                f"{r['model_fps']:.1f} fps → ratio {r['ratio']}"
+                f"{r['model_fps']:.1f} fps → ratio {r['ratio']}, mean detector batch "
+                f"{r['detector_mean_batch']}"
             )
             if as_json:
                 print(json.dumps(result_line(r)))

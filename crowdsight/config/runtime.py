@@ -83,3 +83,47 @@ class RuntimeConfig(BaseModel):
     def with_threads(self, threads: int | None) -> RuntimeConfig:
         """This config with another thread count (None keeps this one's)."""
         return self if threads is None else self.model_copy(update={"threads": threads})
+
+
+#: Where a shared model's batching service runs: ``thread`` beside the camera threads,
+#: ``process`` in its own inference process per device, ``auto`` (process on a GPU, thread
+#: on CPU).
+Inference = Literal["auto", "thread", "process"]
+
+
+class SharedInferenceConfig(BaseModel):
+    """How models shared by many cameras batch their calls (a boundary object).
+
+    Defaults: ``inference="auto"`` keeps the batching thread on CPU, where the models
+    themselves hold the cores and a second process would only add copies; on a GPU the
+    batching thread starves for Python's GIL beside the camera threads (H200: batches
+    stayed small and the GPU 4 % busy at 100 streams), so there it gets its own process.
+    The slot size fits a batch of 300×300 detector tiles per request with room to spare
+    (1.03 MiB each as float32); full frames for the density model (1080p: 24 MiB) travel
+    through the pipe instead, at their one-per-second cadence.
+    """
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+    inference: Inference = Field(
+        "auto",
+        description="Where shared models run: 'thread' (a batching thread beside the "
+        "cameras), 'process' (an inference server process per device, frames through "
+        "shared memory) or 'auto' (process on a GPU, thread on CPU).",
+    )
+    max_batch: int = Field(32, ge=1, description="Most images per model call.")
+    max_wait_ms: float = Field(
+        5.0, ge=0, description="How long a model call waits for more cameras."
+    )
+    slots: int = Field(
+        64, ge=1, description="Requests per caller process in shared memory at once."
+    )
+    slot_mib: float = Field(
+        4.0, gt=0, description="Size of one shared-memory slot (larger requests go pickled)."
+    )
+
+    def placement(self, accelerated: bool) -> Literal["thread", "process"]:
+        """``thread`` or ``process``: ``auto`` resolved for a GPU (True) or CPU (False)."""
+        if self.inference == "auto":
+            return "process" if accelerated else "thread"
+        return self.inference

@@ -8,8 +8,12 @@ A camera that is still busy when its next frame is due skips to the newest frame
 live reader does; those skipped frames are ``dropped_frames``. Events go to one central
 store (SQLite in a temporary folder) through a single writer, as `serve` does.
 
-Workers are processes (``runner="local"``) or Ray actors (``runner="ray"``), each with its
-own model runtimes and a batching service; cameras are threads inside them. ``ratio``
+Workers are processes (``runner="local"``) or Ray actors (``runner="ray"``); cameras are
+threads inside them. The shared models run where ``inference`` says: ``thread``, each worker
+has its own runtimes and a batching thread; ``process``, one inference server process
+(`crowdsight.models.inference_process`) serves every worker of the machine, frames travelling
+through shared memory, so batches span all cameras and the batching service does not compete
+with camera threads for Python's GIL. ``ratio``
 compares the aggregate pipeline frame rate with the frame rate the batched models alone
 sustain for the same work per frame, measured in the same run: near 1, the models are the
 limit; far below 1 with no drops, the offered load is below the models' capacity (more
@@ -38,13 +42,14 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdsight.config.pipeline import Mode
-from crowdsight.config.runtime import Backend, RuntimeConfig
+from crowdsight.config.runtime import Backend, Inference, RuntimeConfig, SharedInferenceConfig
 from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame, ImageRGB
 from crowdsight.models.batching import BatchingRuntime, BatchStats
+from crowdsight.models.inference_process import ChannelSpec, InferenceServer, connect, onnx_model
 from crowdsight.models.manifest import installed_model
-from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime
+from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime, uses_accelerator
 
 RunnerKind = Literal["local", "ray"]
 
@@ -70,6 +75,9 @@ class MultiBenchConfig:
         ray_address: Ray cluster to join (None: start a local one).
         warmup_s: Seconds the workers get to load and warm their models before the streams
             start together (a worker not ready by then fails the run).
+        inference: Where the shared models run (`SharedInferenceConfig.inference`):
+            ``thread`` per worker, ``process`` (one inference server for all local
+            workers), ``auto`` (process on a GPU).
     """
 
     cameras: int
@@ -86,10 +94,22 @@ class MultiBenchConfig:
     device: str = "auto"
     ray_address: str | None = None
     warmup_s: float = 30.0
+    inference: Inference = "auto"
 
     def n_workers(self) -> int:
         """Workers actually used."""
         return max(1, min(self.cameras, self.workers or os.cpu_count() or 1))
+
+    def shared(self) -> SharedInferenceConfig:
+        """The batching settings as the config tree declares them."""
+        return SharedInferenceConfig(
+            inference=self.inference, max_batch=self.max_batch, max_wait_ms=self.max_wait_ms
+        )
+
+    def placement(self) -> Literal["thread", "process"]:
+        """``thread`` or ``process`` (``auto`` resolved: process when models run on a GPU)."""
+        runtime = RuntimeConfig.from_env(backend=self.backend, device=self.device)
+        return self.shared().placement(uses_accelerator(runtime))
 
 
 @dataclass
@@ -246,6 +266,7 @@ def run_worker(
     jpegs: Sequence[bytes],
     t0: float,
     emit: Callable[[list[Any]], None] | None = None,
+    channel: ChannelSpec | None = None,
 ) -> WorkerStats:
     """One worker: shared batched models, one thread per camera, paced from ``t0`` (epoch s).
 
@@ -255,28 +276,40 @@ def run_worker(
         jpegs: The source frames as JPEG bytes (each camera decodes its own copy).
         t0: Wall-clock start of the streams (warm-up happens before it).
         emit: Called with each frame's events (the central store's writer).
+        channel: This worker's channel to the inference server (``inference="process"``);
+            None: the worker batches its own models in a thread.
     """
     from crowdsight.config.pipeline import PipelineSettings
     from crowdsight.pipeline.camera import CameraPipeline
 
     stats = WorkerStats()
-    threads_per_model = 1 if cfg.backend == "onnxruntime" else None
-    det_rt = BatchingRuntime(
-        _make_runtime(installed_model("people-ssdlite").file(".onnx"), cfg, threads_per_model),
-        max_batch=cfg.max_batch,
-        max_wait_ms=cfg.max_wait_ms,
-        name="bench-detector",
-    )
-    dens_rt = (
-        BatchingRuntime(
-            _make_runtime(installed_model("csrnet").file("csrnet.onnx"), cfg, threads_per_model),
-            max_batch=min(4, cfg.max_batch),  # full frames: 4 × 1080p is ~11 GB of fp16
+    client = connect(channel) if channel is not None else None
+    batchers: list[tuple[str, BatchingRuntime]] = []
+    det_rt: Runtime
+    dens_rt: Runtime | None = None
+    if client is not None:
+        det_rt = client.runtime("detector")
+        if cfg.density_every_s is not None:
+            dens_rt = client.runtime("density")
+    else:
+        threads_per_model = 1 if cfg.backend == "onnxruntime" else None
+        det_b = BatchingRuntime(
+            _make_runtime(_detector_path(), cfg, threads_per_model),
+            max_batch=cfg.max_batch,
             max_wait_ms=cfg.max_wait_ms,
-            name="bench-density",
+            name="bench-detector",
         )
-        if cfg.density_every_s is not None
-        else None
-    )
+        det_rt = det_b
+        batchers.append(("detector", det_b))
+        if cfg.density_every_s is not None:
+            dens_b = BatchingRuntime(
+                _make_runtime(_density_path(), cfg, threads_per_model),
+                max_batch=_density_batch(cfg),
+                max_wait_ms=cfg.max_wait_ms,
+                name="bench-density",
+            )
+            dens_rt = dens_b
+            batchers.append(("density", dens_b))
     settings = PipelineSettings(
         density=cfg.density_every_s is not None,
         density_every_s=cfg.density_every_s or 0.0,
@@ -334,12 +367,59 @@ def run_worker(
         t.join()
     for p in pipelines.values():
         p.wait_for_density()
-    det_rt.close()
-    stats.detector = _stats_dict(det_rt.stats())
-    if dens_rt is not None:
-        dens_rt.close()
-        stats.density = _stats_dict(dens_rt.stats())
+    for name, b in batchers:
+        b.close()
+        setattr(stats, name, _stats_dict(b.stats()))
+    if client is not None:
+        client.close()  # the server's batch statistics are read by the parent
     return stats
+
+
+def _detector_path() -> Path:
+    return installed_model("people-ssdlite").file(".onnx")
+
+
+def _density_path() -> Path:
+    return installed_model("csrnet").file("csrnet.onnx")
+
+
+def _density_batch(cfg: MultiBenchConfig) -> int:
+    """Full frames per density call: at most 4 (4 × 1080p float16 activations are ~11 GB)."""
+    return min(4, cfg.max_batch)
+
+
+def _start_server(cfg: MultiBenchConfig, channels: int) -> InferenceServer:
+    """The inference server for ``inference="process"``: detector and density, one channel per
+    worker. Its models get the backend's default threads (all cores): they are the only ones.
+    """
+    runtime = RuntimeConfig.from_env(backend=cfg.backend, device=cfg.device, dynamic_batch=True)
+    shared = cfg.shared()
+    models = [
+        onnx_model(
+            "detector",
+            _detector_path(),
+            runtime,
+            max_batch=cfg.max_batch,
+            max_wait_ms=cfg.max_wait_ms,
+        )
+    ]
+    if cfg.density_every_s is not None:
+        models.append(
+            onnx_model(
+                "density",
+                _density_path(),
+                runtime,
+                max_batch=_density_batch(cfg),
+                max_wait_ms=cfg.max_wait_ms,
+            )
+        )
+    return InferenceServer(
+        models,
+        channels=channels,
+        slots=shared.slots,
+        slot_bytes=int(shared.slot_mib * (1 << 20)),
+        start_timeout_s=cfg.warmup_s * 4,
+    )
 
 
 class _Emitting:
@@ -363,9 +443,10 @@ def _process_worker(
     t0: float,
     events: Any,
     results: Any,
+    channel: ChannelSpec | None = None,
 ) -> None:
     try:
-        stats = run_worker(cfg, camera_ids, jpegs, t0, emit=events.put)
+        stats = run_worker(cfg, camera_ids, jpegs, t0, emit=events.put, channel=channel)
     except Exception as exc:  # reported to the parent, which raises it
         stats = WorkerStats(error=f"{exc.__class__.__name__}: {exc}")
     results.put(stats)
@@ -419,7 +500,7 @@ def _model_only_fps(
     frame (``tiles`` detector calls + one density map every ``density_every_s``).
     """
     rng = np.random.default_rng(0)
-    det = _make_runtime(installed_model("people-ssdlite").file(".onnx"), cfg, None)
+    det = _make_runtime(_detector_path(), cfg, None)
     x = (rng.random((batch, 3, 300, 300)) * 255).astype(np.float32)
     det.run({"image": x})
     n = 0
@@ -435,7 +516,7 @@ def _model_only_fps(
         h8, w8 = (img.shape[0] + 7) // 8 * 8, (img.shape[1] + 7) // 8 * 8
         db = max(1, min(batch // 4, 8))
         dx = (rng.random((db, 3, h8, w8)) * 255).astype(np.float32)
-        dens = _make_runtime(installed_model("csrnet").file("csrnet.onnx"), cfg, None)
+        dens = _make_runtime(_density_path(), cfg, None)
         dens.run({"image": dx})
         m = 0
         t0 = time.perf_counter()
@@ -487,18 +568,36 @@ def run_multi_bench(
         raise ConfigError("cameras must be at least 1")
     if cfg.fps <= 0 or cfg.seconds <= 0:
         raise ConfigError("fps and seconds must be positive")
+    placement = cfg.placement()
+    if placement == "process" and cfg.runner == "ray":
+        raise ConfigError(
+            "--inference process serves the workers of one machine: use --runner local, or "
+            "--inference thread with --runner ray"
+        )
     jpegs = load_jpegs(source, n_source_frames, cfg.size)
     cams = [f"cam{i:04d}" for i in range(cfg.cameras)]
     groups = _split(cams, cfg.n_workers())
-    with tempfile.TemporaryDirectory(prefix="crowdsight-multibench-") as tmp:
-        writer = _StoreWriter(Path(tmp))
-        t0 = time.time() + cfg.warmup_s  # models load and warm up before t0
-        gpu = _GpuSampler(t0, t0 + cfg.seconds)
-        if cfg.runner == "ray":
-            stats = _run_ray(cfg, groups, jpegs, t0, writer)
-        else:
-            stats = _run_local(cfg, groups, jpegs, t0, writer)
-        stored = writer.close()
+    server = _start_server(cfg, len(groups)) if placement == "process" else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="crowdsight-multibench-") as tmp:
+            writer = _StoreWriter(Path(tmp))
+            t0 = time.time() + cfg.warmup_s  # models load and warm up before t0
+            gpu = _GpuSampler(t0, t0 + cfg.seconds)
+            if cfg.runner == "ray":
+                stats = _run_ray(cfg, groups, jpegs, t0, writer)
+            else:
+                channels = server.specs if server is not None else None
+                stats = _run_local(cfg, groups, jpegs, t0, writer, channels)
+            stored = writer.close()
+        if server is not None:
+            served = server.stats()
+            for s in stats:  # one server: every worker reports its figures
+                s.detector = _stats_dict(served["detector"])
+                if "density" in served:
+                    s.density = _stats_dict(served["density"])
+    finally:
+        if server is not None:
+            server.close()
     errors = [s.error for s in stats if s.error]
     if errors:
         raise ConfigError(f"a bench worker failed: {errors[0]}")
@@ -506,7 +605,7 @@ def run_multi_bench(
     lat = [x for s in stats for x in s.latencies_ms]
     processed = sum(s.processed for s in stats)
     tiles = statistics.mean(s.tiles_per_frame for s in stats) or 1.0
-    det_batches = [s.detector for s in stats]
+    det_batches = [s.detector for s in stats][: 1 if server is not None else None]
     mean_rows = statistics.mean(d.get("mean_rows", 1.0) for d in det_batches) or 1.0
     model = _model_only_fps(cfg, jpegs, tiles, max(1, round(mean_rows)), seconds=3.0)
     aggregate = processed / cfg.seconds
@@ -514,6 +613,7 @@ def run_multi_bench(
         "cameras": cfg.cameras,
         "runner": cfg.runner,
         "backend": cfg.backend,
+        "inference": placement,
         "workers": len(groups),
         "fps_per_camera_target": cfg.fps,
         "resolution": f"{_decode(jpegs[0]).shape[1]}x{_decode(jpegs[0]).shape[0]}",
@@ -527,8 +627,9 @@ def run_multi_bench(
         "store_errors": writer.errors,
         "density_maps": sum(s.density_maps for s in stats),
         "detector_tiles_per_frame": tiles,
+        "detector_mean_batch": round(mean_rows, 2),
         "detector_batches": det_batches,
-        "density_batches": [s.density for s in stats],
+        "density_batches": [s.density for s in stats][: 1 if server is not None else None],
         "gpu_util": gpu.mean(),
         **model,
         "ratio": round(aggregate / model["model_fps"], 3) if model["model_fps"] else None,
@@ -542,13 +643,18 @@ def _run_local(
     jpegs: list[bytes],
     t0: float,
     writer: _StoreWriter,
+    channels: Sequence[ChannelSpec] | None = None,
 ) -> list[WorkerStats]:
     ctx = mp.get_context("spawn")
     events: Any = ctx.Queue()
     results: Any = ctx.Queue()
     procs = [
-        ctx.Process(target=_process_worker, args=(cfg, g, jpegs, t0, events, results), daemon=True)
-        for g in groups
+        ctx.Process(
+            target=_process_worker,
+            args=(cfg, g, jpegs, t0, events, results, channels[i] if channels else None),
+            daemon=True,
+        )
+        for i, g in enumerate(groups)
     ]
     for p in procs:
         p.start()

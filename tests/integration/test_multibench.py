@@ -69,6 +69,29 @@ def test_local_runner_two_cameras_share_batched_models(shared_data: Path, models
 
 @pytest.mark.models
 @pytest.mark.slow
+def test_process_inference_serves_every_worker_from_one_server(
+    shared_data: Path, models: None
+) -> None:
+    cfg = MultiBenchConfig(
+        cameras=2,
+        fps=2.0,
+        seconds=4.0,
+        size=(320, 240),
+        workers=2,
+        density_every_s=2.0,
+        warmup_s=30.0,
+        inference="process",
+    )
+    r = run_multi_bench(shared_data / "mall" / "frames", cfg, n_source_frames=8)
+    _check(r, 2, "local", "onnxruntime")
+    # Two worker processes, one inference server: one set of batch statistics.
+    assert r["inference"] == "process" and r["workers"] == 2
+    assert len(r["detector_batches"]) == 1 and len(r["density_batches"]) == 1
+    assert r["density_batches"][0]["rows"] >= 2
+
+
+@pytest.mark.models
+@pytest.mark.slow
 def test_torch_backend_runs_the_same_bench(shared_data: Path, models: None) -> None:
     pytest.importorskip("torch", reason="the torch backend is optional: crowdsight[gpu]")
     cfg = MultiBenchConfig(
