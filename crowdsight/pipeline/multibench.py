@@ -125,6 +125,7 @@ class WorkerStats:
     detector: dict[str, float] = field(default_factory=dict)
     density: dict[str, float] = field(default_factory=dict)
     tiles_per_frame: float = 0.0
+    inline_requests: int = 0
     error: str | None = None
 
 
@@ -371,6 +372,7 @@ def run_worker(
         b.close()
         setattr(stats, name, _stats_dict(b.stats()))
     if client is not None:
+        stats.inline_requests = client.inline_requests  # requests that fit no free slot
         client.close()  # the server's batch statistics are read by the parent
     return stats
 
@@ -388,7 +390,9 @@ def _density_batch(cfg: MultiBenchConfig) -> int:
     return min(4, cfg.max_batch)
 
 
-def _start_server(cfg: MultiBenchConfig, channels: int) -> InferenceServer:
+def _start_server(
+    cfg: MultiBenchConfig, channels: int, frame_wh: tuple[int, int]
+) -> InferenceServer:
     """The inference server for ``inference="process"``: detector and density, one channel per
     worker. Its models get the backend's default threads (all cores): they are the only ones.
     """
@@ -413,11 +417,14 @@ def _start_server(cfg: MultiBenchConfig, channels: int) -> InferenceServer:
                 max_wait_ms=cfg.max_wait_ms,
             )
         )
+    w8, h8 = ((v + 7) // 8 * 8 for v in frame_wh)  # the density input, padded to 8
     return InferenceServer(
         models,
         channels=channels,
         slots=shared.slots,
         slot_bytes=int(shared.slot_mib * (1 << 20)),
+        large_slots=shared.frame_slots if cfg.density_every_s is not None else 0,
+        large_slot_bytes=3 * h8 * w8 * 4 + 4096,
         start_timeout_s=cfg.warmup_s * 4,
     )
 
@@ -577,7 +584,9 @@ def run_multi_bench(
     jpegs = load_jpegs(source, n_source_frames, cfg.size)
     cams = [f"cam{i:04d}" for i in range(cfg.cameras)]
     groups = _split(cams, cfg.n_workers())
-    server = _start_server(cfg, len(groups)) if placement == "process" else None
+    first = _decode(jpegs[0])
+    frame_wh = (first.shape[1], first.shape[0])
+    server = _start_server(cfg, len(groups), frame_wh) if placement == "process" else None
     try:
         with tempfile.TemporaryDirectory(prefix="crowdsight-multibench-") as tmp:
             writer = _StoreWriter(Path(tmp))
@@ -628,6 +637,7 @@ def run_multi_bench(
         "density_maps": sum(s.density_maps for s in stats),
         "detector_tiles_per_frame": tiles,
         "detector_mean_batch": round(mean_rows, 2),
+        "inline_requests": sum(s.inline_requests for s in stats),
         "detector_batches": det_batches,
         "density_batches": [s.density for s in stats][: 1 if server is not None else None],
         "gpu_util": gpu.mean(),

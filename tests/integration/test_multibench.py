@@ -88,6 +88,8 @@ def test_process_inference_serves_every_worker_from_one_server(
     assert r["inference"] == "process" and r["workers"] == 2
     assert len(r["detector_batches"]) == 1 and len(r["density_batches"]) == 1
     assert r["density_batches"][0]["rows"] >= 2
+    # Tiles and full frames all travelled through shared-memory slots, none pickled.
+    assert r["inline_requests"] == 0
 
 
 @pytest.mark.models

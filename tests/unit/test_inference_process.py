@@ -90,6 +90,23 @@ def test_a_request_larger_than_a_slot_goes_through_the_pipe() -> None:
     np.testing.assert_allclose(total, x.sum(axis=(1, 2, 3)), rtol=1e-6)
 
 
+def test_full_frames_use_the_large_slots_and_tiles_the_small_ones() -> None:
+    with _server(slot_bytes=4096, slots=1, large_slots=1, large_slot_bytes=64 << 10) as server:
+        client = server.client()
+        rt = client.runtime("double")
+        frame = np.random.default_rng(2).random((2, 3, 32, 32)).astype(np.float32)  # 24 KiB
+        tile = np.ones((1, 3, 8, 8), np.float32)  # 768 bytes
+        results = _concurrently(lambda i: rt.run({"image": [frame, tile][i]}), 2)
+        assert client.inline_requests == 0
+    np.testing.assert_allclose(results[0][0], frame * 2)
+    np.testing.assert_array_equal(results[1][0], tile * 2)
+
+
+def test_too_little_shared_memory_is_one_clear_error_before_starting() -> None:
+    with pytest.raises(ModelError, match=r"MiB of shared memory .* --shm-size"):
+        _server(slots=4, slot_bytes=1 << 50)
+
+
 def test_model_errors_reach_the_caller_and_the_server_keeps_serving() -> None:
     with _server() as server:
         rt = server.runtime("double")
