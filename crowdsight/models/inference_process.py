@@ -71,6 +71,10 @@ Array = npt.NDArray[Any]
 _ALIGN = 64
 """Byte alignment of each array inside a slot (cache lines; SIMD loads)."""
 
+_BYE = "bye"
+"""A client leaving: the server answers it with the same word and stops reading that channel,
+which wakes the client's reader thread (closing a pipe does not wake a blocked reader)."""
+
 # (name, shape, dtype string, byte offset inside the slot)
 _Layout = list[tuple[str, tuple[int, ...], str, int]]
 
@@ -214,10 +218,8 @@ def _serve(
             break
     for b in batchers:
         b.close()  # answers what is queued
-    for conn in conns:
-        conn.close()
-    for t in threads:
-        t.join(5)
+    # Channel threads may sit in recv(); they end with the process, whose exit closes the
+    # pipes, which is what tells remaining clients that the server is gone.
     for shm in shms:
         with contextlib.suppress(BufferError):  # a view alive in a stuck thread: exit unmaps
             shm.close()
@@ -229,9 +231,14 @@ def _channel_loop(conn: Connection, buf: memoryview, batchers: Sequence[Batching
     send_lock = threading.Lock()
     while True:
         try:
-            req_id, model, base, capacity, payload = conn.recv()
+            msg = conn.recv()
         except (EOFError, OSError):
             return
+        if msg == _BYE:
+            with send_lock, contextlib.suppress(OSError, ValueError):
+                conn.send(_BYE)
+            return
+        req_id, model, base, capacity, payload = msg
         inputs = _views(buf, base, payload) if base >= 0 else payload
         reply = functools.partial(_reply, conn, send_lock, buf, base, capacity, req_id)
         try:
@@ -320,6 +327,7 @@ class InferenceClient:
             if self._error is not None:
                 raise ModelError(self._error)
             slot = next((free.pop() for size, free in self._free if need <= size and free), -1)
+            self.inline_requests += int(slot < 0)
             req_id = next(self._ids)
             self._pending[req_id] = (fut, slot)
         base, capacity = self._slots[slot] if slot >= 0 else (-1, 0)
@@ -327,7 +335,6 @@ class InferenceClient:
             _write(self._buf, base, layout, [a for _, a in arrays])
             payload: Any = layout
         else:
-            self.inline_requests += 1
             payload = dict(arrays)
         try:
             with self._send_lock:
@@ -339,10 +346,13 @@ class InferenceClient:
     def _read(self) -> None:
         while True:
             try:
-                req_id, kind, body = self._conn.recv()
+                msg = self._conn.recv()
             except (EOFError, OSError):
                 self._fail("the inference server stopped (its process ended)")
                 return
+            if msg == _BYE:
+                return
+            req_id, kind, body = msg
             with self._lock:
                 entry = self._pending.pop(req_id, None)
             if entry is None:  # already failed by `_fail`
@@ -373,8 +383,11 @@ class InferenceClient:
     def close(self) -> None:
         """Close the pipe and detach the shared memory (the server's owner unlinks it)."""
         self._fail("the inference client is closed")
+        if self._reader.is_alive():
+            with self._send_lock, contextlib.suppress(OSError, ValueError):
+                self._conn.send(_BYE)
+            self._reader.join(5)
         self._conn.close()
-        self._reader.join(5)
         self._buf = memoryview(b"")
         with contextlib.suppress(BufferError):  # a view still referenced: unmapped at exit
             self._shm.close()
@@ -545,6 +558,8 @@ class InferenceServer:
         if self._closed:
             return
         self._closed = True
+        for client in self._clients.values():
+            client.close()
         with self._control_lock:
             try:
                 self._control.send("stop")
@@ -552,8 +567,6 @@ class InferenceServer:
                     self._control.recv()
             except (EOFError, OSError):
                 pass
-        for client in self._clients.values():
-            client.close()
         self._stop_process(timeout_s)
         self._control.close()
         for spec in self.specs:
