@@ -448,39 +448,56 @@ class TorchRuntime:
         return list(self._traced)
 
     def _callable(self, tensors: Sequence[Tensor]) -> Callable[..., tuple[Tensor, ...]]:
-        """The function that runs these inputs: the traced module for their shape, or the graph."""
+        """The function that runs these inputs: the traced module for their shape, or the graph.
+
+        A graph whose ONNX file fixes the batch (a Reshape to a constant size, as NanoDet's
+        head has) cannot take a free batch axis; it is traced per exact shape instead.
+        """
         if not self.trace:
             return self._fn
         key = tuple((tuple(t.shape[1:]), t.dtype) for t in tensors)
-        fn = self._traced.get(key)
+        exact = (tuple(int(t.shape[0]) for t in tensors), key)
+        fn = self._traced.get(key) or self._traced.get(exact)
         if fn is None:
             with self._trace_lock:
-                fn = self._traced.get(key)
+                fn = self._traced.get(key) or self._traced.get(exact)
                 if fn is None:
-                    fn = self._export(tensors)
-                    self._traced[key] = fn
+                    fn = self._export(tensors, free_batch=True)
+                    if fn is not None:
+                        self._traced[key] = fn
+                    else:
+                        fn = self._export(tensors, free_batch=False) or self.graph
+                        self._traced[exact] = fn
         return fn
 
-    def _export(self, tensors: Sequence[Tensor]) -> Callable[..., tuple[Tensor, ...]]:
-        """The graph recorded by ``torch.export`` with a free batch axis (graph on failure).
+    def _export(
+        self, tensors: Sequence[Tensor], *, free_batch: bool
+    ) -> Callable[..., tuple[Tensor, ...]] | None:
+        """The graph recorded by ``torch.export`` (None when export cannot follow it).
 
-        The example batch has two rows (copies of the first): export specialises axes of
-        size 1, and the traced module must take any batch size.
+        With a free batch axis the example batch has two rows (copies of the first): export
+        specialises axes of size 1, and the traced module must take any batch size.
         """
         from torch.export import Dim, export
 
-        batch = Dim("batch", min=1)
-        example = tuple(torch.cat([t[:1], t[:1]]) for t in tensors)
         try:
-            program = export(
-                self.graph,
-                example,
-                dynamic_shapes=(tuple({0: batch} for _ in example),),
-                strict=False,
-            )
+            if free_batch:
+                batch = Dim("batch", min=1)
+                example = tuple(torch.cat([t[:1], t[:1]]) for t in tensors)
+                program = export(
+                    self.graph,
+                    example,
+                    dynamic_shapes=(tuple({0: batch} for _ in example),),
+                    strict=False,
+                )
+            else:
+                program = export(self.graph, tuple(tensors), strict=False)
         except Exception as exc:  # export cannot follow every graph; interpreting still works
-            log.warning("torch.export failed (%s); interpreting the graph node by node", exc)
-            return self.graph
+            how = "with a free batch axis" if free_batch else "for this shape"
+            log.info("torch.export %s failed (%s)", how, str(exc).splitlines()[0])
+            if not free_batch:
+                log.warning("torch.export failed; interpreting the graph node by node: %s", exc)
+            return None
         module: Callable[..., tuple[Tensor, ...]] = program.module()
         return module
 

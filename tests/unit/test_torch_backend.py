@@ -222,3 +222,16 @@ def test_bundled_graphs_match_onnxruntime(
     for h, w in zip(half, want, strict=True):
         scale = max(1.0, float(np.abs(w).max()))
         assert float(np.abs(h - w).max()) <= 0.05 * scale
+
+
+@pytest.mark.models
+def test_a_graph_with_a_fixed_batch_is_traced_for_its_exact_shape() -> None:
+    # NanoDet's head reshapes to a constant size, so export cannot free its batch axis.
+    path = _installed("nanodet", "nanodet.onnx")
+    x = (np.random.default_rng(3).random((1, 3, 416, 416)) * 255).astype(np.float32)
+    rt = TorchRuntime(path, device="cpu")
+    got = rt.run({rt.input_names[0]: x})
+    assert rt.traced_shapes == [((1,), (((3, 416, 416), torch.float32),))]
+    want = TorchRuntime(path, device="cpu", trace=False).run({rt.input_names[0]: x})
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * max(1.0, float(np.abs(w).max())))
