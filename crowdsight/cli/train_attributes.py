@@ -24,9 +24,18 @@ from rich.console import Console
 
 from crowdsight.cli.apps import train_app
 from crowdsight.core.errors import InputError
+from crowdsight.core.types import ImageRGB
 from crowdsight.describe import peta
 from crowdsight.describe.colours import COLOUR_NAMES
-from crowdsight.describe.features import FEATURE_VERSION, CropFeatures, cached_features
+from crowdsight.describe.features import (
+    DEGRADE_BLUR_SIGMA,
+    DEGRADE_HEIGHT,
+    DEGRADE_JPEG_QUALITY,
+    FEATURE_VERSION,
+    CropFeatures,
+    cached_features,
+    degrade_crop,
+)
 from crowdsight.describe.heads import HEADS_FILE
 
 console = Console(stderr=True)
@@ -58,10 +67,24 @@ def find_subsets(roots: list[Path], names: list[str]) -> list[tuple[Path, str]]:
     return out
 
 
+def _read_degraded(path: Path) -> ImageRGB:
+    """A training crop as a CCTV-like copy (`features.degrade_crop`)."""
+    return degrade_crop(peta.read_crop(path))
+
+
 def load_features(
-    pairs: list[tuple[Path, str]], cache_dir: Path | None, threads: int | None
+    pairs: list[tuple[Path, str]],
+    cache_dir: Path | None,
+    threads: int | None,
+    *,
+    degraded: bool = False,
 ) -> tuple[list[peta.PetaItem], np.ndarray]:
-    """Items and feature rows of several subsets (features cached per subset)."""
+    """Items and feature rows of several subsets (features cached per subset).
+
+    With ``degraded``, every crop also appears a second time as a degraded copy
+    (`features.degrade_crop`), with the same labels and identity (so cross-validation keeps
+    both copies of a person in one fold).
+    """
     extractor: list[CropFeatures] = []
 
     def make() -> CropFeatures:
@@ -76,9 +99,15 @@ def load_features(
     for root, name in pairs:
         sub = peta.iter_subset(root, name)
         t0 = time.perf_counter()
-        feats.append(cached_features([it.image for it in sub], peta.read_crop, make, cache_dir))
-        console.print(f"{name}: {len(sub)} crops, features in {time.perf_counter() - t0:.1f} s")
+        paths = [it.image for it in sub]
+        feats.append(cached_features(paths, peta.read_crop, make, cache_dir))
         items += sub
+        if degraded:
+            feats.append(
+                cached_features(paths, _read_degraded, make, cache_dir, variant="degraded")
+            )
+            items += sub
+        console.print(f"{name}: {len(sub)} crops, features in {time.perf_counter() - t0:.1f} s")
     return items, np.concatenate(feats)
 
 
@@ -99,6 +128,13 @@ def train_attributes(
     ] = None,
     no_cache: Annotated[bool, typer.Option(help="Recompute features.")] = False,
     threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    degraded_copies: Annotated[
+        bool,
+        typer.Option(
+            help="Also train on a degraded, CCTV-like copy of every crop (shrunk, blurred, "
+            "JPEG-coded; see features.degrade_crop)."
+        ),
+    ] = False,
 ) -> None:
     """Train the upper/lower colour and yes/no clothing/carried-object heads, write a manifest.
 
@@ -109,7 +145,7 @@ def train_attributes(
     names = [s.strip() for s in subsets.split(",") if s.strip()]
     pairs = find_subsets(peta_dirs, names)
     cache = None if no_cache else (cache_dir or default_cache())
-    items, feats = load_features(pairs, cache, threads)
+    items, feats = load_features(pairs, cache, threads, degraded=degraded_copies)
     t_feat = time.perf_counter() - t_start
     from crowdsight.describe.training import C_GRID, N_FOLDS, train_heads
 
@@ -125,6 +161,13 @@ def train_attributes(
         "data_licence": "PETA: research-only; no images are shipped, only these heads",
         "split": "trained on the listed subsets; GRID and CAVIAR4REID held out for testing; "
         f"hyperparameters and thresholds by {N_FOLDS}-fold cross-validation grouped by identity",
+        "degraded_copies": {
+            "height_px": DEGRADE_HEIGHT,
+            "blur_sigma_px": DEGRADE_BLUR_SIGMA,
+            "jpeg_quality": DEGRADE_JPEG_QUALITY,
+        }
+        if degraded_copies
+        else None,
         "c_grid": list(C_GRID),
         "n_crops": report.n_crops,
         "n_identities": report.n_identities,
@@ -142,5 +185,6 @@ def train_attributes(
         f"wrote {out} ({out.stat().st_size / 1024:.0f} KiB) in {t_total:.0f} s; "
         f"CV mA {report.cv['summary']['binary_mA']}, upper "
         f"{report.cv['summary']['upper_colour_accuracy']}, lower "
-        f"{report.cv['summary']['lower_colour_accuracy']}"
+        f"{report.cv['summary']['lower_colour_accuracy']}, carrying "
+        f"{report.cv['summary']['carrying_accuracy']}"
     )

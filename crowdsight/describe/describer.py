@@ -44,7 +44,7 @@ from crowdsight.describe.colours import (
     region_votes,
     winner,
 )
-from crowdsight.describe.heads import AttributeHeads
+from crowdsight.describe.heads import AttributeHeads, carrying_probability
 
 if TYPE_CHECKING:
     from crowdsight.config.runtime import RuntimeConfig
@@ -412,8 +412,14 @@ class TrackDescriber:
             if name in said and name != "short_sleeves":
                 parts.append(f"{ATTRIBUTE_WORDS.get(name, name)} ({conf[name]:.2f})")
                 stated.append(name)
-        text = "person: " + (", ".join(parts) if parts else "no confident description")
         carried = ("backpack", "messenger_bag", "plastic_bag", "luggage")
+        if p_bin.size:
+            p_any = float(carrying_probability(np.asarray(p_bin, np.float32), names))
+            conf["carrying"] = round(p_any, 3)
+            if not said & set(carried) and p_any >= self.heads.carrying_text:
+                parts.append(f"carrying a bag ({p_any:.2f})")  # kind unsure, a bag likely
+                stated.append("carrying")
+        text = "person: " + (", ".join(parts) if parts else "no confident description")
         return Description(
             track_id=tid,
             kind="person",

@@ -51,6 +51,14 @@ LAB_BINS = (4, 6, 6)
 #: Bumped whenever the feature layout changes (it is part of the cache key and of the heads).
 FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-v1"
 _BATCH = 32
+#: `degrade_crop` defaults, set a priori from the *sizes* of PETA's low-resolution test crops
+#: (CAVIAR4REID: median 69 px tall, 10th percentile 52 px; labels never looked at) and common
+#: CCTV encoder settings: the 128 px feature crop is shrunk to 64 px (half, close to that
+#: median), blurred with σ = 0.5 px at that size (soft optics/deinterlacing), coded as JPEG at
+#: quality 60 (middle of the 50–75 range of surveillance recorders) and scaled back.
+DEGRADE_HEIGHT = 64
+DEGRADE_BLUR_SIGMA = 0.5
+DEGRADE_JPEG_QUALITY = 60
 
 
 def _band_pool(fmap: FloatArray) -> FloatArray:
@@ -158,9 +166,40 @@ class CropFeatures:
         return np.concatenate([np.log1p(deep), colour], axis=1).astype(np.float32)
 
 
-def cache_key(paths: Sequence[Path]) -> str:
-    """A short key for a list of image files and the current feature layout."""
-    h = hashlib.sha256(FEATURE_VERSION.encode())
+def degrade_crop(
+    crop: ImageRGB,
+    *,
+    height: int = DEGRADE_HEIGHT,
+    blur_sigma: float = DEGRADE_BLUR_SIGMA,
+    jpeg_quality: int = DEGRADE_JPEG_QUALITY,
+) -> ImageRGB:
+    """A CCTV-like copy of a crop: shrunk to ``height`` px, blurred, JPEG-coded, scaled back.
+
+    Training on such copies next to the originals teaches the heads what colours and shapes
+    look like on small, compressed surveillance crops (the defaults are set a priori from the
+    sizes of PETA's low-resolution test crops, never from their labels; see the constants).
+    The result has the input's size, so it goes through `CropFeatures.extract` like any crop.
+    """
+    h, w = crop.shape[:2]
+    small: np.ndarray = crop
+    if h > height:
+        sw = max(1, round(w * height / h))
+        small = cv2.resize(crop, (sw, height), interpolation=cv2.INTER_AREA)
+    if blur_sigma > 0:
+        small = cv2.GaussianBlur(small, (0, 0), blur_sigma)
+    ok, buf = cv2.imencode(
+        ".jpg", np.ascontiguousarray(small[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality]
+    )
+    coded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    if coded is None:
+        raise ValueError("JPEG coding of a crop failed")
+    back = cv2.resize(coded[:, :, ::-1], (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.ascontiguousarray(back, dtype=np.uint8)
+
+
+def cache_key(paths: Sequence[Path], variant: str = "") -> str:
+    """A short key for a list of image files, a variant name and the current feature layout."""
+    h = hashlib.sha256((FEATURE_VERSION + variant).encode())
     for p in paths:
         st = p.stat()
         h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}".encode())
@@ -172,6 +211,8 @@ def cached_features(
     read: Callable[[Path], ImageRGB],
     extractor: Callable[[], CropFeatures],
     cache_dir: Path | None,
+    *,
+    variant: str = "",
 ) -> FloatArray:
     """`CropFeatures.extract` of image files, reusing ``cache_dir/<key>.npy`` when present.
 
@@ -180,8 +221,10 @@ def cached_features(
         read: Image reader (RGB).
         extractor: Builds the extractor (only called on a cache miss).
         cache_dir: Where to keep features between runs (None: no cache).
+        variant: Name of what ``read`` does beyond reading (e.g. ``"degraded"``); part of the
+            cache key so different readers of the same files never share a cache entry.
     """
-    path = cache_dir / f"features-{cache_key(images)}.npy" if cache_dir else None
+    path = cache_dir / f"features-{cache_key(images, variant)}.npy" if cache_dir else None
     if path is not None and path.is_file():
         return np.asarray(np.load(path), np.float32)
     feats = extractor().extract([read(p) for p in images])

@@ -6,7 +6,11 @@ one identity fall in the same fold (so a person is never both trained and scored
 * the L2 strength ``C`` of each head: the value of `C_GRID` with the lowest out-of-fold log
   loss (a proper scoring rule, so the chosen head is also the best-calibrated one);
 * each yes/no head's ``decision`` threshold: the out-of-fold threshold with the best mean of
-  positive and negative recall (PETA's mA), and its ``text`` threshold (`heads.TEXT_PRECISION`);
+  positive and negative recall (PETA's mA), its ``accuracy_decision`` threshold (best
+  out-of-fold accuracy) and its ``text`` threshold (`heads.TEXT_PRECISION`);
+* "carries a bag of any kind" (the noisy-OR of the carried-object heads,
+  `heads.carrying_probability`, applied to their out-of-fold probabilities): its decision
+  threshold by out-of-fold accuracy and its text threshold by out-of-fold precision;
 * each colour head's ``text`` threshold on the top probability (`heads.TEXT_ACCURACY`).
 
 The heads are fit on the first `N_COMPONENTS` principal components of the standardised
@@ -31,10 +35,12 @@ from crowdsight.describe import peta
 from crowdsight.describe.colours import N_COLOURS
 from crowdsight.describe.features import FEATURE_VERSION, n_colour_features
 from crowdsight.describe.heads import (
+    CARRIED,
     SHIPPED_BINARY,
     TEXT_ACCURACY,
     TEXT_PRECISION,
     AttributeHeads,
+    carrying_probability,
     check_labels,
 )
 
@@ -70,6 +76,13 @@ def best_threshold(prob: FloatArray, truth: npt.NDArray[np.bool_]) -> float:
     """The threshold (among the out-of-fold probabilities' percentiles) with the best mA."""
     cands = np.unique(np.quantile(prob, np.linspace(0.01, 0.99, 99)))
     scores = [balanced_accuracy(prob, truth, float(t)) for t in cands]
+    return float(cands[int(np.argmax(scores))])
+
+
+def accuracy_threshold(prob: FloatArray, truth: npt.NDArray[np.bool_]) -> float:
+    """The threshold (among the probabilities' percentiles and 0.5) with the best accuracy."""
+    cands = np.unique(np.concatenate([np.quantile(prob, np.linspace(0.01, 0.99, 99)), [0.5]]))
+    scores = [float(((prob >= t) == truth).mean()) for t in cands]
     return float(cands[int(np.argmax(scores))])
 
 
@@ -269,31 +282,37 @@ def train_heads(
             "share_stated": round(float((oof[lab].max(axis=1) >= text_t).mean()), 4),
         }
         log(f"  → C={c:g} {report.cv[f'{part}_colour']}")
-    bw, bb, dec, txt = [], [], [], []
+    bw, bb, dec, txt, acc_dec, oofs = [], [], [], [], [], []
     for name in binary_names:
         y = np.array([name in it.attributes for it in items])
         log(f"{name} head ({int(y.sum())} positive of {len(y)})")
         c, oof = _cv_binary(x, y, folds, log)
         t = best_threshold(oof, y)
+        ta = accuracy_threshold(oof, y)
         tt = precision_threshold(oof, y, t)
+        oofs.append(oof)
         clf = _fit(x, y.astype(np.intp), None, c)
         bw.append(np.asarray(clf.coef_[0], np.float32))
         bb.append(float(clf.intercept_[0]))
         dec.append(t)
+        acc_dec.append(ta)
         txt.append(tt)
         pred = oof >= t
         report.chosen_c[name] = c
         report.cv[name] = {
             "mA": round(balanced_accuracy(oof, y, t), 4),
-            "accuracy": round(float((pred == y).mean()), 4),
+            "accuracy": round(float(((oof >= ta) == y).mean()), 4),
             "positive_share": round(float(y.mean()), 4),
             "ece": round(
                 expected_calibration_error(np.where(oof >= 0.5, oof, 1 - oof), (oof >= 0.5) == y), 4
             ),
             "decision_threshold": round(t, 4),
+            "accuracy_threshold": round(ta, 4),
+            "accuracy_at_mA_threshold": round(float((pred == y).mean()), 4),
             "text_threshold": round(tt, 4),
         }
         log(f"  → C={c:g} {report.cv[name]}")
+    carry_t, carry_text = _cv_carrying(items, np.stack(oofs, axis=1), binary_names, report, log)
     heads = AttributeHeads(
         feature_version=FEATURE_VERSION,
         mean=mean.astype(np.float32),
@@ -308,11 +327,47 @@ def train_heads(
         decision=np.asarray(dec, np.float32),
         text=np.asarray(txt, np.float32),
         colour_text=np.asarray([colour["upper"][2], colour["lower"][2]], np.float32),
+        accuracy_decision=np.asarray(acc_dec, np.float32),
+        carrying_decision=carry_t,
+        carrying_text=carry_text,
     )
     mas = [report.cv[n]["mA"] for n in binary_names]
     report.cv["summary"] = {
         "binary_mA": round(float(np.mean(mas)), 4),
         "upper_colour_accuracy": report.cv["upper_colour"]["accuracy"],
         "lower_colour_accuracy": report.cv["lower_colour"]["accuracy"],
+        "carrying_accuracy": report.cv.get("carrying", {}).get("accuracy", float("nan")),
     }
     return heads, report
+
+
+def _cv_carrying(
+    items: Sequence[peta.PetaItem],
+    oof: FloatArray,
+    names: tuple[str, ...],
+    report: TrainReport,
+    log: Log,
+) -> tuple[float, float]:
+    """(decision, text) thresholds of "carries a bag", from the bag heads' out-of-fold output.
+
+    The truth is "any `heads.CARRIED` label"; the decision threshold maximises out-of-fold
+    accuracy (the figure `crowdsight eval attributes` reports as ``carrying_accuracy``).
+    """
+    if not any(n in CARRIED for n in names):
+        return 1.0, 1.0
+    y = np.array([any(n in it.attributes for n in CARRIED) for it in items])
+    p = carrying_probability(oof, names)
+    t = accuracy_threshold(p, y)
+    tt = precision_threshold(p, y, t)
+    loss = float(-np.mean(np.log(np.clip(np.where(y, p, 1 - p), 1e-6, 1))))
+    report.cv["carrying"] = {
+        "accuracy": round(float(((p >= t) == y).mean()), 4),
+        "baseline_accuracy": round(float(max(y.mean(), 1 - y.mean())), 4),
+        "log_loss": round(loss, 4),
+        "mA": round(balanced_accuracy(p, y, t), 4),
+        "positive_share": round(float(y.mean()), 4),
+        "decision_threshold": round(t, 4),
+        "text_threshold": round(tt, 4),
+    }
+    log(f"carrying (noisy-OR of the bag heads): {report.cv['carrying']}")
+    return t, tt

@@ -84,6 +84,9 @@ def _toy_heads(d: int, k: int = 2) -> AttributeHeads:
         decision=np.full(k, 0.3, np.float32),
         text=np.full(k, 0.6, np.float32),
         colour_text=np.array([0.5, 0.5], np.float32),
+        accuracy_decision=np.full(k, 0.5, np.float32),
+        carrying_decision=0.4,
+        carrying_text=0.6,
     )
 
 
