@@ -135,6 +135,10 @@ def train_attributes(
             "JPEG-coded; see features.degrade_crop)."
         ),
     ] = False,
+    c_grid: Annotated[
+        str | None,
+        typer.Option(help="Comma list of L2 strengths C tried per head (default: C_GRID)."),
+    ] = None,
 ) -> None:
     """Train the upper/lower colour and yes/no clothing/carried-object heads, write a manifest.
 
@@ -149,7 +153,8 @@ def train_attributes(
     t_feat = time.perf_counter() - t_start
     from crowdsight.describe.training import C_GRID, N_FOLDS, train_heads
 
-    heads, report = train_heads(items, feats, log=console.print)
+    grid = tuple(float(c) for c in c_grid.split(",")) if c_grid else C_GRID
+    heads, report = train_heads(items, feats, c_grid=grid, log=console.print)
     heads.save(out)
     t_total = time.perf_counter() - t_start
     manifest = {
@@ -168,7 +173,7 @@ def train_attributes(
         }
         if degraded_copies
         else None,
-        "c_grid": list(C_GRID),
+        "c_grid": list(grid),
         "n_crops": report.n_crops,
         "n_identities": report.n_identities,
         "labels": {"colours": list(COLOUR_NAMES), "binary": list(heads.binary_names)},

@@ -170,12 +170,16 @@ def _full_coef(clf: Any, d: int) -> tuple[FloatArray, FloatArray]:
 
 
 def _cv_colour(
-    x: FloatArray, truth: npt.NDArray[np.bool_], folds: list[npt.NDArray[np.intp]], log: Log
+    x: FloatArray,
+    truth: npt.NDArray[np.bool_],
+    folds: list[npt.NDArray[np.intp]],
+    log: Log,
+    c_grid: Sequence[float] = C_GRID,
 ) -> tuple[float, FloatArray]:
     """(chosen C, out-of-fold probabilities at that C) of one colour head."""
     labelled = np.nonzero(truth.any(axis=1))[0]
     best: tuple[float, float, FloatArray] | None = None
-    for c in C_GRID:
+    for c in c_grid:
         oof = np.zeros((len(x), N_COLOURS), np.float32)
         for test in folds:
             train = np.setdiff1d(labelled, test)
@@ -192,12 +196,16 @@ def _cv_colour(
 
 
 def _cv_binary(
-    x: FloatArray, y: npt.NDArray[np.bool_], folds: list[npt.NDArray[np.intp]], log: Log
+    x: FloatArray,
+    y: npt.NDArray[np.bool_],
+    folds: list[npt.NDArray[np.intp]],
+    log: Log,
+    c_grid: Sequence[float] = C_GRID,
 ) -> tuple[float, FloatArray]:
     """(chosen C, out-of-fold yes-probabilities at that C) of one yes/no head."""
     best: tuple[float, float, FloatArray] | None = None
     all_idx = np.arange(len(x))
-    for c in C_GRID:
+    for c in c_grid:
         oof = np.zeros(len(x), np.float32)
         for test in folds:
             train = np.setdiff1d(all_idx, test)
@@ -236,6 +244,7 @@ def train_heads(
     *,
     n_deep: int | None = None,
     binary_names: tuple[str, ...] = SHIPPED_BINARY,
+    c_grid: Sequence[float] = C_GRID,
     log: Log = lambda _: None,
 ) -> tuple[AttributeHeads, TrainReport]:
     """Cross-validate, choose, and fit every head on ``features`` of labelled ``items``.
@@ -246,6 +255,7 @@ def train_heads(
         n_deep: How many leading columns are CNN features (the rest are colour statistics;
             default: all but `features.n_colour_features`).
         binary_names: Yes/no attributes to train (must pass the never-list check).
+        c_grid: L2 strengths tried for every head.
         log: Progress callback.
     """
     if n_deep is None:
@@ -265,7 +275,7 @@ def train_heads(
     for part in ("upper", "lower"):
         truth = peta.truth_matrix([getattr(it, part) for it in items])
         log(f"{part} colour head ({int(truth.any(axis=1).sum())} labelled crops)")
-        c, oof = _cv_colour(x, truth, folds, log)
+        c, oof = _cv_colour(x, truth, folds, log, c_grid)
         lab = truth.any(axis=1)
         pred = oof.argmax(axis=1).astype(np.intp)
         hit = truth[np.arange(len(pred)), pred]
@@ -286,7 +296,7 @@ def train_heads(
     for name in binary_names:
         y = np.array([name in it.attributes for it in items])
         log(f"{name} head ({int(y.sum())} positive of {len(y)})")
-        c, oof = _cv_binary(x, y, folds, log)
+        c, oof = _cv_binary(x, y, folds, log, c_grid)
         t = best_threshold(oof, y)
         ta = accuracy_threshold(oof, y)
         tt = precision_threshold(oof, y, t)
