@@ -154,10 +154,10 @@ def eval_attributes(
     and negative recall) at the threshold chosen on training data. Every figure sits next to
     the most-frequent-answer baseline of the scored set itself (whose mA is 0.5).
     Yes/no accuracy is scored at the threshold chosen for accuracy, mA at the one chosen for mA
-    (both on training data). ``carrying_accuracy`` is the accuracy of "carries a bag of any
-    kind" (backpack, messenger bag, plastic bag or luggage; the noisy-OR of the bag heads at its
-    accuracy threshold); ``carrying_per_kind_accuracy`` is the mean accuracy of the four
-    carried-object attributes.
+    (both on training data). ``carrying_accuracy`` is the mean accuracy of the four
+    carried-object attributes (backpack, messenger bag, plastic bag, luggage), as before;
+    ``carrying_any_accuracy`` is the accuracy of "carries a bag of any kind" (the noisy-OR of
+    the bag heads at its accuracy threshold).
     """
     if method not in ("heads", "rules"):
         raise InputError(f"--method must be heads or rules, not {method!r}")
@@ -223,18 +223,16 @@ def eval_attributes(
             "lower_colour_accuracy": low["accuracy"],
             "mean_accuracy": _r((float(up["accuracy"]) + float(low["accuracy"])) / 2),  # type: ignore[arg-type]
             "binary_mA": _r(float(np.mean(mas))) if mas else None,
-            "carrying_accuracy": _r(acc_any) if scores is not None else None,
-            "carrying_per_kind_accuracy": _r(float(np.mean([acc[n] for n in carried])))
-            if carried
-            else None,
+            "carrying_any_accuracy": _r(acc_any) if scores is not None else None,
+            "carrying_accuracy": _r(float(np.mean([acc[n] for n in carried]))) if carried else None,
             "baseline_upper_colour_accuracy": up["baseline_accuracy"],
             "baseline_lower_colour_accuracy": low["baseline_accuracy"],
             "baseline_mean_accuracy": _r(
                 (float(up["baseline_accuracy"]) + float(low["baseline_accuracy"])) / 2  # type: ignore[arg-type]
             ),
             "baseline_binary_mA": 0.5 if mas else None,
-            "baseline_carrying_accuracy": _r(base_any) if scores is not None else None,
-            "baseline_carrying_per_kind_accuracy": _r(float(np.mean([base[n] for n in carried])))
+            "baseline_carrying_any_accuracy": _r(base_any) if scores is not None else None,
+            "baseline_carrying_accuracy": _r(float(np.mean([base[n] for n in carried])))
             if carried
             else None,
             "attributes": per_attr,
@@ -293,8 +291,8 @@ def _detector_carrying(items: list[peta.PetaItem], spec: str) -> dict[str, objec
     any_truth = np.array([bool(it.attributes & set(CARRIED)) for it in items])
     any_pred = np.array([bool(f - {"umbrella"}) for f in found])
     out["carrying"], (_, acc_any, base_any) = _binary_report(any_pred, any_truth)
-    out["carrying_accuracy"] = _r(acc_any)
-    out["baseline_carrying_accuracy"] = _r(base_any)
-    out["carrying_per_kind_accuracy"] = _r(float(np.mean(accs))) if accs else None
-    out["baseline_carrying_per_kind_accuracy"] = _r(float(np.mean(bases))) if bases else None
+    out["carrying_any_accuracy"] = _r(acc_any)
+    out["baseline_carrying_any_accuracy"] = _r(base_any)
+    out["carrying_accuracy"] = _r(float(np.mean(accs))) if accs else None
+    out["baseline_carrying_accuracy"] = _r(float(np.mean(bases))) if bases else None
     return out

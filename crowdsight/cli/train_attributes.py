@@ -191,5 +191,5 @@ def train_attributes(
         f"CV mA {report.cv['summary']['binary_mA']}, upper "
         f"{report.cv['summary']['upper_colour_accuracy']}, lower "
         f"{report.cv['summary']['lower_colour_accuracy']}, carrying "
-        f"{report.cv['summary']['carrying_accuracy']}"
+        f"{report.cv['summary']['carrying_any_accuracy']}"
     )

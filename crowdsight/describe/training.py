@@ -346,7 +346,7 @@ def train_heads(
         "binary_mA": round(float(np.mean(mas)), 4),
         "upper_colour_accuracy": report.cv["upper_colour"]["accuracy"],
         "lower_colour_accuracy": report.cv["lower_colour"]["accuracy"],
-        "carrying_accuracy": report.cv.get("carrying", {}).get("accuracy", float("nan")),
+        "carrying_any_accuracy": report.cv.get("carrying", {}).get("accuracy", float("nan")),
     }
     return heads, report
 
@@ -361,7 +361,7 @@ def _cv_carrying(
     """(decision, text) thresholds of "carries a bag", from the bag heads' out-of-fold output.
 
     The truth is "any `heads.CARRIED` label"; the decision threshold maximises out-of-fold
-    accuracy (the figure `crowdsight eval attributes` reports as ``carrying_accuracy``).
+    accuracy (the figure `crowdsight eval attributes` reports as ``carrying_any_accuracy``).
     """
     if not any(n in CARRIED for n in names):
         return 1.0, 1.0

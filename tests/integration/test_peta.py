@@ -76,6 +76,7 @@ def test_learned_heads_on_any_folder_of_the_same_layout(
         assert out[key] >= value - TOLERANCE, (key, out[key])
     assert out["binary_mA"] > out["baseline_binary_mA"]
     assert 0 <= out["carrying_accuracy"] <= 1
+    assert 0 <= out["carrying_any_accuracy"] <= 1
     assert "personal" not in res.stdout.lower()
 
 
