@@ -179,3 +179,26 @@ def browser() -> Iterator[Any]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def add_looping_camera(
+    server: LiveServer,
+    frames: list[Path],
+    tmp_path_factory: pytest.TempPathFactory,
+    **camera: Any,
+) -> str:
+    """Add a camera (``camera``: the API's fields, ``id`` included) looping over ``frames``.
+
+    The frames are linked into a fresh folder so the camera plays exactly these.
+    """
+    folder = tmp_path_factory.mktemp(f"{camera['id']}-frames")
+    for frame in frames:
+        (folder / frame.name).symlink_to(frame)
+    res = httpx.post(
+        f"{server.url}/api/cameras",
+        headers={"Authorization": f"Bearer {server.token()}"},
+        json={**camera, "source": str(folder), "loop": True},
+        timeout=10,
+    )
+    assert res.status_code in (200, 201), res.text
+    return str(camera["id"])

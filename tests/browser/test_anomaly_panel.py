@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.browser.conftest import LiveServer
+from tests.browser.conftest import LiveServer, add_looping_camera
 from tests.browser.test_dashboard import _live_tile, _q, _wait_for
 
-SCREENSHOT = Path("/tmp/i12/anomaly_panel.png")
+SCREENSHOT = Path("/tmp/crowdsight-anomaly-panel.png")
 LEARN_WAIT_S = 120.0
 
 
@@ -27,23 +26,9 @@ def ped2_camera(
     frames = sorted(source.glob("*.jpg"))
     if not frames:
         pytest.skip(f"no frames in {source}")
-    folder = tmp_path_factory.mktemp("ped2-frames")
-    for frame in frames:
-        (folder / frame.name).symlink_to(frame)
-    res = httpx.post(
-        f"{live_server.url}/api/cameras",
-        headers={"Authorization": f"Bearer {live_server.token()}"},
-        json={
-            "id": "walkway",
-            "name": "Walkway",
-            "source": str(folder),
-            "loop": True,
-            "density_every_s": 30.0,
-        },
-        timeout=10,
+    return add_looping_camera(
+        live_server, frames, tmp_path_factory, id="walkway", name="Walkway", density_every_s=30.0
     )
-    assert res.status_code in (200, 201), res.text
-    return "walkway"
 
 
 @pytest.mark.browser
@@ -70,5 +55,4 @@ def test_learn_normal_now_shows_learning_then_ready_and_the_score_chart(
     )
     assert chart.find_elements("css selector", "svg path[data-series='event threshold']")
     assert (live_server.data_dir / "anomaly" / ped2_camera / "model.npz").exists()
-    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     tile.screenshot(str(SCREENSHOT))

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from crowdsight.core.events import LineCrossed, Overcrowding, Severity, ZoneEntered
-from tests.browser.conftest import ADMIN_PASSWORD, LiveServer
+from tests.browser.conftest import ADMIN_PASSWORD, LiveServer, add_looping_camera
 
 SCREENSHOT = Path("/tmp/dashboard.png")
 FRAMES = 8
@@ -61,25 +61,16 @@ def mall_camera(
     frames = sorted(source.glob("*.jpg"))[:FRAMES]
     if len(frames) < FRAMES:
         pytest.skip(f"need {FRAMES} frames in {source}")
-    folder = tmp_path_factory.mktemp("mall-frames")
-    for frame in frames:
-        (folder / frame.name).symlink_to(frame)
-    res = httpx.post(
-        f"{live_server.url}/api/cameras",
-        headers={"Authorization": f"Bearer {live_server.token()}"},
-        json={
-            "id": "mall",
-            "name": "Mall concourse",
-            "source": str(folder),
-            "loop": True,
-            "detect_every": 2,
-            "density_every_s": 2.0,
-            "scene": MALL_SCENE,
-        },
-        timeout=10,
+    return add_looping_camera(
+        live_server,
+        frames,
+        tmp_path_factory,
+        id="mall",
+        name="Mall concourse",
+        detect_every=2,
+        density_every_s=2.0,
+        scene=MALL_SCENE,
     )
-    assert res.status_code in (200, 201), res.text
-    return "mall"
 
 
 def _first_frame(server: LiveServer, camera_id: str) -> bytes:
