@@ -21,6 +21,8 @@ from crowdsight.pipeline.camera import FrameResult
 
 #: Density is shown as people per 100×100 image pixels (10,000 px²) without calibration.
 PX_AREA = 10_000.0
+#: Frames narrower than this (e.g. 360×240 CCTV) label people with their track number only.
+SHORT_LABELS_BELOW_PX = 640
 
 
 def _text(
@@ -167,7 +169,11 @@ class Annotator:
             img = self.boxes.annotate(img, dets)
             if self.trails is not None and dets.tracker_id is not None:
                 img = self.trails.annotate(img, dets)
-            img = self.labels.annotate(img, dets, labels=_labels(dets))
+            # On a small frame "person #12" over every walker hides the scene: people get
+            # their track number only (their box colour says "person"), other classes keep
+            # their name.
+            short = img.shape[1] < SHORT_LABELS_BELOW_PX
+            img = self.labels.annotate(img, dets, labels=_labels(dets, short_people=short))
         _anomaly_boxes(img, result)
         self._counts(img, result)
         return img
@@ -205,12 +211,18 @@ def _anomaly_boxes(img: ImageRGB, result: FrameResult) -> None:
         _text(img, text, (x, y), 0.4, (255, 200, 200))
 
 
-def _labels(dets: sv.Detections) -> list[str]:
+def _labels(dets: sv.Detections, *, short_people: bool = False) -> list[str]:
+    """ "class #id" per box; with ``short_people``, "#id" for tracked people."""
     names = dets.data.get(CLASS_NAME)
     ids = dets.tracker_id
     class_ids = dets.class_id if dets.class_id is not None else np.zeros(len(dets), int)
     out = []
     for i in range(len(dets)):
         name = str(names[i]) if names is not None else str(int(class_ids[i]))
-        out.append(f"{name} #{int(ids[i])}" if ids is not None else name)
+        if ids is None:
+            out.append(name)
+        elif short_people and name == "person":
+            out.append(f"#{int(ids[i])}")
+        else:
+            out.append(f"{name} #{int(ids[i])}")
     return out
