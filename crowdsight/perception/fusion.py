@@ -234,8 +234,10 @@ def _split(
         model = fit_heights(boxes)
         if model is not None:
             zone = model.height_at(rows_y) >= reliable_px
-    floor = fit_ground_plane(boxes) if ground == "fit" and regional else ground
-    floor = floor if isinstance(floor, GroundPlane) and floor.eye_level and regional else None
+    floor: GroundPlane | None = None
+    if regional:
+        fitted = fit_ground_plane(boxes) if ground == "fit" else ground
+        floor = fitted if isinstance(fitted, GroundPlane) and fitted.eye_level else None
     if floor is not None:
         lo, hi = floor.head_band(reliable_px)
         zone |= (rows_y < lo) | (rows_y > hi)

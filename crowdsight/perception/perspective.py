@@ -144,10 +144,9 @@ def fit_ground_plane(
     # and shoulders (a packed crowd, or a person cut by the frame) is wider than it is tall.
     upright = (h > 1.0) & (boxes[:, 2] - boxes[:, 0] <= UPRIGHT_MAX_ASPECT * h)
     all_heads, all_h = head_rows(boxes).astype(np.float64), h
-    boxes, h = boxes[upright], h[upright]
-    if len(boxes) < min_boxes or np.ptp(h) < 1.0:
+    y, h = all_heads[upright], h[upright]
+    if len(h) < min_boxes or np.ptp(h) < 1.0:
         return None
-    y = head_rows(boxes).astype(np.float64)
     keep = np.ones(len(h), bool)
     c = v0 = 0.0
     for _ in range(3):
@@ -158,7 +157,7 @@ def fit_ground_plane(
     share = float(keep.mean())
     if share < min_inliers or c + 1.0 < 0.5:
         return None
-    plane = GroundPlane(v0, c + 1.0, round(share, 3), len(boxes))
+    plane = GroundPlane(v0, c + 1.0, round(share, 3), len(h))
     # A person seen where the floor says no head can be (above the band of people as tall
     # as the tallest box) means another level, a slope or a wrong fit: believe the person.
     if (all_heads < plane.head_band(float(all_h.max()))[0] - tolerance * all_h).any():
