@@ -410,16 +410,8 @@ class RemoteRuntime:
     ) -> None:
         self.client = client
         self.index = index
-        self._inputs = inputs
-        self._outputs = outputs
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
+        self.inputs = inputs
+        self.outputs = outputs
 
     def run(self, inputs: Mapping[str, Array]) -> list[Array]:
         """The model's outputs for these inputs, batched in the server with other callers."""

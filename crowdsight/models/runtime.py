@@ -134,22 +134,14 @@ class OrtRuntime:
             )
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelError(f"cannot load {path}: {exc}") from exc
-        self._inputs = tuple(
+        self.inputs = tuple(
             TensorSpec(i.name, tuple(i.shape), _ORT_DTYPES.get(i.type, i.type))
             for i in self.session.get_inputs()
         )
-        self._outputs = tuple(
+        self.outputs = tuple(
             TensorSpec(o.name, tuple(o.shape), _ORT_DTYPES.get(o.type, o.type))
             for o in self.session.get_outputs()
         )
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
 
     def run(self, inputs: Mapping[str, Array]) -> list[Array]:
         """All outputs of the graph, in graph order."""
@@ -185,16 +177,8 @@ class OpenCvDnnRuntime:
         except cv2.error as exc:
             raise ModelError(f"OpenCV cannot load {path}: {exc}") from exc
         self._out_names: Sequence[str] = list(self._net.getUnconnectedOutLayersNames())
-        self._inputs = (TensorSpec("input", (1, 3, None, None)),)
-        self._outputs = tuple(TensorSpec(n, (None,)) for n in self._out_names)
-
-    @property
-    def inputs(self) -> tuple[TensorSpec, ...]:
-        return self._inputs
-
-    @property
-    def outputs(self) -> tuple[TensorSpec, ...]:
-        return self._outputs
+        self.inputs = (TensorSpec("input", (1, 3, None, None)),)
+        self.outputs = tuple(TensorSpec(n, (None,)) for n in self._out_names)
 
     def run(self, inputs: Mapping[str, Array]) -> list[Array]:
         """The outputs for the single NCHW float32 input."""
