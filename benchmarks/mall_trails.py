@@ -16,6 +16,7 @@ import argparse
 import collections
 import itertools
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -25,7 +26,7 @@ from crowdsight.core.types import Detections
 from crowdsight.perception.nanodet import TRACK_THRESHOLDS
 from crowdsight.sources.files import read_image
 from crowdsight.tracking import make_tracker
-from crowdsight.tracking.offline import OfflineMode, TrackRecorder
+from crowdsight.tracking.offline import OFFLINE_MODES, RECORDING_MODE, OfflineMode, TrackRecorder
 
 FPS = 2.0
 
@@ -42,6 +43,9 @@ def main() -> None:
         help="The tracker as before issue 13's buffered rounds and colour rescue.",
     )
     parser.add_argument("--online", action="store_true", help="No offline post-processing.")
+    parser.add_argument(
+        "--offline", default=RECORDING_MODE, choices=OFFLINE_MODES, help="Post-processing."
+    )
     parser.add_argument("--scene", type=Path, default=Path("examples/scenes/mall.yaml"))
     parser.add_argument("--frames", type=Path, default=Path("/work/shared/data/mall/frames"))
     parser.add_argument("--seconds", type=float, default=60.0)
@@ -64,7 +68,7 @@ def main() -> None:
         image = read_image(args.frames / f"seq_{i + 1:06d}.jpg")
         out = tracker.update(d, ts_s=i / FPS, image=image)
         recorder.add(i, i / FPS, out, tracker.last_track_keys)
-    mode: OfflineMode = "none" if args.online else "linear"
+    mode = cast(OfflineMode, "none" if args.online else args.offline)
     rows = recorder.rows(mode)
     for (x1, _, x2, y2), t in zip(rows.xyxy.tolist(), rows.tracker_id.tolist(), strict=True):
         trails[t].append(((x1 + x2) / 2, y2))

@@ -133,6 +133,7 @@ def evaluate(
         "tracks_per_person_min": round(len(first) / person_min, 3),
         "head_coverage": round(covered / max(total, 1), 3),
         "jumps_per_100_steps": round(100.0 * jumps / max(steps, 1), 2),
+        "joins": rows.joins,
         "detector_head_coverage": round(detected / max(total, 1), 3),  # confident boxes
     }
 
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--range", default="1-800", help="Mall frames, 1-based (1-800 train).")
     parser.add_argument("--detector", default="ssdlite", help="ssdlite (as before) or nanodet.")
     parser.add_argument("--cache", type=Path, default=None, help="Detections cache (.npz).")
+    parser.add_argument("--variants", default="", help="Comma-separated names (default all).")
     args = parser.parse_args()
     frames = parse_range(args.range, 2000)
     cache = args.cache or Path(f"/tmp/crowdsight-mall-{args.detector}-{args.range}.npz")
@@ -187,6 +189,10 @@ def main() -> None:
         variants["pipeline"] = (pipeline, True)
         pipeline = make_tracker(frame_rate=FPS, score_thresholds=TRACK_THRESHOLDS)
         variants["pipeline_offline"] = (pipeline, True, "linear")  # analyze's post-processing
+        post: OfflineMode
+        for post in ("link", "gsi"):  # + tracklet linking (+ Gaussian smoothing)
+            pipeline = make_tracker(frame_rate=FPS, score_thresholds=TRACK_THRESHOLDS)
+            variants[f"pipeline_{post}"] = (pipeline, True, post)
         # NanoDet as a detector with no published thresholds: ByteTrack's fixed 0.7 / 0.6
         # against the Otsu split of its own scores (`crowdsight.tracking.scores`).
         variants["unknown_detector_fixed"] = (make_tracker(frame_rate=FPS), True)
@@ -197,7 +203,10 @@ def main() -> None:
         adaptive = Tracker(frame_rate=FPS, adaptive_scores=True)
         adaptive.track_activation_threshold, adaptive.high_conf_det_threshold = TRACK_THRESHOLDS
         variants["pipeline_adaptive"] = (adaptive, True)
+    wanted = [v for v in args.variants.split(",") if v]
     for name, (tracker, images, *mode) in variants.items():
+        if wanted and name not in wanted:
+            continue
         figures = evaluate(
             tracker, frames, boxes, images=images, offline=mode[0] if mode else "none"
         )

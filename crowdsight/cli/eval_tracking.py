@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
 
 from crowdsight.cli.apps import eval_app
 from crowdsight.core.errors import InputError
+from crowdsight.tracking.offline import OFFLINE_MODES, RECORDING_MODE
 
 console = Console(stderr=True)
 
@@ -39,13 +40,19 @@ def eval_tracking(
         ),
     ] = 1,
     iou: Annotated[float, typer.Option(help="IoU for a match (MOTChallenge: 0.5).")] = 0.5,
+    offline_mode: Annotated[
+        str,
+        typer.Option(
+            "--offline",
+            help="Offline post-processing of the whole run (crowdsight.tracking.offline): "
+            "none | linear (tentative starts + ByteTrack's linear filling of gaps under "
+            "2/3 s) | link (+ appearance-free tracklet linking over gaps up to 1 s, the "
+            "default) | gsi (+ StrongSORT's Gaussian smoothing).",
+        ),
+    ] = RECORDING_MODE,
     interpolate: Annotated[
         bool,
-        typer.Option(
-            help="Offline post-processing of the whole run (on by default): give confirmed "
-            "tracks their tentative first boxes and fill gaps under 2/3 s linearly "
-            "(ByteTrack's). --no-interpolate scores the online output as is."
-        ),
+        typer.Option(help="--no-interpolate: score the online output as is (--offline none)."),
     ] = True,
     adaptive_scores: Annotated[
         bool,
@@ -63,7 +70,8 @@ def eval_tracking(
     With --stride N only frames 1, 1+N, ... of both files are kept (a camera at fps/N);
     the tracker sees the real timestamps of those frames. Percentages are 0-100.
     A recording is scored after offline post-processing (`crowdsight.tracking.offline`,
-    mode "linear") unless --no-interpolate; the JSON's "offline" key says which ran.
+    --offline, "link" by default; --no-interpolate is --offline none); the JSON's "offline"
+    key says which ran, "linked_joins" how many tracklets linking joined.
     """
     from crowdsight.eval.mot import (
         load_mot_txt,
@@ -76,6 +84,8 @@ def eval_tracking(
 
     if (detections is None) == (results is None):
         raise InputError("give exactly one of --detections (run the tracker) or --results")
+    if offline_mode not in OFFLINE_MODES:
+        raise InputError(f"--offline {offline_mode!r}: use one of {', '.join(OFFLINE_MODES)}")
     truth = load_mot_txt(gt).every_nth(stride)
     offline: dict[str, str | int] = {"offline": "none (scored --results as given)"}
     if results is not None:
@@ -92,15 +102,16 @@ def eval_tracking(
             fps=fps,
             stride=stride,
         )
-        mode: OfflineMode = "linear" if interpolate else "none"
+        mode = cast(OfflineMode, offline_mode if interpolate else "none")
         rows = recorder.rows(mode)
         output = track_rows_to_mot(rows, dets.num_frames)
         offline = {
             "offline": mode,
             **{f"rows_{k}": v for k, v in rows.counts().items()},
+            "linked_joins": rows.joins,
             "score_thresholds": "adaptive (Otsu)" if adaptive_scores else "fixed 0.7 / 0.6",
         }
-        how = "online" if mode == "none" else "online + offline linear gap filling"
+        how = "online" if mode == "none" else f"online + offline {mode}"
         source = f"crowdsight tracker ({how}) on {detections.name}"
     if stride > 1:
         source += f", every {stride}th frame"

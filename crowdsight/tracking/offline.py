@@ -24,17 +24,29 @@ detections, ``crowdsight eval tracking`` online → ``linear``: MOTA 70.85 → 7
 2 fps (``benchmarks/tracker_mall.py``, ``pipeline`` → ``pipeline_offline``): head points
 covered by confirmed tracks 0.678 → 0.719, mean track 7.91 → 8.41 s.
 
-StrongSORT's GSI (Gaussian-smoothed interpolation) is the other published option; it is
-not implemented (it needs scikit-learn's Gaussian-process regressor).
+* **Tracklet linking** (mode ``"link"``; StrongSORT++'s AFLink idea, Du et al., IEEE TMM
+  2023, without its learned model and without appearance): a track that ends is joined
+  to a track that starts shortly after (0 < gap ≤ 1 s: AFLink's ``thrT = (0, 30)`` frames
+  at 30 fps) when the later one begins where the earlier one, moving on at its last
+  velocity, would have got to, within what a walker can deviate from that in the gap
+  (`link_tracklets`). All candidate pairs are assigned at once, one-to-one (Hungarian), so
+  two crossing people are not both given the same predecessor. The gap across a join is
+  then filled linearly like any other (it is now inside one track), whatever its length.
+* **Gaussian smoothing** (mode ``"gsi"``: linking, filling, then StrongSORT's GSI): each
+  track's box coordinates over time are replaced by a Gaussian-process fit with an RBF
+  kernel whose length scale follows StrongSORT's rule with ``tau`` = 10 frames at 30 fps
+  (`smooth_tracks`). It smooths the jitter of detector boxes; opt-in.
 
-This needs the future, so it never runs in the live service: only on finished recordings.
+Every step needs the future, so none runs in the live service: only on finished
+recordings. ``crowdsight analyze`` keeps to gap-filling counts (`GapLedger`, no boxes
+kept); linking and smoothing need every box of the run (`TrackRecorder`).
 
 Example:
     >>> recorder = TrackRecorder()
     >>> tracker = Tracker(keep_unconfirmed=True)  # doctest: +SKIP
     >>> for i, (dets, ts) in enumerate(frames):  # doctest: +SKIP
     ...     recorder.add(i, ts, tracker.update(dets, ts), tracker.last_track_keys)
-    >>> rows = recorder.rows("linear")  # doctest: +SKIP
+    >>> rows = recorder.rows("link")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -45,6 +57,9 @@ from typing import Literal, get_args
 
 import numpy as np
 import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from crowdsight.core.types import Detections
 
@@ -52,16 +67,45 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 
-#: Offline post-processing modes: ``"linear"`` (tentative starts + ByteTrack's linear gap
-#: filling, the default for recordings) or ``"none"`` (exactly the online tracker's output).
-OfflineMode = Literal["linear", "none"]
+#: Offline post-processing modes, each adding to the one before: ``"none"`` (exactly the
+#: online tracker's output), ``"linear"`` (tentative starts + ByteTrack's linear gap
+#: filling), ``"link"`` (+ tracklet linking, whose join gaps are filled too) and ``"gsi"``
+#: (+ StrongSORT's Gaussian smoothing of every track).
+OfflineMode = Literal["none", "linear", "link", "gsi"]
 OFFLINE_MODES: tuple[str, ...] = get_args(OfflineMode)
+#: What a finished recording gets by default (``crowdsight eval tracking``): ``"link"``.
+#: Chosen on Mall training frames 1-800 before any run on the test sequence: against
+#: ``"linear"`` it kept head coverage, lengthened tracks and cut ids per person-minute
+#: without more implausible jumps (`benchmarks/tracker_mall.py`). ``"gsi"`` stays opt-in.
+RECORDING_MODE: OfflineMode = "link"
 #: Longest time between two sightings of a track that gets filled (exclusive): ByteTrack's
 #: ``n_dti`` of 20 frames at MOT17's 30 fps.
 MAX_GAP_S = 20.0 / 30.0
 #: Only tracks seen over more than this (first to last sighting) are filled: ByteTrack's
 #: ``n_min`` of 5 frames at 30 fps (its script's and MMTracking's value).
 MIN_TRACK_S = 5.0 / 30.0
+#: Longest time from a track's last sighting to another's first that linking bridges
+#: (inclusive): StrongSORT's AFLink ``thrT = (0, 30)`` frames at MOT17's 30 fps.
+LINK_MAX_GAP_S = 30.0 / 30.0
+#: Walking-speed bound, in box heights per second: a brisk walk of 2 m/s by a person
+#: about 1.7 m tall (a priori). It bounds both the velocity a track is extrapolated with
+#: and how far a walker can end up from that extrapolation (turning, stopping) in a gap.
+LINK_SPEED_HEIGHTS_PER_S = 2.0 / 1.7
+#: Position noise allowed at a join, in box heights, on top of the speed term: a quarter
+#: of a person's height (~0.4 m, a shoulder width), what a detector's box centre jitters
+#: by when a person is half hidden (a priori).
+LINK_NOISE_HEIGHTS = 0.25
+#: Largest ratio between the heights of the last box of one track and the first of the
+#: next (a priori: over at most a second a person's box does not change height by half,
+#: unless an occluder cuts it, when the boxes are not the same shape either).
+LINK_MAX_HEIGHT_RATIO = 1.5
+#: A track's end velocity is the least-squares slope of its box centres over its last
+#: this many seconds (a priori: as long as the longest gap it is extrapolated over).
+LINK_VELOCITY_WINDOW_S = 1.0
+#: StrongSORT's GSI ``tau``: 10 frames at 30 fps; the RBF length scale is
+#: ``clip(tau · ln(tau³ / n), 1 / tau, tau²)`` frames for a track of n frames.
+GSI_TAU_FRAMES = 10.0
+GSI_FRAME_RATE = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +119,9 @@ class TrackRows:
         xyxy: Boxes, N×4 pixels.
         confidence: Detector score (interpolated for filled rows).
         source: How the row came about: 0 the online tracker reported it, 1 a tentative
-            start given its id after confirmation, 2 filled by interpolation.
+            start given its id after confirmation, 2 filled by interpolation, 3 filled
+            across a tracklet join.
+        joins: How many tracklets linking joined to an earlier one.
     """
 
     frame: IntArray
@@ -84,20 +130,23 @@ class TrackRows:
     xyxy: FloatArray
     confidence: FloatArray
     source: npt.NDArray[np.int8]
+    joins: int = 0
 
     ONLINE = 0
     TENTATIVE = 1
     FILLED = 2
+    BRIDGED = 3
 
     def __len__(self) -> int:
         return len(self.frame)
 
     def counts(self) -> dict[str, int]:
-        """Rows by source: ``{"online": …, "tentative": …, "filled": …}``."""
+        """Rows by source: ``{"online": …, "tentative": …, "filled": …, "bridged": …}``."""
         return {
             "online": int((self.source == self.ONLINE).sum()),
             "tentative": int((self.source == self.TENTATIVE).sum()),
             "filled": int((self.source == self.FILLED).sum()),
+            "bridged": int((self.source == self.BRIDGED).sum()),
         }
 
 
@@ -160,8 +209,10 @@ class TrackRecorder:
         """Every confirmed track's boxes after post-processing ``mode``.
 
         Args:
-            mode: ``"linear"``: tentative starts + linear gap filling; ``"none"``: the
-                online output as it was (tentative rows dropped).
+            mode: ``"none"``: the online output as it was (tentative rows dropped);
+                ``"linear"``: tentative starts + linear gap filling; ``"link"``: also
+                tracklet linking (`link_tracklets`) before filling; ``"gsi"``: also
+                Gaussian smoothing (`smooth_tracks`) after it.
             max_gap_s: Gaps between sightings shorter than this are filled.
             min_track_s: Tracks seen over at most this long are not filled.
 
@@ -192,13 +243,29 @@ class TrackRecorder:
             ids = np.where(ids >= 0, ids, late)
             keep = ids >= 0
         ids, xyxy, conf, pos, source = ids[keep], xyxy[keep], conf[keep], pos[keep], source[keep]
-        if mode == "linear":
-            filled = fill_gaps(pos, frame_ts, ids, xyxy, conf, max_gap_s, min_track_s)
+        joins: dict[int, int] = {}
+        bridge = np.zeros(len(ids), bool)
+        if mode in ("link", "gsi"):
+            joins = link_tracklets(frame_ts[pos], ids, xyxy)
+            if joins:
+                # A joined tracklet's first row starts a gap that is filled whatever its length.
+                first = {
+                    tid: int(np.flatnonzero(ids == tid)[np.argmin(pos[ids == tid])])
+                    for tid in joins
+                }
+                bridge[list(first.values())] = True
+                ids = relabel(ids, joins)
+        if mode != "none":
+            filled = fill_gaps(
+                pos, frame_ts, ids, xyxy, conf, max_gap_s, min_track_s, bridge_start=bridge
+            )
             pos = np.concatenate([pos, filled[0]])
             ids = np.concatenate([ids, filled[1]])
             xyxy = np.concatenate([xyxy, filled[2]])
             conf = np.concatenate([conf, filled[3]])
-            source = np.concatenate([source, np.full(len(filled[0]), TrackRows.FILLED, np.int8)])
+            source = np.concatenate([source, filled[4]])
+        if mode == "gsi":
+            xyxy = smooth_tracks(frame_ts[pos], ids, xyxy)
         order = np.lexsort((ids, pos))
         pos = pos[order]
         return TrackRows(
@@ -208,6 +275,7 @@ class TrackRecorder:
             xyxy=xyxy[order],
             confidence=conf[order],
             source=source[order],
+            joins=len(joins),
         )
 
 
@@ -219,7 +287,9 @@ def fill_gaps(
     conf: FloatArray,
     max_gap_s: float = MAX_GAP_S,
     min_track_s: float = MIN_TRACK_S,
-) -> tuple[IntArray, IntArray, FloatArray, FloatArray]:
+    *,
+    bridge_start: BoolArray | None = None,
+) -> tuple[IntArray, IntArray, FloatArray, FloatArray, npt.NDArray[np.int8]]:
     """Linearly interpolated boxes for the frames each track missed (ByteTrack's DTI).
 
     Args:
@@ -230,23 +300,30 @@ def fill_gaps(
         conf: Score of each row.
         max_gap_s: A gap is filled only when its two sightings are less than this apart.
         min_track_s: Tracks whose sightings span at most this long are left as they are.
+        bridge_start: Rows that begin a tracklet linking joined on: the gap before each
+            is filled whatever its length and the track's span, its rows marked
+            `TrackRows.BRIDGED`.
 
     Returns:
-        (frame positions, ids, boxes, scores) of the new rows only; each box (and score)
-        is on the straight line between the sightings, weighted by time.
+        (frame positions, ids, boxes, scores, sources) of the new rows only; each box (and
+        score) is on the straight line between the sightings, weighted by time.
     """
     out_pos: list[IntArray] = []
     out_ids: list[IntArray] = []
     out_box: list[FloatArray] = []
     out_conf: list[FloatArray] = []
+    out_source: list[npt.NDArray[np.int8]] = []
+    bridged = np.zeros(len(ids), bool) if bridge_start is None else bridge_start
     for tid in np.unique(ids).tolist():
         sel = np.flatnonzero(ids == tid)
         sel = sel[np.argsort(pos[sel], kind="stable")]
         p = pos[sel]
         t = frame_ts[p]
-        if len(sel) < 2 or t[-1] - t[0] <= min_track_s:
+        if len(sel) < 2:
             continue
-        for j in np.flatnonzero((np.diff(p) > 1) & (np.diff(t) < max_gap_s)).tolist():
+        ordinary = (np.diff(t) < max_gap_s) & (t[-1] - t[0] > min_track_s)
+        across = bridged[sel[1:]]
+        for j in np.flatnonzero((np.diff(p) > 1) & (ordinary | across)).tolist():
             a, b = sel[j], sel[j + 1]
             between = np.arange(pos[a] + 1, pos[b], dtype=np.int64)
             span = frame_ts[pos[b]] - frame_ts[pos[a]]
@@ -255,14 +332,181 @@ def fill_gaps(
             out_ids.append(np.full(len(between), tid, np.int64))
             out_box.append(xyxy[a] + w[:, None] * (xyxy[b] - xyxy[a]))
             out_conf.append(conf[a] + w * (conf[b] - conf[a]))
+            kind = TrackRows.BRIDGED if across[j] else TrackRows.FILLED
+            out_source.append(np.full(len(between), kind, np.int8))
     if not out_pos:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros(0)
+        none = np.zeros(0, np.int64)
+        return none, none, np.zeros((0, 4)), np.zeros(0), none.astype(np.int8)
     return (
         np.concatenate(out_pos),
         np.concatenate(out_ids),
         np.concatenate(out_box),
         np.concatenate(out_conf),
+        np.concatenate(out_source),
     )
+
+
+def link_tracklets(
+    ts_s: FloatArray,
+    ids: IntArray,
+    xyxy: FloatArray,
+    *,
+    max_gap_s: float = LINK_MAX_GAP_S,
+    speed_heights_per_s: float = LINK_SPEED_HEIGHTS_PER_S,
+    noise_heights: float = LINK_NOISE_HEIGHTS,
+    max_height_ratio: float = LINK_MAX_HEIGHT_RATIO,
+    velocity_window_s: float = LINK_VELOCITY_WINDOW_S,
+) -> dict[int, int]:
+    """Which tracklets continue which: appearance-free offline linking (AFLink's idea).
+
+    A track A that ends and a track B that starts after it are one person when B's first
+    box is where A, moving on at its end velocity (capped at walking speed), would be:
+
+    * time gap ``0 < dt ≤ max_gap_s`` from A's last sighting to B's first (so the two
+      never overlap in time);
+    * B's first box centre within ``h · (noise_heights + speed_heights_per_s · dt)`` (h
+      the mean of the two boxes' heights) of the extrapolated position (the walker may
+      have stopped, turned or sped up within the gap) AND of A's last box centre (a
+      walker's reach in that time). Without the second gate, on Mall training frames
+      1-800 (`benchmarks/tracker_mall.py`) 5 of 183 joins were implausible jumps
+      (extrapolated velocity plus allowance came to twice walking speed); with it 163
+      joins and no more jumps than without linking;
+    * box heights within ``max_height_ratio`` of each other.
+
+    Pairs passing the gates are assigned one-to-one by the Hungarian method on the
+    distance over its allowance (each connected group of candidates on its own, so the
+    cost stays small on long recordings); every track gets at most one predecessor and
+    one successor, so joins form chains.
+
+    Args:
+        ts_s: Timestamp of each row.
+        ids: Track id of each row (one row per track and timestamp).
+        xyxy: Box of each row, N×4 pixels.
+        max_gap_s: Longest gap bridged (inclusive).
+        speed_heights_per_s: Walking-speed bound in box heights per second: caps the
+            extrapolation velocity and sets how far the walker may stray in the gap.
+            Larger joins more (and more wrongly: two people crossing paths).
+        noise_heights: Position slack at any gap, in box heights.
+        max_height_ratio: Largest ratio of the two boxes' heights.
+        velocity_window_s: The end velocity is fitted over A's last this many seconds.
+
+    Returns:
+        ``{later id: earlier id}`` for every join (apply with `relabel`).
+
+    Example:
+        >>> ts = np.array([0.0, 0.1, 0.5, 0.6])
+        >>> boxes = np.array([[0, 0, 40, 100], [5, 0, 45, 100], [25, 0, 65, 100], [30, 0, 70, 100]])
+        >>> link_tracklets(ts, np.array([1, 1, 2, 2]), boxes.astype(float))
+        {2: 1}
+    """
+    if len(ids) == 0:
+        return {}
+    tracks, inverse = np.unique(ids, return_inverse=True)
+    order = np.lexsort((ts_s, inverse))
+    t, inv, box = ts_s[order], inverse[order], xyxy[order]
+    starts = np.searchsorted(inv, np.arange(len(tracks)))
+    ends = np.append(starts[1:], len(inv)) - 1
+    centre = (box[:, :2] + box[:, 2:]) / 2.0
+    height = np.maximum(box[:, 3] - box[:, 1], 1e-6)
+    t0, t1 = t[starts], t[ends]
+    velocity = np.zeros((len(tracks), 2))
+    for k, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        recent = np.arange(a, b + 1)[t[a : b + 1] >= t[b] - velocity_window_s]
+        dt = t[recent] - t[recent].mean()
+        if len(recent) >= 2 and (dt**2).sum() > 0:
+            v = (dt[:, None] * (centre[recent] - centre[recent].mean(0))).sum(0) / (dt**2).sum()
+            cap = speed_heights_per_s * height[b]
+            velocity[k] = v * min(1.0, cap / max(float(np.hypot(*v)), 1e-9))
+    # Candidate pairs (ending track i, starting track j): starts within the gap window.
+    by_start = np.argsort(t0, kind="stable")
+    lo = np.searchsorted(t0[by_start], t1, side="right")
+    hi = np.searchsorted(t0[by_start], t1 + max_gap_s, side="right")
+    count = hi - lo
+    i = np.repeat(np.arange(len(tracks)), count)
+    skip = np.repeat(np.cumsum(count) - count - lo, count)  # run k: lo[k], …, hi[k]-1
+    j = by_start[np.arange(int(count.sum())) - skip].astype(np.int64)
+    gap = t0[j] - t1[i]
+    h_end, h_start = height[ends[i]], height[starts[j]]
+    h = (h_end + h_start) / 2.0
+    predicted = centre[ends[i]] + velocity[i] * gap[:, None]
+    dist = np.hypot(*(centre[starts[j]] - predicted).T)
+    allowance = h * (noise_heights + speed_heights_per_s * gap)
+    ratio = np.maximum(h_end, h_start) / np.minimum(h_end, h_start)
+    reach = np.hypot(*(centre[starts[j]] - centre[ends[i]]).T)
+    ok = (gap > 0) & (dist <= allowance) & (reach <= allowance) & (ratio <= max_height_ratio)
+    i, j, cost = i[ok], j[ok], (dist / allowance)[ok]
+    if not len(i):
+        return {}
+    n = len(tracks)
+    graph = coo_matrix((np.ones(len(i)), (i, n + j)), shape=(2 * n, 2 * n))
+    _, group = connected_components(graph, directed=False)
+    joins: dict[int, int] = {}
+    infeasible = 1e6  # above any sum of feasible costs (each ≤ 1)
+    for g in np.unique(group[i]).tolist():
+        sel = np.flatnonzero(group[i] == g)
+        rows, r = np.unique(i[sel], return_inverse=True)
+        cols, c = np.unique(j[sel], return_inverse=True)
+        matrix = np.full((len(rows), len(cols)), infeasible)
+        matrix[r, c] = cost[sel]
+        for a, b in zip(*linear_sum_assignment(matrix), strict=True):
+            if matrix[a, b] < infeasible:
+                joins[int(tracks[cols[b]])] = int(tracks[rows[a]])
+    return joins
+
+
+def relabel(ids: IntArray, joins: dict[int, int]) -> IntArray:
+    """Track ids with every joined tracklet given the id its chain started with."""
+    root: dict[int, int] = {}
+    for later in joins:
+        first = later
+        while first in joins:
+            first = joins[first]
+        root[later] = first
+    out = ids.copy()
+    for later, first in root.items():
+        out[ids == later] = first
+    return out
+
+
+def smooth_tracks(ts_s: FloatArray, ids: IntArray, xyxy: FloatArray) -> FloatArray:
+    """StrongSORT's Gaussian smoothing (GSI's second half) of every track's boxes.
+
+    Each of a track's x, y, w, h over time is replaced by the mean of a Gaussian process
+    (scikit-learn, RBF kernel with a fixed length scale, the regressor's default noise)
+    fitted to it, as StrongSORT's ``GSI.py`` does. Its length scale
+    ``clip(tau · ln(tau³ / n), 1 / tau, tau²)`` frames (tau = 10, n the track's rows,
+    StrongSORT's rule at MOT17's 30 fps) is carried over in seconds: n counts the frames
+    the track would have at 30 fps, and the scale is divided by 30. Long tracks get short
+    scales (a long trajectory is trusted to bend), short ones long scales. The cost grows
+    with the cube of a track's length (seconds of CPU for a track of several thousand
+    rows): offline only.
+
+    Args:
+        ts_s: Timestamp of each row (filled rows included: smooth after filling).
+        ids: Track id of each row.
+        xyxy: Box of each row, N×4.
+
+    Returns:
+        The smoothed boxes, N×4, in the input row order.
+    """
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    from sklearn.gaussian_process.kernels import RBF
+
+    out = np.asarray(xyxy, np.float64).copy()
+    tau = GSI_TAU_FRAMES
+    for tid in np.unique(ids).tolist():
+        sel = np.flatnonzero(ids == tid)
+        if len(sel) < 3:
+            continue
+        t = ts_s[sel]
+        n_frames = (t.max() - t.min()) * GSI_FRAME_RATE + 1.0
+        scale = float(np.clip(tau * np.log(tau**3 / n_frames), 1.0 / tau, tau**2))
+        gpr = GaussianProcessRegressor(RBF(scale / GSI_FRAME_RATE, "fixed"))
+        box = out[sel]
+        xywh = np.column_stack([box[:, :2], box[:, 2:] - box[:, :2]])
+        fit = np.asarray(gpr.fit(t[:, None], xywh).predict(t[:, None]), np.float64)
+        out[sel] = np.column_stack([fit[:, :2], fit[:, :2] + fit[:, 2:]])
+    return out
 
 
 class GapLedger:

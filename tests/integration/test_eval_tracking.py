@@ -88,10 +88,40 @@ def test_offline_post_processing_is_named_and_can_be_switched_off(shared_data: P
     seq = _sequence(shared_data, "TUD-Stadtmitte")
     args = ("--gt", str(seq / "gt/gt.txt"), "--detections", str(seq / "det/det_sort_frcnn.txt"))
     offline = _eval(*args)
+    linear = _eval(*args, "--offline", "linear")
     online = _eval(*args, "--no-interpolate")
-    assert offline["offline"] == "linear" and online["offline"] == "none"
-    assert online["rows_tentative"] == online["rows_filled"] == 0
+    assert offline["offline"] == "link" and linear["offline"] == "linear"
+    assert online["offline"] == "none"
+    assert online["rows_tentative"] == online["rows_filled"] == online["linked_joins"] == 0
     assert offline["rows_online"] == online["rows_online"]
     assert offline["rows_tentative"] > 0 and offline["rows_filled"] > 0
+    # Linking joins tracklets (fewer ids) and fills across the joins; linear never joins.
+    assert offline["linked_joins"] > 0 and offline["rows_bridged"] > 0
+    assert linear["linked_joins"] == linear["rows_bridged"] == 0
     # Added rows are boxes the detector never gave: fewer misses, never more.
-    assert offline["false_negatives"] < online["false_negatives"]
+    assert offline["false_negatives"] < linear["false_negatives"] < online["false_negatives"]
+
+
+def test_unknown_offline_mode_is_one_clear_error(shared_data: Path) -> None:
+    seq = _sequence(shared_data, "TUD-Stadtmitte")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crowdsight",
+            "eval",
+            "tracking",
+            "--gt",
+            str(seq / "gt/gt.txt"),
+            "--detections",
+            str(seq / "det/det_sort_frcnn.txt"),
+            "--offline",
+            "smooth",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "--offline 'smooth': use one of none, linear, link, gsi" in proc.stderr
