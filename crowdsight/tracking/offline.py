@@ -249,11 +249,9 @@ class TrackRecorder:
             joins = link_tracklets(frame_ts[pos], ids, xyxy)
             if joins:
                 # A joined tracklet's first row starts a gap that is filled whatever its length.
-                first = {
-                    tid: int(np.flatnonzero(ids == tid)[np.argmin(pos[ids == tid])])
-                    for tid in joins
-                }
-                bridge[list(first.values())] = True
+                by_track = np.lexsort((pos, ids))
+                first = by_track[np.r_[0, np.flatnonzero(np.diff(ids[by_track])) + 1]]
+                bridge[first[np.isin(ids[first], list(joins))]] = True
                 ids = relabel(ids, joins)
         if mode != "none":
             filled = fill_gaps(
@@ -462,10 +460,12 @@ def relabel(ids: IntArray, joins: dict[int, int]) -> IntArray:
         while first in joins:
             first = joins[first]
         root[later] = first
-    out = ids.copy()
-    for later, first in root.items():
-        out[ids == later] = first
-    return out
+    if not root:
+        return ids.copy()
+    later_ids = np.array(sorted(root), np.int64)
+    at = np.clip(np.searchsorted(later_ids, ids), 0, len(later_ids) - 1)
+    hit = later_ids[at] == ids
+    return np.where(hit, np.array([root[k] for k in later_ids.tolist()], np.int64)[at], ids)
 
 
 def smooth_tracks(ts_s: FloatArray, ids: IntArray, xyxy: FloatArray) -> FloatArray:
