@@ -67,7 +67,7 @@ def main() -> None:
         d = Detections(xyxy=b[:, :4].astype(np.float32), confidence=b[:, 4].astype(np.float32))
         image = read_image(args.frames / f"seq_{i + 1:06d}.jpg")
         out = tracker.update(d, ts_s=i / FPS, image=image)
-        recorder.add(i, i / FPS, out, tracker.last_track_keys)
+        recorder.add(i, i / FPS, out, tracker.last_track_keys, image=image)
     mode = cast(OfflineMode, "none" if args.online else args.offline)
     rows = recorder.rows(mode)
     for (x1, _, x2, y2), t in zip(rows.xyxy.tolist(), rows.tracker_id.tolist(), strict=True):

@@ -100,7 +100,7 @@ def evaluate(
         d = Detections(xyxy=b[:, :4].astype(np.float32), confidence=b[:, 4].astype(np.float32))
         image = read_image(MALL / "frames" / f"seq_{i + 1:06d}.jpg") if images else None
         out = tracker.update(d, ts_s=i / FPS, image=image)
-        recorder.add(i, i / FPS, out, tracker.last_track_keys)
+        recorder.add(i, i / FPS, out, tracker.last_track_keys, image=image)
     rows = recorder.rows(offline)
     first: dict[int, float] = {}
     where: dict[int, tuple[float, float, float, float]] = {}  # x, y2, w, ts

@@ -1,7 +1,8 @@
 """Multi-object tracking: `Tracker` (ByteTrack, per camera) and `TrackHistory` (trails).
 
 Recordings (never the live path) get offline post-processing from
-`crowdsight.tracking.offline`: tentative starts and ByteTrack's linear gap filling.
+`crowdsight.tracking.offline`: tentative starts, tracklet linking, ByteTrack's linear gap
+filling and (opt-in) StrongSORT's Gaussian smoothing.
 """
 
 from __future__ import annotations

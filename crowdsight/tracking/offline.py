@@ -1,13 +1,21 @@
-"""Offline post-processing of a whole recording's tracks: tentative starts and gap filling.
+"""Offline post-processing of a whole recording's tracks: starts, gaps, joins, smoothing.
 
 A live tracker must answer on every frame with what it knows so far. Over a recording
-(``crowdsight analyze``, ``crowdsight eval tracking``) the whole future is known, so two
+(``crowdsight analyze``, ``crowdsight eval tracking``) the whole future is known, so
 published post-processing steps can repair what the online pass had to leave out:
 
 * **Tentative starts.** A new track gets its id only after
   ``minimum_consecutive_frames`` matches, so online output never shows its first box(es).
   Once the track is confirmed, those boxes were the same person: they get the id too.
   Tracks that never got confirmed (one-frame false alarms) stay dropped.
+* **Tracklet linking** (mode ``"link"``; StrongSORT++'s AFLink idea, Du et al., IEEE TMM
+  2023, without its learned model): a track that ends is joined to a track that starts
+  shortly after (0 < gap ≤ 1 s: AFLink's ``thrT = (0, 30)`` frames at 30 fps) when the
+  later one begins where the earlier one, moving on at its last velocity, would have got
+  to, within a walker's reach (`link_tracklets`). All candidate pairs are assigned at
+  once, one-to-one (Hungarian), so two crossing people are not both given the same
+  predecessor. Detections alone (``eval tracking``) are linked on motion only; with the
+  frames, clothing colours must agree too.
 * **Linear gap filling** (ByteTrack's post-processing, Zhang et al., ECCV 2022,
   ``tools/interpolation.py``; MMTracking's ByteTrack config uses the same values): when a
   track missed frames between two sightings less than ``max_gap_s`` apart, each missed
@@ -16,26 +24,21 @@ published post-processing steps can repair what the online pass had to leave out
   seen more than 5 frames (1/6 s, `MIN_TRACK_S`); both are taken over in seconds, not
   fitted here. A person is rarely far from the straight line between two sightings 2/3 s
   apart; longer gaps (someone turning behind a pillar) are left open. At Mall's 2 fps one
-  missed frame is already a 1 s gap, so there only tentative starts change.
-
-Measured (reported, not used to choose anything): MOT15 TUD-Stadtmitte with SORT's
-detections, ``crowdsight eval tracking`` online → ``linear``: MOTA 70.85 → 73.18, IDF1
-76.11 → 75.81; every 5th frame 64.38 → 68.24, 66.17 → 67.15. Mall frames 801-1200 at
-2 fps (``benchmarks/tracker_mall.py``, ``pipeline`` → ``pipeline_offline``): head points
-covered by confirmed tracks 0.678 → 0.719, mean track 7.91 → 8.41 s.
-
-* **Tracklet linking** (mode ``"link"``; StrongSORT++'s AFLink idea, Du et al., IEEE TMM
-  2023, without its learned model and without appearance): a track that ends is joined
-  to a track that starts shortly after (0 < gap ≤ 1 s: AFLink's ``thrT = (0, 30)`` frames
-  at 30 fps) when the later one begins where the earlier one, moving on at its last
-  velocity, would have got to, within what a walker can deviate from that in the gap
-  (`link_tracklets`). All candidate pairs are assigned at once, one-to-one (Hungarian), so
-  two crossing people are not both given the same predecessor. The gap across a join is
-  then filled linearly like any other (it is now inside one track), whatever its length.
+  missed frame is already a 1 s gap, so there only tentative starts change. The gap
+  across a join is filled whatever its length (it is now inside one track).
 * **Gaussian smoothing** (mode ``"gsi"``: linking, filling, then StrongSORT's GSI): each
   track's box coordinates over time are replaced by a Gaussian-process fit with an RBF
   kernel whose length scale follows StrongSORT's rule with ``tau`` = 10 frames at 30 fps
-  (`smooth_tracks`). It smooths the jitter of detector boxes; opt-in.
+  (`smooth_tracks`). It smooths the jitter of detector boxes; opt-in (its cost grows with
+  the cube of a track's length).
+
+Measured (reported, not used to choose anything; the default ``"link"`` was fixed on Mall
+training frames 1-800 first): MOT15 TUD-Stadtmitte with SORT's detections,
+``crowdsight eval tracking``, online → ``linear`` → ``link`` (→ ``gsi``): MOTA 70.85 →
+73.18 → 77.42 (78.89), IDF1 76.11 → 75.81 → 82.57 (83.68); every 5th frame MOTA 64.38 →
+68.24 → 72.10 (73.82), IDF1 66.17 → 67.15 → 62.76 (63.23): at 5 fps one of the three
+joins was wrong. Mall frames 801-1200 at 2 fps with frames (``benchmarks/tracker_mall.py``):
+see `RECORDING_MODE`.
 
 Every step needs the future, so none runs in the live service: only on finished
 recordings. ``crowdsight analyze`` keeps to gap-filling counts (`GapLedger`, no boxes
@@ -51,7 +54,8 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
@@ -62,6 +66,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from crowdsight.core.types import Detections
+from crowdsight.tracking.appearance import colour_signatures, signature_distance
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -102,6 +107,16 @@ LINK_MAX_HEIGHT_RATIO = 1.5
 #: A track's end velocity is the least-squares slope of its box centres over its last
 #: this many seconds (a priori: as long as the longest gap it is extrapolated over).
 LINK_VELOCITY_WINDOW_S = 1.0
+#: With the frames (``TrackRecorder.add(image=…)``), a join also needs the clothing colours
+#: (`crowdsight.tracking.appearance`) of A's last and B's first sightings within this
+#: distance: the tracker's own rule for taking back a box after a miss of up to 1 s
+#: (``RESCUE_DISTANCE``, the 5th percentile of distances between neighbouring different
+#: people on Mall training frames 1-800). Without it, on those frames about half of a
+#: sample of 16 joins looked like two different people (`/tmp/i13/mall_joins_sheet.png`):
+#: the online tracker had already bridged the gaps whose colours agreed.
+LINK_MAX_COLOUR_DISTANCE = 0.041
+#: Sightings whose signatures are averaged at each end of a track.
+_SIGNATURE_SIGHTINGS = 3
 #: StrongSORT's GSI ``tau``: 10 frames at 30 fps; the RBF length scale is
 #: ``clip(tau · ln(tau³ / n), 1 / tau, tau²)`` frames for a track of n frames.
 GSI_TAU_FRAMES = 10.0
@@ -156,7 +171,9 @@ class TrackRecorder:
     Feed it every processed frame, including frames without detections (gap filling only
     fills frames that were processed). The tracker should run with
     ``keep_unconfirmed=True`` so tentative boxes reach the recorder; without them only
-    gap filling applies.
+    gap filling applies. Given the frames, it also keeps the clothing-colour signatures of
+    each track's first and last few sightings (two small vectors per track, no boxes or
+    pixels), which linking then checks; they live only as long as the recorder.
     """
 
     def __init__(self) -> None:
@@ -165,8 +182,17 @@ class TrackRecorder:
         self._rows: list[tuple[IntArray, IntArray, FloatArray, FloatArray]] = []
         self._row_frame: list[IntArray] = []
         self._key_to_id: dict[int, int] = {}
+        self._first_sig: dict[int, list[FloatArray]] = {}
+        self._last_sig: dict[int, deque[FloatArray]] = {}
 
-    def add(self, frame: int, ts_s: float, tracked: Detections, keys: IntArray) -> None:
+    def add(
+        self,
+        frame: int,
+        ts_s: float,
+        tracked: Detections,
+        keys: IntArray,
+        image: npt.NDArray[np.uint8] | None = None,
+    ) -> None:
         """Record one processed frame.
 
         Args:
@@ -174,6 +200,8 @@ class TrackRecorder:
             ts_s: Its timestamp in seconds, non-decreasing.
             tracked: The tracker's output for the frame (``tracker_id`` -1: tentative).
             keys: ``Tracker.last_track_keys`` right after that update (one per row).
+            image: The frame (H×W×3 RGB), when there is one: linking then also compares
+                clothing colours at each join.
         """
         self._frames.append(frame)
         self._frame_ts.append(ts_s)
@@ -198,6 +226,28 @@ class TrackRecorder:
             )
         )
         self._row_frame.append(np.full(int(on_track.sum()), len(self._frames) - 1))
+        if image is not None:
+            sigs = colour_signatures(image, np.asarray(tracked.xyxy, np.float64)[keys >= 0])
+            for k, sig in zip(keys[keys >= 0].tolist(), sigs, strict=True):
+                if not sig.any():
+                    continue
+                first = self._first_sig.setdefault(k, [])
+                if len(first) < _SIGNATURE_SIGHTINGS:
+                    first.append(sig)
+                self._last_sig.setdefault(k, deque(maxlen=_SIGNATURE_SIGHTINGS)).append(sig)
+
+    def _signatures(self) -> dict[int, tuple[FloatArray, FloatArray]]:
+        """Track id → (mean signature of its first sightings, of its last), unit length."""
+
+        def mean(sigs: Sequence[FloatArray]) -> FloatArray:
+            m = np.mean(sigs, axis=0)
+            return np.asarray(m / max(float(np.linalg.norm(m)), 1e-12), np.float64)
+
+        return {
+            i: (mean(self._first_sig[k]), mean(self._last_sig[k]))
+            for k, i in self._key_to_id.items()
+            if k in self._first_sig
+        }
 
     def rows(
         self,
@@ -246,7 +296,7 @@ class TrackRecorder:
         joins: dict[int, int] = {}
         bridge = np.zeros(len(ids), bool)
         if mode in ("link", "gsi"):
-            joins = link_tracklets(frame_ts[pos], ids, xyxy)
+            joins = link_tracklets(frame_ts[pos], ids, xyxy, colours=self._signatures())
             if joins:
                 # A joined tracklet's first row starts a gap that is filled whatever its length.
                 by_track = np.lexsort((pos, ids))
@@ -354,6 +404,8 @@ def link_tracklets(
     noise_heights: float = LINK_NOISE_HEIGHTS,
     max_height_ratio: float = LINK_MAX_HEIGHT_RATIO,
     velocity_window_s: float = LINK_VELOCITY_WINDOW_S,
+    colours: Mapping[int, tuple[FloatArray, FloatArray]] | None = None,
+    max_colour_distance: float = LINK_MAX_COLOUR_DISTANCE,
 ) -> dict[int, int]:
     """Which tracklets continue which: appearance-free offline linking (AFLink's idea).
 
@@ -369,7 +421,9 @@ def link_tracklets(
       1-800 (`benchmarks/tracker_mall.py`) 5 of 183 joins were implausible jumps
       (extrapolated velocity plus allowance came to twice walking speed); with it 163
       joins and no more jumps than without linking;
-    * box heights within ``max_height_ratio`` of each other.
+    * box heights within ``max_height_ratio`` of each other;
+    * where both have clothing-colour signatures (``colours``), A's last and B's first
+      within ``max_colour_distance`` (detections without frames: no colour gate).
 
     Pairs passing the gates are assigned one-to-one by the Hungarian method on the
     distance over its allowance (each connected group of candidates on its own, so the
@@ -387,6 +441,9 @@ def link_tracklets(
         noise_heights: Position slack at any gap, in box heights.
         max_height_ratio: Largest ratio of the two boxes' heights.
         velocity_window_s: The end velocity is fitted over A's last this many seconds.
+        colours: Track id → (signature of its first sightings, of its last), from
+            `crowdsight.tracking.appearance`; tracks missing here are not colour-gated.
+        max_colour_distance: Largest colour distance of a join.
 
     Returns:
         ``{later id: earlier id}`` for every join (apply with `relabel`).
@@ -433,6 +490,19 @@ def link_tracklets(
     reach = np.hypot(*(centre[starts[j]] - centre[ends[i]]).T)
     ok = (gap > 0) & (dist <= allowance) & (reach <= allowance) & (ratio <= max_height_ratio)
     i, j, cost = i[ok], j[ok], (dist / allowance)[ok]
+    if colours and len(i):
+        empty = np.zeros(0)
+        end = [colours.get(int(tracks[k]), (empty, empty))[1] for k in i.tolist()]
+        start = [colours.get(int(tracks[k]), (empty, empty))[0] for k in j.tolist()]
+        near = np.array(
+            [
+                not (len(a) and len(b))
+                or float(signature_distance(a[None], b[None])[0, 0]) <= max_colour_distance
+                for a, b in zip(end, start, strict=True)
+            ],
+            bool,
+        )
+        i, j, cost = i[near], j[near], cost[near]
     if not len(i):
         return {}
     n = len(tracks)

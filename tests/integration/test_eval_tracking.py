@@ -36,7 +36,8 @@ class Reference:
 REFERENCES = {
     # Measured online 70.8 MOTA / 76.1 IDF1 / 52.8 HOTA / 13 IDs with OCR+ORU (plain
     # ByteTrack: 71.0 / 76.2 / 52.9 / 12; SORT code: 71.7); with the default offline
-    # post-processing (tentative starts + linear gap filling) 73.2 / 75.8 / 53.6 / 14.
+    # post-processing then (tentative starts + linear gap filling) 73.2 / 75.8 / 53.6 / 14;
+    # with tracklet linking (today's default, fixed on Mall training frames) 77.4 / 82.6 / 57.4 / 8.
     "TUD-Stadtmitte": Reference(56.4, 64.5, 7, 45, 452, tracker_mota_floor=70.0),
     # Not measured here (sequence absent when the defaults were set); SORT's published
     # MOTA on it is 62.7, so the floor sits a few points under that.

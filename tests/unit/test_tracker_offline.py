@@ -300,3 +300,33 @@ def test_gaussian_smoothing_removes_box_jitter_and_keeps_a_straight_walk() -> No
     gsi, link = rec.rows("gsi"), rec.rows("link")
     assert gsi.frame.tolist() == link.frame.tolist()
     assert np.abs(gsi.xyxy - true)[inner].mean() < np.abs(link.xyxy - true)[inner].mean()
+
+
+@pytest.mark.parametrize(
+    ("second_colour", "joined"), [((200, 30, 30), True), ((30, 30, 200), False)]
+)
+def test_with_frames_a_join_needs_matching_clothing_colours(
+    second_colour: tuple[int, int, int], joined: bool
+) -> None:
+    # The walk of the first test, drawn: a red figure, then a red (same person) or a blue
+    # one (someone else) where the first would have got to. Without frames both join.
+    first, second = range(20), range(40, 60)
+    boxes = {
+        **dict(zip(first, walk(first), strict=True)),
+        **dict(zip(second, walk(second), strict=True)),
+    }
+    rec, blind = TrackRecorder(), TrackRecorder()
+    for i in range(60):
+        image = np.full((300, 200, 3), 90, np.uint8)
+        d = tracked([], [])
+        if i in boxes:
+            x1, y1, x2, y2 = boxes[i].astype(int)
+            image[y1:y2, x1:x2] = (200, 30, 30) if i < 20 else second_colour
+            d = tracked([boxes[i]], [1 if i < 20 else 2])
+        keys = np.asarray([] if not len(d) else [1 if i < 20 else 2], np.int64)
+        rec.add(i, i / FPS, d, keys, image=image)
+        blind.add(i, i / FPS, d, keys)
+    assert blind.rows("link").joins == 1
+    rows = rec.rows("link")
+    assert rows.joins == int(joined)
+    assert set(rows.tracker_id.tolist()) == ({1} if joined else {1, 2})
