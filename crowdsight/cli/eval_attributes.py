@@ -26,7 +26,7 @@ from crowdsight.core.errors import InputError
 from crowdsight.describe import peta
 from crowdsight.describe.colours import COLOUR_NAMES, DEFAULT_RULES, LEGS, TORSO
 from crowdsight.describe.features import CropFeatures, cached_features
-from crowdsight.describe.heads import CARRIED, HEADS_FILE, AttributeHeads
+from crowdsight.describe.heads import CARRIED, HEADS_FILE, AttributeHeads, AttributeScores
 
 console = Console(stderr=True)
 
@@ -115,6 +115,52 @@ def _binary_report(
     return report, (ma, acc, base)
 
 
+def _stated_report(
+    stated: npt.NDArray[np.bool_], truth: npt.NDArray[np.bool_]
+) -> dict[str, object]:
+    """How right a description's "carrying a …" is: precision and recall of what it states.
+
+    ``stated`` is where the description text says it (probability at or above the heads'
+    text threshold), so precision answers "when crowdsight says it, how often is it true?".
+    Accuracy counts "not stated" as "no"; the baseline never states it (always "no") or
+    always does, whichever is more often right on the scored set.
+    """
+    n_stated = int(stated.sum())
+    share = float(truth.mean())
+    return {
+        "precision": _r(float(truth[stated].mean())) if n_stated else None,
+        "recall": _r(float(stated[truth].mean())) if truth.any() else None,
+        "n_stated": n_stated,
+        "positives": int(truth.sum()),
+        "accuracy": _r(float((stated == truth).mean())),
+        "baseline": _r(max(share, 1 - share)),
+    }
+
+
+def _carrying_stated(
+    scores: AttributeScores, heads: AttributeHeads, items: list[peta.PetaItem]
+) -> dict[str, dict[str, object]]:
+    """`_stated_report` per bag kind, and ``any_bag`` for "carrying a bag" of any wording.
+
+    A kind is stated where its probability reaches its text threshold (as in
+    `TrackDescriber`); ``any_bag`` is stated where some kind is, or where the noisy-OR
+    "carrying a bag" reaches its own text threshold.
+    """
+    out: dict[str, dict[str, object]] = {}
+    kinds = np.zeros(len(items), bool)
+    for j, name in enumerate(scores.binary_names):
+        if name not in CARRIED:
+            continue
+        stated = scores.binary[:, j] >= heads.text[j]
+        kinds |= stated
+        out[name] = _stated_report(stated, np.array([name in it.attributes for it in items]))
+    any_truth = np.array([bool(it.attributes & set(CARRIED)) for it in items])
+    out["any_bag"] = _stated_report(kinds | (scores.carrying() >= heads.carrying_text), any_truth)
+    for name, rep in out.items():
+        console.print(f"stated {name:14s} {rep}")
+    return out
+
+
 @eval_app.command("attributes")
 def eval_attributes(
     peta_dir: Annotated[
@@ -157,7 +203,9 @@ def eval_attributes(
     (both on training data). ``carrying_accuracy`` is the mean accuracy of the four
     carried-object attributes (backpack, messenger bag, plastic bag, luggage), as before;
     ``carrying_any_accuracy`` is the accuracy of "carries a bag of any kind" (the noisy-OR of
-    the bag heads at its accuracy threshold).
+    the bag heads at its accuracy threshold). ``carrying_stated`` says, per bag kind and for
+    any bag, how often the *description text* is right: precision, recall, how many crops it
+    states it for, and accuracy next to the most-frequent baseline.
     """
     if method not in ("heads", "rules"):
         raise InputError(f"--method must be heads or rules, not {method!r}")
@@ -215,6 +263,7 @@ def eval_attributes(
             p_any >= heads.carrying_decision, any_truth
         )
         console.print(f"{'carrying':14s} {per_attr['carrying']}")
+        result["carrying_stated"] = _carrying_stated(scores, heads, items)
     carried = [n for n in peta.CARRIED_BINARY if n in acc]
     up, low = per_attr["upper"], per_attr["lower"]
     result.update(
