@@ -77,6 +77,11 @@ def test_learned_heads_on_any_folder_of_the_same_layout(
     assert out["binary_mA"] > out["baseline_binary_mA"]
     assert 0 <= out["carrying_accuracy"] <= 1
     assert 0 <= out["carrying_any_accuracy"] <= 1
+    stated = out["carrying_stated"]
+    assert set(stated) == {"backpack", "messenger_bag", "plastic_bag", "luggage", "any_bag"}
+    for rep in stated.values():
+        assert 0 <= rep["n_stated"] <= 200 and 0 <= rep["accuracy"] <= 1
+        assert rep["precision"] is None or 0 <= rep["precision"] <= 1
     assert "personal" not in res.stdout.lower()
 
 
