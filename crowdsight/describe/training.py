@@ -13,6 +13,12 @@ one identity fall in the same fold (so a person is never both trained and scored
   threshold by out-of-fold accuracy and its text threshold by out-of-fold precision;
 * each colour head's ``text`` threshold on the top probability (`heads.TEXT_ACCURACY`).
 
+Colour heads are softmax over the 11 names, an item with several labelled colours counting once
+per colour at weight 1/labels. One-vs-rest heads (argmax of P(colour ∈ labels), each colour's C
+by out-of-fold log loss) were tried in the same CV (train on clean + degraded copies, score the
+mean of held-out clean and degraded crops): upper 0.692 vs 0.691, lower 0.647 vs 0.648 — no
+gain (criterion fixed beforehand: ≥ 0.005 on the mean of the two), so softmax stays.
+
 The heads are fit on the first `N_COMPONENTS` principal components of the standardised
 features (a fixed, unsupervised projection that makes every fit fast), then folded back into
 linear weights on the standardised features, so using them needs no projection. The final heads
