@@ -68,6 +68,33 @@ def test_cross_validation_picks_the_knots_the_data_needs() -> None:
     assert sloped.cv_mae_calibrated < 0.1 * sloped.cv_mae_uncalibrated
 
 
+def test_no_correction_is_kept_when_no_fit_beats_it() -> None:
+    # Right on average but noisy frame by frame, with mass put in the wrong band (like a
+    # density model spreading far heads downwards): gains cannot help the whole-frame count.
+    rng = np.random.default_rng(3)
+    samples = []
+    for _ in range(60):
+        heads = rng.uniform(0, 0.5, rng.poisson(30))
+        profile = np.zeros(ROWS)
+        np.add.at(profile, ((heads + 0.5) * ROWS).astype(int), rng.normal(1.0, 0.3, len(heads)))
+        samples.append(CalibrationSample(profile, heads))
+    cal = calibrate(samples, (640, 480), data="s", frames="all")
+    assert cal.target == "none" and cal.gains == [1.0]
+    assert cal.cv_mae_calibrated == cal.cv_mae_uncalibrated
+    # The per-band fit "corrects" the misplaced mass and ruins the whole-frame count.
+    bands = fit_gains(samples, 2, 0.0, "bands")
+    raw = np.mean([abs(s.row_profile.sum() - len(s.head_rows)) for s in samples])
+    fitted = np.mean(
+        [abs(row_gains(ROWS, bands) @ s.row_profile - len(s.head_rows)) for s in samples]
+    )
+    assert fitted > 2 * raw
+
+
+def test_total_target_fits_whole_frame_counts() -> None:
+    gains = fit_gains(_synthetic([1.3], 40), 1, 0.0, "total")
+    assert gains == pytest.approx([1.3], abs=1e-6)
+
+
 def test_blocked_folds_are_consecutive_and_cover_everything() -> None:
     folds = blocked_folds(23, 5)
     assert len(folds) == 5
