@@ -51,9 +51,10 @@ def calibrate_counting(
 ) -> None:
     """Fit a smooth gain over image rows that corrects the density count on one camera.
 
-    Every frame's density map is computed as the live pipeline computes it; the number of
-    gains (1–8 bands) and their pull towards 1 are chosen by cross-validation over blocks of
-    consecutive frames, and the chosen gains are then fitted on all frames. Use the file with
+    Every frame's density map is computed as the live pipeline computes it. What the gains
+    fit (whole-frame or per-band head counts), how many (1–8 bands) and their pull towards 1
+    are chosen by cross-validation over blocks of consecutive frames, then fitted on all
+    frames; gain 1 (no correction) is kept unless a fit beats it there. Use the file with
     `eval counting --calibration` or a camera scene's ``counting.calibration``.
     """
     from crowdsight.cli.eval_counting import density_for_image
