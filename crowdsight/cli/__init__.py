@@ -1,4 +1,4 @@
-"""The `crowdsight` command line: analyze | serve | models | bench | eval.
+"""The `crowdsight` command line: analyze | serve | models | bench | eval | calibrate | train.
 
 Every user-facing failure is a `CrowdsightError` and is shown as one line (no traceback)
 with a non-zero exit code.
@@ -21,6 +21,7 @@ def _register() -> None:
     from crowdsight.cli import (  # noqa: F401
         analyze,
         bench,
+        calibrate,
         eval_anomaly,
         eval_attributes,
         eval_counting,

@@ -20,5 +20,9 @@ eval_app = typer.Typer(help="Score crowdsight on labelled data.", no_args_is_hel
 app.add_typer(eval_app, name="eval")
 train_app = typer.Typer(help="Train crowdsight's small learned parts.", no_args_is_help=True)
 app.add_typer(train_app, name="train")
+calibrate_app = typer.Typer(
+    help="Fit a camera's corrections on a few of its labelled frames.", no_args_is_help=True
+)
+app.add_typer(calibrate_app, name="calibrate")
 
 err_console = Console(stderr=True)

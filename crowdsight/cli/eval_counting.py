@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from crowdsight.cli.apps import eval_app
 from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings
 from crowdsight.datasets.counting import CountingFormat, iter_items
 from crowdsight.sources.files import read_image
+
+if TYPE_CHECKING:
+    from crowdsight.core.types import DensityMap, Detections, ImageRGB
 
 console = Console(stderr=True)
 
@@ -27,6 +30,26 @@ def _errors(err: list[float], gt: list[int]) -> dict[str, float]:
         "rmse": round(math.sqrt(sum(e * e for e in err) / n), 3),
         "mean_rel": round(sum(rel) / len(rel), 4) if rel else float("nan"),
     }
+
+
+def density_for_image(
+    image: ImageRGB, estimator: Any, detector: Any, *, auto_scale: bool
+) -> tuple[DensityMap, Detections | None, float]:
+    """The density map of one image as `eval counting` and `calibrate counting` see it.
+
+    Returns (map, the detector's detections or None, the density input scale used).
+    """
+    from crowdsight.core.types import Frame
+    from crowdsight.perception.density import estimate_at_scale
+    from crowdsight.perception.density_scale import scale_for_heights
+    from crowdsight.perception.fusion import person_boxes
+
+    dets = detector.detect(Frame("eval", 0, 0.0, image)) if detector is not None else None
+    scale = 1.0
+    if auto_scale and dets is not None:
+        boxes = person_boxes(dets)
+        scale = scale_for_heights(boxes[:, 3] - boxes[:, 1]) or 1.0
+    return estimate_at_scale(estimator, image, scale), dets, scale
 
 
 @eval_app.command("counting")
@@ -90,6 +113,14 @@ def eval_counting(
             "it (its own threshold, slicing: auto): 'nanodet' (default), 'ssdlite', ….",
         ),
     ] = DEFAULT_DETECTOR,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="Count calibration JSON of this camera (`crowdsight calibrate counting`): "
+            "the density map is multiplied by its row gains before fusion; the uncalibrated "
+            "figures are reported too."
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Predict every image and print MAE, RMSE and mean relative error.
@@ -101,12 +132,12 @@ def eval_counting(
     density and fused counts are all reported.
     """
     from crowdsight.config.runtime import RuntimeConfig
-    from crowdsight.core.types import Frame
-    from crowdsight.perception.density import DensityEstimator, estimate_at_scale
-    from crowdsight.perception.density_scale import scale_for_heights
-    from crowdsight.perception.fusion import fuse_counts, person_boxes
+    from crowdsight.perception.count_calibration import apply_calibration, load_calibration
+    from crowdsight.perception.density import DensityEstimator
+    from crowdsight.perception.fusion import fuse_counts
 
     runtime = RuntimeConfig.from_env()  # the edge: CROWDSIGHT_PROVIDERS read here
+    cal = load_calibration(calibration) if calibration is not None else None
     items = iter_items(images, points, fmt, rng)[::step]
     est = DensityEstimator(runtime=runtime)
     detector: Any = None
@@ -117,16 +148,21 @@ def eval_counting(
             PipelineSettings(detector=detector_spec, runtime=runtime)
         )
     rows: list[dict[str, str | float | None]] = []
-    errs: dict[str, list[float]] = {"fused": [], "density": [], "detection": [], "other": []}
+    errs: dict[str, list[float]] = {
+        "fused": [],
+        "density": [],
+        "detection": [],
+        "other": [],
+        "uncalibrated": [],
+    }
     gts: list[int] = []
     for item in track(items, description="counting", console=console):
         image = read_image(item.image)
-        dets = detector.detect(Frame("eval", 0, 0.0, image)) if detector is not None else None
-        scale = 1.0
-        if auto_scale and dets is not None:
-            boxes = person_boxes(dets)
-            scale = scale_for_heights(boxes[:, 3] - boxes[:, 1]) or 1.0
-        dm = estimate_at_scale(est, image, scale)
+        dm, dets, scale = density_for_image(image, est, detector, auto_scale=auto_scale)
+        if cal is not None:
+            raw = fuse_counts(dm, dets if fuse else None, regional=regional)
+            errs["uncalibrated"].append((raw.fused if fuse else raw.density) - item.gt)
+            dm = apply_calibration(dm, cal)
         counts = fuse_counts(dm, dets if fuse else None, regional=regional)
         other = fuse_counts(dm, dets if fuse else None, regional=not regional)
         pred = counts.fused if fuse else counts.density
@@ -156,8 +192,14 @@ def eval_counting(
         if detector is not None:
             e = _errors(errs[name], gts)
             console.print(f"  {name} alone: MAE {e['mae']:.2f}  RMSE {e['rmse']:.2f}")
+    if cal is not None:
+        e = _errors(errs["uncalibrated"], gts)
+        console.print(f"  without the calibration: MAE {e['mae']:.2f}  RMSE {e['rmse']:.2f}")
     if as_json:
         out: dict[str, Any] = {**res, "n": len(rows), "detector": detector_spec, "items": rows}
+        if cal is not None:
+            out["calibration"] = str(calibration)
+            out["uncalibrated"] = _errors(errs["uncalibrated"], gts)
         if detector is not None:
             out["density_only"] = _errors(errs["density"], gts)
             out["detection_only"] = _errors(errs["detection"], gts)

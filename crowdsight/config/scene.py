@@ -526,6 +526,18 @@ class MetricsSettings(_Model):
     )
 
 
+class CountingSettings(_Model):
+    """How this camera's counts are corrected."""
+
+    calibration: Path | None = Field(
+        None,
+        description="Count calibration JSON fitted on this camera's labelled frames "
+        "(`crowdsight calibrate counting`); its row gains multiply every density map before "
+        "fusion, so the heatmap shows the calibrated density. Absolute, or relative to the "
+        "working directory. None: no correction.",
+    )
+
+
 class SceneConfig(_Model):
     """Everything crowdsight knows about one camera's view."""
 
@@ -541,6 +553,9 @@ class SceneConfig(_Model):
     rules: Rules = Field(default_factory=Rules, description="Event rules and thresholds.")
     metrics: MetricsSettings = Field(
         default_factory=MetricsSettings, description="Metric settings."
+    )
+    counting: CountingSettings = Field(
+        default_factory=CountingSettings, description="Per-camera count corrections."
     )
 
     @model_validator(mode="after")

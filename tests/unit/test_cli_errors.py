@@ -118,6 +118,30 @@ def test_eval_counting_bad_paths(args: list[str], needle: str, tmp_path: Path) -
     assert_one_line_error(run_cli("eval", "counting", *args), needle)
 
 
+def test_eval_counting_bad_calibration_file(tmp_path: Path) -> None:
+    bad = tmp_path / "cal.json"
+    bad.write_text("{gains: 1")
+    args = ["--images", ".", "--points", ".", "--format", "mall", "--calibration", str(bad)]
+    assert_one_line_error(run_cli("eval", "counting", *args), "not JSON")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (
+            ["--frames", ".", "--points", "/nonexistent", "--format", "mall", "--out", "c.json"],
+            "no such file",
+        ),
+        (
+            ["--frames", ".", "--points", ".", "--format", "mall", "--out", "/nonexistent/c.json"],
+            "does not exist",
+        ),
+    ],
+)
+def test_calibrate_counting_bad_paths(args: list[str], needle: str) -> None:
+    assert_one_line_error(run_cli("calibrate", "counting", *args), needle)
+
+
 def test_bad_range(tmp_path: Path) -> None:
     from crowdsight.core.errors import InputError
     from crowdsight.datasets.counting import parse_range
