@@ -161,6 +161,30 @@ def _carrying_stated(
     return out
 
 
+def _colour_stated(
+    scores: AttributeScores, heads: AttributeHeads, items: list[peta.PetaItem]
+) -> dict[str, dict[str, object]]:
+    """Per body part: how often the description states a colour, and how often it is right.
+
+    A colour is stated where the top probability reaches the part's text threshold (as in
+    `TrackDescriber`); crops without a colour label for the part are not scored.
+    """
+    out: dict[str, dict[str, object]] = {}
+    for k, part in enumerate(("upper", "lower")):
+        probs = scores.upper if part == "upper" else scores.lower
+        truth = peta.truth_matrix([getattr(it, part) for it in items])
+        lab = truth.any(axis=1)
+        stated = lab & (probs.max(axis=1) >= heads.colour_text[k])
+        hit = truth[np.arange(len(probs)), probs.argmax(axis=1)]
+        out[part] = {
+            "share_stated": _r(float(stated.sum() / max(int(lab.sum()), 1))),
+            "accuracy_stated": _r(float(hit[stated].mean())) if stated.any() else None,
+            "n_stated": int(stated.sum()),
+        }
+        console.print(f"stated {part} colour {out[part]}")
+    return out
+
+
 @eval_app.command("attributes")
 def eval_attributes(
     peta_dir: Annotated[
@@ -264,6 +288,7 @@ def eval_attributes(
         )
         console.print(f"{'carrying':14s} {per_attr['carrying']}")
         result["carrying_stated"] = _carrying_stated(scores, heads, items)
+        result["colour_stated"] = _colour_stated(scores, heads, items)
     carried = [n for n in peta.CARRIED_BINARY if n in acc]
     up, low = per_attr["upper"], per_attr["lower"]
     result.update(

@@ -48,3 +48,27 @@ def test_carrying_stated_per_kind_and_any_bag() -> None:
     assert out["backpack"]["n_stated"] == 1 and out["backpack"]["precision"] == 1.0
     assert out["luggage"]["n_stated"] == 0 and out["luggage"]["recall"] == 0.0
     assert out["any_bag"]["n_stated"] == 2 and out["any_bag"]["recall"] == 1.0
+
+
+def test_colour_stated_scores_only_confident_labelled_crops() -> None:
+    from crowdsight.cli.eval_attributes import _colour_stated
+
+    heads = dataclasses.replace(_toy_heads(4), colour_text=np.array([0.8, 0.8], np.float32))
+    upper = np.full((4, len(COLOUR_NAMES)), 0.01, np.float32)
+    black, blue = COLOUR_NAMES.index("black"), COLOUR_NAMES.index("blue")
+    upper[0, black] = 0.9  # stated, right
+    upper[1, black] = 0.9  # stated, wrong (labelled blue)
+    upper[2, blue] = 0.5  # not confident: not stated
+    upper[3, black] = 0.95  # no label for the part: not scored
+    scores = AttributeScores(
+        upper=upper, lower=upper.copy(), binary=np.zeros((4, 0), np.float32), binary_names=()
+    )
+    labels = [frozenset({"black"}), frozenset({"blue"}), frozenset({"blue"}), frozenset()]
+    items = [
+        peta.PetaItem("S", str(i), Path("x.png"), lab, lab, attributes=frozenset())
+        for i, lab in enumerate(labels)
+    ]
+    out = _colour_stated(scores, heads, items)
+    assert out["upper"]["n_stated"] == 2
+    assert out["upper"]["share_stated"] == pytest.approx(2 / 3, abs=1e-4)
+    assert out["upper"]["accuracy_stated"] == 0.5
