@@ -229,11 +229,16 @@ def _split(
     h = density.density.shape[0]
     zone = np.zeros(h, bool)
     rows_y = (np.arange(h) + 0.5) * density.scale_xy[1]
-    tall = int(((boxes[:, 3] - boxes[:, 1]) >= reliable_px).sum())
-    if regional and tall >= ZONE_MIN_BOXES:
+    is_tall = (boxes[:, 3] - boxes[:, 1]) >= reliable_px
+    if regional and int(is_tall.sum()) >= ZONE_MIN_BOXES:
         model = fit_heights(boxes)
         if model is not None:
-            zone = model.height_at(rows_y) >= reliable_px
+            # Only rows where the frame shows tall people: from the highest tall box's top
+            # down (nearer the camera people are larger still). Above it the line through
+            # the boxes is extrapolated, and in a packed crowd, where the detector finds only
+            # the near rows, it claims every row for detection (see `ZONE_MIN_BOXES`).
+            shown = rows_y >= float(boxes[is_tall, 1].min())
+            zone = (model.height_at(rows_y) >= reliable_px) & shown
     floor: GroundPlane | None = None
     if regional:
         fitted = fit_ground_plane(boxes) if ground == "fit" else ground
