@@ -18,7 +18,10 @@ crowds, and its mass there is mostly false, while the detector finds nearly ever
 when a frame shows at least `ZONE_MIN_BOXES` reliable people, the perspective of its person
 boxes (`crowdsight.perception.perspective`) marks the rows where a person is expected to be
 at least `RELIABLE_HEIGHT_PX` tall: the *detection zone*. There every person box counts one
-and the density is dropped; elsewhere the per-box rule above holds.
+and the density is dropped; elsewhere the per-box rule above holds. The zone reaches no higher
+than the highest tall box: in a packed crowd the detector finds only the near rows, and a
+height line through them extrapolated upwards would hand the far crowd to it (ShanghaiTech A,
+computed from cached boxes and maps: MAE 76.75 → 73.89; an image of 549 people had read 20).
 
 Where the frame's person boxes agree on a flat floor seen from eye level
 (`perspective.fit_ground_plane`, `GroundPlane.eye_level`), the floor also says where heads

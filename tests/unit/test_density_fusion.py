@@ -180,6 +180,20 @@ def test_detection_zone_counts_boxes_and_drops_density_where_people_are_large() 
     assert fused_density(dm, dets(boxes[:1])) is dm
 
 
+def test_detection_zone_stays_where_tall_people_are_shown() -> None:
+    # A packed crowd seen from the front (ShanghaiTech-like): the detector finds only 8 near
+    # people, all tall and all in the bottom half, at about the same height, so the height
+    # line through them says "tall" at every row. The far crowd above them (40 people of
+    # density in the top rows) is not the detector's: the zone must not take those rows.
+    d = np.zeros((50, 50), np.float32)
+    d[0:20, :] = 40.0 / (20 * 50)
+    dm = DensityMap(d, (400, 400))
+    boxes = [[45.0 * i, 220.0 + 2 * i, 45.0 * i + 40, 400.0] for i in range(8)]
+    c = fuse_counts(dm, dets(boxes))
+    assert 0 < c.zone_rows <= 50 - 220 // 8 + 1
+    assert c.fused == pytest.approx(8 + 40.0, abs=0.5)
+
+
 def test_fusion_counts_only_boxes_standing_in_the_region_of_interest() -> None:
     d = np.zeros((20, 20), np.float32)
     roi = np.zeros((20, 20), bool)
