@@ -217,6 +217,48 @@ def test_text_thresholds_must_hold_on_subsets_held_out_whole() -> None:
     assert report.cv["luggage"]["mA"] > 0.7  # the grouped figures still see the scene cue
 
 
+def test_colour_c_is_chosen_on_subsets_held_out_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crowdsight.describe import training
+
+    seen: list[int] = []
+    real = training._cv_colour
+
+    def spy(x: np.ndarray, truth: np.ndarray, folds: list[np.ndarray], *a: object) -> object:
+        seen.append(len(folds))
+        return real(x, truth, folds, *a)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training, "_cv_colour", spy)
+    items, rows = _scene_bound_luggage(("a", "b", "c"))
+    training.train_heads(items, rows, n_deep=4, binary_names=("luggage",))
+    assert seen == [3, 3]  # upper and lower: one fold per subset
+    seen.clear()
+    items, rows = _scene_bound_luggage(("one",))
+    training.train_heads(items, rows, n_deep=4, binary_names=("luggage",))
+    assert seen == [training.N_FOLDS, training.N_FOLDS]  # one subset: identity-grouped folds
+
+
+def test_gray_world_half_of_colour_features_ignores_a_colour_cast() -> None:
+    from crowdsight.describe.features import (
+        FEATURE_WH,
+        colour_features,
+        gray_world,
+        n_colour_features,
+    )
+
+    rng = np.random.default_rng(0)
+    w, h = FEATURE_WH
+    crop = rng.integers(40, 160, (h, w, 3)).astype(np.uint8)
+    crop[30:70, 16:48] = (150, 30, 30)  # a red top on a grey scene
+    cast = np.clip(crop * np.array([0.75, 0.9, 1.3]), 0, 255).astype(np.uint8)  # bluish light
+    assert np.allclose(gray_world(cast).reshape(-1, 3).mean(0), cast.mean(), atol=2)
+    plain, tinted = colour_features(crop), colour_features(cast)
+    assert plain.shape == (n_colour_features(),)
+    half = n_colour_features() // 2
+    raw_gap = float(np.abs(plain[:half] - tinted[:half]).sum())
+    gw_gap = float(np.abs(plain[half:] - tinted[half:]).sum())
+    assert gw_gap < 0.5 * raw_gap  # the corrected half barely sees the cast
+
+
 def _learned(
     track_id: int, text: str, stated: list[str], conf: dict[str, float]
 ) -> dict[str, object]:
