@@ -134,14 +134,14 @@ def colour_features(crop: ImageRGB) -> FloatArray:
     raw only (v1, C 0.001 as shipped)           0.628  0.539  0.5834  0.653
     raw only, C by held-out log loss (0.0003)   0.636  0.535  0.5859
     gray-world *instead of* raw (C 0.0003)      0.642  0.540  0.5910  0.657
-    raw + GrabCut-masked raw + masked gray-w.   see the report of stop 24
-    raw + gray-world (this, C 0.0003)           0.644  0.549  0.5968  see manifest
+    raw + gray-w. + GrabCut-masked (0.0003)     0.643  0.548  0.5955  (+40 ms)
+    raw + gray-world (this, C 0.0003)           0.644  0.549  0.5968  0.650
     ==========================================  =====  =====  ======  =========
 
-    Gray-world costs about 0.1 ms and the second half 1–2 ms per crop, next to the 120–140 ms
-    of the VGG features. Tried before (stop 23, identity-grouped CV, which cannot see domain
-    shift): the same histograms over GrabCut person pixels, alone and with a gray-world copy —
-    inside CV noise there and +39–46 ms per crop.
+    The gray-world half adds about 1 ms per crop (1.2 → 2.2 ms for the colour part, 300 GRID
+    crops, loaded 2-core CPU), next to the 120–140 ms of the VGG features. Tried before (stop
+    23, identity-grouped CV, which cannot see domain shift): the same histograms over GrabCut
+    person pixels, alone and with a gray-world copy — inside CV noise there and +39–46 ms per crop.
     """
     return np.concatenate(_band_colour(crop) + _band_colour(gray_world(crop))).astype(np.float32)
 
