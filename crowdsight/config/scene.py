@@ -31,7 +31,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crowdsight.core.errors import ConfigError
+from crowdsight.core.errors import ConfigError, validation_line
 from crowdsight.core.geometry import Homography, polygon_area
 
 Point = tuple[float, float]
@@ -584,14 +584,6 @@ class SceneConfig(_Model):
         raise KeyError(zone_id)
 
 
-def _format_error(path: Path | str, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {loc}: {msg}{more}"
-
-
 def parse_scene(data: Any, source: str = "scene") -> SceneConfig:
     """Validate an already-parsed mapping; problems become a one-line `ConfigError`."""
     if data is None:
@@ -601,7 +593,7 @@ def parse_scene(data: Any, source: str = "scene") -> SceneConfig:
     try:
         return SceneConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(source, exc)) from None
+        raise ConfigError(validation_line(source, exc)) from None
 
 
 def load_scene(path: Path | str) -> SceneConfig:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from crowdsight.config.pipeline import OnnxDetector, with_runtime_env
 from crowdsight.config.runner import RunnerSettings
 from crowdsight.config.server import ServerSettings
-from crowdsight.core.errors import ConfigError
+from crowdsight.core.errors import ConfigError, validation_line
 from crowdsight.store.records import Camera
 
 
@@ -69,14 +69,6 @@ class ServeConfig(BaseModel):
     )
 
 
-def _format_error(path: Path, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-    msg = str(err["msg"]).removeprefix("Value error, ")  # a scene validator's own words
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{path}: {loc}: {msg}{more}"
-
-
 def load_serve_config(path: Path | None) -> ServeConfig:
     """Read and validate a serve config (None: every default, no cameras).
 
@@ -102,7 +94,7 @@ def load_serve_config(path: Path | None) -> ServeConfig:
     try:
         cfg = ServeConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_error(path, exc)) from None
+        raise ConfigError(validation_line(path, exc)) from None
     _check_cameras(cfg, path)
     return _with_env(_resolve_detector(cfg, path.parent))
 

@@ -46,7 +46,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy.optimize import nnls
 
-from crowdsight.core.errors import InputError
+from crowdsight.core.errors import InputError, validation_line
 from crowdsight.core.types import DensityMap
 
 FORMAT: Literal["crowdsight.count_calibration/1"] = "crowdsight.count_calibration/1"
@@ -292,11 +292,8 @@ def load_calibration(path: Path) -> CountCalibration:
     try:
         return CountCalibration.model_validate(raw)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = str(err["msg"]).removeprefix("Value error, ")
         raise InputError(
-            f"{path}: not a count calibration ({loc}: {msg}); write one with "
+            f"{validation_line(path, exc)} — not a count calibration; write one with "
             "`crowdsight calibrate counting`"
         ) from None
 
