@@ -254,12 +254,7 @@ def _cv_colour(
     labelled = np.nonzero(truth.any(axis=1))[0]
     best: tuple[float, float, FloatArray] | None = None
     for c in c_grid:
-        oof = np.zeros((len(x), N_COLOURS), np.float32)
-        for test in folds:
-            train = np.setdiff1d(labelled, test)
-            it, cl, w = _colour_rows(truth[train])
-            clf = _fit(x[train][it], cl, w, c)
-            oof[test] = _colour_probs(clf, x[test])
+        oof = _oof_colour(x, truth, folds, c)
         p_true = (oof[labelled] * truth[labelled]).sum(axis=1)
         loss = float(-np.mean(np.log(np.clip(p_true, 1e-6, 1))))
         log(f"  C={c:g}: log loss {loss:.4f}")
@@ -278,13 +273,8 @@ def _cv_binary(
 ) -> tuple[float, FloatArray]:
     """(chosen C, out-of-fold yes-probabilities at that C) of one yes/no head."""
     best: tuple[float, float, FloatArray] | None = None
-    all_idx = np.arange(len(x))
     for c in c_grid:
-        oof = np.zeros(len(x), np.float32)
-        for test in folds:
-            train = np.setdiff1d(all_idx, test)
-            clf = _fit(x[train], y[train].astype(np.intp), None, c)
-            oof[test] = clf.predict_proba(x[test])[:, 1]
+        oof = _oof_binary(x, y, folds, c)
         p = np.clip(np.where(y, oof, 1 - oof), 1e-6, 1)
         loss = float(-np.mean(np.log(p)))
         log(f"  C={c:g}: log loss {loss:.4f}")
