@@ -121,7 +121,7 @@ def colour_features(crop: ImageRGB) -> FloatArray:
     ``crop`` should already be resized to `FEATURE_WH`. Each half is `_band_colour`: HSV and
     Lab histograms plus the rule colour votes of the torso and legs bands.
 
-    Why both halves (stop 24): the colour heads' errors are mostly *domain shift* (a new camera,
+    Why both halves: the colour heads' errors are mostly *domain shift* (a new camera,
     light and colour cast). Judged leave-one-subset-out on the training crops (train on five
     PETA subsets' crops + degraded copies, score the sixth's clean and degraded crops; macro
     mean over the six held-out subsets; colour ``C`` by held-out log loss), with the criterion
