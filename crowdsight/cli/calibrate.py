@@ -49,13 +49,15 @@ def calibrate_counting(
         str, typer.Option("--detector", help="Person detector for --auto-scale.")
     ] = DEFAULT_DETECTOR,
 ) -> None:
-    """Fit a smooth gain over image rows that corrects the density count on one camera.
+    """Fit the correction of the density count that holds best on one camera.
 
-    Every frame's density map is computed as the live pipeline computes it. What the gains
-    fit (whole-frame or per-band head counts), how many (1–8 bands) and their pull towards 1
-    are chosen by cross-validation over blocks of consecutive frames, then fitted on all
-    frames; gain 1 (no correction) is kept unless a fit beats it there. Use the file with
-    `eval counting --calibration` or a camera scene's ``counting.calibration``.
+    Every frame's density map (and the network's features under it) is computed as the live
+    pipeline computes it. Candidates: a smooth gain over image rows (fitted to whole-frame or
+    per-band head counts, 1–8 bands) and a refit of the density model's output layer to the
+    labelled heads; which one, and its settings, are chosen by cross-validation over blocks
+    of consecutive frames, then fitted on all frames; no correction is kept unless a fit
+    beats it there. Use the file with `eval counting --calibration` or a camera scene's
+    ``counting.calibration``.
     """
     from crowdsight.cli.eval_counting import density_for_image
     from crowdsight.config.runtime import RuntimeConfig
@@ -65,7 +67,7 @@ def calibrate_counting(
         calibrate,
         save_calibration,
     )
-    from crowdsight.perception.density import DensityEstimator
+    from crowdsight.perception.density import DensityEstimator, output_layer_of
 
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
@@ -84,9 +86,11 @@ def calibrate_counting(
     samples: list[CalibrationSample] = []
     sizes: set[tuple[int, int]] = set()
     for item in track(items, description="density maps", console=console):
-        dm, _, _ = density_for_image(read_image(item.image), est, detector, auto_scale=auto_scale)
-        sizes.add(dm.resolution_wh)
-        samples.append(CalibrationSample.from_map(dm, item.points))
+        image = read_image(item.image)
+        _, _, _, df = density_for_image(image, est, detector, auto_scale=auto_scale, features=True)
+        assert df is not None
+        sizes.add(df.map.resolution_wh)
+        samples.append(CalibrationSample.from_features(df, item.points))
     if len(sizes) > 1:
         raise InputError(f"{frames}: frames of several sizes {sorted(sizes)}; one camera only")
     cal = calibrate(
@@ -94,11 +98,18 @@ def calibrate_counting(
         sizes.pop(),
         data=f"{frames} ({fmt.value}, points {points})",
         frames=f"range {rng or 'all'}, every {step}",
+        base_layer=output_layer_of(est.model_file),
+        floor=est.floor,
     )
     save_calibration(cal, out)
+    kind = (
+        f"output layer refitted (targets σ {cal.output_layer.sigma_cells:g} cells)"
+        if cal.output_layer
+        else f"{len(cal.gains)} band gain(s) {cal.gains}"
+    )
     console.print(
-        f"{cal.n_frames} frames: {len(cal.gains)} band gain(s) {cal.gains} "
-        f"(ridge {cal.ridge_frames:g} frames); cross-validated MAE "
-        f"{cal.cv_mae_uncalibrated:.2f} uncalibrated → {cal.cv_mae_calibrated:.2f}"
+        f"{cal.n_frames} frames: {cal.target}: {kind} (ridge {cal.ridge_frames:g} frames); "
+        f"cross-validated MAE {cal.cv_mae_uncalibrated:.2f} uncalibrated → "
+        f"{cal.cv_mae_calibrated:.2f}"
     )
     print(out)

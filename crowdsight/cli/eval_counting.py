@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +19,7 @@ from crowdsight.sources.files import read_image
 
 if TYPE_CHECKING:
     from crowdsight.core.types import DensityMap, Detections, ImageRGB
+    from crowdsight.perception.density import DensityFeatures
 
 console = Console(stderr=True)
 
@@ -33,14 +35,16 @@ def _errors(err: list[float], gt: list[int]) -> dict[str, float]:
 
 
 def density_for_image(
-    image: ImageRGB, estimator: Any, detector: Any, *, auto_scale: bool
-) -> tuple[DensityMap, Detections | None, float]:
+    image: ImageRGB, estimator: Any, detector: Any, *, auto_scale: bool, features: bool = False
+) -> tuple[DensityMap, Detections | None, float, DensityFeatures | None]:
     """The density map of one image as `eval counting` and `calibrate counting` see it.
 
-    Returns (map, the detector's detections or None, the density input scale used).
+    Returns (map, the detector's detections or None, the density input scale used, and with
+    ``features`` the map and network features at that scale, as
+    `DensityEstimator.estimate_features` gives them, described in the original's pixels).
     """
     from crowdsight.core.types import Frame
-    from crowdsight.perception.density import estimate_at_scale
+    from crowdsight.perception.density import estimate_at_scale, resize_for_scale
     from crowdsight.perception.density_scale import scale_for_heights
     from crowdsight.perception.fusion import person_boxes
 
@@ -49,7 +53,12 @@ def density_for_image(
     if auto_scale and dets is not None:
         boxes = person_boxes(dets)
         scale = scale_for_heights(boxes[:, 3] - boxes[:, 1]) or 1.0
-    return estimate_at_scale(estimator, image, scale), dets, scale
+    if not features:
+        return estimate_at_scale(estimator, image, scale), dets, scale, None
+    df = estimator.estimate_features(resize_for_scale(image, scale))
+    h, w = image.shape[:2]
+    df = replace(df, map=replace(df.map, resolution_wh=(w, h)))
+    return df.map, dets, scale, df
 
 
 @eval_app.command("counting")
@@ -138,6 +147,7 @@ def eval_counting(
 
     runtime = RuntimeConfig.from_env()  # the edge: CROWDSIGHT_PROVIDERS read here
     cal = load_calibration(calibration) if calibration is not None else None
+    layer = cal.output_layer.layer() if cal is not None and cal.output_layer else None
     items = iter_items(images, points, fmt, rng)[::step]
     est = DensityEstimator(runtime=runtime)
     detector: Any = None
@@ -158,10 +168,14 @@ def eval_counting(
     gts: list[int] = []
     for item in track(items, description="counting", console=console):
         image = read_image(item.image)
-        dm, dets, scale = density_for_image(image, est, detector, auto_scale=auto_scale)
+        dm, dets, scale, df = density_for_image(
+            image, est, detector, auto_scale=auto_scale, features=layer is not None
+        )
         if cal is not None:
             raw = fuse_counts(dm, dets if fuse else None, regional=regional)
             errs["uncalibrated"].append((raw.fused if fuse else raw.density) - item.gt)
+            if df is not None and layer is not None:  # the refitted output layer, same features
+                dm = est.refit_map(df.features, layer, dm)
             dm = apply_calibration(dm, cal)
         counts = fuse_counts(dm, dets if fuse else None, regional=regional)
         other = fuse_counts(dm, dets if fuse else None, regional=not regional)

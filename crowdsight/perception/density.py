@@ -8,6 +8,13 @@ of ``border_px`` on every side; the padded cells are cropped off before summing.
 are processed in overlapping tiles so memory stays bounded: each output cell is taken from
 exactly one tile, the one in whose interior it lies (the overlap is split half-and-half
 between neighbours), so nothing is double counted.
+
+CSRNet ends in a 1×1 convolution (its *output layer*) from 64 feature channels to density.
+A camera's count calibration may refit that layer on the camera's labelled frames
+(`crowdsight.perception.count_calibration`); the estimator then runs a derived graph that also
+returns the 64 channels (`features_model`, written once next to the installed models) and
+applies the refitted `OutputLayer` itself, before the noise floor, so the map, its sum and the
+zones all use it.
 """
 
 from __future__ import annotations
@@ -23,13 +30,92 @@ import numpy.typing as npt
 
 from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.types import DensityMap, FloatArray, ImageRGB
-from crowdsight.models.manifest import NORMALISATIONS, installed_model
+from crowdsight.models.manifest import NORMALISATIONS, installed_model, models_dir
 from crowdsight.models.runtime import load_runtime
 
 STRIDE = 8
 #: The graph normalises with the ImageNet mean/std (manifest ``extra["normalisation"]``), so
 #: padding with the mean colour is zero after normalisation.
 _MEAN255 = np.array(NORMALISATIONS["imagenet"][0], np.float32) * 255.0
+
+
+@dataclass(frozen=True)
+class OutputLayer:
+    """CSRNet's last 1×1 convolution: density = ``weights`` · features + ``bias`` per cell."""
+
+    weights: FloatArray
+    bias: float
+
+    def apply(self, features: npt.NDArray[Any]) -> FloatArray:
+        """Density (h×w) of a C×h×w feature map."""
+        c = features.shape[0]
+        if c != len(self.weights):
+            raise ValueError(f"output layer has {len(self.weights)} weights, features have {c}")
+        flat = np.asarray(features, np.float32).reshape(c, -1)
+        d = self.weights.astype(np.float32) @ flat + np.float32(self.bias)
+        return np.asarray(d.reshape(features.shape[1:]), np.float32)
+
+
+@dataclass(frozen=True)
+class DensityFeatures:
+    """A density map and the features under it (from `DensityEstimator.estimate_features`).
+
+    Attributes:
+        map: The map as the estimator's own output layer gives it (floor and ROI applied).
+        features: C×h×w float16 features of the same cells (no floor, no ROI).
+    """
+
+    map: DensityMap
+    features: npt.NDArray[np.float16]
+
+
+def _final_conv(model: Any) -> tuple[Any, str]:
+    """The 1×1 Conv node that makes the graph's density output, and its input tensor."""
+    out = model.graph.output[0].name
+    producers = {o: n for n in model.graph.node for o in n.output}
+    node = producers.get(out)
+    while node is not None and node.op_type == "Identity":
+        node = producers.get(node.input[0])
+    if node is None or node.op_type != "Conv":
+        raise ValueError(f"the density output {out!r} is not made by a final Conv")
+    return node, str(node.input[0])
+
+
+def output_layer_of(model_file: Path) -> OutputLayer:
+    """The output layer stored in a CSRNet ONNX file (the shipped weights)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_file))
+    node, _ = _final_conv(model)
+    init = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    w = np.asarray(init[node.input[1]], np.float32).reshape(-1)
+    b = float(np.asarray(init[node.input[2]]).reshape(-1)[0]) if len(node.input) > 2 else 0.0
+    return OutputLayer(w, b)
+
+
+def features_model(model_file: Path, out_dir: Path | None = None) -> Path:
+    """An ONNX file like ``model_file`` with the output layer's input as a second output.
+
+    Written once into ``out_dir`` (default ``models_dir()/derived``), named after the
+    source file's SHA-256, so a reinstalled model gets a new derived file.
+    """
+    import hashlib
+
+    import onnx
+
+    digest = hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
+    out = (out_dir or models_dir() / "derived") / f"{model_file.stem}-features-{digest}.onnx"
+    if out.is_file():
+        return out
+    model = onnx.load(str(model_file))
+    _, tensor = _final_conv(model)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    onnx.save(model, str(tmp))
+    tmp.replace(out)
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,6 +177,8 @@ class DensityEstimator:
             But on Mall *training* frames 1–800 the ring also holds real people cut by the
             frame edge: mirroring lowered the mean count from 30.9 to 25.8 (truth 30.3) and
             raised the MAE from 4.1 to 5.0, so the default stays 0 (no mirrored border).
+        output_layer: A refitted output layer (a camera's count calibration) used instead of
+            the graph's own; the derived graph `features_model` then runs.
         floor: Cells with less density than this (including the network's small negative
             outputs) are zeroed. CSRNet leaves a faint haze
             (~0.005 people per cell) over any texture, which on a 1080p frame adds up to
@@ -118,21 +206,84 @@ class DensityEstimator:
         border_px: int = 0,
         floor: float = 0.0025,
         runtime: RuntimeConfig | None = None,
+        output_layer: OutputLayer | None = None,
     ) -> None:
         self.model_file = model_file or installed_model("csrnet").file("csrnet.onnx")
-        config = (runtime or RuntimeConfig()).with_threads(threads)
-        self.runtime = load_runtime(self.model_file, config)
+        self._config = (runtime or RuntimeConfig()).with_threads(threads)
+        self.output_layer: OutputLayer | None = None
+        # The derived graph that also returns the features (loaded on first need).
+        self._features_runtime: Any = None
+        self.runtime = load_runtime(self.model_file, self._config)
+        if output_layer is not None:
+            self.use_output_layer(output_layer)
         self.max_tile_px = max_tile_px
         self.tile_cells = max(8, tile_px // STRIDE)
         self.overlap_cells = max(0, min(overlap_px // STRIDE, self.tile_cells // 2))
         self.border_cells = max(0, border_px // STRIDE)
         self.floor = floor
 
-    def _infer(self, padded: FloatArray) -> FloatArray:
-        """Run the network on a padded H×W×3 float image (H, W multiples of 8)."""
+    def _features(self) -> Any:
+        if self._features_runtime is None:
+            self._features_runtime = load_runtime(features_model(self.model_file), self._config)
+        return self._features_runtime
+
+    def use_output_layer(self, layer: OutputLayer) -> None:
+        """Estimate with ``layer`` (a camera's refitted output layer) from now on."""
+        self.runtime = self._features()
+        self.output_layer = layer
+
+    def _infer(self, padded: FloatArray, runtime: Any) -> FloatArray:
+        """Run ``runtime``'s network on a padded H×W×3 float image (H, W multiples of 8).
+
+        Returns a K×h×w stack: the density alone (K = 1), or, on the derived graph, the
+        graph's density followed by the C feature channels (K = 1 + C).
+        """
         x = np.ascontiguousarray(padded.transpose(2, 0, 1)[None])
-        out = self.runtime.run({"image": x})[0]
-        return np.asarray(out[0, 0], dtype=np.float32)
+        outs = runtime.run({"image": x})
+        if len(outs) == 1:
+            return np.asarray(outs[0][0], dtype=np.float32)
+        return np.concatenate([np.asarray(o[0], np.float32) for o in outs[:2]])
+
+    def _stack(self, image: ImageRGB, runtime: Any) -> tuple[FloatArray, int, int]:
+        """The network's K×hc×wc output stack for the whole image (padded, tiled, cropped)."""
+        if image.ndim != 3 or image.shape[2] != 3:
+            raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
+        h, w = image.shape[:2]
+        hc, wc = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
+        b = self.border_cells * STRIDE
+        padded = _mirror_pad(image, b, b + hc * STRIDE - h, b, b + wc * STRIDE - w)
+        bc = self.border_cells
+        ph, pw = hc + 2 * bc, wc + 2 * bc
+        if ph * pw * STRIDE * STRIDE <= self.max_tile_px:
+            full = self._infer(padded, runtime)
+        else:
+            full = np.empty((0, ph, pw), np.float32)
+            for t in plan_tiles(ph, pw, self.tile_cells, self.overlap_cells):
+                tile = padded[
+                    t.y0 * STRIDE : (t.y0 + t.h) * STRIDE, t.x0 * STRIDE : (t.x0 + t.w) * STRIDE
+                ]
+                d = self._infer(tile, runtime)
+                if not full.shape[0]:
+                    full = np.zeros((d.shape[0], ph, pw), np.float32)
+                ky0, ky1 = t.keep_y0 - t.y0, t.keep_y1 - t.y0
+                kx0, kx1 = t.keep_x0 - t.x0, t.keep_x1 - t.x0
+                full[:, t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = d[:, ky0:ky1, kx0:kx1]
+        return np.ascontiguousarray(full[:, bc : bc + hc, bc : bc + wc]), h, w
+
+    def _finish(
+        self, density: FloatArray, h: int, w: int, roi_mask: npt.NDArray[np.bool_] | None
+    ) -> DensityMap:
+        """Noise floor and region of interest applied to an hc×wc density."""
+        density = np.array(density, np.float32)
+        if self.floor > 0:
+            density[density < self.floor] = 0.0
+        cell_mask = None
+        if roi_mask is not None:
+            if roi_mask.shape != (h, w):
+                raise ValueError(f"roi_mask shape {roi_mask.shape} != image shape {(h, w)}")
+            cell_mask = _mask_to_cells(roi_mask, *density.shape)
+            density = np.where(cell_mask, density, np.float32(0.0)).astype(np.float32)
+        return DensityMap(density=density, resolution_wh=(w, h), roi_mask=cell_mask)
 
     def estimate(
         self, image: ImageRGB, roi_mask: npt.NDArray[np.bool_] | None = None
@@ -147,36 +298,34 @@ class DensityEstimator:
         Returns:
             A `DensityMap` at ceil(H/8)×ceil(W/8) cells whose sum is the count.
         """
-        if image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(f"expected an H×W×3 RGB image, got shape {image.shape}")
-        h, w = image.shape[:2]
-        hc, wc = math.ceil(h / STRIDE), math.ceil(w / STRIDE)
-        b = self.border_cells * STRIDE
-        padded = _mirror_pad(image, b, b + hc * STRIDE - h, b, b + wc * STRIDE - w)
-        bc = self.border_cells
-        ph, pw = hc + 2 * bc, wc + 2 * bc
-        if ph * pw * STRIDE * STRIDE <= self.max_tile_px:
-            full = self._infer(padded)
-        else:
-            full = np.zeros((ph, pw), np.float32)
-            for t in plan_tiles(ph, pw, self.tile_cells, self.overlap_cells):
-                tile = padded[
-                    t.y0 * STRIDE : (t.y0 + t.h) * STRIDE, t.x0 * STRIDE : (t.x0 + t.w) * STRIDE
-                ]
-                d = self._infer(tile)
-                ky0, ky1 = t.keep_y0 - t.y0, t.keep_y1 - t.y0
-                kx0, kx1 = t.keep_x0 - t.x0, t.keep_x1 - t.x0
-                full[t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = d[ky0:ky1, kx0:kx1]
-        density = np.ascontiguousarray(full[bc : bc + hc, bc : bc + wc])
+        stack, h, w = self._stack(image, self.runtime)
+        if self.output_layer is not None:
+            return self._finish(self.output_layer.apply(stack[1:]), h, w, roi_mask)
+        return self._finish(stack[0], h, w, roi_mask)
+
+    def estimate_features(
+        self, image: ImageRGB, roi_mask: npt.NDArray[np.bool_] | None = None
+    ) -> DensityFeatures:
+        """The map `estimate` gives and the C×h×w features under it (for calibration).
+
+        Runs the derived graph (`features_model`), built on first use.
+        """
+        stack, h, w = self._stack(image, self._features())
+        feats = stack[1:]
+        density = stack[0] if self.output_layer is None else self.output_layer.apply(feats)
+        return DensityFeatures(self._finish(density, h, w, roi_mask), feats.astype(np.float16))
+
+    def refit_map(
+        self, features: npt.NDArray[Any], layer: OutputLayer, like: DensityMap
+    ) -> DensityMap:
+        """The map an estimator with ``layer`` would give for ``features`` (same cells and
+        region of interest as ``like``)."""
+        density = layer.apply(features)
         if self.floor > 0:
             density[density < self.floor] = 0.0
-        cell_mask = None
-        if roi_mask is not None:
-            if roi_mask.shape != (h, w):
-                raise ValueError(f"roi_mask shape {roi_mask.shape} != image shape {(h, w)}")
-            cell_mask = _mask_to_cells(roi_mask, hc, wc)
-            density = np.where(cell_mask, density, np.float32(0.0)).astype(np.float32)
-        return DensityMap(density=density, resolution_wh=(w, h), roi_mask=cell_mask)
+        if like.roi_mask is not None:
+            density = np.where(like.roi_mask, density, np.float32(0.0)).astype(np.float32)
+        return DensityMap(density=density, resolution_wh=like.resolution_wh, roi_mask=like.roi_mask)
 
 
 def _mirror_pad(image: ImageRGB, top: int, bottom: int, left: int, right: int) -> FloatArray:
@@ -211,16 +360,24 @@ def estimate_at_scale(
     if abs(scale - 1.0) < 1e-3:
         dm: DensityMap = estimator.estimate(image, roi_mask)
         return dm
-    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(image, (sw, sh), interpolation=interp)
+    small = resize_for_scale(image, scale)
     small_roi = None
     if roi_mask is not None:
         small_roi = cv2.resize(
-            roi_mask.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST
+            roi_mask.astype(np.uint8), small.shape[1::-1], interpolation=cv2.INTER_NEAREST
         ).astype(bool)
     dm = estimator.estimate(small, small_roi)
     return replace(dm, resolution_wh=(w, h))
+
+
+def resize_for_scale(image: ImageRGB, scale: float) -> ImageRGB:
+    """``image`` resized by ``scale`` as `estimate_at_scale` feeds it to the network."""
+    if abs(scale - 1.0) < 1e-3:
+        return image
+    h, w = image.shape[:2]
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(image, (sw, sh), interpolation=interp), np.uint8)
 
 
 def _mask_to_cells(mask: npt.NDArray[np.bool_], hc: int, wc: int) -> npt.NDArray[np.bool_]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.config.scene import SceneConfig
+from crowdsight.core.errors import ConfigError
 from crowdsight.core.events import Event
 from crowdsight.core.metrics import SceneMetrics
 from crowdsight.core.threads import single_threaded_blas
@@ -161,11 +162,28 @@ class CameraPipeline:
         self.settings = settings or PipelineSettings()
         self.scene = scene
         s = self.settings
+        #: This camera's count calibration (row gains on every density map, or a refitted
+        #: output layer of the density model), if its scene names one; read here, at the
+        #: edge, so a bad file stops the camera at start.
+        self.count_calibration: CountCalibration | None = None
+        path = scene.counting.calibration if scene is not None else None
+        if path is not None:
+            from crowdsight.perception.count_calibration import load_calibration
+
+            self.count_calibration = load_calibration(path)
         self.density_estimator = density_estimator
         if self.density_estimator is None and s.density:
             from crowdsight.perception.density import DensityEstimator
 
             self.density_estimator = DensityEstimator(threads=s.density_threads, runtime=s.runtime)
+        layer = self.count_calibration.output_layer if self.count_calibration else None
+        if layer is not None and self.density_estimator is not None:
+            if not hasattr(self.density_estimator, "use_output_layer"):
+                raise ConfigError(
+                    f"{path}: the calibration refits the density model's output layer, which "
+                    "this camera's density estimator cannot use"
+                )
+            self.density_estimator.use_output_layer(layer.layer())
         self._async_density: AsyncDensity | None = None
         if self.density_estimator is not None and s.density_async:
             self._async_density = AsyncDensity(self.density_estimator)
@@ -191,14 +209,6 @@ class CameraPipeline:
         rule = scene.rules.anomaly if scene is not None else AnomalyRule()
         #: The anomaly stage (object model and/or cell model; None when neither runs).
         self.anomaly = build_anomaly(rule, anomaly_dir)
-        #: This camera's count calibration (row gains on every density map), if its scene
-        #: names one; read here, at the edge, so a bad file stops the camera at start.
-        self.count_calibration: CountCalibration | None = None
-        path = scene.counting.calibration if scene is not None else None
-        if path is not None:
-            from crowdsight.perception.count_calibration import load_calibration
-
-            self.count_calibration = load_calibration(path)
         self.describer = describer
         if self.describer is None and s.detect and s.describe:
             from crowdsight.describe import TrackDescriber
