@@ -532,8 +532,9 @@ class CountingSettings(_Model):
     calibration: Path | None = Field(
         None,
         description="Count calibration JSON fitted on this camera's labelled frames "
-        "(`crowdsight calibrate counting`); its row gains multiply every density map before "
-        "fusion, so the heatmap shows the calibrated density. Absolute, or relative to the "
+        "(`crowdsight calibrate counting`): its refitted output layer is used by the density "
+        "model, or its row gains multiply every density map, before fusion, so the heatmap "
+        "shows the calibrated density. Absolute, or relative to the "
         "working directory. None: no correction.",
     )
 

@@ -110,7 +110,9 @@ def features_model(model_file: Path, out_dir: Path | None = None) -> Path:
         return out
     model = onnx.load(str(model_file))
     _, tensor = _final_conv(model)
-    model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     onnx.save(model, str(tmp))

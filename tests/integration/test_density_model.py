@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from crowdsight.perception.density import DensityEstimator
+from crowdsight.perception.density import (
+    DensityEstimator,
+    OutputLayer,
+    features_model,
+    output_layer_of,
+)
 from crowdsight.sources.files import read_image
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
@@ -52,6 +57,32 @@ def test_noise_floor_keeps_a_dense_crowd(image: np.ndarray) -> None:
     # Measured 413.1 vs 412.8 on IMG_3 (zeroed negative cells offset the zeroed haze).
     assert (floored.density > 0).sum() < (raw.density > 0).sum()
     assert floored.count == pytest.approx(raw.count, rel=0.03)
+
+
+def test_features_graph_gives_the_same_map_and_applies_a_refitted_layer(
+    image: np.ndarray, tmp_path: Path
+) -> None:
+    tiled = {"max_tile_px": 50_000, "tile_px": 256, "overlap_px": 128}  # the harder path
+    est = DensityEstimator(**tiled)
+    plain = est.estimate(image)
+    df = est.estimate_features(image)
+    assert df.features.shape == (64, *plain.density.shape)
+    np.testing.assert_allclose(df.map.density, plain.density, atol=1e-5)
+    shipped = output_layer_of(est.model_file)
+    assert shipped.weights.shape == (64,)
+    # The shipped layer on the (float16) features reproduces the graph's own output.
+    assert est.refit_map(df.features, shipped, df.map).count == pytest.approx(
+        plain.count, rel=0.005
+    )
+    doubled = OutputLayer(shipped.weights * 2, shipped.bias * 2)
+    twice = DensityEstimator(**tiled, output_layer=doubled).estimate(image)
+    assert twice.count == pytest.approx(2 * plain.count, rel=0.02)  # the floor keeps a few more
+    # The derived graph is written once, named after the source file's content.
+    path = features_model(est.model_file, tmp_path)
+    assert path.parent == tmp_path and est.model_file.stem in path.name
+    mtime = path.stat().st_mtime_ns
+    assert features_model(est.model_file, tmp_path) == path
+    assert path.stat().st_mtime_ns == mtime
 
 
 def test_mirrored_border_cools_the_edge_ring() -> None:

@@ -8,22 +8,26 @@ from typing import Any
 
 import numpy as np
 import pytest
+from scipy.ndimage import gaussian_filter
 
 from crowdsight.config.pipeline import PipelineSettings
 from crowdsight.config.scene import SceneConfig
-from crowdsight.core.errors import InputError
+from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.core.types import DensityMap, Frame
 from crowdsight.perception.count_calibration import (
     CalibrationSample,
     CountCalibration,
+    LayerFit,
     apply_calibration,
     blocked_folds,
     calibrate,
+    cross_validate,
     fit_gains,
     load_calibration,
     row_gains,
     save_calibration,
 )
+from crowdsight.perception.density import DensityFeatures, OutputLayer
 from crowdsight.pipeline.camera import CameraPipeline
 
 ROWS = 60
@@ -204,3 +208,131 @@ def test_pipeline_refuses_a_bad_calibration_file_at_start(tmp_path: Path) -> Non
             scene=scene,
             density_estimator=FlatDensity(),
         )
+
+
+# --- Output-layer refits (target "cells") ---------------------------------------------------
+
+TRUE_LAYER = OutputLayer(np.array([0.02, 0.05, 0.01, 0.0], np.float32), 0.002)
+
+
+def _feature_frames(base: OutputLayer, n: int, seed: int = 0) -> list[CalibrationSample]:
+    """Frames of 4-channel features whose heads follow `TRUE_LAYER`, mapped by ``base``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        # Spatially smooth features, like a CNN's; channel 1 (the crowd) changes per frame.
+        f = gaussian_filter(rng.gamma(2.0, 1.0, (4, 12, 16)), (0, 1.5, 1.5)).astype(np.float16)
+        f[1] *= rng.uniform(0.1, 3.0)
+        heads = rng.poisson(np.maximum(TRUE_LAYER.apply(f), 0.0))
+        rows, cols = np.nonzero(heads)
+        cells = np.repeat(np.stack([rows, cols], axis=1), heads[rows, cols], axis=0)
+        points = (cells[:, ::-1] + 0.5) * 8.0  # (x, y) pixels at the cell centres
+        dm = DensityMap(np.maximum(base.apply(f), 0.0), (128, 96))
+        out.append(CalibrationSample.from_features(DensityFeatures(dm, f), points))
+    return out
+
+
+def test_sample_from_features_puts_heads_in_their_cells() -> None:
+    f = np.ones((2, 3, 4), np.float16)
+    dm = DensityMap(np.zeros((3, 4), np.float32), (32, 24))  # 8 px cells
+    s = CalibrationSample.from_features(
+        DensityFeatures(dm, f), np.array([[20.0, 9.0], [31.9, 23.9], [40.0, -3.0]])
+    )
+    assert s.head_cells is not None
+    assert s.head_cells.tolist() == [[1, 2], [2, 3], [0, 3]]  # outside points clipped in
+    assert s.features is f
+
+
+def test_refit_of_a_wrong_output_layer_is_chosen_and_fixes_the_count() -> None:
+    wrong = OutputLayer(TRUE_LAYER.weights * np.array([1.0, 0.3, 1.5, 1.0], np.float32), 0.002)
+    samples = _feature_frames(wrong, 40)
+    cal = calibrate(samples, (128, 96), data="synthetic", frames="all", base_layer=wrong)
+    assert cal.target == "cells" and cal.output_layer is not None
+    assert cal.gains == [1.0]
+    assert cal.cv_mae_uncalibrated is not None and cal.cv_mae_calibrated is not None
+    assert cal.cv_mae_calibrated < 0.5 * cal.cv_mae_uncalibrated
+    # The refitted layer counts fresh frames of the same camera better than the wrong one.
+    fresh = _feature_frames(wrong, 20, seed=1)
+    layer = cal.output_layer.layer()
+
+    def mae(lay: OutputLayer) -> float:
+        assert all(s.features is not None for s in fresh)
+        return float(
+            np.mean([abs(lay.apply(s.features).sum() - len(s.head_rows)) for s in fresh])  # type: ignore[arg-type]
+        )
+
+    assert mae(layer) < 0.5 * mae(wrong)
+
+
+def test_refit_is_not_chosen_when_the_shipped_layer_is_right() -> None:
+    samples = _feature_frames(TRUE_LAYER, 40)
+    cal = calibrate(samples, (128, 96), data="synthetic", frames="all", base_layer=TRUE_LAYER)
+    assert cal.target != "cells" and cal.output_layer is None
+    assert any(r.target == "cells" for r in cal.cv)  # it was tried
+
+
+def test_refits_are_tried_only_with_features_and_a_base_layer() -> None:
+    with_features = _feature_frames(TRUE_LAYER, 6)
+    plain = [CalibrationSample(s.row_profile, s.head_rows) for s in with_features]
+    assert not any(r.target == "cells" for r in cross_validate(plain, base_layer=TRUE_LAYER))
+    assert not any(r.target == "cells" for r in cross_validate(with_features))
+
+
+def test_a_refit_file_round_trips_and_must_carry_its_layer(tmp_path: Path) -> None:
+    fit = LayerFit(weights=[0.1, 0.2], bias=0.01, sigma_cells=2.0)
+    cal = CountCalibration(
+        resolution_wh=(640, 480),
+        gains=[1.0],
+        target="cells",
+        data="d",
+        frames="f",
+        output_layer=fit,
+    )
+    path = tmp_path / "cal.json"
+    save_calibration(cal, path)
+    back = load_calibration(path)
+    assert back.output_layer is not None
+    assert back.output_layer.layer().weights.tolist() == pytest.approx([0.1, 0.2])
+    raw = json.loads(path.read_text())
+    raw.pop("output_layer")
+    path.write_text(json.dumps(raw))
+    with pytest.raises(InputError, match="output_layer"):
+        load_calibration(path)
+
+
+def test_output_layer_refuses_features_of_another_width() -> None:
+    with pytest.raises(ValueError, match="4 weights, features have 3"):
+        TRUE_LAYER.apply(np.zeros((3, 2, 2), np.float32))
+
+
+class RefitDensity(FlatDensity):
+    """A flat map that records the output layer the pipeline hands it."""
+
+    def __init__(self) -> None:
+        self.layers: list[OutputLayer] = []
+
+    def use_output_layer(self, layer: OutputLayer) -> None:
+        self.layers.append(layer)
+
+
+def test_pipeline_hands_a_refitted_layer_to_its_estimator(tmp_path: Path) -> None:
+    path = tmp_path / "cal.json"
+    fit = LayerFit(weights=[0.5] * 4, bias=0.0, sigma_cells=2.0)
+    save_calibration(
+        CountCalibration(
+            resolution_wh=(640, 480),
+            gains=[1.0],
+            target="cells",
+            data="d",
+            frames="f",
+            output_layer=fit,
+        ),
+        path,
+    )
+    scene = SceneConfig.model_validate({"counting": {"calibration": str(path)}})
+    settings = PipelineSettings(detect=False, density_every_n=1, density_scale=1.0)
+    est = RefitDensity()
+    CameraPipeline("cam", settings, scene=scene, density_estimator=est)
+    assert len(est.layers) == 1 and est.layers[0].weights.tolist() == [0.5] * 4
+    with pytest.raises(ConfigError, match="cannot use"):
+        CameraPipeline("cam", settings, scene=scene, density_estimator=FlatDensity())
