@@ -278,8 +278,9 @@ def test_refits_are_tried_only_with_features_and_a_base_layer() -> None:
     assert not any(r.target == "cells" for r in cross_validate(with_features))
 
 
-def test_a_refit_file_round_trips_and_must_carry_its_layer(tmp_path: Path) -> None:
-    fit = LayerFit(weights=[0.1, 0.2], bias=0.01, sigma_cells=2.0)
+def _refit_file(path: Path, weights: list[float], bias: float) -> Path:
+    """A calibration file whose correction is a refitted output layer."""
+    fit = LayerFit(weights=weights, bias=bias, sigma_cells=2.0)
     cal = CountCalibration(
         resolution_wh=(640, 480),
         gains=[1.0],
@@ -288,8 +289,12 @@ def test_a_refit_file_round_trips_and_must_carry_its_layer(tmp_path: Path) -> No
         frames="f",
         output_layer=fit,
     )
-    path = tmp_path / "cal.json"
     save_calibration(cal, path)
+    return path
+
+
+def test_a_refit_file_round_trips_and_must_carry_its_layer(tmp_path: Path) -> None:
+    path = _refit_file(tmp_path / "cal.json", [0.1, 0.2], 0.01)
     back = load_calibration(path)
     assert back.output_layer is not None
     assert back.output_layer.layer().weights.tolist() == pytest.approx([0.1, 0.2])
@@ -316,19 +321,7 @@ class RefitDensity(FlatDensity):
 
 
 def test_pipeline_hands_a_refitted_layer_to_its_estimator(tmp_path: Path) -> None:
-    path = tmp_path / "cal.json"
-    fit = LayerFit(weights=[0.5] * 4, bias=0.0, sigma_cells=2.0)
-    save_calibration(
-        CountCalibration(
-            resolution_wh=(640, 480),
-            gains=[1.0],
-            target="cells",
-            data="d",
-            frames="f",
-            output_layer=fit,
-        ),
-        path,
-    )
+    path = _refit_file(tmp_path / "cal.json", [0.5] * 4, 0.0)
     scene = SceneConfig.model_validate({"counting": {"calibration": str(path)}})
     settings = PipelineSettings(detect=False, density_every_n=1, density_scale=1.0)
     est = RefitDensity()
