@@ -409,6 +409,12 @@ class CameraPipeline:
             scale = self._scale.status
             metrics["density_scale"] = scale.scale
             metrics["density_scale_boxes"] = float(scale.n_boxes)
+            cal = self.count_calibration
+            if cal is not None and cal.target != "none":
+                # Shown beside the scale: counts corrected on N labelled frames (held-out MAE).
+                metrics["count_calibration_frames"] = float(cal.n_frames)
+                if cal.cv_mae_calibrated is not None:
+                    metrics["count_calibration_mae"] = cal.cv_mae_calibrated
             if fresh or raw is not None or self._last_fused is None:
                 # New map or new boxes; in between, zones keep counting the same map object
                 # (and `SceneAnalytics` its cached per-zone sums).

@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from crowdsight.core.events import LineCrossed, Overcrowding, Severity, ZoneEntered
+from crowdsight.perception.count_calibration import CountCalibration, save_calibration
 from tests.browser.conftest import ADMIN_PASSWORD, LiveServer, add_looping_camera
 
 SCREENSHOT = Path("/tmp/dashboard.png")
@@ -61,6 +62,20 @@ def mall_camera(
     frames = sorted(source.glob("*.jpg"))[:FRAMES]
     if len(frames) < FRAMES:
         pytest.skip(f"need {FRAMES} frames in {source}")
+    # A count calibration as `crowdsight calibrate counting` writes one (gain 1: counts as is).
+    calibration = tmp_path_factory.mktemp("count") / "mall_calibration.json"
+    save_calibration(
+        CountCalibration(
+            resolution_wh=(640, 480),
+            gains=[1.0],
+            target="total",
+            data="test",
+            frames="range 1-200, every 5",
+            n_frames=40,
+            cv_mae_calibrated=2.9,
+        ),
+        calibration,
+    )
     return add_looping_camera(
         live_server,
         frames,
@@ -69,7 +84,7 @@ def mall_camera(
         name="Mall concourse",
         detect_every=2,
         density_every_s=2.0,
-        scene=MALL_SCENE,
+        scene={**MALL_SCENE, "counting": {"calibration": str(calibration)}},
     )
 
 
@@ -191,6 +206,11 @@ def test_live_tile_and_new_events_show_up(
         "the density scale line",
         lambda: _q(browser, "density-scale", tile).text.startswith("density scale "),
         FIRST_FRAME_WAIT_S,
+    )
+    # ... and that the camera's count calibration is in use.
+    assert (
+        "counts calibrated on 40 labelled frames (held-out error 2.9)"
+        in _q(browser, "density-scale", tile).text
     )
     # The scene was drawn at 640×480: no size warning (a slow machine may show another one,
     # "running is not judged: tracks are seen every … s").

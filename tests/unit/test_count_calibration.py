@@ -195,6 +195,10 @@ def test_pipeline_applies_the_scene_calibration(tmp_path: Path) -> None:
     assert calibrated.metrics.counts["count_fused"] == pytest.approx(expected, rel=1e-4)
     assert calibrated.density.density[0, 0] == pytest.approx(0.03)
     assert plain.metrics.counts["count_fused"] == pytest.approx(48.0, rel=1e-4)
+    # The dashboard says the counts are calibrated, and on how many labelled frames.
+    assert "count_calibration_frames" not in plain.metrics.counts
+    assert calibrated.metrics.counts["count_calibration_frames"] == 0.0
+    assert "count_calibration_mae" not in calibrated.metrics.counts
 
 
 def test_pipeline_refuses_a_bad_calibration_file_at_start(tmp_path: Path) -> None:

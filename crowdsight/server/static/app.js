@@ -303,12 +303,18 @@ class CameraTile {
     const metrics = status?.metrics ?? {};
     const counts = metrics.counts ?? {};
     const scale = counts.density_scale, boxes = counts.density_scale_boxes;
+    const calFrames = counts.count_calibration_frames, calMae = counts.count_calibration_mae;
+    const calibrated = !(calFrames > 0) ? ""
+      : ` · counts calibrated on ${fmtNum(calFrames, 0)} labelled frames`
+        + (Number.isFinite(calMae) ? ` (held-out error ${fmtNum(calMae, 1)})` : "");
     this.scaleLine.hidden = !Number.isFinite(scale);
     this.scaleLine.textContent = !Number.isFinite(scale) ? ""
-      : boxes > 0 ? `density scale ${fmtNum(scale, 2)}, from ${fmtNum(boxes, 0)} person boxes`
-        : `density scale ${fmtNum(scale, 2)}`;
+      : (boxes > 0 ? `density scale ${fmtNum(scale, 2)}, from ${fmtNum(boxes, 0)} person boxes`
+        : `density scale ${fmtNum(scale, 2)}`) + calibrated;
     this.scaleLine.title = "The density model sees the frame resized so people are the size it "
-      + "counts best; the scale is learned from the detector's person boxes (or set in the config).";
+      + "counts best; the scale is learned from the detector's person boxes (or set in the config)."
+      + (calibrated ? " The camera's count calibration (crowdsight calibrate counting) corrects "
+        + "its counts; the error is the one measured on labelled frames it was not fitted on." : "");
     this.stats.people.textContent = fmtNum(counts.count_density, 0);
     // "tracked" is the picture's own figure (the boxes drawn on the live image, as in its
     // header); the latest frame's metrics are usually of a later frame than the one shown.
