@@ -15,6 +15,9 @@ from crowdsight.datasets.counting import CountingFormat, iter_items
 from crowdsight.sources.files import read_image
 
 console = Console(stderr=True)
+#: Memory for every frame's density features (kept for the held-out scoring of the
+#: output-layer refit): 400 Mall frames take 240 MB.
+MAX_FEATURE_BYTES = 2 * 2**30
 
 
 @calibrate_app.command("counting")
@@ -89,6 +92,13 @@ def calibrate_counting(
         image = read_image(item.image)
         _, _, _, df = density_for_image(image, est, detector, auto_scale=auto_scale, features=True)
         assert df is not None
+        need = df.features.nbytes * len(items)
+        if need > MAX_FEATURE_BYTES:
+            raise InputError(
+                f"{frames}: {len(items)} frames of {df.features.nbytes / 2**20:.1f} MB of "
+                f"density features each need {need / 2**30:.1f} GB; use a larger --step "
+                "(a few hundred frames are plenty)"
+            )
         sizes.add(df.map.resolution_wh)
         samples.append(CalibrationSample.from_features(df, item.points))
     if len(sizes) > 1:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 pytestmark = [pytest.mark.models, pytest.mark.data]
 
@@ -60,3 +61,25 @@ def test_eval_counting_applies_the_refitted_layer(shared_data: Path, calibration
     # The uncalibrated figure reported next to the calibrated one is the plain command's.
     assert out["uncalibrated"]["mae"] == pytest.approx(before["mae"], abs=0.02)
     assert [i["pred"] for i in out["items"]] != [i["pred"] for i in before["items"]]
+
+
+def test_calibration_refuses_more_features_than_memory_allows(
+    shared_data: Path, csrnet: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from crowdsight.cli import _register, app, calibrate
+    from crowdsight.core.errors import InputError
+
+    _register()
+    monkeypatch.setattr(calibrate, "MAX_FEATURE_BYTES", 1_000_000)  # one Mall frame: 0.6 MB
+    mall = shared_data / "mall"
+    res = CliRunner().invoke(
+        app,
+        [
+            "calibrate", "counting", "--frames", str(mall / "frames"),
+            "--points", str(mall / "mall_gt.mat"), "--format", "mall", "--range", "1-10",
+            "--step", "5", "--no-auto-scale", "--out", str(tmp_path / "cal.json"),
+        ],
+    )  # fmt: skip
+    assert isinstance(res.exception, InputError)
+    assert "use a larger --step" in str(res.exception)
+    assert not (tmp_path / "cal.json").exists()
