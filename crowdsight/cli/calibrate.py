@@ -94,10 +94,11 @@ def calibrate_counting(
         assert df is not None
         need = df.features.nbytes * len(items)
         if need > MAX_FEATURE_BYTES:
+            larger = step * -(-need // MAX_FEATURE_BYTES)
             raise InputError(
                 f"{frames}: {len(items)} frames of {df.features.nbytes / 2**20:.1f} MB of "
                 f"density features each need {need / 2**30:.1f} GB; use a larger --step "
-                "(a few hundred frames are plenty)"
+                f"(--step {larger} fits; a few hundred frames are plenty)"
             )
         sizes.add(df.map.resolution_wh)
         samples.append(CalibrationSample.from_features(df, item.points))

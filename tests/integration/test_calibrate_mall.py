@@ -81,5 +81,6 @@ def test_calibration_refuses_more_features_than_memory_allows(
         ],
     )  # fmt: skip
     assert isinstance(res.exception, InputError)
-    assert "use a larger --step" in str(res.exception)
+    # 2 frames x 0.6 MB over 1 MB: every 2nd of them, --step 10, fits.
+    assert "use a larger --step (--step 10 fits" in str(res.exception)
     assert not (tmp_path / "cal.json").exists()
