@@ -20,6 +20,8 @@ zones all use it.
 from __future__ import annotations
 
 import math
+import os
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from crowdsight.config.runtime import RuntimeConfig
+from crowdsight.core.errors import ModelError
 from crowdsight.core.types import DensityMap, FloatArray, ImageRGB
 from crowdsight.models.manifest import NORMALISATIONS, installed_model, models_dir
 from crowdsight.models.runtime import load_runtime
@@ -97,27 +100,40 @@ def output_layer_of(model_file: Path) -> OutputLayer:
 def features_model(model_file: Path, out_dir: Path | None = None) -> Path:
     """An ONNX file like ``model_file`` with the output layer's input as a second output.
 
-    Written once into ``out_dir`` (default ``models_dir()/derived``), named after the
-    source file's SHA-256, so a reinstalled model gets a new derived file.
+    Written once into ``out_dir`` (default ``models_dir()/derived``, or the temp folder when
+    that is read-only), named after the source file's SHA-256, so a reinstalled model gets a
+    new derived file.
+
+    Raises:
+        ModelError: no folder could take the file.
     """
     import hashlib
 
     import onnx
 
     digest = hashlib.sha256(model_file.read_bytes()).hexdigest()[:16]
-    out = (out_dir or models_dir() / "derived") / f"{model_file.stem}-features-{digest}.onnx"
-    if out.is_file():
-        return out
+    name = f"{model_file.stem}-features-{digest}.onnx"
+    folders = [out_dir] if out_dir else [models_dir() / "derived", Path(tempfile.gettempdir())]
+    for folder in folders:
+        if (folder / name).is_file():
+            return folder / name
     model = onnx.load(str(model_file))
     _, tensor = _final_conv(model)
     model.graph.output.append(
         onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None)
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(out)
-    return out
+    for i, folder in enumerate(folders):
+        out = folder / name
+        try:  # a read-only models folder (a shared install) falls back to the temp folder
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_suffix(f".{os.getpid()}.tmp")
+            onnx.save(model, str(tmp))
+            tmp.replace(out)
+            return out
+        except OSError as exc:
+            if i == len(folders) - 1:
+                raise ModelError(f"cannot write the derived density graph {out}: {exc}") from exc
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

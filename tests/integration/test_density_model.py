@@ -148,3 +148,17 @@ def test_matches_the_wheels_own_pytorch_reference(
     assert got.shape == want.shape == (24, 32)
     np.testing.assert_allclose(got, want, atol=1e-4)
     assert abs(float(got.sum()) - float(want.sum())) < 1e-3 * max(1.0, float(want.sum()))
+
+
+def test_derived_graph_falls_back_to_the_temp_folder(
+    csrnet: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from crowdsight.perception import density
+
+    blocker = tmp_path / "models"
+    blocker.write_text("a file where the models folder should be")  # mkdir under it fails
+    monkeypatch.setattr(density, "models_dir", lambda: blocker)
+    monkeypatch.setattr(density.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    est = DensityEstimator()
+    path = features_model(est.model_file)
+    assert path.parent == tmp_path / "tmp" and path.is_file()
