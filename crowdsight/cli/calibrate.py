@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import track
 
 from crowdsight.cli.apps import calibrate_app
-from crowdsight.config.pipeline import DEFAULT_DETECTOR, PipelineSettings
+from crowdsight.config.pipeline import DEFAULT_DETECTOR
 from crowdsight.datasets.counting import CountingFormat, iter_items
 from crowdsight.sources.files import read_image
 
@@ -62,30 +62,21 @@ def calibrate_counting(
     beats it there. Use the file with `eval counting --calibration` or a camera scene's
     ``counting.calibration``.
     """
-    from crowdsight.cli.eval_counting import density_for_image
-    from crowdsight.config.runtime import RuntimeConfig
+    from crowdsight.cli.eval_counting import counting_models, density_for_image
     from crowdsight.core.errors import InputError
     from crowdsight.perception.count_calibration import (
         CalibrationSample,
         calibrate,
         save_calibration,
     )
-    from crowdsight.perception.density import DensityEstimator, output_layer_of
+    from crowdsight.perception.density import output_layer_of
 
     if not out.parent.is_dir():
         raise InputError(f"--out {out}: folder {out.parent} does not exist")
-    runtime = RuntimeConfig.from_env()
     items = iter_items(frames, points, fmt, rng)[::step]
     if len(items) < 2:
         raise InputError(f"{frames}: count calibration needs at least 2 labelled frames")
-    est = DensityEstimator(runtime=runtime)
-    detector: Any = None
-    if auto_scale:
-        from crowdsight.pipeline.camera import build_pipeline_detector
-
-        detector = build_pipeline_detector(
-            PipelineSettings(detector=detector_spec, runtime=runtime)
-        )
+    est, detector = counting_models(detector_spec, detector=auto_scale)
     samples: list[CalibrationSample] = []
     sizes: set[tuple[int, int]] = set()
     for item in track(items, description="density maps", console=console):
@@ -93,7 +84,7 @@ def calibrate_counting(
         _, _, _, df = density_for_image(image, est, detector, auto_scale=auto_scale, features=True)
         assert df is not None
         need = df.features.nbytes * len(items)
-        if need > MAX_FEATURE_BYTES:
+        if not samples and need > MAX_FEATURE_BYTES:  # one camera: every frame the same size
             larger = step * -(-need // MAX_FEATURE_BYTES)
             raise InputError(
                 f"{frames}: {len(items)} frames of {df.features.nbytes / 2**20:.1f} MB of "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,7 +18,7 @@ from crowdsight.sources.files import read_image
 
 if TYPE_CHECKING:
     from crowdsight.core.types import DensityMap, Detections, ImageRGB
-    from crowdsight.perception.density import DensityFeatures
+    from crowdsight.perception.density import DensityEstimator, DensityFeatures
 
 console = Console(stderr=True)
 
@@ -44,7 +43,7 @@ def density_for_image(
     `DensityEstimator.estimate_features` gives them, described in the original's pixels).
     """
     from crowdsight.core.types import Frame
-    from crowdsight.perception.density import estimate_at_scale, resize_for_scale
+    from crowdsight.perception.density import estimate_at_scale, features_at_scale
     from crowdsight.perception.density_scale import scale_for_heights
     from crowdsight.perception.fusion import person_boxes
 
@@ -55,10 +54,24 @@ def density_for_image(
         scale = scale_for_heights(boxes[:, 3] - boxes[:, 1]) or 1.0
     if not features:
         return estimate_at_scale(estimator, image, scale), dets, scale, None
-    df = estimator.estimate_features(resize_for_scale(image, scale))
-    h, w = image.shape[:2]
-    df = replace(df, map=replace(df.map, resolution_wh=(w, h)))
+    df = features_at_scale(estimator, image, scale)
     return df.map, dets, scale, df
+
+
+def counting_models(detector_spec: str, *, detector: bool) -> tuple[DensityEstimator, Any]:
+    """(density estimator, detector or None) as `eval counting` and `calibrate counting`
+    build them: the runtime from the environment (the edge), the detector as the pipeline
+    builds it."""
+    from crowdsight.config.runtime import RuntimeConfig
+    from crowdsight.perception.density import DensityEstimator
+
+    runtime = RuntimeConfig.from_env()  # the edge: CROWDSIGHT_PROVIDERS read here
+    if not detector:
+        return DensityEstimator(runtime=runtime), None
+    from crowdsight.pipeline.camera import build_pipeline_detector
+
+    det = build_pipeline_detector(PipelineSettings(detector=detector_spec, runtime=runtime))
+    return DensityEstimator(runtime=runtime), det
 
 
 @eval_app.command("counting")
@@ -126,8 +139,8 @@ def eval_counting(
         Path | None,
         typer.Option(
             help="Count calibration JSON of this camera (`crowdsight calibrate counting`): "
-            "the density map is multiplied by its row gains before fusion; the uncalibrated "
-            "figures are reported too."
+            "its refitted output layer or row gains correct the density map before fusion; "
+            "the uncalibrated figures are reported too."
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
@@ -140,23 +153,13 @@ def eval_counting(
     person boxes are counted one each and the density under them dropped; the detection,
     density and fused counts are all reported.
     """
-    from crowdsight.config.runtime import RuntimeConfig
     from crowdsight.perception.count_calibration import apply_calibration, load_calibration
-    from crowdsight.perception.density import DensityEstimator
     from crowdsight.perception.fusion import fuse_counts
 
-    runtime = RuntimeConfig.from_env()  # the edge: CROWDSIGHT_PROVIDERS read here
     cal = load_calibration(calibration) if calibration is not None else None
     layer = cal.output_layer.layer() if cal is not None and cal.output_layer else None
     items = iter_items(images, points, fmt, rng)[::step]
-    est = DensityEstimator(runtime=runtime)
-    detector: Any = None
-    if auto_scale or fuse:
-        from crowdsight.pipeline.camera import build_pipeline_detector
-
-        detector = build_pipeline_detector(
-            PipelineSettings(detector=detector_spec, runtime=runtime)
-        )
+    est, detector = counting_models(detector_spec, detector=auto_scale or fuse)
     rows: list[dict[str, str | float | None]] = []
     errs: dict[str, list[float]] = {
         "fused": [],

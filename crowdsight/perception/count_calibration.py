@@ -236,6 +236,8 @@ def apply_calibration(dm: DensityMap, cal: CountCalibration) -> DensityMap:
             f"count calibration was fitted on {cw}x{ch} frames but this camera sends {w}x{h} "
             "(another aspect ratio): calibrate it again on this camera's frames"
         )
+    if all(g == 1.0 for g in cal.gains):  # no correction, or a refit the estimator applied
+        return dm
     g = row_gains(dm.density.shape[0], cal.gains).astype(np.float32)
     return replace(dm, density=np.ascontiguousarray(dm.density * g[:, None]))
 

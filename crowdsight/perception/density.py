@@ -288,20 +288,25 @@ class DensityEstimator:
                 full[:, t.keep_y0 : t.keep_y1, t.keep_x0 : t.keep_x1] = d[:, ky0:ky1, kx0:kx1]
         return np.ascontiguousarray(full[:, bc : bc + hc, bc : bc + wc]), h, w
 
+    def _floored(self, density: FloatArray, cell_mask: npt.NDArray[np.bool_] | None) -> FloatArray:
+        """A copy of ``density`` with the noise floor, then the region of interest, applied."""
+        density = np.array(density, np.float32)
+        if self.floor > 0:
+            density[density < self.floor] = 0.0
+        if cell_mask is not None:
+            density = np.where(cell_mask, density, np.float32(0.0)).astype(np.float32)
+        return density
+
     def _finish(
         self, density: FloatArray, h: int, w: int, roi_mask: npt.NDArray[np.bool_] | None
     ) -> DensityMap:
         """Noise floor and region of interest applied to an hc×wc density."""
-        density = np.array(density, np.float32)
-        if self.floor > 0:
-            density[density < self.floor] = 0.0
         cell_mask = None
         if roi_mask is not None:
             if roi_mask.shape != (h, w):
                 raise ValueError(f"roi_mask shape {roi_mask.shape} != image shape {(h, w)}")
             cell_mask = _mask_to_cells(roi_mask, *density.shape)
-            density = np.where(cell_mask, density, np.float32(0.0)).astype(np.float32)
-        return DensityMap(density=density, resolution_wh=(w, h), roi_mask=cell_mask)
+        return DensityMap(self._floored(density, cell_mask), (w, h), cell_mask)
 
     def estimate(
         self, image: ImageRGB, roi_mask: npt.NDArray[np.bool_] | None = None
@@ -338,12 +343,7 @@ class DensityEstimator:
     ) -> DensityMap:
         """The map an estimator with ``layer`` would give for ``features`` (same cells and
         region of interest as ``like``)."""
-        density = layer.apply(features)
-        if self.floor > 0:
-            density[density < self.floor] = 0.0
-        if like.roi_mask is not None:
-            density = np.where(like.roi_mask, density, np.float32(0.0)).astype(np.float32)
-        return DensityMap(density=density, resolution_wh=like.resolution_wh, roi_mask=like.roi_mask)
+        return replace(like, density=self._floored(layer.apply(features), like.roi_mask))
 
 
 def _mirror_pad(image: ImageRGB, top: int, bottom: int, left: int, right: int) -> FloatArray:
@@ -372,20 +372,39 @@ def estimate_at_scale(
     `DensityMap.scale_xy` maps cells back to frame pixels. ``estimator`` is anything with
     ``estimate(image, roi_mask) -> DensityMap``.
     """
+    small, small_roi = _scaled_input(image, scale, roi_mask)
+    dm: DensityMap = estimator.estimate(small, small_roi)
+    return dm if small is image else replace(dm, resolution_wh=(image.shape[1], image.shape[0]))
+
+
+def features_at_scale(
+    estimator: DensityEstimator,
+    image: ImageRGB,
+    scale: float,
+    roi_mask: npt.NDArray[np.bool_] | None = None,
+) -> DensityFeatures:
+    """`DensityEstimator.estimate_features` of ``image`` resized by ``scale``, the map
+    described in the original's pixels (as `estimate_at_scale`)."""
+    small, small_roi = _scaled_input(image, scale, roi_mask)
+    df = estimator.estimate_features(small, small_roi)
+    if small is image:
+        return df
+    return replace(df, map=replace(df.map, resolution_wh=(image.shape[1], image.shape[0])))
+
+
+def _scaled_input(
+    image: ImageRGB, scale: float, roi_mask: npt.NDArray[np.bool_] | None
+) -> tuple[ImageRGB, npt.NDArray[np.bool_] | None]:
+    """The image and region of interest the network sees at ``scale``."""
     if scale <= 0:
         raise ValueError(f"density scale must be > 0, got {scale}")
-    h, w = image.shape[:2]
-    if abs(scale - 1.0) < 1e-3:
-        dm: DensityMap = estimator.estimate(image, roi_mask)
-        return dm
     small = resize_for_scale(image, scale)
-    small_roi = None
-    if roi_mask is not None:
-        small_roi = cv2.resize(
-            roi_mask.astype(np.uint8), small.shape[1::-1], interpolation=cv2.INTER_NEAREST
-        ).astype(bool)
-    dm = estimator.estimate(small, small_roi)
-    return replace(dm, resolution_wh=(w, h))
+    if roi_mask is None or small is image:
+        return small, roi_mask
+    small_roi = cv2.resize(
+        roi_mask.astype(np.uint8), small.shape[1::-1], interpolation=cv2.INTER_NEAREST
+    ).astype(bool)
+    return small, small_roi
 
 
 def resize_for_scale(image: ImageRGB, scale: float) -> ImageRGB:
