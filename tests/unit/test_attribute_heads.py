@@ -294,3 +294,65 @@ def test_description_search_uses_stated_labels_and_ranks_by_confidence(tmp_path:
         assert [d.track_id for d in store.query_descriptions(q="red")] == [2, 3, 1]
     assert match_score(["grey", "van"], "vehicle: grey van", {}) == 1.0
     assert match_score(["bus"], "vehicle: grey van", {}) is None
+
+
+def test_person_mask_keeps_the_background_out_of_the_colour_statistics() -> None:
+    from crowdsight.describe.features import (
+        FEATURE_WH,
+        MIN_MASKED_WEIGHT,
+        colour_features,
+        n_colour_features,
+    )
+    from crowdsight.describe.pose import PersonMask
+
+    w, h = FEATURE_WH
+    blue_wall = np.zeros((h, w, 3), np.uint8)
+    blue_wall[:] = (30, 60, 200)
+    crop = blue_wall.copy()
+    crop[20:120, 24:40] = (200, 30, 30)  # a thin person in red: the wall fills most of each band
+    person = np.zeros((h, w), np.float32)
+    person[20:120, 24:40] = 1.0
+    red_only = blue_wall.copy()
+    red_only[:] = (200, 30, 30)
+
+    raw = slice(0, n_colour_features() // 2)  # the as-seen half (gray world sees the wall too)
+    masked, unmasked = colour_features(crop, PersonMask(person, 1.0)), colour_features(crop)
+    target = colour_features(red_only)
+    # With the mask the statistics are those of an all-red crop; without, the wall weighs in.
+    assert np.abs(masked[raw] - target[raw]).sum() < 0.1 * np.abs(unmasked[raw] - target[raw]).sum()
+    # A mask that misses the person (under MIN_MASKED_WEIGHT of the band) is not trusted.
+    stray = np.zeros((h, w), np.float32)
+    stray[:, 0] = MIN_MASKED_WEIGHT / 10
+    assert np.allclose(colour_features(crop, PersonMask(stray, 1.0)), unmasked)
+
+
+def test_body_rows_set_the_clothing_bands() -> None:
+    from crowdsight.describe.colours import LEGS, TORSO
+    from crowdsight.describe.features import (
+        FEATURE_WH,
+        body_regions,
+        colour_features,
+        n_colour_features,
+    )
+    from crowdsight.describe.pose import PersonMask
+
+    w, h = FEATURE_WH
+    # A person framed loosely: the box runs from y 0 to 128, the person from 60 down; the fixed
+    # torso band (26-64) is mostly the grey wall above them.
+    crop = np.full((h, w, 3), 128, np.uint8)
+    crop[68:96] = (200, 30, 30)  # red top
+    crop[96:126] = (30, 30, 200)  # blue trousers
+    upper, lower = body_regions((68.0, 96.0, 126.0), h)
+    assert (round(upper.y0 * h), round(upper.y1 * h)) == (68, 96)
+    assert (round(lower.y0 * h), round(lower.y1 * h)) == (96, 126)
+    assert body_regions(None, h) == (TORSO, LEGS)
+    assert body_regions((60.0, 62.0, 200.0), h)[0] == TORSO  # a 2 px torso is not trusted
+    assert round(body_regions((60.0, 70.0, 200.0), h)[1].y1 * h) == h  # clipped to the crop
+    everywhere = PersonMask(np.ones((h, w), np.float32), 1.0)
+    fixed = colour_features(crop, everywhere)
+    posed = colour_features(crop, PersonMask(everywhere.mask, 1.0, (68.0, 96.0, 126.0)))
+    votes = slice(n_colour_features() // 4 - 11, n_colour_features() // 4)  # raw half, upper votes
+    from crowdsight.describe.colours import COLOUR_NAMES
+
+    red = COLOUR_NAMES.index("red")
+    assert posed[votes][red] > 0.9 > fixed[votes][red] + 0.4
