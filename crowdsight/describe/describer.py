@@ -236,8 +236,8 @@ class TrackDescriber:
     def learned(cls, **kwargs: Any) -> TrackDescriber:
         """A describer with the shipped learned heads, or the colour rules if they cannot load.
 
-        The fallback (missing CSRNet or BlazePose model, or heads file) is logged once, not raised, so a
-        camera without the model still gets colour descriptions.
+        The fallback (missing CSRNet or BlazePose model, or heads file) is logged once, not
+        raised, so a camera without the models still gets colour descriptions.
         """
         try:
             return cls(heads=AttributeHeads.load(), **kwargs)

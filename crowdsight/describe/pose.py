@@ -102,18 +102,25 @@ class PersonMasker:
         blob = cv2.dnn.blobFromImage(square, 1 / 255.0, (self._size, self._size))  # RGB already
         self._net.setInput(blob)
         seg, flag_out, landmarks = self._net.forward(self._outputs)
-        logits = np.clip(np.asarray(seg, np.float32).reshape(self._size, self._size), -_LOGIT_CLIP, _LOGIT_CLIP)
+        logits = np.clip(
+            np.asarray(seg, np.float32).reshape(self._size, self._size), -_LOGIT_CLIP, _LOGIT_CLIP
+        )
         prob = 1.0 / (1.0 + np.exp(-logits))
         s = square.shape[0]
-        full = cv2.resize(prob, (s, s), interpolation=cv2.INTER_AREA if s < self._size else cv2.INTER_LINEAR)
+        full = cv2.resize(
+            prob, (s, s), interpolation=cv2.INTER_AREA if s < self._size else cv2.INTER_LINEAR
+        )
         mask = np.ascontiguousarray(full[y0 : y0 + h, x0 : x0 + w], np.float32)
         flag = float(np.asarray(flag_out).reshape(-1)[0])
-        rows = None
+        rows: tuple[float, float, float] | None = None
         if flag >= MIN_POSE_FLAG:
             ys = np.asarray(landmarks, np.float32).reshape(-1, _LANDMARK_VALUES)[:, 1]
             to_crop = s / self._size
-            rows = tuple(float(ys[list(pair)].mean() * to_crop - y0) for pair in (_SHOULDERS, _HIPS, _ANKLES))
-        return PersonMask(mask=mask, flag=flag, rows=rows)  # type: ignore[arg-type]
+            shoulders, hips, ankles = (
+                float(ys[list(pair)].mean() * to_crop - y0) for pair in (_SHOULDERS, _HIPS, _ANKLES)
+            )
+            rows = (shoulders, hips, ankles)
+        return PersonMask(mask=mask, flag=flag, rows=rows)
 
     def __call__(self, crops: Sequence[ImageRGB]) -> list[PersonMask]:
         """`one` for each crop."""

@@ -31,6 +31,10 @@ def test_mask_covers_the_person_and_not_the_corners(shared_data: Path, name: str
     assert float(body.mask[40:60, 24:40].mean()) > 0.8  # the torso
     for corner in (body.mask[:10, :8], body.mask[:10, -8:]):  # the background above the shoulders
         assert float(corner.mean()) < 0.05
+    # Shoulder, hip and ankle rows in order, where a box of a whole standing person has them.
+    assert body.rows is not None
+    shoulders, hips, ankles = body.rows
+    assert 10 < shoulders < 45 < hips < 80 < ankles < 128
     # The mask follows the crop when the box is wider than tall (offsets of the square pad).
     wide = np.ascontiguousarray(np.concatenate([crop, crop], axis=1)[:64])
     assert PersonMasker().one(wide).mask.shape == wide.shape[:2]

@@ -6,6 +6,8 @@ import dataclasses
 import zipfile
 from pathlib import Path
 
+import pytest
+
 from crowdsight.models.install import install_one, read_manifest, sha256_file
 from crowdsight.models.spec import ConvertedModel, ModelSpec
 from tests.unit.test_npm_source import _make_tarball
@@ -65,3 +67,29 @@ def test_npm_spec_installs_from_the_package_dir(tmp_path: Path) -> None:
     assert state == "installed"
     assert entry["source"] == "npm"
     assert (root / "npmtoy" / "model.bin").read_bytes() == b"xyz{}"[::-1]  # a.bin, a.json
+
+
+def test_pip_download_names_the_pinned_platform_build(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A spec pinned to one binary build asks pip for that build, whatever Python runs it."""
+    import subprocess
+
+    from crowdsight.models import install as inst
+    from crowdsight.models.converters.blazepose import BLAZEPOSE_SPEC
+
+    seen: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        seen.append(cmd)
+        dest = Path(cmd[cmd.index("-d") + 1])
+        (dest / BLAZEPOSE_SPEC.wheel_filename).write_bytes(b"wheel")
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(inst.subprocess, "run", fake_run)
+    got = inst._download_wheel(BLAZEPOSE_SPEC, tmp_path, None)
+    assert got.name == BLAZEPOSE_SPEC.wheel_filename
+    cmd = seen[0]
+    assert cmd[-1] == "mediapipe==0.10.14"
+    assert cmd[cmd.index("--python-version") + 1] == "3.11" and "--abi" in cmd
+    assert "--only-binary=:all:" in cmd  # pip refuses --platform without it

@@ -67,7 +67,9 @@ def convert(extracted: Path, out_dir: Path) -> ConvertedModel:
             ),
         ),
         outputs=(
-            TensorInfo(OUTPUTS["landmarks"], (1, 195), "float32", "39 points × (x, y, z, vis, pres)"),
+            TensorInfo(
+                OUTPUTS["landmarks"], (1, 195), "float32", "39 points × (x, y, z, vis, pres)"
+            ),
             TensorInfo(OUTPUTS["flag"], (1, 1), "float32", "probability a person is in the crop"),
             TensorInfo(
                 OUTPUTS["segmentation"],
@@ -76,7 +78,11 @@ def convert(extracted: Path, out_dir: Path) -> ConvertedModel:
                 "person segmentation logits",
             ),
         ),
-        extra={"outputs": OUTPUTS, "input_size": INPUT_SIZE, "runtime": "opencv-dnn classic engine"},
+        extra={
+            "outputs": OUTPUTS,
+            "input_size": INPUT_SIZE,
+            "runtime": "opencv-dnn classic engine",
+        },
     )
 
 
@@ -89,6 +95,14 @@ BLAZEPOSE_SPEC = ModelSpec(
     licence="Apache-2.0 (mediapipe wheel metadata)",
     members=(_MEMBER,),
     convert=convert,
-    pip_platform=("--platform", "manylinux2014_x86_64", "--python-version", "3.11",
-                  "--implementation", "cp", "--abi", "cp311"),
+    pip_platform=(
+        "--platform",
+        "manylinux2014_x86_64",
+        "--python-version",
+        "3.11",
+        "--implementation",
+        "cp",
+        "--abi",
+        "cp311",
+    ),
 )
