@@ -32,6 +32,10 @@ from crowdsight.core.types import FloatArray, ImageRGB
 
 #: Logits are clipped before the sigmoid (the graph returns values past ±1000 far from the person).
 _LOGIT_CLIP = 30.0
+#: Graph outputs read and the input side (the installed manifest's ``extra`` has the same,
+#: written by the converter; these defaults serve a file given directly).
+_OUTPUTS = {"landmarks": "Identity", "flag": "Identity_1", "segmentation": "Identity_2"}
+_INPUT_SIZE = 256
 #: BlazePose landmark indices (left, right) of the shoulders, hips and ankles.
 _SHOULDERS, _HIPS, _ANKLES = (11, 12), (23, 24), (27, 28)
 #: Values per landmark in the graph's flat output (x, y, z, visibility, presence).
@@ -75,23 +79,32 @@ class PersonMasker:
     """
 
     def __init__(self, tflite: Path | None = None) -> None:
-        from crowdsight.models.converters.blazepose import INPUT_SIZE, OUTPUTS, check_loads
-
+        outputs, size = _OUTPUTS, _INPUT_SIZE
         if tflite is None:
             from crowdsight.models.manifest import installed_model
 
             try:
-                tflite = installed_model("blazepose").file("pose_landmark_full.tflite")
+                model = installed_model("blazepose")
+                tflite = model.file("pose_landmark_full.tflite")
             except ModelError as exc:
                 raise ModelError(
                     f"{exc} (the clothing heads read colours through BlazePose's person mask: "
                     "run `crowdsight models install blazepose`)"
                 ) from exc
-        check_loads(tflite)
+            outputs = {**outputs, **dict(model.extra.get("outputs", {}))}
+            size = int(model.extra.get("input_size", size))
+        try:
+            self._net = cv2.dnn.readNetFromTFLite(str(tflite), cv2.dnn.ENGINE_CLASSIC)
+        except cv2.error as exc:
+            raise ModelError(f"OpenCV cannot read {tflite}: {exc}") from exc
+        self._outputs = [outputs["segmentation"], outputs["flag"], outputs["landmarks"]]
+        missing = set(self._outputs) - set(self._net.getUnconnectedOutLayersNames())
+        if missing:
+            raise ModelError(
+                f"{tflite.name} lacks the outputs {sorted(missing)}; reinstall blazepose"
+            )
         self.source = tflite
-        self._net = cv2.dnn.readNetFromTFLite(str(tflite), cv2.dnn.ENGINE_CLASSIC)
-        self._size = INPUT_SIZE
-        self._outputs = [OUTPUTS["segmentation"], OUTPUTS["flag"], OUTPUTS["landmarks"]]
+        self._size = size
 
     def one(self, crop: ImageRGB) -> PersonMask:
         """The mask of one RGB crop (any size; it is centred on a square and resized)."""
