@@ -93,12 +93,12 @@ class PersonMasker:
                 ) from exc
             outputs = {**outputs, **dict(model.extra.get("outputs", {}))}
             size = int(model.extra.get("input_size", size))
-        try:
-            self._net = cv2.dnn.readNetFromTFLite(str(tflite), cv2.dnn.ENGINE_CLASSIC)
-        except cv2.error as exc:
-            raise ModelError(f"OpenCV cannot read {tflite}: {exc}") from exc
+        from crowdsight.models.runtime import load_runtime
+
+        self._runtime = load_runtime(tflite)  # TFLite: OpenCV DNN's classic engine
+        self._names = [o.name for o in self._runtime.outputs]
         self._outputs = [outputs["segmentation"], outputs["flag"], outputs["landmarks"]]
-        missing = set(self._outputs) - set(self._net.getUnconnectedOutLayersNames())
+        missing = set(self._outputs) - set(self._names)
         if missing:
             raise ModelError(
                 f"{tflite.name} lacks the outputs {sorted(missing)}; reinstall blazepose"
@@ -113,8 +113,8 @@ class PersonMasker:
             raise ValueError("empty crop")
         square, x0, y0 = _square(crop)
         blob = cv2.dnn.blobFromImage(square, 1 / 255.0, (self._size, self._size))  # RGB already
-        self._net.setInput(blob)
-        seg, flag_out, landmarks = self._net.forward(self._outputs)
+        got = dict(zip(self._names, self._runtime.run({"input": blob}), strict=True))
+        seg, flag_out, landmarks = (got[name] for name in self._outputs)
         logits = np.clip(
             np.asarray(seg, np.float32).reshape(self._size, self._size), -_LOGIT_CLIP, _LOGIT_CLIP
         )
