@@ -18,9 +18,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import cv2
-
 from crowdsight.core.errors import ModelError
+from crowdsight.models.runtime import OpenCvDnnRuntime
 from crowdsight.models.spec import ConvertedModel, ModelSpec, TensorInfo
 
 POSE_FILE = "pose_landmark_full.tflite"
@@ -43,11 +42,7 @@ def check_loads(path: Path) -> tuple[str, ...]:
     Raises:
         ModelError: OpenCV cannot read the file or it lacks an expected output.
     """
-    try:
-        net = cv2.dnn.readNetFromTFLite(str(path), cv2.dnn.ENGINE_CLASSIC)
-    except cv2.error as exc:
-        raise ModelError(f"OpenCV cannot read {path.name}: {exc}") from exc
-    names = tuple(str(n) for n in net.getUnconnectedOutLayersNames())
+    names = tuple(o.name for o in OpenCvDnnRuntime(path).outputs)
     missing = sorted(set(OUTPUTS.values()) - set(names))
     if missing:
         raise ModelError(f"{path.name}: OpenCV sees outputs {names}, missing {missing}")
