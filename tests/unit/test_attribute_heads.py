@@ -356,3 +356,20 @@ def test_body_rows_set_the_clothing_bands() -> None:
 
     red = COLOUR_NAMES.index("red")
     assert posed[votes][red] > 0.9 > fixed[votes][red] + 0.4
+
+
+def test_deep_features_pool_over_the_person_mask() -> None:
+    from crowdsight.describe.features import BANDS, FEATURE_WH, _band_pool
+
+    w, h = FEATURE_WH
+    fmap = np.zeros((1, 2, 16, 8), np.float32)
+    fmap[:, :, :, :4] = 1.0  # the person's half of every row
+    fmap[:, :, :, 4:] = 5.0  # a bright wall beside them
+    person = np.zeros((1, h, w), np.float32)
+    person[:, :, : w // 2] = 1.0
+    plain, masked = _band_pool(fmap), _band_pool(fmap, person)
+    n_bands = len(BANDS)
+    assert np.allclose(plain[0, : 2 * n_bands], 3.0) and np.allclose(plain[0, 2 * n_bands :], 5.0)
+    assert np.allclose(masked[0], 1.0)  # band means and the max see only the person
+    # A mask that holds almost nothing is not trusted: plain pooling.
+    assert np.allclose(_band_pool(fmap, person * 0.01), plain)
