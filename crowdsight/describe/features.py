@@ -106,9 +106,8 @@ def _band_pool(fmap: FloatArray, masks: FloatArray | None = None) -> FloatArray:
             continue
         wts = m[:, a:b]
         total = wts.sum(axis=(1, 2))
-        weighted = (fmap[:, :, a:b] * wts[:, None]).sum(axis=(2, 3)) / np.maximum(total, 1e-6)[
-            :, None
-        ]
+        per_band = np.maximum(total, 1e-6)[:, None]
+        weighted = (fmap[:, :, a:b] * wts[:, None]).sum(axis=(2, 3)) / per_band
         ok = total >= MIN_MASKED_WEIGHT * wts[0].size
         parts.append(np.where(ok[:, None], weighted, plain))
     peak = fmap.max(axis=(2, 3))
@@ -256,8 +255,8 @@ class CropFeatures:
     Args:
         vgg_onnx: CSRNet's VGG front end (default: ``vgg_front.onnx`` of the installed
             ``csrnet`` model, cut by its converter).
-        masker: Person masks for the colour statistics (default: `PersonMasker` on the
-            installed ``blazepose`` model).
+        masker: Person masks for the colour statistics and the VGG pooling (default:
+            `PersonMasker` on the installed ``blazepose`` model).
         threads: Intra-op threads (None: the backend's default).
         runtime: Model backend (None: ONNX Runtime with its defaults; the CLI and serve
             edges pass the one built from the environment).
