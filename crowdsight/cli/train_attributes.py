@@ -160,8 +160,9 @@ def train_attributes(
     manifest = {
         "what": "crowdsight clothing/carried-object attribute heads (logistic regression)",
         "feature_version": FEATURE_VERSION,
-        "features": "CSRNet VGG-16 front end conv3_3+conv4_3 band-pooled (crop + mirror) "
-        "+ HSV/Lab histograms of torso and legs",
+        "features": "CSRNet VGG-16 front end conv3_3+conv4_3 band-pooled over BlazePose's person "
+        "mask (crop + mirror) + HSV/Lab histograms of the person's upper and lower body "
+        "(mask-weighted, bands from the shoulder/hip/ankle rows)",
         "data": {name: str(root / name) for root, name in pairs},
         "data_licence": "PETA: research-only; no images are shipped, only these heads",
         "split": "trained on the listed subsets; GRID and CAVIAR4REID held out for testing; "
