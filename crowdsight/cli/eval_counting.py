@@ -66,12 +66,12 @@ def counting_models(detector_spec: str, *, detector: bool) -> tuple[DensityEstim
     from crowdsight.perception.density import DensityEstimator
 
     runtime = RuntimeConfig.from_env()  # the edge: CROWDSIGHT_PROVIDERS read here
+    est = DensityEstimator(runtime=runtime)
     if not detector:
-        return DensityEstimator(runtime=runtime), None
+        return est, None
     from crowdsight.pipeline.camera import build_pipeline_detector
 
-    det = build_pipeline_detector(PipelineSettings(detector=detector_spec, runtime=runtime))
-    return DensityEstimator(runtime=runtime), det
+    return est, build_pipeline_detector(PipelineSettings(detector=detector_spec, runtime=runtime))
 
 
 @eval_app.command("counting")

@@ -60,6 +60,9 @@ class Region:
     sigma_x: float = 0.22
 
 
+#: A region keeps its centre weights when a person mask holds less than this share of them
+#: (the mask missed the person: a torso hidden by another person, a crop of a bag). Set a priori.
+MIN_MASKED_WEIGHT = 0.1
 #: Torso (upper-body clothing) and legs (lower-body clothing) of a standing person's box.
 TORSO = Region(0.20, 0.50)
 LEGS = Region(0.55, 0.90, sigma_x=0.18)
@@ -156,8 +159,14 @@ def name_pixels(hsv: FloatArray, rules: ColourRules = DEFAULT_RULES) -> npt.NDAr
     return np.where(v < rules.v_black, _IDX["black"], out).astype(np.intp)
 
 
-def region_pixels(crop: ImageRGB, region: Region) -> tuple[ImageRGB, FloatArray]:
+def region_pixels(
+    crop: ImageRGB, region: Region, mask: FloatArray | None = None
+) -> tuple[ImageRGB, FloatArray]:
     """Pixels of a region of a box crop and their centre weights.
+
+    With a person ``mask`` (H×W, 0–1, aligned with the crop) each weight is multiplied by it,
+    so the region counts the person rather than the background; when the mask holds under
+    `MIN_MASKED_WEIGHT` of the region's weight (it missed the person) the centre weights stay.
 
     Returns:
         (N×3 uint8 RGB pixels, N float32 weights summing to 1); both empty when the band is
@@ -171,7 +180,13 @@ def region_pixels(crop: ImageRGB, region: Region) -> tuple[ImageRGB, FloatArray]
     xs = (np.arange(w, dtype=np.float32) + 0.5) / w - 0.5
     col_w = np.exp(-0.5 * (xs / region.sigma_x) ** 2).astype(np.float32)
     weights = np.broadcast_to(col_w, band.shape[:2]).reshape(-1)
-    return band.reshape(-1, 3), (weights / weights.sum()).astype(np.float32)
+    weights = (weights / weights.sum()).astype(np.float32)
+    if mask is not None:
+        masked = weights * mask[y0 : min(y1, h)].reshape(-1)
+        total = float(masked.sum())
+        if total > 0 and total >= MIN_MASKED_WEIGHT * float(weights.sum()):
+            weights = (masked / total).astype(np.float32)
+    return band.reshape(-1, 3), weights
 
 
 def vote(hsv: FloatArray, weights: FloatArray, rules: ColourRules = DEFAULT_RULES) -> FloatArray:
@@ -182,12 +197,18 @@ def vote(hsv: FloatArray, weights: FloatArray, rules: ColourRules = DEFAULT_RULE
     return (votes / total).astype(np.float32) if total > 0 else votes
 
 
-def region_votes(crop: ImageRGB, region: Region, rules: ColourRules = DEFAULT_RULES) -> FloatArray:
-    """Normalised colour votes of one region of a box crop (all zeros when empty)."""
-    pixels, weights = region_pixels(crop, region)
+def pixel_votes(
+    pixels: ImageRGB, weights: FloatArray, rules: ColourRules = DEFAULT_RULES
+) -> FloatArray:
+    """Normalised colour votes of N×3 RGB pixels with their weights (all zeros when empty)."""
     if len(weights) == 0:
         return np.zeros(N_COLOURS, np.float32)
     return vote(to_hsv(pixels), weights, rules)
+
+
+def region_votes(crop: ImageRGB, region: Region, rules: ColourRules = DEFAULT_RULES) -> FloatArray:
+    """Normalised colour votes of one region of a box crop (all zeros when empty)."""
+    return pixel_votes(*region_pixels(crop, region), rules)
 
 
 def winner(votes: FloatArray) -> ColourVote | None:

@@ -35,7 +35,15 @@ import numpy as np
 
 from crowdsight.core.errors import ModelError
 from crowdsight.core.types import FloatArray, ImageRGB
-from crowdsight.describe.colours import LEGS, N_COLOURS, TORSO, Region, region_pixels, to_hsv, vote
+from crowdsight.describe.colours import (
+    LEGS,
+    MIN_MASKED_WEIGHT,
+    N_COLOURS,
+    TORSO,
+    Region,
+    pixel_votes,
+    region_pixels,
+)
 from crowdsight.describe.pose import PersonMask, PersonMasker
 
 if TYPE_CHECKING:
@@ -54,9 +62,6 @@ HSV_BINS = (12, 4, 4)
 LAB_BINS = (4, 6, 6)
 #: Bumped whenever the feature layout changes (it is part of the cache key and of the heads).
 FEATURE_VERSION = "vgg34-bands4-hsv12x4x4-lab4x6x6-grayworld-personmask-maskpool-v4"
-#: A band keeps its unmasked weights when the person mask holds less than this share of them
-#: (the mask missed the person: a torso hidden by another person, a crop of a bag). Set a priori.
-MIN_MASKED_WEIGHT = 0.1
 #: Shortest body band taken from the person's rows, as a share of the crop height (8 px of
 #: the 128 px feature crop; set a priori).
 MIN_BAND = 1 / 16
@@ -167,27 +172,16 @@ def _band_colour(
 ) -> list[FloatArray]:
     """HSV + Lab histograms and rule colour votes of the upper and lower ``regions`` of a crop.
 
-    With a person ``mask`` (H×W, 0–1) each pixel's centre weight is multiplied by it, so the
-    histograms count the clothes rather than the background; a band whose masked weight is
-    under `MIN_MASKED_WEIGHT` of its unmasked weight (the mask missed the person) keeps the
-    unmasked weights.
+    With a person ``mask`` (H×W, 0–1) the pixels are weighted by it (`region_pixels`), so the
+    histograms count the clothes rather than the background.
     """
     out = []
-    h = crop.shape[0]
     for region in regions:
-        px, w = region_pixels(crop, region)
-        if mask is not None and len(w):
-            y0 = round(region.y0 * h)
-            y1 = max(round(region.y1 * h), y0 + 1)
-            masked = w * mask[y0 : min(y1, h)].reshape(-1)
-            total = float(masked.sum())
-            if total > 0 and total >= MIN_MASKED_WEIGHT * float(w.sum()):
-                w = (masked / total).astype(np.float32)
+        px, w = region_pixels(crop, region, mask)
         img = px.reshape(-1, 1, 3)
         hsv = (cv2.cvtColor(img, cv2.COLOR_RGB2HSV_FULL).reshape(-1, 3) / 256).astype(np.float32)
         lab = (cv2.cvtColor(img, cv2.COLOR_RGB2LAB).reshape(-1, 3) / 256).astype(np.float32)
-        votes = vote(to_hsv(px), w) if len(w) else np.zeros(N_COLOURS, np.float32)
-        out += [_hist(hsv, w, HSV_BINS), _hist(lab, w, LAB_BINS), votes]
+        out += [_hist(hsv, w, HSV_BINS), _hist(lab, w, LAB_BINS), pixel_votes(px, w)]
     return out
 
 
