@@ -105,8 +105,13 @@ _cs_ray() {
     local port="${CROWDSIGHT_RAY_PORT:-6380}"
     if ! _cs_wait_port 127.0.0.1 "$port" 0; then
         _cs_log "starting a local Ray cluster on 127.0.0.1:$port"
-        # Token authentication on (Ray's default since 2.5x): drivers read the token that
-        # `ray start` writes to ~/.ray/auth_token when RAY_AUTH_MODE=token.
+        # Token authentication on (Ray's default since 2.5x): drivers read the token from
+        # ~/.ray/auth_token. Older Rays wrote it in `ray start`; since 2.60 `ray start` only
+        # reads it, so it is generated first (a no-op when one exists; Rays without the
+        # command have no token auth to set up).
+        if ray get-auth-token --help >/dev/null 2>&1; then
+            RAY_AUTH_MODE=token ray get-auth-token --generate >/dev/null || return 1
+        fi
         RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0 ray start --head --port="$port" \
             --num-cpus=2 --include-dashboard=false --disable-usage-stats >&2 || return 1
     fi
