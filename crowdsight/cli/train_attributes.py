@@ -13,6 +13,8 @@ import platform
 import shlex
 import sys
 import time
+import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -28,12 +30,15 @@ from crowdsight.core.types import ImageRGB
 from crowdsight.describe import peta
 from crowdsight.describe.colours import COLOUR_NAMES
 from crowdsight.describe.features import (
+    CAST_CHANNEL_GAINS,
+    CAST_EXPOSURE,
     DEGRADE_BLUR_SIGMA,
     DEGRADE_HEIGHT,
     DEGRADE_JPEG_QUALITY,
     FEATURE_VERSION,
     CropFeatures,
     cached_features,
+    cast_crop,
     degrade_crop,
 )
 from crowdsight.describe.heads import HEADS_FILE
@@ -72,18 +77,42 @@ def _read_degraded(path: Path) -> ImageRGB:
     return degrade_crop(peta.read_crop(path))
 
 
+def _read_cast(path: Path) -> ImageRGB:
+    """A training crop under a random camera colour cast (`features.cast_crop`).
+
+    The cast is drawn from a generator seeded by the crop's subset folder and file name, so
+    a retraining draws the same casts wherever the data sits.
+    """
+    seed = zlib.crc32(f"{path.parent.name}/{path.name}".encode())
+    return cast_crop(peta.read_crop(path), np.random.default_rng(seed))
+
+
+def training_copies(
+    *, degraded: bool = False, cast: bool = False
+) -> list[tuple[str, Callable[[Path], ImageRGB]]]:
+    """(cache variant, reader) of each copy of a crop that training sees: the crop itself,
+    then its degraded and colour-cast copies when asked for."""
+    copies: list[tuple[str, Callable[[Path], ImageRGB]]] = [("", peta.read_crop)]
+    if degraded:
+        copies.append(("degraded", _read_degraded))
+    if cast:
+        copies.append(("cast", _read_cast))
+    return copies
+
+
 def load_features(
     pairs: list[tuple[Path, str]],
     cache_dir: Path | None,
     threads: int | None,
     *,
     degraded: bool = False,
+    cast: bool = False,
 ) -> tuple[list[peta.PetaItem], np.ndarray]:
     """Items and feature rows of several subsets (features cached per subset).
 
-    With ``degraded``, every crop also appears a second time as a degraded copy
-    (`features.degrade_crop`), with the same labels and identity (so cross-validation keeps
-    both copies of a person in one fold).
+    With ``degraded`` / ``cast``, every crop also appears again as a degraded copy
+    (`features.degrade_crop`) / a colour-cast copy (`features.cast_crop`), with the same
+    labels and identity (so cross-validation keeps every copy of a person in one fold).
     """
     extractor: list[CropFeatures] = []
 
@@ -100,12 +129,8 @@ def load_features(
         sub = peta.iter_subset(root, name)
         t0 = time.perf_counter()
         paths = [it.image for it in sub]
-        feats.append(cached_features(paths, peta.read_crop, make, cache_dir))
-        items += sub
-        if degraded:
-            feats.append(
-                cached_features(paths, _read_degraded, make, cache_dir, variant="degraded")
-            )
+        for variant, read in training_copies(degraded=degraded, cast=cast):
+            feats.append(cached_features(paths, read, make, cache_dir, variant=variant))
             items += sub
         console.print(f"{name}: {len(sub)} crops, features in {time.perf_counter() - t0:.1f} s")
     return items, np.concatenate(feats)
@@ -135,6 +160,13 @@ def train_attributes(
             "JPEG-coded; see features.degrade_crop)."
         ),
     ] = False,
+    cast_copies: Annotated[
+        bool,
+        typer.Option(
+            help="Also train on a colour-cast copy of every crop (random white balance and "
+            "exposure, then degraded; see features.cast_crop)."
+        ),
+    ] = False,
     c_grid: Annotated[
         str | None,
         typer.Option(help="Comma list of L2 strengths C tried per head (default: C_GRID)."),
@@ -149,7 +181,7 @@ def train_attributes(
     names = [s.strip() for s in subsets.split(",") if s.strip()]
     pairs = find_subsets(peta_dirs, names)
     cache = None if no_cache else (cache_dir or default_cache())
-    items, feats = load_features(pairs, cache, threads, degraded=degraded_copies)
+    items, feats = load_features(pairs, cache, threads, degraded=degraded_copies, cast=cast_copies)
     t_feat = time.perf_counter() - t_start
     from crowdsight.describe.training import C_GRID, N_FOLDS, train_heads
 
@@ -173,6 +205,13 @@ def train_attributes(
             "jpeg_quality": DEGRADE_JPEG_QUALITY,
         }
         if degraded_copies
+        else None,
+        "cast_copies": {
+            "channel_gains": list(CAST_CHANNEL_GAINS),
+            "exposure": list(CAST_EXPOSURE),
+            "seed": "crc32 of <subset folder>/<file name>",
+        }
+        if cast_copies
         else None,
         "c_grid": list(grid),
         "n_crops": report.n_crops,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Frame
 from crowdsight.describe import TrackDescriber
-from crowdsight.describe.features import degrade_crop
+from crowdsight.describe.features import CAST_CHANNEL_GAINS, CAST_EXPOSURE, cast_crop, degrade_crop
 from crowdsight.describe.heads import AttributeHeads, carrying_probability
 from crowdsight.describe.training import accuracy_threshold, best_threshold
 from tests.unit.test_attribute_heads import _dets, _FeatureStub, _toy_heads
@@ -78,3 +79,36 @@ def test_degraded_copy_keeps_size_and_colour_but_loses_fine_detail() -> None:
     stripes = lambda im: float(np.abs(np.diff(im[:, :, 1].astype(float), axis=0)).mean())  # noqa: E731
     assert stripes(out) < 0.2 * stripes(crop)  # the stripes are gone
     assert degrade_crop(out[:40, :20]).shape == (40, 20, 3)  # smaller than the target: as is
+
+
+def test_cast_copy_shifts_colour_within_its_ranges_and_is_reproducible() -> None:
+    crop = np.full((128, 64, 3), 100, np.uint8)  # mid grey: every gain shows, none clips
+    casts = [cast_crop(crop, np.random.default_rng(seed)) for seed in range(40)]
+    means = np.array([c.reshape(-1, 3).mean(axis=0) for c in casts]) / 100
+    lo = CAST_CHANNEL_GAINS[0] * CAST_EXPOSURE[0]
+    hi = CAST_CHANNEL_GAINS[1] * CAST_EXPOSURE[1]
+    assert casts[0].shape == crop.shape and casts[0].dtype == np.uint8
+    assert means.min() > lo - 0.03 and means.max() < hi + 0.03
+    # A cast, not only a brightness change: the channels move apart, both ways.
+    spread = means.max(axis=1) / means.min(axis=1)
+    assert spread.max() > 1.15
+    assert (means[:, 0] > means[:, 2]).any() and (means[:, 0] < means[:, 2]).any()
+    again = cast_crop(crop, np.random.default_rng(7))
+    assert np.array_equal(again, casts[7])
+
+
+def test_training_copies_add_degraded_and_cast_readers_in_order(tmp_path: Path) -> None:
+    from crowdsight.cli.train_attributes import training_copies
+
+    img = np.zeros((128, 64, 3), np.uint8)
+    img[:, :, 0] = 180
+    path = tmp_path / "SUB" / "0001_a.png"
+    path.parent.mkdir()
+    cv2.imwrite(str(path), img[:, :, ::-1])
+    assert [v for v, _ in training_copies()] == [""]
+    copies = training_copies(degraded=True, cast=True)
+    assert [v for v, _ in copies] == ["", "degraded", "cast"]
+    plain, _, cast = (read(path) for _, read in copies)
+    assert np.array_equal(plain, img)
+    assert np.array_equal(cast, copies[2][1](path))  # the same cast on every read
+    assert np.abs(cast.astype(int) - img).max() > 5
