@@ -74,7 +74,8 @@ _BATCH = 32
 #: CCTV encoder settings: the 128 px feature crop is shrunk to 64 px (half, close to that
 #: median), blurred with σ = 0.5 px at that size (soft optics/deinterlacing), coded as JPEG at
 #: quality 60 (middle of the 50–75 range of surveillance recorders) and scaled back.
-#: The shipped heads train on every crop plus such a copy (`train attributes --degraded-copies`):
+#: The shipped heads train on every crop plus such a copy (`train attributes --degraded-copies`;
+#: and a colour-cast copy, `cast_crop`):
 #: in 5-fold identity-grouped CV on the training crops, scored on the held-out crops and their
 #: degraded copies (criterion fixed beforehand: the mean of the two), colour accuracy went
 #: 0.661 → 0.682 (upper) and 0.624 → 0.648 (lower), binary mA 0.740 → 0.757, "carries a bag"
