@@ -96,7 +96,10 @@ def training_copies(
     if degraded:
         copies.append(("degraded", _read_degraded))
     if cast:
-        copies.append(("cast", _read_cast))
+        # The ranges are part of the cache key: a cache of casts drawn from other ranges is
+        # never reused.
+        ranges = "-".join(f"{v:g}" for v in (*CAST_CHANNEL_GAINS, *CAST_EXPOSURE))
+        copies.append((f"cast-{ranges}", _read_cast))
     return copies
 
 
