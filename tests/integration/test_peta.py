@@ -17,7 +17,7 @@ TOLERANCE = 0.02
 #: The shipped heads on the first 200 CAVIAR4REID crops (a few identities only, so the
 #: most-frequent baselines there, 0.35 / 0.60 / mA 0.5, are not a fair bar): measured once,
 #: with the v4 heads trained on clean, degraded and colour-cast copies (`--cast-copies`).
-STORED_HEADS = {"upper_colour_accuracy": 0.455, "lower_colour_accuracy": 0.525, "binary_mA": 0.718}
+STORED_HEADS = {"upper_colour_accuracy": 0.46, "lower_colour_accuracy": 0.53, "binary_mA": 0.706}
 
 
 def test_eval_attributes_json_and_band(shared_data: Path) -> None:
