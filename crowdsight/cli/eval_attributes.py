@@ -214,6 +214,14 @@ def eval_attributes(
             "what the live describer says when a bag box is attached to a person.",
         ),
     ] = None,
+    sheet: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also draw a PNG of evenly spaced scored crops (heads blurred) with the "
+            "description each gets and its labels in small print.",
+        ),
+    ] = None,
+    sheet_n: Annotated[int, typer.Option(help="Crops on the --sheet picture.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Clothing colour, yes/no clothing and carried-object attributes against PETA labels.
@@ -233,6 +241,10 @@ def eval_attributes(
     """
     if method not in ("heads", "rules"):
         raise InputError(f"--method must be heads or rules, not {method!r}")
+    if sheet is not None and (sheet.suffix.lower() != ".png" or sheet_n < 1):
+        raise InputError(
+            f"--sheet must name a .png file and --sheet-n be ≥ 1 (got {sheet}, {sheet_n})"
+        )
     names = _subsets(subsets, peta_dir)
     items = peta.load_items(peta_dir, names)
     if not items:
@@ -316,6 +328,9 @@ def eval_attributes(
     )
     if carrying_detector is not None:
         result["detector_carrying"] = _detector_carrying(items, carrying_detector)
+    if sheet is not None:
+        heads_used = heads if method == "heads" else None
+        result["sheet"] = str(_draw_sheet(items, sheet, sheet_n, heads_used))
     if as_json:
         print(json.dumps(result))
     else:
@@ -324,6 +339,30 @@ def eval_attributes(
             f"(baseline {result['baseline_upper_colour_accuracy']} / "
             f"{result['baseline_lower_colour_accuracy']}) mA {result['binary_mA']} n={len(items)}"
         )
+
+
+def _draw_sheet(
+    items: list[peta.PetaItem], path: Path, n: int, heads: AttributeHeads | None
+) -> Path:
+    """`DescriptionSheet` of ``n`` crops evenly spaced over ``items`` (labels as captions)."""
+    from crowdsight.describe.describer import TrackDescriber
+    from crowdsight.describe.sheet import DescriptionSheet
+
+    picks = [items[i] for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(int)]
+    describer = TrackDescriber(heads=heads) if heads is not None else TrackDescriber()
+    board = DescriptionSheet(describer)
+    captions = [
+        f"{it.subset}: {'/'.join(sorted(it.upper)) or '?'} top, "
+        f"{'/'.join(sorted(it.lower)) or '?'} legwear, "
+        f"{', '.join(sorted(it.carrying)) or 'no bag'} (labels)"
+        for it in picks
+    ]
+    image = board.render([peta.read_crop(it.image) for it in picks], captions)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), np.ascontiguousarray(image[:, :, ::-1])):
+        raise InputError(f"could not write {path}")
+    console.print(f"description sheet: {path} ({len(picks)} crops)")
+    return path
 
 
 def _detector_carrying(items: list[peta.PetaItem], spec: str) -> dict[str, object]:

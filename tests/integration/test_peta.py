@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import pytest
 from typer.testing import CliRunner
 
@@ -67,10 +68,27 @@ def test_learned_heads_on_any_folder_of_the_same_layout(
 
     root = _small_copy(shared_data / "peta_subset" / "CAVIAR4REID", tmp_path / "peta", 200)
     _register()
-    res = CliRunner().invoke(app, ["eval", "attributes", "--peta", str(root), "--json"])
+    sheet = tmp_path / "sheet.png"
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "attributes",
+            "--peta",
+            str(root),
+            "--json",
+            "--sheet",
+            str(sheet),
+            "--sheet-n",
+            "6",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out["subsets"] == ["CAVIAR4REID"] and out["n"] == 200
+    picture = cv2.imread(str(sheet))
+    assert out["sheet"] == str(sheet) and picture is not None
+    assert picture.shape[0] > 2 * 192  # 6 crops, 4 per row: two rows of tiles
     assert out["method"] == "heads"
     assert set(out["attributes"]) >= {"upper", "lower", "short_sleeves", "hat", "backpack"}
     for key, value in STORED_HEADS.items():
@@ -99,6 +117,22 @@ def test_training_refuses_the_test_subsets(shared_data: Path, tmp_path: Path) ->
     )  # fmt: skip
     assert res.exit_code != 0
     assert not (tmp_path / "h.npz").exists()
+
+
+def test_sheet_must_be_a_png(shared_data: Path, tmp_path: Path) -> None:
+    from crowdsight.cli import _register, app
+
+    _register()
+    res = CliRunner().invoke(
+        app,
+        [
+            "eval", "attributes", "--peta", str(shared_data / "peta_subset"),
+            "--sheet", str(tmp_path / "sheet.jpg"),
+        ],
+    )  # fmt: skip
+    assert res.exit_code != 0
+    assert ".png" in res.output + str(res.exception)
+    assert not (tmp_path / "sheet.jpg").exists()
 
 
 def test_unknown_subset_is_a_clear_error(shared_data: Path) -> None:
