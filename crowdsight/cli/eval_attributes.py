@@ -349,8 +349,7 @@ def _draw_sheet(
     from crowdsight.describe.sheet import DescriptionSheet
 
     picks = [items[i] for i in np.linspace(0, len(items) - 1, min(n, len(items))).astype(int)]
-    describer = TrackDescriber(heads=heads) if heads is not None else TrackDescriber()
-    board = DescriptionSheet(describer)
+    board = DescriptionSheet(TrackDescriber(heads=heads))  # no heads: the colour rules
     captions = [
         f"{it.subset}: {'/'.join(sorted(it.upper)) or '?'} top, "
         f"{'/'.join(sorted(it.lower)) or '?'} legwear, "
