@@ -51,8 +51,8 @@ import numpy.typing as npt
 
 from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ModelError
-from crowdsight.models.batching import BatchingRuntime, BatchStats
-from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime
+from crowdsight.models.batching import BatchingRuntime, BatchStats, batch_buckets
+from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime, uses_accelerator
 
 __all__ = [
     "ChannelSpec",
@@ -89,12 +89,15 @@ class ModelEntry:
             function or a `functools.partial` of one), since the server is spawned.
         max_batch: Most images per model call.
         max_wait_ms: How long the first request of a batch waits for company.
+        buckets: Batch sizes to pad batches up to, each run once before the server reports
+            ready (`BatchingRuntime.warm`); None on a CPU.
     """
 
     name: str
     factory: Callable[[], Runtime]
     max_batch: int = 16
     max_wait_ms: float = 5.0
+    buckets: tuple[int, ...] | None = None
 
 
 def onnx_model(
@@ -105,8 +108,11 @@ def onnx_model(
     max_batch: int = 16,
     max_wait_ms: float = 5.0,
 ) -> ModelEntry:
-    """A model file loaded by `load_runtime` in the server (any backend)."""
-    return ModelEntry(name, functools.partial(load_runtime, path, config), max_batch, max_wait_ms)
+    """A model file loaded by `load_runtime` in the server (any backend); on a GPU its batches
+    are padded to `batch_buckets` sizes, each warmed at start."""
+    buckets = batch_buckets(max_batch) if uses_accelerator(config) else None
+    factory = functools.partial(load_runtime, path, config)
+    return ModelEntry(name, factory, max_batch, max_wait_ms, buckets)
 
 
 @dataclass(frozen=True)
@@ -189,10 +195,20 @@ def _serve(
         return
     batchers = [
         BatchingRuntime(
-            rt, max_batch=m.max_batch, max_wait_ms=m.max_wait_ms, name=f"infer-{m.name}"
+            rt,
+            max_batch=m.max_batch,
+            max_wait_ms=m.max_wait_ms,
+            name=f"infer-{m.name}",
+            buckets=m.buckets,
         )
         for m, rt in zip(models, runtimes, strict=True)
     ]
+    try:
+        for b in batchers:
+            b.warm()
+    except Exception as exc:
+        control.send(("error", f"warming the models failed: {type(exc).__name__}: {exc}"))
+        return
     shms = [SharedMemory(name=n) for n in shm_names]
     threads = [
         threading.Thread(

@@ -41,6 +41,7 @@ __all__ = [
     "available_providers",
     "load_runtime",
     "require_backend",
+    "takes_batch",
     "uses_accelerator",
 ]
 
@@ -146,6 +147,18 @@ class OrtRuntime:
     def run(self, inputs: Mapping[str, Array]) -> list[Array]:
         """All outputs of the graph, in graph order."""
         return list(self.session.run(None, dict(inputs)))
+
+
+def takes_batch(runtime: Runtime) -> bool:
+    """Whether the runtime's inputs take any number of rows (their first axis is not fixed).
+
+    Example:
+        >>> class R:
+        ...     inputs = (TensorSpec("image", ("batch", 3, 300, 300)),)
+        >>> takes_batch(R()), takes_batch(type("F", (), {"inputs": (TensorSpec("x", (1, 3)),)})())
+        (True, False)
+    """
+    return all(not (spec.shape and isinstance(spec.shape[0], int)) for spec in runtime.inputs)
 
 
 def _with_dynamic_batch(path: Path) -> bytes:

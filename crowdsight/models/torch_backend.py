@@ -363,6 +363,13 @@ def _tensor_spec(value: Any, dtype: str | None = None) -> TensorSpec:
     return TensorSpec(value.name, shape, dtype or _ONNX_DTYPES.get(tt.elem_type, str(tt.elem_type)))
 
 
+def _free_batch(spec: TensorSpec) -> TensorSpec:
+    """The spec with its first axis free (named ``batch``)."""
+    if not spec.shape:
+        return spec
+    return TensorSpec(spec.name, ("batch", *spec.shape[1:]), spec.dtype)
+
+
 #: ONNX ``TensorProto`` element types by number (the ones crowdsight's graphs use).
 _ONNX_DTYPES = {1: "float32", 2: "uint8", 7: "int64", 10: "float16"}
 
@@ -430,8 +437,12 @@ class TorchRuntime:
         self.graph = graph
         self.input_names = graph.input_names
         self.output_names = graph.output_names
+        # Any batch runs (a free batch axis, or a trace per exact shape), whatever the batch
+        # the exporter wrote into the file: say so, so callers batch (e.g. a frame's tiles).
         self.inputs = tuple(
-            _tensor_spec(v) for v in model.graph.input if v.name in set(graph.input_names)
+            _free_batch(_tensor_spec(v))
+            for v in model.graph.input
+            if v.name in set(graph.input_names)
         )
         # Outputs come back as float32 whatever the compute precision.
         self.outputs = tuple(_tensor_spec(v, "float32") for v in model.graph.output)

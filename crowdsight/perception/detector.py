@@ -17,6 +17,7 @@ knows which model ran.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ConfigError, ModelError
 from crowdsight.core.types import CLASS_NAME, Detections, FloatArray, Frame, ImageRGB
 from crowdsight.models.manifest import installed_model
-from crowdsight.models.runtime import load_runtime
+from crowdsight.models.runtime import load_runtime, takes_batch
 from crowdsight.perception.base import Detector, make_detections
 from crowdsight.perception.slicing import SliceSettings, sliced_detect
 
@@ -244,25 +245,38 @@ class SSDLitePeopleDetector:
     def detect(self, frame: Frame) -> Detections:
         """People in the frame (class ``person``), boxes in frame pixels."""
         if self.slicing is not None:
-            return sliced_detect(self.detect_image, frame.image, self.slicing)
+            return sliced_detect(
+                self.detect_image, frame.image, self.slicing, detect_images=self.detect_images
+            )
         return self.detect_image(frame.image)
 
     def detect_image(self, image: ImageRGB) -> Detections:
         """People in one RGB image (any size), boxes in its pixels."""
-        h, w = image.shape[:2]
-        x = tf1_resize_bilinear(image, self.input_hw).transpose(2, 0, 1)[None]
+        return self.detect_images([image])[0]
+
+    def detect_images(self, images: Sequence[ImageRGB]) -> list[Detections]:
+        """People in each of several RGB images (any sizes): one model call when the runtime
+        takes a batch (a free first axis: cross-camera batching, the torch backend), else one
+        call per image (the installed graph fixes the batch to 1)."""
+        if len(images) > 1 and not takes_batch(self.runtime):
+            return [self.detect_images([i])[0] for i in images]
+        x = np.stack([tf1_resize_bilinear(i, self.input_hw).transpose(2, 0, 1) for i in images])
         codes, scores = self.runtime.run({"image": np.ascontiguousarray(x)})
-        boxes, conf = ssd_postprocess(
-            codes[0],
-            scores[0, :, 1],
-            self.anchors,
-            conf_threshold=self.conf_threshold,
-            nms_iou=self.nms_iou,
-            max_detections=self.max_detections,
-            scales=self.scales,
-        )
-        xyxy = boxes[:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)
-        return make_detections(xyxy, conf, np.zeros(len(conf), int), self.class_names)
+        out = []
+        for k, image in enumerate(images):
+            h, w = image.shape[:2]
+            boxes, conf = ssd_postprocess(
+                codes[k],
+                scores[k, :, 1],
+                self.anchors,
+                conf_threshold=self.conf_threshold,
+                nms_iou=self.nms_iou,
+                max_detections=self.max_detections,
+                scales=self.scales,
+            )
+            xyxy = boxes[:, [1, 0, 3, 2]] * np.array([w, h, w, h], np.float32)
+            out.append(make_detections(xyxy, conf, np.zeros(len(conf), int), self.class_names))
+        return out
 
     def reset(self) -> None:
         """Nothing to forget: the detector keeps no per-stream state."""

@@ -14,7 +14,7 @@ filter); merging uses supervision's NMS.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -107,6 +107,7 @@ def sliced_detect(
     detect_image: Callable[[ImageRGB], Detections],
     image: ImageRGB,
     settings: SliceSettings,
+    detect_images: Callable[[Sequence[ImageRGB]], list[Detections]] | None = None,
 ) -> Detections:
     """Run ``detect_image`` on overlapping tiles (plus the full frame) and merge with NMS.
 
@@ -114,6 +115,9 @@ def sliced_detect(
         detect_image: Detector on one RGB image; returns boxes in that image's pixels.
         image: Full frame, H×W×3 RGB.
         settings: Tile grid and merge threshold.
+        detect_images: The same detector on several images in one model call (a detector
+            whose graph takes a batch), so a frame's tiles are one call instead of one per
+            tile (on a shared GPU runtime: one round trip and one batch per frame).
 
     Returns:
         Detections in full-frame pixels; boxes cut by inner tile edges are dropped and
@@ -129,18 +133,25 @@ def sliced_detect(
         return detect_image(image)
     tw, th = settings.tile_wh((w, h))
     margin = settings.edge_margin_ratio * min(tw, th)
-    parts: list[Detections] = []
-    for y in tile_origins(h, th, int(th * settings.overlap_ratio)):
-        for x in tile_origins(w, tw, int(tw * settings.overlap_ratio)):
-            d = detect_image(np.ascontiguousarray(image[y : y + th, x : x + tw]))
-            if len(d) == 0:
-                continue
-            keep = drop_cut_boxes(d.xyxy.astype(np.float32), (x, y, tw, th), (w, h), margin)
-            d = cast(Detections, d[keep])
-            d.xyxy = d.xyxy + np.array([x, y, x, y], dtype=d.xyxy.dtype)
-            parts.append(d)
+    origins = [
+        (x, y)
+        for y in tile_origins(h, th, int(th * settings.overlap_ratio))
+        for x in tile_origins(w, tw, int(tw * settings.overlap_ratio))
+    ]
+    images = [np.ascontiguousarray(image[y : y + th, x : x + tw]) for x, y in origins]
     if settings.full_frame:
-        parts.append(detect_image(image))
+        images.append(image)
+    found = detect_images(images) if detect_images else [detect_image(i) for i in images]
+    parts: list[Detections] = []
+    for (x, y), d in zip(origins, found, strict=False):
+        if len(d) == 0:
+            continue
+        keep = drop_cut_boxes(d.xyxy.astype(np.float32), (x, y, tw, th), (w, h), margin)
+        d = cast(Detections, d[keep])
+        d.xyxy = d.xyxy + np.array([x, y, x, y], dtype=d.xyxy.dtype)
+        parts.append(d)
+    if settings.full_frame:
+        parts.append(found[-1])
     parts = [p for p in parts if len(p) > 0]
     if not parts:
         empty = Detections.empty()

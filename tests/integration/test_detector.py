@@ -55,3 +55,44 @@ def test_ap50_on_mot17_mini_above_band(mot_root: Path, sliced: bool, band: float
     ap, n_frames, n_gt = evaluate_mot(det.detect, mot_root)
     assert n_frames == 12 and n_gt > 400
     assert ap >= band
+
+
+class _Counting:
+    """A runtime wrapper that counts model calls and the rows in each."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+        self.inputs = inner.inputs  # type: ignore[attr-defined]
+        self.outputs = inner.outputs  # type: ignore[attr-defined]
+        self.rows: list[int] = []
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        self.rows.append(int(inputs["image"].shape[0]))
+        return self.inner.run(inputs)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_a_frames_tiles_run_as_one_batch_with_the_same_boxes(mot_root: Path) -> None:
+    """Sliced detection on a runtime that takes a batch sends the frame's tiles (and the whole
+    frame) in one call and finds exactly what one call per tile finds; on the installed graph
+    (batch fixed to 1) it still runs, one call per tile."""
+    from crowdsight.config.runtime import RuntimeConfig
+    from crowdsight.perception.detector import SSDLitePeopleDetector
+    from crowdsight.perception.slicing import SliceSettings
+
+    frame = Frame("mot", 0, 0.0, read_image(mot_root / "MOT17-04-FRCNN" / "img1" / "000001.jpg"))
+    found = {}
+    for dynamic in (False, True):
+        det = SSDLitePeopleDetector(
+            conf_threshold=0.3,
+            slicing=SliceSettings(),
+            runtime=RuntimeConfig(threads=1, dynamic_batch=dynamic),
+        )
+        counting = _Counting(det.runtime)
+        det.runtime = counting  # type: ignore[assignment]
+        found[dynamic] = det.detect(frame)
+        n_images = sum(counting.rows)
+        assert n_images > 4  # 1080p: several tiles and the whole frame
+        assert counting.rows == ([n_images] if dynamic else [1] * n_images)
+    assert len(found[True]) >= 10
+    np.testing.assert_allclose(found[True].xyxy, found[False].xyxy, atol=1e-3)
+    np.testing.assert_allclose(found[True].confidence, found[False].confidence, atol=1e-4)

@@ -32,3 +32,23 @@ def doubler() -> Doubler:
 
 def broken() -> Doubler:
     raise FileNotFoundError("weights.onnx is missing")
+
+
+class CallCounter:
+    """Fixed 3×4×4 input; answers, per row, the size of the batch it ran in and how many
+    calls the model had by then (so a test in another process sees the warm-up calls)."""
+
+    inputs = (TensorSpec("image", (1, 3, 4, 4), "float32"),)
+    outputs = (TensorSpec("batch", (None,)), TensorSpec("calls", (None,)))
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> list[Any]:
+        n = int(inputs["image"].shape[0])
+        self.calls += 1
+        return [np.full(n, n, np.float32), np.full(n, self.calls, np.float32)]
+
+
+def call_counter() -> CallCounter:
+    return CallCounter()

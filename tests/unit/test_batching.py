@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from crowdsight.core.errors import ModelError
-from crowdsight.models.batching import BatchingRuntime
+from crowdsight.models.batching import BatchingRuntime, batch_buckets
 
 
 class Recorder:
@@ -123,3 +123,71 @@ def test_close_finishes_queued_requests_then_refuses_new_ones() -> None:
 def test_bad_requests_are_refused(inputs: dict[str, np.ndarray], match: str) -> None:
     with BatchingRuntime(Recorder()) as rt, pytest.raises(ValueError, match=match):
         rt.submit(inputs)
+
+
+class StaticRecorder(Recorder):
+    """A `Recorder` that declares a fixed input shape (what `warm` builds its example from)."""
+
+    def __init__(self, shape: tuple[Any, ...] = ("batch", 3, 4, 4)) -> None:
+        super().__init__()
+        from crowdsight.models.spec import TensorSpec
+
+        self.inputs = (TensorSpec("image", shape),)
+
+
+def test_buckets_pad_a_batch_to_the_next_size_and_drop_the_padding() -> None:
+    model = Recorder()
+    x = np.arange(3 * 2, dtype=np.float32).reshape(3, 2)
+    with BatchingRuntime(model, max_batch=8, max_wait_ms=0, buckets=(1, 2, 4, 8)) as rt:
+        doubled, total = rt.run({"image": x})
+        stats = rt.stats()
+    assert model.calls == [4]  # three rows ran as a batch of four
+    assert np.array_equal(doubled, 2 * x) and total.tolist() == x.sum(axis=1).tolist()
+    assert (stats.rows, stats.padded_rows, stats.batches) == (3, 1, 1)
+
+
+def test_without_buckets_batches_run_at_their_own_size() -> None:
+    model = Recorder()
+    with BatchingRuntime(model, max_batch=8, max_wait_ms=0) as rt:
+        rt.run({"image": np.ones((3, 2), np.float32)})
+        assert rt.warm() == 0  # nothing to warm either
+        assert rt.stats().padded_rows == 0
+    assert model.calls == [3]
+
+
+def test_a_batch_above_the_largest_bucket_runs_unpadded() -> None:
+    model = Recorder()
+    with BatchingRuntime(model, max_batch=16, max_wait_ms=0, buckets=(1, 2, 4)) as rt:
+        rt.run({"image": np.ones((6, 2), np.float32)})
+    assert model.calls == [6]
+
+
+def test_warm_runs_each_bucket_once_from_the_declared_shape_and_is_not_counted() -> None:
+    model = StaticRecorder()
+    with BatchingRuntime(model, max_batch=8, max_wait_ms=50, buckets=batch_buckets(8)) as rt:
+        assert rt.warm() == 4
+        stats = rt.stats()
+    assert model.calls == [1, 2, 4, 8]
+    assert (stats.batches, stats.rows, stats.busy_s) == (0, 0, 0.0)
+
+
+def test_warm_needs_fixed_axes_or_an_example() -> None:
+    model = StaticRecorder(("batch", 3, "height", "width"))
+    with BatchingRuntime(model, max_batch=4, max_wait_ms=0, buckets=(1, 2, 4)) as rt:
+        assert rt.warm() == 0 and model.calls == []
+        assert rt.warm({"image": np.zeros((1, 3, 8, 8), np.float32)}) == 3
+    assert model.calls == [1, 2, 4]
+
+
+@pytest.mark.parametrize("buckets", [(), (0, 2), (4, 2), (2, 2)])
+def test_bad_buckets_are_refused(buckets: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError, match="buckets"):
+        BatchingRuntime(Recorder(), buckets=buckets)
+
+
+def test_batch_buckets() -> None:
+    assert batch_buckets(1) == (1,)
+    assert batch_buckets(64) == (1, 2, 4, 8, 16, 32, 64)
+    assert batch_buckets(48) == (1, 2, 4, 8, 16, 32, 48)
+    with pytest.raises(ValueError):
+        batch_buckets(0)

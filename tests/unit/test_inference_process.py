@@ -163,3 +163,25 @@ def test_a_worker_process_reaches_the_server_through_its_channel() -> None:
         assert out.get(timeout=120) == 10.0
         proc.join(30)
         assert proc.exitcode == 0
+
+
+def test_a_bucketed_model_is_warmed_at_start_and_pads_batches() -> None:
+    entry = ModelEntry(
+        "count", inference_models.call_counter, max_batch=8, max_wait_ms=0, buckets=(1, 2, 4, 8)
+    )
+    with InferenceServer([entry], start_timeout_s=120) as server:
+        batch, calls = server.runtime("count").run({"image": np.zeros((3, 3, 4, 4), np.float32)})
+        stats = server.stats()["count"]
+    assert batch.tolist() == [4, 4, 4]  # three rows ran padded to the bucket of four
+    assert calls.tolist() == [5, 5, 5]  # after one warm-up call per bucket, before any caller
+    assert (stats.batches, stats.rows, stats.padded_rows) == (1, 3, 1)
+
+
+def test_onnx_models_get_buckets_only_on_an_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
+    from crowdsight.models import inference_process
+
+    cfg = RuntimeConfig(providers=("CPUExecutionProvider",))
+    assert onnx_model("det", Path("det.onnx"), cfg, max_batch=16).buckets is None
+    monkeypatch.setattr(inference_process, "uses_accelerator", lambda config: True)
+    entry = onnx_model("det", Path("det.onnx"), cfg, max_batch=16)
+    assert entry.buckets == (1, 2, 4, 8, 16)
