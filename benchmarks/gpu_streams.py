@@ -21,7 +21,9 @@ table plus a JSON line per N. The models run in one inference server process for
 (``--inference process``, the default here; `crowdsight.models.inference_process`), which
 every camera worker process reaches through shared memory, so the batching service no
 longer competes with camera threads for the GIL (the previous H200 run, with a batching
-thread per worker, reached 13.6 of 500 frames/s at 100 streams with the GPU 4 % busy).
+thread per worker, reached 13.6 of 500 frames/s at 100 streams with the GPU 4 % busy; the
+next, with this server, 4.2 of 250 at 50 streams: every new batch size cost SSDLite a 3 s first
+call on CUDA, which the server now pays once per bucket size at start, see `BatchingRuntime`).
 ``--dry-run`` plays 2 streams at 640×360 on the CPU for a few seconds through the same code
 (restore, inference server, torch backend, table), to prove the script before device time
 is spent. A speed run only: the restored CSRNet differs from the installed one by float16
