@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from crowdsight.core.errors import ConfigError, CrowdsightError, InputError
+from crowdsight.pipeline.ray_connect import init_ray
 from crowdsight.sources.files import VIDEO_EXTS
 
 AnalyzeOne = Callable[[Path, Path], None]
@@ -110,8 +111,7 @@ def _on_ray(
     except ImportError as exc:
         raise ConfigError("--ray needs Ray Data: pip install 'crowdsight[ray]'") from exc
     started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    init_ray(address)
     try:
         # One block per video, so each map task gets one video and a cluster spreads them.
         ds = ray.data.from_items([{"video": str(v)} for v in videos]).repartition(len(videos))

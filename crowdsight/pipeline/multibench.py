@@ -50,6 +50,7 @@ from crowdsight.models.batching import BatchingRuntime, BatchStats, batch_bucket
 from crowdsight.models.inference_process import ChannelSpec, InferenceServer, connect, onnx_model
 from crowdsight.models.manifest import installed_model
 from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime, uses_accelerator
+from crowdsight.pipeline.ray_connect import init_ray
 
 RunnerKind = Literal["local", "ray"]
 
@@ -702,8 +703,7 @@ def _run_ray(
         import ray
     except ImportError as exc:
         raise ConfigError("--runner ray needs Ray: pip install 'crowdsight[ray]'") from exc
-    if not ray.is_initialized():
-        ray.init(address=cfg.ray_address, include_dashboard=False, log_to_driver=False)
+    init_ray(cfg.ray_address)
 
     @ray.remote(num_cpus=0)
     class EventSink:

@@ -19,6 +19,7 @@ from typing import Any
 from crowdsight.config.runner import RunnerSettings
 from crowdsight.core.errors import ConfigError
 from crowdsight.pipeline.persistence import StoreLike
+from crowdsight.pipeline.ray_connect import init_ray
 from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.pipeline.supervision import ConnLike, HeartbeatLike, ProcessLike
 from crowdsight.pipeline.worker import CameraWorker, WorkerReport, WorkerSpec
@@ -199,8 +200,7 @@ class RayRunner(LocalRunner):
             import ray
         except ImportError as exc:
             raise ConfigError("RayRunner needs Ray: pip install 'crowdsight[ray]'") from exc
-        if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        init_ray(address)
         self._actor_cls = ray.remote(num_cpus=num_cpus, max_restarts=0)(CameraActor)
         super().__init__(store, settings, on_report=on_report)
 

@@ -89,3 +89,24 @@ def test_bad_size_is_one_clear_line(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "--size 'big'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_unreachable_ray_address_is_one_clear_line(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="Ray is optional: pip install 'crowdsight[ray]'")
+    import socket
+
+    with socket.socket() as s:  # a port where nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["--cameras", "2", "--runner", "ray", "--ray-address", f"127.0.0.1:{port}", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "crowdsight", "bench", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,  # ray.init on such an address was still retrying after 5 minutes
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert f"no Ray cluster answers at 127.0.0.1:{port}" in proc.stderr
+    assert "ray start --head" in proc.stderr and "Traceback" not in proc.stderr
