@@ -37,8 +37,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ModelError
-from crowdsight.models.runtime import Runtime, TensorSpec
+from crowdsight.models.runtime import Runtime, TensorSpec, uses_accelerator
 
 Array = npt.NDArray[Any]
 
@@ -57,6 +58,12 @@ def batch_buckets(max_batch: int) -> tuple[int, ...]:
         raise ValueError("max_batch must be at least 1")
     sizes = [1 << k for k in range(max_batch.bit_length()) if 1 << k < max_batch]
     return (*sizes, max_batch)
+
+
+def buckets_for(config: RuntimeConfig, max_batch: int) -> tuple[int, ...] | None:
+    """`batch_buckets` for models that run on an accelerator under ``config`` (where each new
+    batch size costs a slow first call), None on a CPU (where padding is only extra work)."""
+    return batch_buckets(max_batch) if uses_accelerator(config) else None
 
 
 @dataclass

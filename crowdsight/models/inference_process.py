@@ -51,8 +51,8 @@ import numpy.typing as npt
 
 from crowdsight.config.runtime import RuntimeConfig
 from crowdsight.core.errors import ModelError
-from crowdsight.models.batching import BatchingRuntime, BatchStats, batch_buckets
-from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime, uses_accelerator
+from crowdsight.models.batching import BatchingRuntime, BatchStats, buckets_for
+from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime
 
 __all__ = [
     "ChannelSpec",
@@ -110,9 +110,8 @@ def onnx_model(
 ) -> ModelEntry:
     """A model file loaded by `load_runtime` in the server (any backend); on a GPU its batches
     are padded to `batch_buckets` sizes, each warmed at start."""
-    buckets = batch_buckets(max_batch) if uses_accelerator(config) else None
     factory = functools.partial(load_runtime, path, config)
-    return ModelEntry(name, factory, max_batch, max_wait_ms, buckets)
+    return ModelEntry(name, factory, max_batch, max_wait_ms, buckets_for(config, max_batch))
 
 
 @dataclass(frozen=True)

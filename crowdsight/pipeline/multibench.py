@@ -46,7 +46,7 @@ from crowdsight.config.runtime import Backend, Inference, RuntimeConfig, SharedI
 from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.core.memory import peak_rss_mb
 from crowdsight.core.types import Frame, ImageRGB
-from crowdsight.models.batching import BatchingRuntime, BatchStats, batch_buckets
+from crowdsight.models.batching import BatchingRuntime, BatchStats, buckets_for
 from crowdsight.models.inference_process import ChannelSpec, InferenceServer, connect, onnx_model
 from crowdsight.models.manifest import installed_model
 from crowdsight.models.runtime import Runtime, TensorSpec, load_runtime, uses_accelerator
@@ -296,13 +296,14 @@ def run_worker(
             dens_rt = client.runtime("density")
     else:
         threads_per_model = 1 if cfg.backend == "onnxruntime" else None
-        on_gpu = uses_accelerator(RuntimeConfig.from_env(backend=cfg.backend, device=cfg.device))
         det_b = BatchingRuntime(
             _make_runtime(_detector_path(), cfg, threads_per_model),
             max_batch=cfg.max_batch,
             max_wait_ms=cfg.max_wait_ms,
             name="bench-detector",
-            buckets=batch_buckets(cfg.max_batch) if on_gpu else None,
+            buckets=buckets_for(
+                RuntimeConfig.from_env(backend=cfg.backend, device=cfg.device), cfg.max_batch
+            ),
         )
         det_b.warm()
         det_rt = det_b

@@ -178,10 +178,10 @@ def test_a_bucketed_model_is_warmed_at_start_and_pads_batches() -> None:
 
 
 def test_onnx_models_get_buckets_only_on_an_accelerator(monkeypatch: pytest.MonkeyPatch) -> None:
-    from crowdsight.models import inference_process
+    from crowdsight.models import batching
 
     cfg = RuntimeConfig(providers=("CPUExecutionProvider",))
     assert onnx_model("det", Path("det.onnx"), cfg, max_batch=16).buckets is None
-    monkeypatch.setattr(inference_process, "uses_accelerator", lambda config: True)
+    monkeypatch.setattr(batching, "uses_accelerator", lambda config: True)
     entry = onnx_model("det", Path("det.onnx"), cfg, max_batch=16)
     assert entry.buckets == (1, 2, 4, 8, 16)
