@@ -42,6 +42,19 @@ def _wait_for(what: str, check: Callable[[], Any], timeout_s: float) -> Any:
         time.sleep(0.25)
 
 
+#: A stored (not running) camera whose zone-to-zone flows the test records itself.
+FLOW_CAMERA = "plaza"
+FLOW_SCENE = {
+    "resolution_wh": [640, 480],
+    "zones": [
+        {"id": zone, "polygon": [[x, 0], [x + 200, 0], [x + 200, 480], [x, 480]]}
+        for zone, x in (("entrance", 0), ("shops", 210), ("food", 420))
+    ],
+}
+#: The dashboard re-reads the camera list every 10 s.
+POLL_CAMERAS_WAIT_S = 40.0
+
+
 #: Two uncalibrated zones and a counting line, as in examples/serve.yaml.
 MALL_SCENE = {
     "resolution_wh": [640, 480],
@@ -240,28 +253,6 @@ def test_live_tile_and_new_events_show_up(
             {"track_id": BLUE_TRACK, "text": "blue jacket, carrying a bag", "ts_s": now},
         ],
     )
-    # Anonymous tracks moving between zones: two entrance→shops, one entrance→food.
-    a, b, c = RED_TRACK + 10, RED_TRACK + 11, RED_TRACK + 12
-    moves = [
-        ZoneEntered(
-            camera_id=mall_camera,
-            start_ts_s=now - 30 + i,
-            end_ts_s=now - 30 + i,
-            zone_id=zone,
-            track_ids=(t,),
-        )
-        for i, (t, zone) in enumerate(
-            [
-                (a, "entrance"),
-                (b, "entrance"),
-                (c, "entrance"),
-                (a, "shops"),
-                (b, "shops"),
-                (c, "food"),
-            ]
-        )
-    ]
-    store.record_events(moves)
     store.record_events([crowd, crossing], {crowd.event_id: snapshot} if snapshot else None)
 
     shown = _wait_for(
@@ -296,15 +287,67 @@ def test_live_tile_and_new_events_show_up(
     _q(browser, "event-dialog-close").click()
     _wait_for("the dialog to close", lambda: not dialog.is_displayed(), UI_WAIT_S)
 
-    flows_css = "[data-testid=flows-view] [data-flow='entrance>shops']"
-    _wait_for("the flows view", lambda: browser.find_elements("css selector", flows_css), UI_WAIT_S)
-    matrix = browser.execute_script(
-        "const t = document.querySelector('[data-testid=flow-matrix]');"
-        "const cols = [...t.tHead.rows[0].cells].slice(1).map(c => c.textContent);"
-        "return Object.fromEntries([...t.tBodies[0].rows].map(r => [r.cells[0].textContent,"
-        "  Object.fromEntries(cols.map((c, i) => [c, r.cells[i + 1].textContent]))]));"
+    # Flows on a camera of their own: the live Mall camera counts its real tracks' moves
+    # between its zones, and a camera's counters take precedence over its zone events.
+    headers = {"Authorization": f"Bearer {live_server.token()}"}
+    res = httpx.post(
+        f"{live_server.url}/api/cameras",
+        headers=headers,
+        json={
+            "id": FLOW_CAMERA,
+            "name": "Plaza",
+            "source": "rtsp://127.0.0.1:1/none",
+            "enabled": False,  # stored, not run: no worker, so no counters of its own
+            "scene": FLOW_SCENE,
+        },
+        timeout=10,
     )
-    assert matrix == {"entrance": {"food": "1", "shops": "2"}}
+    assert res.status_code in (200, 201), res.text
+    try:
+        # Anonymous tracks moving between zones: two entrance→shops, one entrance→food.
+        a, b, c = RED_TRACK + 10, RED_TRACK + 11, RED_TRACK + 12
+        moves = [
+            ZoneEntered(
+                camera_id=FLOW_CAMERA,
+                start_ts_s=now - 30 + i,
+                end_ts_s=now - 30 + i,
+                zone_id=zone,
+                track_ids=(t,),
+            )
+            for i, (t, zone) in enumerate(
+                [
+                    (a, "entrance"),
+                    (b, "entrance"),
+                    (c, "entrance"),
+                    (a, "shops"),
+                    (b, "shops"),
+                    (c, "food"),
+                ]
+            )
+        ]
+        store.record_events(moves)
+        option = f"[data-testid=flow-camera] option[value='{FLOW_CAMERA}']"
+        _wait_for(
+            "the new camera in the flows picker",
+            lambda: browser.find_elements("css selector", option),
+            POLL_CAMERAS_WAIT_S,
+        )
+        from selenium.webdriver.support.ui import Select
+
+        Select(_q(browser, "flow-camera")).select_by_value(FLOW_CAMERA)
+        flows_css = "[data-testid=flows-view] [data-flow='entrance>shops']"
+        _wait_for(
+            "the flows view", lambda: browser.find_elements("css selector", flows_css), UI_WAIT_S
+        )
+        matrix = browser.execute_script(
+            "const t = document.querySelector('[data-testid=flow-matrix]');"
+            "const cols = [...t.tHead.rows[0].cells].slice(1).map(c => c.textContent);"
+            "return Object.fromEntries([...t.tBodies[0].rows].map(r => [r.cells[0].textContent,"
+            "  Object.fromEntries(cols.map((c, i) => [c, r.cells[i + 1].textContent]))]));"
+        )
+        assert matrix == {"entrance": {"food": "1", "shops": "2"}}
+    finally:
+        httpx.delete(f"{live_server.url}/api/cameras/{FLOW_CAMERA}", headers=headers, timeout=10)
 
     _q(browser, "event-search").send_keys("red top")
     _wait_for(
