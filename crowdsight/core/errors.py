@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,36 @@ class ModelError(CrowdsightError):
 
 class ConfigError(CrowdsightError):
     """A configuration file or value is invalid."""
+
+
+class OutputError(CrowdsightError):
+    """Results cannot be written: the disk is full, or the folder is not writable."""
+
+
+#: What SQLite says when a write does not fit (``SQLITE_FULL``: the disk, or its page limit).
+_SQLITE_FULL = "database or disk is full"
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the storage is full.
+
+    An ``OSError`` with ``ENOSPC`` / ``EDQUOT`` (files, PyAV's encoder), SQLite's "database
+    or disk is full" (wrapped by SQLAlchemy), PostgreSQL's "could not extend file" / "No
+    space left on device".
+    """
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(cur)
+        if _SQLITE_FULL in text or "No space left on device" in text:
+            return True
+        if "could not extend file" in text:
+            return True
+        cur = cur.__cause__ or cur.__context__ or getattr(cur, "orig", None)
+    return False
 
 
 def validation_line(source: Path | str, exc: ValidationError) -> str:

@@ -26,7 +26,7 @@ from typing import IO, Any
 import cv2
 import numpy as np
 
-from crowdsight.core.errors import InputError
+from crowdsight.core.errors import InputError, OutputError, is_disk_full
 from crowdsight.core.events import Event
 from crowdsight.core.types import CLASS_NAME
 from crowdsight.pipeline.annotate import Annotator
@@ -195,8 +195,12 @@ def run_analysis(
         # One frame: nothing to track (a tracker confirms tracks over several frames), so
         # the image shows every detection.
         pipeline.tracker = None
-    counts = CountsWriter(out_dir / "counts.csv")
-    events = EventsWriter(out_dir / "events.jsonl")
+    try:
+        counts = CountsWriter(out_dir / "counts.csv")
+        events = EventsWriter(out_dir / "events.jsonl")
+    except OSError as exc:
+        source.close()
+        raise output_error(exc, out_dir, 0) from exc
     tracks = TrackLog(offline=offline)
     video = (
         None
@@ -205,6 +209,7 @@ def run_analysis(
     )
     per_frame: list[dict[str, float]] = []
     error: InputError | None = None
+    failed: OSError | None = None  # writing the outputs failed (a full disk, say)
     n = 0
     t0 = time.perf_counter()
     try:
@@ -225,7 +230,10 @@ def run_analysis(
                 )
             if is_image:
                 img = annotator.annotate(r, redact=redact)
-                cv2.imwrite(str(out_dir / "annotated.png"), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                # Encoded here and written by Python, whose writes report a full disk
+                # (cv2.imwrite ignores the failed flush of a small file: measured).
+                _, png = cv2.imencode(".png", cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
+                (out_dir / "annotated.png").write_bytes(png.tobytes())
             elif video is not None:
                 video.write(annotator.annotate(r, redact=redact))
             n += 1
@@ -235,23 +243,46 @@ def run_analysis(
                 break
     except InputError as exc:
         error = exc
+    except OSError as exc:
+        failed = exc
     finally:
         elapsed = time.perf_counter() - t0
         source.close()
-        counts.close()
-        events.close()
-        if video is not None:
-            video.close()
+        for output in (counts, events, video):
+            try:
+                if output is not None:
+                    output.close()
+            except OSError as exc:  # flushing the last buffered rows can fail too
+                failed = failed or exc
+    if failed is not None:
+        raise output_error(failed, out_dir, n) from failed
     if n == 0:
         raise error or InputError(f"{input_path}: no frames to analyze")
-    tracks.write(out_dir / "tracks.jsonl", pipeline.descriptions())
     summary = _summary(
         input_path, source, pipeline, n, elapsed, per_frame, tracks, events, redact, error
     )
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    try:
+        tracks.write(out_dir / "tracks.jsonl", pipeline.descriptions())
+        (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    except OSError as exc:
+        raise output_error(exc, out_dir, n) from exc
     if error is not None:
         raise InputError(f"{error} — partial results for {n} frames written to {out_dir}")
     return AnalysisReport(summary, out_dir)
+
+
+def output_error(exc: OSError, out_dir: Path, n_frames: int) -> OutputError:
+    """One actionable line for outputs that could not be written (the input is untouched)."""
+    done = f" after {n_frames} frames" if n_frames else ""
+    if is_disk_full(exc):
+        why = f"no space left on the disk holding {out_dir}"
+        fix = "free space there or write elsewhere with --out"
+    else:
+        why = f"cannot write the results to {out_dir} ({exc.strerror or exc})"
+        fix = "check the folder's permissions or write elsewhere with --out"
+    return OutputError(
+        f"{why}{done}; {fix}. The results in that folder are incomplete; the input was not changed."
+    )
 
 
 def _summary(

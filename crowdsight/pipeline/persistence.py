@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from crowdsight.core.backoff import Backoff
-from crowdsight.core.errors import CrowdsightError
+from crowdsight.core.errors import CrowdsightError, is_disk_full
 from crowdsight.core.events import Event, OpenEvents
 from crowdsight.pipeline.worker import WorkerReport
 
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: Store writes retried during shutdown before giving up.
 SHUTDOWN_TRIES = 3
+#: Failed tries of one write before health reports it (a locked database clears sooner);
+#: a full disk is reported at once.
+REPORT_AFTER_TRIES = 3
 
 
 class StoreLike(Protocol):
@@ -79,6 +82,9 @@ class ReportWriter:
         self._sleep = sleep
         #: Set when a write failed for good (e.g. a corrupt SQLite file); health shows it.
         self.store_error: str | None = None
+        #: Set while a write keeps failing and is being retried (the disk is full, the
+        #: database server is down); cleared when it succeeds. Health shows it too.
+        self.retrying: str | None = None
 
     def persist(self, camera_id: str, report: WorkerReport) -> None:
         """Write a report's events, metrics and descriptions (events first: the outbox).
@@ -117,10 +123,12 @@ class ReportWriter:
         for attempt in itertools.count(1):
             try:
                 write()
+                self.retrying = None
                 return
             except CrowdsightError:
                 raise
             except Exception as exc:
+                self._report_retrying(exc, attempt)
                 if self.stopping.is_set() and attempt >= SHUTDOWN_TRIES:
                     log.error("store write failed during shutdown, giving up: %s", exc)
                     return
@@ -128,8 +136,28 @@ class ReportWriter:
                     # A corrupt file or a refused row does not heal by waiting: say so (health
                     # reports it) and drop this write instead of blocking the runner forever.
                     first = str(exc).splitlines()[0][:300]
-                    self.store_error = f"store write failed permanently: {first}"
-                    log.error("%s; dropping this write", self.store_error)
+                    self.store_error = (
+                        f"store write failed permanently: {first}; that write was dropped. "
+                        "Check the database (a damaged SQLite file: stop crowdsight, move the "
+                        "file aside and restore a backup)"
+                    )
+                    log.error("%s", self.store_error)
                     return
                 log.warning("store write failed (attempt %d), retrying: %s", attempt, exc)
                 self._sleep(self.backoff.delay_s(attempt - 1))
+
+    def _report_retrying(self, exc: BaseException, attempt: int) -> None:
+        """Say in `retrying` why writes are waiting, once it is worth an operator's look."""
+        full = is_disk_full(exc)
+        if not full and attempt < REPORT_AFTER_TRIES:
+            return
+        first = str(exc).splitlines()[0][:300] if str(exc) else exc.__class__.__name__
+        why = (
+            "the disk holding the database or the snapshots is full: free space there"
+            if full
+            else "the database does not take writes"
+        )
+        self.retrying = (
+            f"store writes failing ({attempt} tries): {why}; nothing is dropped, cameras wait "
+            f"and the write is retried ({first})"
+        )

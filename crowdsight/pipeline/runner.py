@@ -131,8 +131,11 @@ class LocalRunner:
 
     @property
     def store_error(self) -> str | None:
-        """Why store writes are failing for good (None while they succeed or may recover)."""
-        return self.writer.store_error
+        """Why store writes fail: for good, or for now while they are retried (a full disk).
+
+        None while they succeed.
+        """
+        return self.writer.store_error or self.writer.retrying
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:

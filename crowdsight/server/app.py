@@ -240,7 +240,8 @@ def create_app(
     @app.get("/api/health", tags=["health"], summary="Liveness (public)")
     def health(request: Request) -> Health:
         """'ok' when the database answers a real read, passed its start-up check, and no
-        store write has failed for good; else 'degraded' with the problem."""
+        store write is failing (for good, or for now: a full disk); else 'degraded' with the
+        problem."""
         state = request.app.state
         problem: str | None = state.db_problem or getattr(state.runner, "store_error", None)
         db = state.store.ping()

@@ -27,6 +27,7 @@ class VideoWriter:
         self.crf = crf
         self._container: av.container.OutputContainer | None = None
         self._stream: av.video.stream.VideoStream | None = None
+        self._failed = False
         self.frames = 0
 
     def _open(self, w: int, h: int) -> None:
@@ -46,17 +47,31 @@ class VideoWriter:
         if (w % 2) or (h % 2):
             image = np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")
-        for packet in self._stream.encode(frame):
-            self._container.mux(packet)
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except OSError:  # e.g. ENOSPC: the file cannot be finished properly any more
+            self._failed = True
+            raise
         self.frames += 1
 
     def close(self) -> None:
-        """Flush the encoder and finish the file."""
+        """Flush the encoder and finish the file.
+
+        After a failed write (a full disk) the encoder is not flushed: PyAV 18 crashes the
+        process (SIGSEGV, measured) when a flush follows a failed mux. The file is closed as is.
+        """
         if self._container is not None and self._stream is not None:
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-            self._container.close()
-            self._container = None
+            container, self._container = self._container, None
+            try:
+                if not self._failed:
+                    for packet in self._stream.encode():
+                        container.mux(packet)
+            except OSError:
+                self._failed = True
+                raise
+            finally:
+                container.close()
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -5,6 +5,8 @@ forever."""
 from __future__ import annotations
 
 import sqlite3
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,3 +100,55 @@ def test_transient_write_failures_are_retried(
     runner.writer.retry(flaky_write)
     assert len(attempts) == 5 and runner.store_error is None
     store.close()
+
+
+def test_a_full_disk_is_reported_while_writes_wait_and_nothing_is_lost(tmp_path: Path) -> None:
+    """SQLite's page limit gives the very error of a full disk (SQLITE_FULL, "database or disk
+    is full"): the runner keeps the write and retries it, health says why and what to do, and
+    once there is room again the events are stored and health is ok."""
+    from sqlalchemy import event
+
+    from crowdsight.core.events import ZoneEntered
+
+    store = Store(f"sqlite:///{tmp_path / 'full.db'}", hasher=CHEAP_HASHER)
+    store.migrate()
+    with store.engine.connect() as conn:
+        pages_now = int(conn.exec_driver_sql("PRAGMA page_count").scalar_one())
+    cap: dict[str, int] = {"pages": pages_now}  # no room to grow
+
+    @event.listens_for(store.engine, "checkout")
+    def _page_limit(dbapi_conn: Any, record: Any, proxy: Any) -> None:
+        dbapi_conn.execute(f"PRAGMA max_page_count = {cap['pages']}")
+
+    runner = LocalRunner(store, RunnerSettings(store_retry_max_s=0.05))
+    settings = ServerSettings(admin_password="admin-password-1", retention_days=None)
+    events = [
+        ZoneEntered(camera_id="cam-1", start_ts_s=float(i), zone_id="gate", track_ids=(i,))
+        for i in range(400)  # more rows than the free space of the file's last pages
+    ]
+    writer = threading.Thread(
+        target=runner.writer.retry, args=(lambda: store.record_events(events),)
+    )
+    try:
+        with TestClient(create_app(settings, runner, store=store)) as client:
+            writer.start()
+            deadline = time.monotonic() + 20
+            while runner.store_error is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            health = client.get("/api/health").json()
+            assert health["status"] == "degraded"
+            assert "disk holding the database or the snapshots is full" in health["problem"]
+            assert "nothing is dropped" in health["problem"]
+            assert writer.is_alive()  # still waiting, not given up
+            assert store.query_events(camera_id="cam-1") == []
+
+            cap["pages"] = 1_000_000  # room again
+            writer.join(timeout=20)
+            assert not writer.is_alive()
+            assert len(store.query_events(camera_id="cam-1", limit=1000)) == 400
+            assert runner.store_error is None
+            assert client.get("/api/health").json()["status"] == "ok"
+    finally:
+        cap["pages"] = 1_000_000
+        writer.join(timeout=20)
+        store.close()

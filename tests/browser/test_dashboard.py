@@ -452,6 +452,28 @@ def test_a_camera_with_a_missing_file_shows_error_and_the_reason_on_its_card(
 
 
 @pytest.mark.browser
+def test_a_store_that_cannot_write_shows_a_banner_with_what_to_do(
+    browser: Any, live_server: LiveServer
+) -> None:
+    """A store write failing (tests/api/test_db_health.py makes both kinds happen for real: a
+    corrupt file, a full disk) reaches the operator's screen, and goes away when it heals.
+    The permanent kind is set here: the live camera's next good write would clear the other."""
+    writer = live_server.app.state.runner.writer
+    _sign_in(browser, live_server.url)
+    _wait_for("the dashboard", lambda: _q(browser, "dashboard").is_displayed(), UI_WAIT_S)
+    assert not _q(browser, "service-problem").is_displayed()
+    writer.store_error = "store write failed permanently: database disk image is malformed"
+    try:
+        _wait_for("the banner", lambda: _q(browser, "service-problem").is_displayed(), UI_WAIT_S)
+        assert "database disk image is malformed" in _q(browser, "service-problem").text
+    finally:
+        writer.store_error = None
+    _wait_for(
+        "the banner to go", lambda: not _q(browser, "service-problem").is_displayed(), UI_WAIT_S
+    )
+
+
+@pytest.mark.browser
 def test_viewer_sees_no_add_camera_button(browser: Any, live_server: LiveServer) -> None:
     live_server.store.create_user("watcher", "viewer password 1", "viewer")
     _sign_in(browser, live_server.url, password="viewer password 1", username="watcher")

@@ -104,6 +104,51 @@ def test_truncated_video_keeps_partial_results(tmp_path: Path) -> None:
     assert len(rows) == summary["frames"] + 1
 
 
+needs_dev_full = pytest.mark.skipif(
+    not Path("/dev/full").exists(), reason="needs /dev/full (writes to it fail with ENOSPC)"
+)
+
+
+@needs_dev_full
+@pytest.mark.parametrize("output", ["annotated.mp4", "counts.csv", "summary.json"])
+def test_full_disk_while_writing_results(tmp_path: Path, output: str) -> None:
+    """Each output in turn lands on a full disk: /dev/full answers every write with ENOSPC."""
+    f = tmp_path / "clip.mp4"
+    make_video(f)
+    before = f.read_bytes()
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / output).symlink_to("/dev/full")
+    proc = run_cli("analyze", str(f), "--out", str(out), *NO_MODELS, "--no-redact")
+    assert_one_line_error(proc, f"no space left on the disk holding {out}")
+    assert "free space there or write elsewhere with --out" in proc.stderr
+    assert f.read_bytes() == before  # the input is untouched
+
+
+@needs_dev_full
+def test_full_disk_on_a_single_image(tmp_path: Path) -> None:
+    """A single image's annotated PNG on a full disk: one clear line too."""
+    img = tmp_path / "frame.png"
+    import cv2
+
+    cv2.imwrite(str(img), np.zeros((48, 64, 3), np.uint8))
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "annotated.png").symlink_to("/dev/full")
+    proc = run_cli("analyze", str(img), "--out", str(out), *NO_MODELS, "--no-redact")
+    assert_one_line_error(proc, f"no space left on the disk holding {out}")
+
+
+def test_output_folder_that_is_a_file(tmp_path: Path) -> None:
+    f = tmp_path / "clip.mp4"
+    make_video(f, n=5)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "counts.csv").mkdir()  # a folder where a results file goes
+    proc = run_cli("analyze", str(f), "--out", str(out), *NO_MODELS, "--no-redact")
+    assert_one_line_error(proc, f"cannot write the results to {out}")
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [

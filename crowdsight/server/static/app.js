@@ -502,6 +502,7 @@ const app = {
     for (const tile of this.tiles.values()) tile.pause();
     $("[data-testid=dashboard]").hidden = true;
     $("[data-testid=session]").hidden = true;
+    $("[data-testid=service-problem]").hidden = true;
     $("[data-testid=login-view]").hidden = false;
     $("[data-testid=login-error]").textContent = message;
     $("[data-testid=login-username]").focus();
@@ -606,7 +607,7 @@ const app = {
   },
 
   async loadStatus() {
-    await Promise.all([...this.tiles.values()].map(async (tile) => {
+    await Promise.all([this.loadHealth(), ...[...this.tiles.values()].map(async (tile) => {
       try {
         tile.update(await api(`${tile.base}/status`));
         await tile.anomaly?.refresh().catch((err) => { if (err?.status === 401) throw err; });
@@ -614,7 +615,22 @@ const app = {
         if (err instanceof ApiError && err.status === 401) throw err;
         tile.update({ state: err instanceof ApiError && err.status === 503 ? "no runner" : "unknown" });
       }
-    }));
+    })]);
+  },
+
+  /** The service's own problem (a full disk, a database down), as /api/health words it. */
+  async loadHealth() {
+    const banner = $("[data-testid=service-problem]");
+    let health;
+    try {
+      health = await api("/api/health");
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) throw err;
+      return; // the connection indicator already says the server is unreachable
+    }
+    const problem = health?.status !== "ok" ? (health?.problem || "the service is degraded") : "";
+    banner.textContent = problem ? `Service problem: ${problem}` : "";
+    banner.hidden = !problem;
   },
 
   // -------------------------------------------------------------------- events
