@@ -152,3 +152,19 @@ def test_a_full_disk_is_reported_while_writes_wait_and_nothing_is_lost(tmp_path:
         cap["pages"] = 1_000_000
         writer.join(timeout=20)
         store.close()
+
+
+def test_what_counts_as_a_full_disk(tmp_path: Path) -> None:
+    from crowdsight.core.errors import is_disk_full
+
+    full = tmp_path / "snap.jpg"
+    full.symlink_to("/dev/full")
+    with pytest.raises(OSError) as raised:  # a snapshot file written to a full disk
+        full.write_bytes(b"\xff\xd8" * 10_000)
+    assert is_disk_full(raised.value)
+    assert is_disk_full(_dbapi_error(sa.OperationalError, "database or disk is full"))
+    wrapped = RuntimeError("store write")
+    wrapped.__cause__ = raised.value
+    assert is_disk_full(wrapped)
+    assert not is_disk_full(_dbapi_error(sa.OperationalError, "database is locked"))
+    assert not is_disk_full(PermissionError(13, "Permission denied"))
