@@ -177,11 +177,15 @@ def analyze(
             offline="linear" if interpolate else "none",
         )
     s = report.summary
-    d = s["density"]
+    c = s["count"]
+    crowd = (
+        f"crowd count mean {c['mean']:.1f}, peak {c['peak']:.1f} (frame {c['peak_frame']})"
+        if c["mean"] is not None
+        else "no crowd count (density off)"
+    )
     console.print(
-        f"{s['frames']} frames at {s['processing_fps']} fps; mean count "
-        f"{d['mean_count']}, peak {d['peak_count']}; tracks {s['tracks']['total']}; "
-        f"events {sum(s['events'].values())} → {out}"
+        f"{s['frames']} frames at {s['processing_fps']} fps; {crowd}; "
+        f"tracks {s['tracks']['total']}; events {sum(s['events'].values())} → {out}"
     )
 
 

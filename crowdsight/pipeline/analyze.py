@@ -38,7 +38,11 @@ from crowdsight.tracking.offline import GapLedger, OfflineMode
 
 
 class CountsWriter:
-    """counts.csv: frame, ts_s, density count (and whether it is fresh), tracked counts."""
+    """counts.csv: frame, ts_s, density count (and whether it is fresh), tracked counts.
+
+    Also keeps the summary of the *crowd count*: the figure the annotated video shows (the
+    density count fused with the tracked people where both ran, else the density count).
+    """
 
     def __init__(self, path: Path) -> None:
         self._fh: IO[str] = path.open("w", newline="")
@@ -46,12 +50,32 @@ class CountsWriter:
         self._w.writerow(
             ["frame", "ts_s", "count_density", "density_fresh", "count_tracked", "count_fused"]
         )
+        self._crowd_n = 0
+        self._crowd_sum = 0.0
+        self._crowd_peak: tuple[float, int] | None = None
+
+    def crowd_summary(self) -> dict[str, Any]:
+        """Mean and peak of the crowd count over the frames that had one."""
+        if self._crowd_peak is None:
+            return {"frames": 0, "mean": None, "peak": None, "peak_frame": None}
+        return {
+            "frames": self._crowd_n,
+            "mean": round(self._crowd_sum / self._crowd_n, 3),
+            "peak": round(self._crowd_peak[0], 3),
+            "peak_frame": self._crowd_peak[1],
+        }
 
     def write(self, r: FrameResult) -> None:
         m = r.metrics.counts
         dens = m.get("count_density")
         tracked = m.get("count_tracked")
         fused = m.get("count_fused")
+        crowd = fused if fused is not None else dens
+        if crowd is not None:
+            self._crowd_n += 1
+            self._crowd_sum += float(crowd)
+            if self._crowd_peak is None or crowd > self._crowd_peak[0]:
+                self._crowd_peak = (float(crowd), r.frame.index)
         self._w.writerow(
             [
                 r.frame.index,
@@ -259,7 +283,7 @@ def run_analysis(
     if n == 0:
         raise error or InputError(f"{input_path}: no frames to analyze")
     summary = _summary(
-        input_path, source, pipeline, n, elapsed, per_frame, tracks, events, redact, error
+        input_path, source, pipeline, n, elapsed, per_frame, tracks, counts, events, redact, error
     )
     try:
         tracks.write(out_dir / "tracks.jsonl", pipeline.descriptions())
@@ -293,6 +317,7 @@ def _summary(
     elapsed: float,
     per_frame: list[dict[str, float]],
     tracks: TrackLog,
+    crowd: CountsWriter,
     events: EventsWriter,
     redact: bool,
     error: InputError | None,
@@ -305,6 +330,12 @@ def _summary(
         "source_fps": getattr(source, "fps", None),
         "processing_fps": round(n / elapsed, 3) if elapsed > 0 else None,
         "elapsed_s": round(elapsed, 3),
+        "count": {
+            "what": "crowd count as the annotated video shows it: the density count fused with "
+            "the tracked people where both ran, else the density count (`density` is the "
+            "density model's own, before fusion)",
+            **crowd.crowd_summary(),
+        },
         "density": {
             "frames": len(per_frame),
             "mean_count": round(float(counts.mean()), 3) if counts.size else None,

@@ -54,7 +54,7 @@ def combine(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "tracks": sum(int(r["summary"].get("tracks", {}).get("total", 0)) for r in ok),
         "events": events,
         "peak_count": max(
-            (float(r["summary"].get("density", {}).get("peak_count") or 0) for r in ok),
+            (float(r["summary"].get("count", {}).get("peak") or 0) for r in ok),
             default=None,
         ),
         "per_video": [

@@ -75,3 +75,10 @@ def test_summary_and_counts(analyzed: Path, shared_data: Path) -> None:
     # the band leaves room for ORT builds.
     assert mae < 4.0, (mae, pred, truth)
     assert s["density"]["mean_count"] == pytest.approx(float(pred.mean()), rel=1e-3)
+    # The crowd count people read on the video (fused where both ran) is what the summary
+    # leads with, every frame that had one.
+    crowd = [float(r["count_fused"] or r["count_density"]) for r in rows if r["count_density"]]
+    assert s["count"]["frames"] == len(crowd) == N
+    assert s["count"]["mean"] == pytest.approx(float(np.mean(crowd)), abs=0.01)
+    assert s["count"]["peak"] == pytest.approx(max(crowd), abs=0.01)
+    assert rows[s["count"]["peak_frame"]]["frame"] == str(s["count"]["peak_frame"])
