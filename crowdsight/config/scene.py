@@ -25,7 +25,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 import numpy as np
 import yaml
@@ -35,6 +35,13 @@ from crowdsight.core.errors import ConfigError, validation_line
 from crowdsight.core.geometry import Homography, polygon_area
 
 Point = tuple[float, float]
+#: Largest image coordinate a scene accepts, in pixels. No camera is 100,000 px wide; a zone may
+#: reach past the image edge, but 1e200 is a typo (and a polygon's area overflows to infinity).
+MAX_PIXEL = 1e5
+Pixel = Annotated[float, Field(ge=-MAX_PIXEL, le=MAX_PIXEL)]
+#: A point or vector in image pixels (floor coordinates in metres stay `Point`: any frame,
+#: UTM included).
+ImagePoint = tuple[Pixel, Pixel]
 
 
 class _Model(BaseModel):
@@ -60,7 +67,7 @@ class Zone(_Model):
 
     id: str = Field(min_length=1, description="Stable identifier used in events and metrics.")
     name: str = Field("", description="Human-readable name shown on the dashboard.")
-    polygon: list[Point] = Field(
+    polygon: list[ImagePoint] = Field(
         description="Vertices [[x, y], ...] in image pixels at the scene's resolution_wh."
     )
     kind: ZoneKind = Field(
@@ -71,7 +78,7 @@ class Zone(_Model):
         default_factory=lambda: ["person"],
         description="Classes that must not enter a restricted zone (ignored for normal zones).",
     )
-    allowed_direction: Point | None = Field(
+    allowed_direction: ImagePoint | None = Field(
         None,
         description="Image-space vector [dx, dy] of the permitted walking direction; tracks "
         "moving against it raise WrongWay. None disables wrong-way in this zone.",
@@ -79,7 +86,7 @@ class Zone(_Model):
 
     @field_validator("polygon")
     @classmethod
-    def _polygon_ok(cls, v: list[Point]) -> list[Point]:
+    def _polygon_ok(cls, v: list[ImagePoint]) -> list[ImagePoint]:
         if len(v) < 3:
             raise ValueError("a zone polygon needs at least 3 points")
         if polygon_area(v) <= 0:
@@ -88,7 +95,7 @@ class Zone(_Model):
 
     @field_validator("allowed_direction")
     @classmethod
-    def _direction_ok(cls, v: Point | None) -> Point | None:
+    def _direction_ok(cls, v: ImagePoint | None) -> ImagePoint | None:
         if v is not None and np.hypot(*v) == 0:
             raise ValueError("allowed_direction must be a non-zero vector")
         return v
@@ -99,10 +106,10 @@ class Line(_Model):
 
     id: str = Field(min_length=1, description="Stable identifier used in events and metrics.")
     name: str = Field("", description="Human-readable name shown on the dashboard.")
-    points: tuple[Point, Point] = Field(
+    points: tuple[ImagePoint, ImagePoint] = Field(
         description="The two end points [[x1, y1], [x2, y2]] in image pixels."
     )
-    in_direction: Point | None = Field(
+    in_direction: ImagePoint | None = Field(
         None,
         description="Vector [dx, dy] pointing to the 'in' side; None: the left of "
         "point 1 → point 2 as seen on screen.",
@@ -113,7 +120,7 @@ class Line(_Model):
 
     @field_validator("points")
     @classmethod
-    def _distinct(cls, v: tuple[Point, Point]) -> tuple[Point, Point]:
+    def _distinct(cls, v: tuple[ImagePoint, ImagePoint]) -> tuple[ImagePoint, ImagePoint]:
         if np.allclose(v[0], v[1]):
             raise ValueError("the two line points must differ")
         return v
@@ -140,7 +147,9 @@ class Line(_Model):
 class Calibration(_Model):
     """Ground-plane calibration: image points with their positions on the floor in metres."""
 
-    image_px: list[Point] = Field(description="At least 4 image points [[x, y], ...] on the floor.")
+    image_px: list[ImagePoint] = Field(
+        description="At least 4 image points [[x, y], ...] on the floor."
+    )
     ground_m: list[Point] = Field(
         description="The same points' floor coordinates in metres, in the same order."
     )

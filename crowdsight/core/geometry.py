@@ -233,7 +233,9 @@ class Homography:
         if len(src) != len(dst) or len(src) < 4:
             raise ValueError("need at least 4 image↔ground point pairs of equal length")
         for name, pts in (("image", src), ("ground", dst)):
-            if _max_triangle_area(pts) < 1e-6 * max(1.0, float(np.ptp(pts)) ** 2):
+            # Relative to the points' own extent (per axis: x and y may live far apart, as
+            # UTM eastings and northings do).
+            if _max_triangle_area(pts) < 1e-6 * max(1.0, float(np.ptp(pts, axis=0).max())) ** 2:
                 raise ValueError(f"{name} points are collinear (degenerate calibration)")
         matrix, _ = cv2.findHomography(src, dst, 0)
         if matrix is None or not np.all(np.isfinite(matrix)):

@@ -49,6 +49,11 @@ def test_calibration_gives_area() -> None:
         ({"zones": [{**ZONE, "colour": "red"}]}, "zones.0.colour: Extra inputs"),
         ({"zones": [{**ZONE, "kind": "secret"}]}, "zones.0.kind"),
         ({"zones": [{**ZONE, "allowed_direction": [0, 0]}]}, "non-zero vector"),
+        (  # a typo'd exponent: its area overflowed to infinity and the zone was accepted
+            {"zones": [{"id": "z", "polygon": [[0, 0], [1e200, 0], [1e200, 1e200]]}]},
+            "zones.0.polygon.1.0: Input should be less than or equal to 100000",
+        ),
+        ({"lines": [{"id": "l", "points": [[0, 0], [-3e5, 9]]}]}, "lines.0.points.1.0"),
         ({"lines": [{"id": "l", "points": [[1, 1], [1, 1]]}]}, "lines.0.points: the two"),
         (
             {"lines": [{"id": "l", "points": [[0, 0], [10, 0]], "in_direction": [5, 0]}]},
@@ -106,3 +111,11 @@ def test_every_field_is_described() -> None:
                     walk(arg, seen)
 
     walk(SceneConfig, set())
+
+
+def test_floor_coordinates_may_be_large() -> None:
+    """Metres in any frame (UTM northings are millions) stay allowed; only pixels are bounded."""
+    utm = [[500_000 + x, 5_700_000 + y] for x, y in CAL["ground_m"]]
+    scene = parse_scene({"calibration": {**CAL, "ground_m": utm}}, "cam.yaml")
+    assert scene.calibration is not None  # was refused: "ground points are collinear"
+    assert scene.calibration.homography().area_m2(CAL["image_px"]) == pytest.approx(25.0)
