@@ -42,6 +42,8 @@ Pixel = Annotated[float, Field(ge=-MAX_PIXEL, le=MAX_PIXEL)]
 #: A point or vector in image pixels (floor coordinates in metres stay `Point`: any frame,
 #: UTM included).
 ImagePoint = tuple[Pixel, Pixel]
+#: A width or height in pixels (a scene drawn at 0×0 made every rescale a division by zero).
+PixelCount = Annotated[int, Field(ge=1, le=int(MAX_PIXEL))]
 
 
 class _Model(BaseModel):
@@ -551,7 +553,7 @@ class CountingSettings(_Model):
 class SceneConfig(_Model):
     """Everything crowdsight knows about one camera's view."""
 
-    resolution_wh: tuple[int, int] | None = Field(
+    resolution_wh: tuple[PixelCount, PixelCount] | None = Field(
         None,
         description="(width, height) the coordinates were drawn at; None: the frames' own.",
     )

@@ -54,6 +54,8 @@ def test_calibration_gives_area() -> None:
             "zones.0.polygon.1.0: Input should be less than or equal to 100000",
         ),
         ({"lines": [{"id": "l", "points": [[0, 0], [-3e5, 9]]}]}, "lines.0.points.1.0"),
+        ({"resolution_wh": [0, 0]}, "resolution_wh.0: Input should be greater than or equal to 1"),
+        ({"resolution_wh": [640, -480]}, "resolution_wh.1"),
         ({"lines": [{"id": "l", "points": [[1, 1], [1, 1]]}]}, "lines.0.points: the two"),
         (
             {"lines": [{"id": "l", "points": [[0, 0], [10, 0]], "in_direction": [5, 0]}]},
