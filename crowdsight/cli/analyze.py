@@ -75,7 +75,7 @@ def analyze(
         RuntimeConfig, "backend"
     ),
     fps: Annotated[float, typer.Option(help="Frame rate assumed for a folder of frames.")] = 25.0,
-    max_frames: Annotated[int | None, typer.Option(help="Stop after N frames.")] = None,
+    max_frames: Annotated[int | None, typer.Option(min=1, help="Stop after N frames.")] = None,
     video: Annotated[bool, typer.Option(help="Write annotated.mp4 for sequences.")] = True,
     redact: Annotated[
         bool,

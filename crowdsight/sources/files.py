@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 import simplejpeg
 
-from crowdsight.core.errors import InputError
+from crowdsight.core.errors import ConfigError, InputError
 from crowdsight.core.types import Frame, ImageRGB
 
 log = logging.getLogger(__name__)
@@ -296,13 +297,17 @@ def open_source(
 
     Raises:
         InputError: missing path, empty folder, or neither an image nor a video.
+        ConfigError: ``fps`` is not a positive number (0 used to mean 25 without a word; a
+            negative rate ran time backwards, so speeds and dwell times came out negative).
     """
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ConfigError(f"frame rate {fps} is not a positive number of frames per second")
     path = Path(path)
     cam = camera_id or path.stem or "input"
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        return FolderSource(path, cam, fps=fps or 25.0, loop=loop)
+        return FolderSource(path, cam, fps=25.0 if fps is None else fps, loop=loop)
     suffix = path.suffix.lower()
     if suffix in IMAGE_EXTS:
         read_image(path)  # fail early on a broken image

@@ -286,3 +286,25 @@ def test_serve_config_with_a_bad_scene_names_the_camera_and_the_field(tmp_path: 
     )
     proc = run_cli("serve", "--config", str(f))
     assert_one_line_error(proc, "cameras.0.scene.zones.0.polygon: a zone polygon needs at least")
+
+
+@pytest.mark.parametrize("fps", ["0", "-1", "nan", "inf"])
+def test_frame_rate_must_be_positive(tmp_path: Path, fps: str) -> None:
+    """0 used to mean 25 without a word; -1 ran a folder's clock backwards."""
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    import cv2
+
+    cv2.imwrite(str(frames / "000001.png"), np.zeros((48, 64, 3), np.uint8))
+    proc = run_cli("analyze", str(frames), "--out", str(tmp_path / "o"), "--fps", fps, *NO_MODELS)
+    assert_one_line_error(proc, "is not a positive number of frames per second")
+    assert not (tmp_path / "o").exists()  # refused before anything is written
+
+
+def test_max_frames_must_be_at_least_one(tmp_path: Path) -> None:
+    f = tmp_path / "clip.mp4"
+    make_video(f, n=5)
+    proc = run_cli("analyze", str(f), "--out", str(tmp_path / "o"), "--max-frames", "0")
+    assert proc.returncode == 2, proc.stderr
+    assert "Invalid value for '--max-frames'" in proc.stderr
+    assert not (tmp_path / "o").exists()
