@@ -120,12 +120,16 @@ def eval_anomaly(
         Path | None,
         typer.Option(help="objects: keep each clip's measured objects here and reuse them."),
     ] = None,
-    warmup_s: Annotated[float, typer.Option(help="Warm-up of the online mode (s).")] = 10.0,
-    work_width: Annotated[int, typer.Option(help="Downscaled width for optical flow.")] = 180,
-    cell_px: Annotated[int, typer.Option(help="Cell size at work width.")] = 15,
-    floor: Annotated[float, typer.Option(help="Minimum per-cell spread (px/s).")] = 1.0,
-    sigma: Annotated[float, typer.Option(help="Temporal Gaussian smoothing (frames).")] = 3.0,
-    fps: Annotated[float, typer.Option(help="Frame rate of the clips.")] = 10.0,
+    warmup_s: Annotated[float, typer.Option(min=0, help="Warm-up of the online mode (s).")] = 10.0,
+    work_width: Annotated[
+        int, typer.Option(min=16, help="Downscaled width for optical flow.")
+    ] = 180,
+    cell_px: Annotated[int, typer.Option(min=1, help="Cell size at work width.")] = 15,
+    floor: Annotated[float, typer.Option(min=0, help="Minimum per-cell spread (px/s).")] = 1.0,
+    sigma: Annotated[
+        float, typer.Option(min=0, help="Temporal Gaussian smoothing (frames).")
+    ] = 3.0,
+    fps: Annotated[float, typer.Option(min=0.1, help="Frame rate of the clips.")] = 10.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Score every frame and print the frame-level ROC AUC (percent), per clip and pooled.

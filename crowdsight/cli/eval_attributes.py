@@ -221,7 +221,7 @@ def eval_attributes(
             "description each gets and its labels in small print.",
         ),
     ] = None,
-    sheet_n: Annotated[int, typer.Option(help="Crops on the --sheet picture.")] = 20,
+    sheet_n: Annotated[int, typer.Option(min=1, help="Crops on the --sheet picture.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON line last.")] = False,
 ) -> None:
     """Clothing colour, yes/no clothing and carried-object attributes against PETA labels.

@@ -85,7 +85,9 @@ def eval_redaction(
     ] = False,
     faces: Annotated[bool, typer.Option(help="Use BlazeFace faces.")] = True,
     motion: Annotated[bool, typer.Option(help="Use moving-blob heads.")] = True,
-    threshold: Annotated[float, typer.Option(help="Density threshold, people per pixel.")] = 5e-5,
+    threshold: Annotated[
+        float, typer.Option(min=0, help="Density threshold, people per pixel.")
+    ] = 5e-5,
     save_example: Annotated[
         Path | None, typer.Option(help="Write one side-by-side redacted picture here.")
     ] = None,

@@ -31,7 +31,9 @@ def eval_tracking(
         float | None,
         typer.Option(help="Drop detections scored below this before tracking."),
     ] = None,
-    fps: Annotated[float, typer.Option(help="Sequence frame rate (MOT15 TUD: 25).")] = 25.0,
+    fps: Annotated[
+        float, typer.Option(min=0.1, help="Sequence frame rate (MOT15 TUD: 25).")
+    ] = 25.0,
     stride: Annotated[
         int,
         typer.Option(
@@ -39,7 +41,9 @@ def eval_tracking(
             help="Keep every Nth frame (1, 1+N, ...) of detections and gt: a camera at fps/N.",
         ),
     ] = 1,
-    iou: Annotated[float, typer.Option(help="IoU for a match (MOTChallenge: 0.5).")] = 0.5,
+    iou: Annotated[
+        float, typer.Option(min=0.01, max=1, help="IoU for a match (MOTChallenge: 0.5).")
+    ] = 0.5,
     offline_mode: Annotated[
         str,
         typer.Option(

@@ -155,7 +155,7 @@ def train_attributes(
         Path | None, typer.Option(help="Feature cache folder (default: user cache).")
     ] = None,
     no_cache: Annotated[bool, typer.Option(help="Recompute features.")] = False,
-    threads: Annotated[int | None, typer.Option(help="ONNX Runtime threads.")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="ONNX Runtime threads.")] = None,
     degraded_copies: Annotated[
         bool,
         typer.Option(
