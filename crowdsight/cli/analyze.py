@@ -45,11 +45,12 @@ P = PipelineSettings
 @app.command()
 def analyze(
     input_path: Annotated[
-        Path,
+        str,
         typer.Argument(
             metavar="INPUT",
-            help="Image, folder of frames, video file, or folder of videos (each analysed "
-            "into OUT/<name>/, with a combined OUT/summary.json).",
+            help="Image, folder of frames, video file, folder of videos (each analysed "
+            "into OUT/<name>/, with a combined OUT/summary.json), or a network stream "
+            "(rtsp://, http(s)://, rtmp://, srt://, …: analysed until --max-frames or Ctrl-C).",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
@@ -101,8 +102,13 @@ def analyze(
 ) -> None:
     """Analyze an image, a folder of frames or a video: density heatmap, counts, tracks, events."""
     params = dict(locals())
-    if _archive(params):
-        return
+    from crowdsight.sources.stream import StreamInput, is_stream_url
+
+    streaming = is_stream_url(str(input_path))
+    if not streaming:
+        params["input_path"] = Path(input_path)
+        if _archive(params):
+            return
     from crowdsight.models.runtime import require_backend
     from crowdsight.pipeline.analyze import run_analysis
     from crowdsight.pipeline.annotate import Annotator
@@ -111,9 +117,18 @@ def analyze(
 
     if classes is not None and not detector.lower().endswith(".onnx"):
         raise ConfigError(f"--classes is for a detector you bring (.onnx), not {detector!r}")
-    probe = open_source(input_path, fps=fps)  # a bad input fails before models load
-    frame_rate = probe.fps
-    probe.close()
+    # A bad input fails before the models load.
+    if streaming:
+        stream = StreamInput(str(input_path), fps=fps)
+        stream.probe()
+        stream.close()
+        frame_rate: float = stream.fps
+        name = "stream"
+    else:
+        probe = open_source(Path(input_path), fps=fps)
+        frame_rate = probe.fps
+        probe.close()
+        name = Path(input_path).stem or "input"
     settings = PipelineSettings(
         density=density,
         density_every_s=density_every_s,
@@ -130,9 +145,7 @@ def analyze(
     )
     require_backend(settings.runtime)
     scene_cfg = build_scene(scene)
-    pipeline = CameraPipeline(
-        input_path.stem or "input", settings, scene_cfg, frame_rate=frame_rate
-    )
+    pipeline = CameraPipeline(name, settings, scene_cfg, frame_rate=frame_rate)
     drawer = getattr(pipeline.analytics, "draw", None)
     annotator = Annotator(scene_drawer=drawer)
     if not redact:
@@ -183,6 +196,8 @@ def analyze(
         if c["mean"] is not None
         else "no crowd count (density off)"
     )
+    if s.get("stopped_by_user"):
+        console.print("[yellow]stopped with Ctrl-C[/]: the outputs cover the frames analysed")
     console.print(
         f"{s['frames']} frames at {s['processing_fps']} fps; {crowd}; "
         f"tracks {s['tracks']['total']}; events {sum(s['events'].values())} → {out}"
@@ -225,4 +240,4 @@ def _archive(params: dict[str, Any]) -> bool:
 
 
 def _analyze_into(source: Path, folder: Path, **options: Any) -> None:
-    analyze(source, out=folder, **options)
+    analyze(str(source), out=folder, **options)

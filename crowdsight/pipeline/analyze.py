@@ -31,8 +31,10 @@ from crowdsight.core.events import Event
 from crowdsight.core.types import CLASS_NAME
 from crowdsight.pipeline.annotate import Annotator
 from crowdsight.pipeline.camera import CameraPipeline, FrameResult
-from crowdsight.sources.files import ImageSource, open_source
+from crowdsight.sources.files import ImageSource
+from crowdsight.sources.policy import redact_source
 from crowdsight.sources.prefetch import prefetch
+from crowdsight.sources.stream import open_input
 from crowdsight.sources.writer import VideoWriter
 from crowdsight.tracking.offline import GapLedger, OfflineMode
 
@@ -175,7 +177,7 @@ class AnalysisReport:
 
 
 def run_analysis(
-    input_path: Path,
+    input_path: Path | str,
     out_dir: Path,
     pipeline: CameraPipeline,
     annotator: Annotator,
@@ -191,7 +193,9 @@ def run_analysis(
     """Analyze one input into ``out_dir``.
 
     Args:
-        input_path: Image, folder of frames or video file.
+        input_path: Image, folder of frames, video file, or a network stream's URL (read
+            until ``max_frames`` or Ctrl-C; a stream that drops for good ends it with the
+            frames it has, as a broken video does).
         out_dir: Created if missing; existing outputs are overwritten.
         pipeline: The camera pipeline (its settings choose the stages and cadences).
         annotator: Draws the annotated output.
@@ -207,7 +211,7 @@ def run_analysis(
     Raises:
         InputError: bad input; for a video that fails halfway, after writing partial outputs.
     """
-    source = open_source(input_path, pipeline.camera_id, fps=fps)
+    source = open_input(input_path, pipeline.camera_id, fps=fps)
     out_dir.mkdir(parents=True, exist_ok=True)
     total = (
         source.n_frames if max_frames is None else min(source.n_frames or max_frames, max_frames)
@@ -234,6 +238,7 @@ def run_analysis(
     per_frame: list[dict[str, float]] = []
     error: InputError | None = None
     failed: OSError | None = None  # writing the outputs failed (a full disk, say)
+    interrupted = False  # Ctrl-C: stop, and write what there is
     n = 0
     t0 = time.perf_counter()
     try:
@@ -269,6 +274,8 @@ def run_analysis(
         error = exc
     except OSError as exc:
         failed = exc
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         elapsed = time.perf_counter() - t0
         source.close()
@@ -281,10 +288,15 @@ def run_analysis(
     if failed is not None:
         raise output_error(failed, out_dir, n) from failed
     if n == 0:
-        raise error or InputError(f"{input_path}: no frames to analyze")
+        if interrupted:
+            raise KeyboardInterrupt
+        raise error or InputError(f"{redact_source(str(input_path))}: no frames to analyze")
     summary = _summary(
         input_path, source, pipeline, n, elapsed, per_frame, tracks, counts, events, redact, error
     )
+    summary["stopped_by_user"] = interrupted
+    if source.kind == "stream":  # frames the camera sent while the pipeline was busy
+        summary["skipped_frames"] = getattr(source, "skipped", 0)
     try:
         tracks.write(out_dir / "tracks.jsonl", pipeline.descriptions())
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
@@ -310,7 +322,7 @@ def output_error(exc: OSError, out_dir: Path, n_frames: int) -> OutputError:
 
 
 def _summary(
-    input_path: Path,
+    input_path: Path | str,
     source: Any,
     pipeline: CameraPipeline,
     n: int,
@@ -324,7 +336,7 @@ def _summary(
 ) -> dict[str, Any]:
     counts = np.array([p["count"] for p in per_frame], dtype=np.float64)
     return {
-        "input": str(input_path),
+        "input": redact_source(str(input_path)),  # a stream URL's password stays out
         "kind": source.kind,
         "frames": n,
         "source_fps": getattr(source, "fps", None),

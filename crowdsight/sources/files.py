@@ -284,6 +284,12 @@ class VideoSource:
         self._container.close()
 
 
+def check_fps(fps: float | None) -> None:
+    """Refuse a frame rate that is not a positive, finite number (None: the default)."""
+    if fps is not None and not (math.isfinite(fps) and fps > 0):
+        raise ConfigError(f"frame rate {fps} is not a positive number of frames per second")
+
+
 def open_source(
     path: Path, camera_id: str | None = None, *, fps: float | None = None, loop: bool = False
 ) -> ImageSource | FolderSource | VideoSource:
@@ -300,8 +306,7 @@ def open_source(
         ConfigError: ``fps`` is not a positive number (0 used to mean 25 without a word; a
             negative rate ran time backwards, so speeds and dwell times came out negative).
     """
-    if fps is not None and not (math.isfinite(fps) and fps > 0):
-        raise ConfigError(f"frame rate {fps} is not a positive number of frames per second")
+    check_fps(fps)
     path = Path(path)
     cam = camera_id or path.stem or "input"
     if not path.exists():

@@ -41,7 +41,7 @@ import numpy as np
 from crowdsight.core.backoff import Backoff
 from crowdsight.core.errors import InputError
 from crowdsight.core.types import Frame, ImageRGB
-from crowdsight.sources.files import open_source
+from crowdsight.sources.files import FolderSource, ImageSource, VideoSource, check_fps, open_source
 from crowdsight.sources.policy import redact_source
 
 __all__ = ["Backoff", "LiveSource", "SourceState", "SourceStatus", "StopFlag", "is_replayable"]
@@ -454,3 +454,89 @@ class LiveSource:
         """Stop iterating and release the connection."""
         self.stop.set()
         self._close()
+
+
+#: Reconnects an analysis tries after its stream drops before it ends with what it has.
+ANALYZE_RETRIES = 3
+
+
+class StreamInput:
+    """A network stream analysed once (``crowdsight analyze rtsp://…``).
+
+    A served camera reconnects for ever; an analysis gives up instead: `probe` (one try) says
+    at once when the stream cannot be read, and a stream that drops during the analysis is
+    reconnected `ANALYZE_RETRIES` times (back-off 1–5 s) before the analysis ends with the
+    frames it has (`InputError`, partial results kept). Frames carry the wall clock; a
+    pipeline slower than the camera analyses the newest frame and skips the rest, as `serve`
+    does (``skipped`` counts them). Stop it with ``--max-frames`` or Ctrl-C.
+
+    Args:
+        source: The stream's URL (`is_stream_url`).
+        camera_id: Name given to the frames.
+        fps: Frame rate of the annotated video written from it.
+        retries: Reconnects after a drop.
+    """
+
+    kind = "stream"
+    n_frames: int | None = None
+
+    def __init__(
+        self,
+        source: str,
+        camera_id: str = "stream",
+        *,
+        fps: float = 25.0,
+        retries: int = ANALYZE_RETRIES,
+        open_timeout_s: float = 5.0,
+        read_timeout_s: float = 5.0,
+    ) -> None:
+        check_fps(fps)
+        self.source = source
+        self.camera_id = camera_id
+        self.fps = fps
+        self._timeouts = (open_timeout_s, read_timeout_s)
+        self._live = self._open(Backoff(initial_s=1.0, max_s=5.0, max_attempts=retries))
+
+    def _open(self, backoff: Backoff) -> LiveSource:
+        return LiveSource(
+            self.camera_id,
+            self.source,
+            backoff=backoff,
+            drop_late=True,
+            fps=self.fps,
+            open_timeout_s=self._timeouts[0],
+            read_timeout_s=self._timeouts[1],
+        )
+
+    @property
+    def skipped(self) -> int:
+        """Frames the camera sent that were not analysed (the pipeline was busy)."""
+        return int(self._live.status.dropped_frames)
+
+    def probe(self) -> None:
+        """Read one frame (one try): raises `InputError` saying why the stream cannot be read."""
+        live = self._open(Backoff(max_attempts=0))
+        try:
+            next(iter(live))
+        except (InputError, StopIteration) as exc:
+            why = live.status.last_error or str(exc) or "no frame"
+            raise InputError(f"cannot read the stream {redact_source(self.source)}: {why}") from exc
+        finally:
+            live.close()
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self._live)
+
+    def close(self) -> None:
+        """Stop reading and release the connection."""
+        self._live.close()
+
+
+def open_input(
+    source: str | Path, camera_id: str | None = None, *, fps: float | None = None
+) -> ImageSource | FolderSource | VideoSource | StreamInput:
+    """A file, frame folder or image (`open_source`), or a network stream (`StreamInput`)."""
+    text = str(source)
+    if is_stream_url(text):
+        return StreamInput(text, camera_id or "stream", fps=25.0 if fps is None else fps)
+    return open_source(Path(source), camera_id, fps=fps)
