@@ -13,8 +13,10 @@ are sent on the next start.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -29,6 +31,7 @@ from crowdsight.cli.options import setting_option
 from crowdsight.config.runner import RunnerSettings
 from crowdsight.config.serve import load_serve_config
 from crowdsight.config.server import ServerSettings
+from crowdsight.core.errors import ConfigError
 from crowdsight.pipeline.ray_runner import RayRunner
 from crowdsight.pipeline.runner import LocalRunner
 from crowdsight.store.records import Camera
@@ -86,6 +89,33 @@ def attach_runner(app_: FastAPI, runner: LocalRunner, cameras: list[Camera]) -> 
     app_.router.lifespan_context = lifespan
 
 
+def check_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, so a taken port or a wrong host is one clear line
+    before anything starts (uvicorn would say so only after the service had started, the
+    admin user been created and "serving on …" been printed).
+
+    Raises:
+        ConfigError: the address cannot be listened on, with what to change.
+    """
+    where = f"cannot listen on {host}:{port}"
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"{where}: {exc.strerror}; check --host (or server.host)") from exc
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            sock.bind(addr)
+        except OSError as exc:
+            fix = {
+                errno.EADDRINUSE: "another program (or another crowdsight) listens there; "
+                "choose another --port",
+                errno.EACCES: "ports below 1024 need privileges; choose a port from 1024",
+                errno.EADDRNOTAVAIL: "this machine has no such address; check --host",
+            }.get(exc.errno or 0, "check --host and --port")
+            raise ConfigError(f"{where}: {exc.strerror}; {fix}") from exc
+
+
 def uvicorn_config(http: Any, settings: ServerSettings, log_level: str = "info") -> Any:
     """The uvicorn config for ``http``: bind address, TLS, and whom to believe about clients.
 
@@ -138,6 +168,7 @@ def serve(
     if data_dir is not None:
         updates["data_dir"] = data_dir.expanduser().resolve()
     settings = cfg.server.model_copy(update=updates)
+    check_listen(settings.host, settings.port)
     # Everything this service creates (database, WAL, snapshots, folders) is private to its
     # user: 0600 files, 0700 folders.
     os.umask(0o077)

@@ -43,6 +43,15 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -
 NO_MODELS = ("--no-density", "--no-detect")
 
 
+def _free_port() -> int:
+    """A port nothing listens on now (serve checks it can listen before anything else)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_missing_input(tmp_path: Path) -> None:
     proc = run_cli("analyze", str(tmp_path / "nope.mp4"), "--out", str(tmp_path / "o"))
     assert_one_line_error(proc, "no such file")
@@ -255,7 +264,7 @@ def test_non_utf8_serve_config(tmp_path: Path) -> None:
 def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = run_cli("serve", "--data-dir", str(blocker / "data"), "--port", "1")
+    proc = run_cli("serve", "--data-dir", str(blocker / "data"), "--port", str(_free_port()))
     assert_one_line_error(proc, "data dir")
 
 
@@ -263,7 +272,8 @@ def test_database_file_that_is_not_sqlite(tmp_path: Path) -> None:
     db = tmp_path / "crowdsight.db"
     db.write_bytes(b"this is not a database " * 200)
     f = tmp_path / "serve.yaml"
-    f.write_text(f"server: {{database_url: 'sqlite:///{db}', port: 1}}\n", encoding="utf-8")
+    port = _free_port()
+    f.write_text(f"server: {{database_url: 'sqlite:///{db}', port: {port}}}\n", encoding="utf-8")
     assert_one_line_error(run_cli("serve", "--config", str(f)), "not a usable database")
 
 
@@ -308,3 +318,23 @@ def test_max_frames_must_be_at_least_one(tmp_path: Path) -> None:
     assert proc.returncode == 2, proc.stderr
     assert "Invalid value for '--max-frames'" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_serve_on_a_port_that_is_taken_says_so_before_starting(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("serve", "--port", str(port), "--data-dir", str(tmp_path / "data"))
+    assert_one_line_error(proc, f"cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert "choose another --port" in proc.stderr
+    assert "serving on" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "data").exists()  # no database, no admin user created
+
+
+def test_serve_on_a_host_that_does_not_resolve(tmp_path: Path) -> None:
+    proc = run_cli("serve", "--host", "999.1.1.1", "--data-dir", str(tmp_path / "data"))
+    assert_one_line_error(proc, "cannot listen on 999.1.1.1:8080")
+    assert "check --host" in proc.stderr
