@@ -102,7 +102,7 @@ def analyze(
 ) -> None:
     """Analyze an image, a folder of frames or a video: density heatmap, counts, tracks, events."""
     params = dict(locals())
-    from crowdsight.sources.stream import StreamInput, is_stream_url
+    from crowdsight.sources.stream import StreamInput, is_stream_url, open_input
 
     streaming = is_stream_url(str(input_path))
     if not streaming:
@@ -113,22 +113,16 @@ def analyze(
     from crowdsight.pipeline.analyze import run_analysis
     from crowdsight.pipeline.annotate import Annotator
     from crowdsight.pipeline.camera import CameraPipeline
-    from crowdsight.sources.files import open_source
 
     if classes is not None and not detector.lower().endswith(".onnx"):
         raise ConfigError(f"--classes is for a detector you bring (.onnx), not {detector!r}")
     # A bad input fails before the models load.
-    if streaming:
-        stream = StreamInput(str(input_path), fps=fps)
-        stream.probe()
-        stream.close()
-        frame_rate: float = stream.fps
-        name = "stream"
-    else:
-        probe = open_source(Path(input_path), fps=fps)
-        frame_rate = probe.fps
-        probe.close()
-        name = Path(input_path).stem or "input"
+    probe = open_input(input_path, fps=fps)
+    if isinstance(probe, StreamInput):
+        probe.probe()  # a file is read when opened; a stream only when a frame is asked for
+    frame_rate = probe.fps
+    probe.close()
+    name = "stream" if streaming else Path(input_path).stem or "input"
     settings = PipelineSettings(
         density=density,
         density_every_s=density_every_s,

@@ -30,8 +30,9 @@ class OutputError(CrowdsightError):
     """Results cannot be written: the disk is full, or the folder is not writable."""
 
 
-#: What SQLite says when a write does not fit (``SQLITE_FULL``: the disk, or its page limit).
-_SQLITE_FULL = "database or disk is full"
+#: Messages that mean the storage is full: SQLite's ``SQLITE_FULL`` (the disk, or its page
+#: limit), the C library's ENOSPC text (wrapped by drivers), PostgreSQL's failed file growth.
+_FULL_MESSAGES = ("database or disk is full", "No space left on device", "could not extend file")
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -47,10 +48,7 @@ def is_disk_full(exc: BaseException) -> bool:
         seen.add(id(cur))
         if isinstance(cur, OSError) and cur.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
-        text = str(cur)
-        if _SQLITE_FULL in text or "No space left on device" in text:
-            return True
-        if "could not extend file" in text:
+        if any(m in str(cur) for m in _FULL_MESSAGES):
             return True
         cur = cur.__cause__ or cur.__context__ or getattr(cur, "orig", None)
     return False

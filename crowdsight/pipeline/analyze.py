@@ -34,7 +34,7 @@ from crowdsight.pipeline.camera import CameraPipeline, FrameResult
 from crowdsight.sources.files import ImageSource
 from crowdsight.sources.policy import redact_source
 from crowdsight.sources.prefetch import prefetch
-from crowdsight.sources.stream import open_input
+from crowdsight.sources.stream import StreamInput, open_input
 from crowdsight.sources.writer import VideoWriter
 from crowdsight.tracking.offline import GapLedger, OfflineMode
 
@@ -295,8 +295,8 @@ def run_analysis(
         input_path, source, pipeline, n, elapsed, per_frame, tracks, counts, events, redact, error
     )
     summary["stopped_by_user"] = interrupted
-    if source.kind == "stream":  # frames the camera sent while the pipeline was busy
-        summary["skipped_frames"] = getattr(source, "skipped", 0)
+    if isinstance(source, StreamInput):  # frames the camera sent while the pipeline was busy
+        summary["skipped_frames"] = source.skipped
     try:
         tracks.write(out_dir / "tracks.jsonl", pipeline.descriptions())
         (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

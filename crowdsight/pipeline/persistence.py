@@ -135,9 +135,9 @@ class ReportWriter:
                 if is_permanent_store_error(exc) and attempt >= SHUTDOWN_TRIES:
                     # A corrupt file or a refused row does not heal by waiting: say so (health
                     # reports it) and drop this write instead of blocking the runner forever.
-                    first = str(exc).splitlines()[0][:300]
                     self.store_error = (
-                        f"store write failed permanently: {first}; that write was dropped. "
+                        f"store write failed permanently: {_first_line(exc)}; that write was "
+                        "dropped. "
                         "Check the database (a damaged SQLite file: stop crowdsight, move the "
                         "file aside and restore a backup)"
                     )
@@ -151,7 +151,6 @@ class ReportWriter:
         full = is_disk_full(exc)
         if not full and attempt < REPORT_AFTER_TRIES:
             return
-        first = str(exc).splitlines()[0][:300] if str(exc) else exc.__class__.__name__
         why = (
             "the disk holding the database or the snapshots is full: free space there"
             if full
@@ -159,5 +158,11 @@ class ReportWriter:
         )
         self.retrying = (
             f"store writes failing ({attempt} tries): {why}; nothing is dropped, cameras wait "
-            f"and the write is retried ({first})"
+            f"and the write is retried ({_first_line(exc)})"
         )
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's message (at most 300 characters), or its class name."""
+    text = str(exc)
+    return text.splitlines()[0][:300] if text else exc.__class__.__name__

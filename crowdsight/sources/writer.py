@@ -67,9 +67,6 @@ class VideoWriter:
                 if not self._failed:
                     for packet in self._stream.encode():
                         container.mux(packet)
-            except OSError:
-                self._failed = True
-                raise
             finally:
                 container.close()
 

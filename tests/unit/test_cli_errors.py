@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from crowdsight.sources.writer import VideoWriter
+from tests.api.support import free_port
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,15 +42,6 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -
 
 
 NO_MODELS = ("--no-density", "--no-detect")
-
-
-def _free_port() -> int:
-    """A port nothing listens on now (serve checks it can listen before anything else)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_missing_input(tmp_path: Path) -> None:
@@ -264,7 +256,7 @@ def test_non_utf8_serve_config(tmp_path: Path) -> None:
 def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    proc = run_cli("serve", "--data-dir", str(blocker / "data"), "--port", str(_free_port()))
+    proc = run_cli("serve", "--data-dir", str(blocker / "data"), "--port", str(free_port()))
     assert_one_line_error(proc, "data dir")
 
 
@@ -272,7 +264,7 @@ def test_database_file_that_is_not_sqlite(tmp_path: Path) -> None:
     db = tmp_path / "crowdsight.db"
     db.write_bytes(b"this is not a database " * 200)
     f = tmp_path / "serve.yaml"
-    port = _free_port()
+    port = free_port()
     f.write_text(f"server: {{database_url: 'sqlite:///{db}', port: {port}}}\n", encoding="utf-8")
     assert_one_line_error(run_cli("serve", "--config", str(f)), "not a usable database")
 
